@@ -35,9 +35,11 @@ const SLACK_FACTOR: f64 = 1e3;
 /// Times the slack may be widened when the a-posteriori check finds more float error than
 /// estimated.
 const WIDENINGS: u32 = 3;
-/// Nodes after which the search gives up rather than run for hours. The fits the CLI accepts
-/// need at most a few hundred thousand; see the `fit` benchmark.
-const MAX_NODES: u64 = 500_000_000;
+/// Nodes after which [`solve`] gives up (about 6 s on one core) rather than run for hours.
+/// Realistic fits need a few dozen nodes (see the `fit` benchmark). The search grows only when
+/// several nearly collinear high powers are pinned at the coefficient box's edge, which happens
+/// on small ranges where `|c_j| <= 1/2` cannot follow the target.
+pub const MAX_NODES: u64 = 200_000_000;
 
 /// How the exact search went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,13 +160,21 @@ fn ratio(num: &BigInt, den: &BigInt) -> f64 {
     num / den
 }
 
-/// Solves `spec`'s integer least-squares problem exactly.
+/// Solves `spec`'s integer least-squares problem exactly, giving up after [`MAX_NODES`].
 pub fn solve(spec: &FitSpec) -> Result<Solution, FitError> {
+    solve_within(spec, MAX_NODES)
+}
+
+/// Solves `spec`'s integer least-squares problem exactly, or reports
+/// [`FitError::SearchTooLarge`] after `max_nodes` nodes of the enumeration.
+pub fn solve_within(spec: &FitSpec, max_nodes: u64) -> Result<Solution, FitError> {
     let started = Instant::now();
     let grid = spec.grid();
     let xs: Vec<f64> = grid.xs().collect();
     let targets = spec.integer_targets();
-    let vandermonde = Vandermonde::new(&xs, spec.degree(), spec.range())?;
+    // All search vectors below are in the factor's column order; `natural` converts back.
+    let vandermonde = Vandermonde::sorted(&xs, spec.degree(), spec.range())?;
+    let order = vandermonde.order().to_vec();
     let bound = 1i64 << (spec.bits() - 1);
     let objective = Objective::new(spec);
 
@@ -187,11 +197,14 @@ pub fn solve(spec: &FitSpec) -> Result<Solution, FitError> {
     let mut search = Enumeration::new(&vandermonde, &centred);
     let mut nodes = 0;
     for _ in 0..=WIDENINGS {
-        let (candidates, visited) = search.run()?;
+        let (candidates, visited) = search.run(max_nodes.saturating_sub(nodes))?;
         nodes += visited;
         let points: Vec<Vec<i64>> = candidates
             .iter()
-            .map(|delta| start.iter().zip(delta).map(|(a, d)| a + d).collect())
+            .map(|delta| {
+                let column: Vec<i64> = start.iter().zip(delta).map(|(a, d)| a + d).collect();
+                natural(&order, &column)
+            })
             .collect();
         let (best_index, best) = points
             .iter()
@@ -253,8 +266,18 @@ impl Centred {
     /// Centres on `start` with the residual computed exactly, so that float error scales with
     /// the residual rather than with the targets.
     fn exact(v: &Vandermonde, grid: Grid, targets: &[i64], start: &[i64], bound: i64) -> Self {
-        Centred::new(v, &exact_residual(grid, targets, start), start, bound)
+        let residual = exact_residual(grid, targets, &natural(v.order(), start));
+        Centred::new(v, &residual, start, bound)
     }
+}
+
+/// A vector in column order (`column[k]` belongs to power `order[k]`) in power order.
+fn natural(order: &[usize], column: &[i64]) -> Vec<i64> {
+    let mut out = vec![0; column.len()];
+    for (k, &power) in order.iter().enumerate() {
+        out[power] = column[k];
+    }
+    out
 }
 
 /// `t_i - sum_j a_j x_i^j` for every grid point, exact before the final rounding to `f64`.
@@ -383,6 +406,7 @@ struct Enumeration {
     floor: Vec<f64>,
     lo: Vec<i64>,
     hi: Vec<i64>,
+    order: Vec<usize>,
     condition: f64,
     residual_norm: f64,
     factor: f64,
@@ -420,6 +444,7 @@ impl Enumeration {
             floor,
             lo: c.lo.clone(),
             hi: c.hi.clone(),
+            order: v.order().to_vec(),
             condition: v.condition(),
             residual_norm: c.residual_norm,
             factor: SLACK_FACTOR,
@@ -447,7 +472,7 @@ impl Enumeration {
     }
 
     /// Every point within the final radius, and the number of tree nodes visited.
-    fn run(&self) -> Result<(Vec<Vec<i64>>, u64), FitError> {
+    fn run(&self, max_nodes: u64) -> Result<(Vec<Vec<i64>>, u64), FitError> {
         let m = self.z.len();
         let mut delta = vec![0i64; m];
         // partial[i]: contribution of coordinates i..m; partial[m] = 0.
@@ -472,8 +497,8 @@ impl Enumeration {
                 continue;
             };
             nodes += 1;
-            if nodes > MAX_NODES {
-                return Err(FitError::SearchTooLarge { nodes: MAX_NODES });
+            if nodes > max_nodes {
+                return Err(FitError::SearchTooLarge { nodes: max_nodes });
             }
             delta[i] = v;
             partial[i] = partial[i + 1] + q;
@@ -538,8 +563,10 @@ impl Enumeration {
     /// disagreement over the winner's neighbours, relative to the slack allowed for it.
     fn float_error_ratio(&self, objective: &Objective, start: &[i64], best: &[i64]) -> f64 {
         let m = best.len();
-        let absolute =
-            |delta: &[i64]| -> Vec<i64> { start.iter().zip(delta).map(|(a, d)| a + d).collect() };
+        let absolute = |delta: &[i64]| -> Vec<i64> {
+            let column: Vec<i64> = start.iter().zip(delta).map(|(a, d)| a + d).collect();
+            natural(&self.order, &column)
+        };
         let best_abs = absolute(best);
         let best_value = self.value(best);
         let mut probes: Vec<Vec<i64>> = Vec::new();

@@ -50,8 +50,9 @@ pub enum FitError {
     Budget(#[from] crate::budget::BudgetError),
     /// The exact search would take unreasonably long.
     #[error(
-        "the exact search gave up after {nodes} nodes; lower the bits or the degree, \
-         or use --float"
+        "the exact search gave up after {nodes} nodes: on this range the high powers nearly \
+         vanish and are pinned at the coefficient bound; widen the range, lower the degree or \
+         the bits, or use --float"
     )]
     SearchTooLarge {
         /// Nodes visited.

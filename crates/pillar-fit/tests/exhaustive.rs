@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used)]
 
 use num_bigint::BigInt;
-use pillar_fit::exact::Objective;
-use pillar_fit::{FitSpec, Method, Target, fit};
+use pillar_fit::exact::{self, Objective};
+use pillar_fit::{FitError, FitSpec, Method, Target, fit};
 use proptest::prelude::*;
 
 /// The best point of the box `[lo, hi]` (inclusive, per coordinate) and its exact objective.
@@ -125,16 +125,39 @@ fn no_neighbour_is_better_up_to_degree_eight() {
     }
 }
 
+/// The optimum's +-1 neighbourhood, clipped to the coefficient box.
+fn neighbourhood(spec: &FitSpec, solved: &[i64]) -> (Vec<i64>, Vec<i64>) {
+    let b = 1i64 << (spec.bits() - 1);
+    solved
+        .iter()
+        .map(|a| ((a - 1).max(-b), (a + 1).min(b)))
+        .unzip()
+}
+
+#[test]
+fn gives_up_cleanly_instead_of_running_for_hours() {
+    // On [-0.1, 0.1] the powers x^2..x^6 are nearly collinear and pinned at the bound.
+    let spec = FitSpec::new(Target::Relu, 6, 0.1, 5).unwrap();
+    let err = exact::solve_within(&spec, 1_000_000).unwrap_err();
+    assert_eq!(err, FitError::SearchTooLarge { nodes: 1_000_000 });
+    assert!(err.to_string().contains("widen the range"), "{err}");
+    // With the default budget it finishes, and nothing near it is better.
+    let solved = exact::solve(&spec).unwrap().integers;
+    let (lo, hi) = neighbourhood(&spec, &solved);
+    assert_optimal_in(&spec, &lo, &hi);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// Random targets, degrees, ranges and precisions: optimal over the spanning box when it is
-    /// small enough to enumerate, otherwise over the solver's +-1 neighbourhood.
+    /// Random targets, degrees, precisions and realistic ranges (where `|c_j| <= 1/2` can
+    /// follow the target): optimal over the spanning box when it is small enough to enumerate,
+    /// otherwise over the solver's +-1 neighbourhood.
     #[test]
     fn optimal_on_random_problems(
         target in prop::sample::select(Target::ALL.to_vec()),
         degree in 1usize..=8,
-        range_steps in 10i64..=1000,
+        range_steps in 200i64..=1000,
         bits in 2u32..=14,
     ) {
         let range = range_steps as f64 / 100.0;
@@ -142,10 +165,27 @@ proptest! {
         let (mut lo, mut hi) = spanning_box(&spec);
         if box_volume(&lo, &hi) > 200_000 {
             let solved = fit(&spec, Method::Exact).unwrap().integers().unwrap().to_vec();
-            let b = 1i64 << (bits - 1);
-            lo = solved.iter().map(|a| (a - 1).max(-b)).collect();
-            hi = solved.iter().map(|a| (a + 1).min(b)).collect();
+            (lo, hi) = neighbourhood(&spec, &solved);
         }
         assert_optimal_in(&spec, &lo, &hi);
+    }
+
+    /// Small ranges, where the box binds: the answer is optimal, or the search says it gave
+    /// up; never a wrong answer.
+    #[test]
+    fn small_ranges_are_optimal_or_refused(
+        target in prop::sample::select(Target::ALL.to_vec()),
+        degree in 1usize..=8,
+        range_steps in 10i64..200,
+        bits in 2u32..=12,
+    ) {
+        let spec = FitSpec::new(target, degree, range_steps as f64 / 100.0, bits).unwrap();
+        match exact::solve_within(&spec, 5_000_000) {
+            Ok(solution) => {
+                let (lo, hi) = neighbourhood(&spec, &solution.integers);
+                assert_optimal_in(&spec, &lo, &hi);
+            }
+            Err(err) => prop_assert!(matches!(err, FitError::SearchTooLarge { .. }), "{err}"),
+        }
     }
 }

@@ -1,0 +1,3 @@
+//! One module per subcommand: its arguments, and what it prints.
+
+pub mod fit;

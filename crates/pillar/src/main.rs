@@ -1,0 +1,63 @@
+//! `pillar`: private inference of convolutional networks with polynomial activations.
+//!
+//! Three stages, one subcommand each (more arrive with their issues): `fit` finds the
+//! polynomial that replaces ReLU, `train` learns a network that uses it, and `serve`/`infer`
+//! run that network on a client's image without either side showing its secret.
+
+mod commands;
+mod plot;
+
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Fast private inference of CNNs with polynomial activations (PILLAR + ESPN).
+#[derive(Debug, Parser)]
+#[command(name = "pillar", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fit a polynomial to an activation function with quantized coefficients (PILLAR 5.2).
+    Fit(commands::fit::FitArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Fit(args) => commands::fit::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr so that `--json` output on stdout stays clean.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
