@@ -69,6 +69,15 @@ pub fn run(args: &FitArgs) -> Result<()> {
     };
     let bound = args.bound.unwrap_or(args.range);
     let report = FitReport::new(&spec, method, precision, bound)?;
+    if let Some(stats) = &report.solver {
+        tracing::debug!(
+            nodes = stats.nodes,
+            candidates = stats.candidates,
+            float_error_ratio = stats.float_error_ratio,
+            seconds = stats.seconds,
+            "exact search"
+        );
+    }
     for warning in &report.warnings {
         tracing::warn!("{warning}");
     }
