@@ -43,6 +43,11 @@ fn broken_copy(index: usize, replacement: &[u8]) -> tempfile::TempDir {
     dir
 }
 
+/// The error of loading the shipped data set with file `index` replaced by `replacement`.
+fn load_broken(index: usize, replacement: &[u8]) -> DataError {
+    Mnist::load(broken_copy(index, replacement).path()).unwrap_err()
+}
+
 #[test]
 fn embedded_data_is_the_shipped_data() {
     let m = Mnist::embedded().unwrap();
@@ -83,7 +88,7 @@ fn reads_uncompressed_files() {
 fn wrong_magic_number() {
     let mut labels = shipped_raw(1);
     labels[3] = 0x03; // the images' magic, in the labels file
-    let err = Mnist::load(broken_copy(1, &labels).path()).unwrap_err();
+    let err = load_broken(1, &labels);
     assert!(
         matches!(
             err,
@@ -97,7 +102,7 @@ fn wrong_magic_number() {
     );
     assert!(err.to_string().contains("train-labels-idx1-ubyte"), "{err}");
 
-    let err = Mnist::load(broken_copy(0, b"not an idx file at all").path()).unwrap_err();
+    let err = load_broken(0, b"not an idx file at all");
     assert!(matches!(err, DataError::BadMagic { .. }), "{err}");
 }
 
@@ -105,7 +110,7 @@ fn wrong_magic_number() {
 fn truncated_files() {
     let images = shipped_raw(2);
     let cut = &images[..images.len() - 100];
-    let err = Mnist::load(broken_copy(2, cut).path()).unwrap_err();
+    let err = load_broken(2, cut);
     match &err {
         DataError::Truncated {
             expected,
@@ -135,7 +140,7 @@ fn truncated_files() {
 fn trailing_garbage() {
     let mut labels = shipped_raw(3);
     labels.extend_from_slice(&[0, 0, 0]);
-    let err = Mnist::load(broken_copy(3, &labels).path()).unwrap_err();
+    let err = load_broken(3, &labels);
     assert!(
         matches!(err, DataError::TrailingBytes { extra: 3, .. }),
         "{err}"
@@ -145,7 +150,7 @@ fn trailing_garbage() {
 #[test]
 fn mismatched_image_and_label_counts() {
     let labels = idx::encode(&[8003], &shipped_raw(1)[8..8 + 8003]);
-    let err = Mnist::load(broken_copy(1, &labels).path()).unwrap_err();
+    let err = load_broken(1, &labels);
     assert!(
         matches!(
             err,
@@ -164,7 +169,7 @@ fn mismatched_image_and_label_counts() {
 fn labels_outside_the_classes() {
     let mut labels = shipped_raw(3);
     labels[8 + 17] = 10;
-    let err = Mnist::load(broken_copy(3, &labels).path()).unwrap_err();
+    let err = load_broken(3, &labels);
     assert!(
         matches!(
             err,
