@@ -1,0 +1,93 @@
+//! How the parties talk: one [`Channel::exchange`] per communication round.
+//!
+//! Protocol code sees only this trait. Both parties call `exchange` at the same point of the
+//! protocol; each sends its buffer and receives the peer's, so one call is one round however
+//! much data moves. Buffers are ring words; the receiver always knows how many to expect, so a
+//! frame of another length is an error, never a reinterpretation.
+
+mod emulator;
+mod memory;
+mod tcp;
+
+pub use emulator::{Emulated, Link};
+pub use memory::{MemoryChannel, memory_pair};
+pub use tcp::TcpChannel;
+
+use std::time::Duration;
+
+/// How long a receive waits for the peer before it gives up, unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Communication counted by a channel. Bytes are payload bytes (8 per ring word), the unit the
+/// paper and CrypTen report; framing overhead is not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Calls to `exchange`.
+    pub rounds: u64,
+    /// Payload bytes this party sent.
+    pub bytes_sent: u64,
+    /// Payload bytes this party received.
+    pub bytes_received: u64,
+}
+
+impl Stats {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        Stats {
+            rounds: self.rounds - earlier.rounds,
+            bytes_sent: self.bytes_sent - earlier.bytes_sent,
+            bytes_received: self.bytes_received - earlier.bytes_received,
+        }
+    }
+
+    pub(crate) fn record(&mut self, sent_words: usize, received_words: usize) {
+        self.rounds += 1;
+        self.bytes_sent += 8 * sent_words as u64;
+        self.bytes_received += 8 * received_words as u64;
+    }
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The peer is gone.
+    #[error("the peer closed the connection")]
+    Closed,
+    /// Nothing arrived in time.
+    #[error("no message from the peer within {0:?}")]
+    Timeout(Duration),
+    /// The peer sent a frame of the wrong length: the two sides disagree on the protocol.
+    #[error("the peer sent {got} ring words where the protocol expects {expected}")]
+    FrameLength {
+        /// Words this side expected.
+        expected: usize,
+        /// Words the frame holds.
+        got: u64,
+    },
+    /// The connection was not opened by a pillar peer in the other role.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// Any other socket error.
+    #[error("network error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A bidirectional link to the other party that counts rounds and bytes.
+pub trait Channel: Send {
+    /// One round: sends `send` and fills `recv` with exactly `recv.len()` words from the peer.
+    /// Either buffer may be empty (a one-way message is still a round for both).
+    fn exchange(&mut self, send: &[u64], recv: &mut [u64]) -> Result<(), ChannelError>;
+
+    /// Everything counted so far.
+    fn stats(&self) -> Stats;
+}
+
+impl<C: Channel + ?Sized> Channel for Box<C> {
+    fn exchange(&mut self, send: &[u64], recv: &mut [u64]) -> Result<(), ChannelError> {
+        (**self).exchange(send, recv)
+    }
+
+    fn stats(&self) -> Stats {
+        (**self).stats()
+    }
+}

@@ -1,0 +1,60 @@
+//! Correlated randomness: what each protocol consumes, and who makes it.
+//!
+//! Every correlation is described by a [`Need`] and handed to a party as a flat buffer of its
+//! share, laid out as the `Need` documents. The layout always puts the words the client (P1)
+//! gets *from the dealer* last: everything else either party expands from a seed. That is what
+//! lets a dealer ship two seeds plus one correction per correlation instead of whole triples,
+//! in process ([`TrustedDealer`]) or, later, from a dealer process.
+
+mod need;
+mod seeded;
+
+pub use need::Need;
+pub use seeded::{CorrectionSource, SeededDealer, TrustedDealer};
+
+use crate::party::Party;
+
+/// Why correlated randomness could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum DealerError {
+    /// The protocol asked for something other than what the plan prefetched.
+    #[error("the protocol asked the dealer for {got:?} but the prefetched plan has {expected:?} next")]
+    Mismatch {
+        /// What was prefetched next.
+        expected: Box<Need>,
+        /// What was asked for.
+        got: Box<Need>,
+    },
+    /// The dealer (or its connection) is gone.
+    #[error("the dealer is unavailable: {0}")]
+    Unavailable(String),
+    /// A correction of the wrong size arrived.
+    #[error("the dealer sent {got} correction words for {need:?}, expected {expected}")]
+    Correction {
+        /// The correlation.
+        need: Box<Need>,
+        /// Words expected.
+        expected: usize,
+        /// Words received.
+        got: usize,
+    },
+}
+
+/// A source of one party's shares of correlated randomness.
+pub trait Dealer: Send {
+    /// The party this dealer serves.
+    fn party(&self) -> Party;
+
+    /// This party's share of a fresh instance of `need`, [`Need::words`] long.
+    fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError>;
+}
+
+impl<D: Dealer + ?Sized> Dealer for Box<D> {
+    fn party(&self) -> Party {
+        (**self).party()
+    }
+
+    fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
+        (**self).generate(need)
+    }
+}

@@ -1,0 +1,130 @@
+//! Seed-expanding dealers: each party expands its own seed; party 1 also receives corrections.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use super::{Dealer, DealerError, Need};
+use crate::party::Party;
+
+/// Where party 1's corrected words come from: an in-process trusted dealer, or a dealer
+/// process streaming them over the network.
+pub trait CorrectionSource: Send {
+    /// The corrected words of the next `need`, [`Need::correction_words`] long.
+    fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError>;
+}
+
+/// Fills `n` words from `rng`, little-endian so that both parties' expansions agree on any
+/// platform.
+pub(crate) fn expand(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
+    let mut words = vec![0u64; n];
+    rng.fill_bytes(bytemuck::cast_slice_mut(&mut words));
+    for w in &mut words {
+        *w = u64::from_le(*w);
+    }
+    words
+}
+
+/// One party's dealer: a ChaCha12 stream from the seed the dealer gave it, plus, for party 1,
+/// the corrections.
+pub struct SeededDealer {
+    party: Party,
+    rng: ChaCha12Rng,
+    corrections: Option<Box<dyn CorrectionSource>>,
+}
+
+impl std::fmt::Debug for SeededDealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeededDealer")
+            .field("party", &self.party)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SeededDealer {
+    /// Party 0's dealer from its seed: it never hears from the dealer again.
+    pub fn server(seed: [u8; 32]) -> Self {
+        SeededDealer {
+            party: Party::Server,
+            rng: ChaCha12Rng::from_seed(seed),
+            corrections: None,
+        }
+    }
+
+    /// Party 1's dealer from its seed and the source of its corrections.
+    pub fn client(seed: [u8; 32], corrections: Box<dyn CorrectionSource>) -> Self {
+        SeededDealer {
+            party: Party::Client,
+            rng: ChaCha12Rng::from_seed(seed),
+            corrections: Some(corrections),
+        }
+    }
+}
+
+impl Dealer for SeededDealer {
+    fn party(&self) -> Party {
+        self.party
+    }
+
+    fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
+        match &mut self.corrections {
+            None => Ok(expand(&mut self.rng, need.words())),
+            Some(source) => {
+                let mut words = expand(&mut self.rng, need.seeded_words());
+                let correction = source.correction(need)?;
+                if correction.len() != need.correction_words() {
+                    return Err(DealerError::Correction {
+                        need: Box::new(need.clone()),
+                        expected: need.correction_words(),
+                        got: correction.len(),
+                    });
+                }
+                words.extend(correction);
+                Ok(words)
+            }
+        }
+    }
+}
+
+/// The trusted third party of the paper's benchmarks, run in process: it picks both seeds and
+/// computes party 1's corrections by replaying both parties' streams.
+pub struct TrustedDealer {
+    p0: ChaCha12Rng,
+    p1: ChaCha12Rng,
+}
+
+impl TrustedDealer {
+    /// Dealers for both parties, seeded from the operating system's CSPRNG.
+    pub fn pair() -> (SeededDealer, SeededDealer) {
+        let mut master: ChaCha12Rng = rand::make_rng();
+        Self::from_master(&mut master)
+    }
+
+    /// Dealers for both parties from a fixed seed: reproducible, so for tests and benchmarks
+    /// only. A fixed seed makes the randomness known to whoever knows the seed.
+    pub fn pair_from_seed(seed: u64) -> (SeededDealer, SeededDealer) {
+        Self::from_master(&mut ChaCha12Rng::seed_from_u64(seed))
+    }
+
+    fn from_master(master: &mut ChaCha12Rng) -> (SeededDealer, SeededDealer) {
+        let mut s0 = [0u8; 32];
+        let mut s1 = [0u8; 32];
+        master.fill_bytes(&mut s0);
+        master.fill_bytes(&mut s1);
+        let dealer = TrustedDealer {
+            p0: ChaCha12Rng::from_seed(s0),
+            p1: ChaCha12Rng::from_seed(s1),
+        };
+        (
+            SeededDealer::server(s0),
+            SeededDealer::client(s1, Box::new(dealer)),
+        )
+    }
+}
+
+impl CorrectionSource for TrustedDealer {
+    fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
+        let p0 = expand(&mut self.p0, need.words());
+        let p1 = expand(&mut self.p1, need.seeded_words());
+        Ok(need.correction(&p0, &p1))
+    }
+}

@@ -1,0 +1,92 @@
+//! Both parties in one process: a thread each over an in-memory channel.
+//!
+//! For tests, benchmarks and `pillar eval`, where the parties need not be separate machines.
+//! The protocol code is the same as over TCP.
+
+use std::time::Duration;
+
+use crate::channel::{DEFAULT_TIMEOUT, Emulated, Link, memory_pair};
+use crate::dealer::TrustedDealer;
+use crate::error::MpcError;
+use crate::party::Party;
+use crate::ring::FixedPoint;
+use crate::session::Session;
+
+/// How to run two local parties.
+#[derive(Debug, Clone, Copy)]
+pub struct Local {
+    /// Fixed-point format.
+    pub fixed: FixedPoint,
+    /// Emulated link between the threads.
+    pub link: Link,
+    /// Seed of the dealer and of the input masks: `Some` only in tests and benchmarks.
+    pub seed: Option<u64>,
+    /// Receive timeout.
+    pub timeout: Duration,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local {
+            fixed: FixedPoint::default(),
+            link: Link::default(),
+            seed: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Local {
+    /// Seeded runs with the default format and no link delay (tests).
+    pub fn seeded(seed: u64) -> Local {
+        Local {
+            seed: Some(seed),
+            ..Local::default()
+        }
+    }
+
+    /// Runs `f` as both parties at once and returns `[server result, client result]`. If a
+    /// party fails, the other sees its channel close; the first party's error that is not
+    /// that consequence is returned.
+    pub fn run<R, F>(&self, f: F) -> Result<[R; 2], MpcError>
+    where
+        R: Send,
+        F: Fn(&mut Session) -> Result<R, MpcError> + Sync,
+    {
+        let (c0, c1) = memory_pair(self.timeout);
+        let (d0, d1) = match self.seed {
+            Some(seed) => TrustedDealer::pair_from_seed(seed),
+            None => TrustedDealer::pair(),
+        };
+        let link = self.link;
+        let make = |party: Party, channel, dealer| -> Result<Session, MpcError> {
+            let s = Session::new(party, self.fixed, Emulated::new(channel, link), dealer)?;
+            Ok(match self.seed {
+                Some(seed) => s.with_mask_seed(seed),
+                None => s,
+            })
+        };
+        let mut s0 = make(Party::Server, c0, d0)?;
+        let s1 = make(Party::Client, c1, d1)?;
+        let f = &f;
+        let (r0, r1) = std::thread::scope(|scope| {
+            // Each session is dropped as soon as its party is done, so that a failing party
+            // closes the channel and its peer stops waiting.
+            let h = scope.spawn(move || {
+                let mut s1 = s1;
+                f(&mut s1)
+            });
+            let r0 = f(&mut s0);
+            drop(s0);
+            let r1 = h.join().unwrap_or_else(|_| {
+                Err(MpcError::invalid("local run", "the client thread panicked"))
+            });
+            (r0, r1)
+        });
+        match (r0, r1) {
+            (Ok(a), Ok(b)) => Ok([a, b]),
+            (Err(e), Err(MpcError::Channel(_))) | (Err(MpcError::Channel(_)), Err(e)) => Err(e),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    }
+}

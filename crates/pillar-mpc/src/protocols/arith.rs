@@ -1,0 +1,119 @@
+//! Sharing, opening and the local linear operations.
+//!
+//! Addition of shares, and anything linear with public values, needs no communication: each
+//! party applies it to its own share, and constants are added by party 0 alone.
+
+use crate::error::MpcError;
+use crate::party::Party;
+use crate::session::Session;
+use crate::tensor::{RingTensor, Share, check_same_shape};
+
+/// Secret-shares a tensor that `owner` holds: the owner passes `Some(value)`, the other party
+/// `None`; both pass its shape. The owner keeps `value - r` and sends a fresh uniform `r`.
+/// One round; the owner sends `n` words, the other party none.
+pub fn share(
+    s: &mut Session,
+    owner: Party,
+    value: Option<&RingTensor>,
+    shape: &[usize],
+) -> Result<Share, MpcError> {
+    let n: usize = shape.iter().product();
+    if s.party() == owner {
+        let value = value.ok_or_else(|| {
+            MpcError::invalid("share", format!("{owner} owns the input but passed none"))
+        })?;
+        check_same_shape("share", value.shape(), shape)?;
+        let mask = s.random_words(n);
+        s.exchange(&mask, 0)?;
+        let own = value
+            .data()
+            .iter()
+            .zip(&mask)
+            .map(|(v, r)| v.wrapping_sub(*r))
+            .collect();
+        Ok(Share::new(RingTensor::new(shape.to_vec(), own)?))
+    } else {
+        if value.is_some() {
+            return Err(MpcError::invalid(
+                "share",
+                format!("{} passed a value for an input {owner} owns", s.party()),
+            ));
+        }
+        let received = s.exchange(&[], n)?;
+        Ok(Share::new(RingTensor::new(shape.to_vec(), received)?))
+    }
+}
+
+/// Opens a shared tensor to both parties. One round, `n` words each way.
+pub fn reveal(s: &mut Session, x: &Share) -> Result<RingTensor, MpcError> {
+    let peer = s.exchange(x.data(), x.len())?;
+    let sum = x
+        .data()
+        .iter()
+        .zip(&peer)
+        .map(|(a, b)| a.wrapping_add(*b))
+        .collect();
+    RingTensor::new(x.shape().to_vec(), sum)
+}
+
+/// Opens a shared tensor to `to` only: `Some(value)` there, `None` at the other party. One
+/// round; the other party sends `n` words.
+pub fn reveal_to(s: &mut Session, x: &Share, to: Party) -> Result<Option<RingTensor>, MpcError> {
+    if s.party() == to {
+        let peer = s.exchange(&[], x.len())?;
+        let sum = x
+            .data()
+            .iter()
+            .zip(&peer)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect();
+        Ok(Some(RingTensor::new(x.shape().to_vec(), sum)?))
+    } else {
+        s.exchange(x.data(), 0)?;
+        Ok(None)
+    }
+}
+
+/// A public tensor as a share: party 0 holds it, party 1 holds zeros.
+pub fn from_public(s: &Session, t: &RingTensor) -> Share {
+    if s.party().is_server() {
+        Share::new(t.clone())
+    } else {
+        Share::new(t.zeros_like())
+    }
+}
+
+/// `x + y`.
+pub fn add(x: &Share, y: &Share) -> Result<Share, MpcError> {
+    Ok(Share::new(x.tensor().add(y.tensor())?))
+}
+
+/// `x - y`.
+pub fn sub(x: &Share, y: &Share) -> Result<Share, MpcError> {
+    Ok(Share::new(x.tensor().sub(y.tensor())?))
+}
+
+/// `-x`.
+pub fn neg(x: &Share) -> Share {
+    Share::new(x.tensor().map(u64::wrapping_neg))
+}
+
+/// `x + t` for a public `t` (added by party 0).
+pub fn add_public(s: &Session, x: &Share, t: &RingTensor) -> Result<Share, MpcError> {
+    check_same_shape("add_public", x.shape(), t.shape())?;
+    if s.party().is_server() {
+        Ok(Share::new(x.tensor().add(t)?))
+    } else {
+        Ok(x.clone())
+    }
+}
+
+/// `x * t` elementwise for a public `t`, without truncation (the scale adds up).
+pub fn mul_public(x: &Share, t: &RingTensor) -> Result<Share, MpcError> {
+    Ok(Share::new(x.tensor().mul(t)?))
+}
+
+/// `k * x` for a public ring scalar, without truncation.
+pub fn scale(x: &Share, k: u64) -> Share {
+    Share::new(x.tensor().map(|v| v.wrapping_mul(k)))
+}

@@ -1,0 +1,85 @@
+//! HoneyBadger: one opened value per input, powers by the binomial closed form.
+//!
+//! The dealer supplies shares of `r, r^2, .., r^d` for a uniformly random ring element `r`
+//! (never a fixed one: `r = 1` would open `x` itself). Each party pre-scales its share of `x`
+//! once, `y = x / 2^s` with `s = s_d` of ESPN (one opening must serve every power), the parties
+//! open `c = y - r`, and locally `[y^m] = sum_j C(m, j) c^(m-j) [r^j]` with `[r^0] = 1` held by
+//! party 0. That is exact in the ring; `y^m` at scale `2^(m (f - s))` is then rescaled to
+//! `2^f`. The linear term uses `x` itself, at full precision.
+//!
+//! One round; one word (8 bytes) per element per party.
+
+use pillar_fit::budget::prescale;
+
+use crate::dealer::Need;
+use crate::error::MpcError;
+use crate::protocols::poly::{binomial, combine, degree};
+use crate::protocols::truncation::{rescale_words, truncate_word};
+use crate::session::Session;
+use crate::tensor::Share;
+
+/// What [`evaluate`] asks the dealer for.
+pub fn needs(n: usize, degree: usize) -> Vec<Need> {
+    if degree < 2 {
+        Vec::new()
+    } else {
+        vec![Need::Powers { n, degree }]
+    }
+}
+
+/// `x^2..x^d` at scale `2^f`.
+pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>, MpcError> {
+    if degree < 2 {
+        return Ok(Vec::new());
+    }
+    let n = x.len();
+    let f = s.fixed().frac_bits();
+    let party = s.party();
+    let shift = prescale(degree as u32, f);
+    let r = s.correlation(Need::Powers { n, degree })?;
+    let send: Vec<u64> = x
+        .data()
+        .iter()
+        .zip(&r[..n])
+        .map(|(&v, r)| truncate_word(party, v, shift).wrapping_sub(*r))
+        .collect();
+    let peer = s.exchange(&send, n)?;
+    let binomials: Vec<Vec<u64>> = (0..=degree)
+        .map(|m| (0..=m).map(|j| binomial(m, j)).collect())
+        .collect();
+    let mut out = vec![vec![0u64; n]; degree - 1];
+    let mut cpow = vec![1u64; degree + 1];
+    for e in 0..n {
+        let c = send[e].wrapping_add(peer[e]);
+        for j in 1..=degree {
+            cpow[j] = cpow[j - 1].wrapping_mul(c);
+        }
+        // rj(0) is this party's share of r^0 = 1.
+        let rj = |j: usize| -> u64 {
+            if j == 0 {
+                u64::from(party.is_server())
+            } else {
+                r[(j - 1) * n + e]
+            }
+        };
+        for m in 2..=degree {
+            let mut acc = 0u64;
+            for j in 0..=m {
+                acc = acc.wrapping_add(binomials[m][j].wrapping_mul(cpow[m - j]).wrapping_mul(rj(j)));
+            }
+            out[m - 2][e] = acc;
+        }
+    }
+    for (idx, p) in out.iter_mut().enumerate() {
+        let m = idx as u32 + 2;
+        rescale_words(party, p, m * (f - shift), f);
+    }
+    Ok(out)
+}
+
+/// `sum_k c_k x^k` for coefficients `c_0..c_d`.
+pub fn evaluate(s: &mut Session, x: &Share, coefficients: &[f64]) -> Result<Share, MpcError> {
+    let d = degree(coefficients)?;
+    let p = powers(s, x, d)?;
+    combine(s, x, &p, coefficients)
+}

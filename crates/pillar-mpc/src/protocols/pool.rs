@@ -1,0 +1,125 @@
+//! Sum- and average-pooling: local sums, then a public division.
+
+use crate::error::MpcError;
+use crate::protocols::truncation::truncate_words;
+use crate::session::Session;
+use crate::tensor::{RingTensor, Share};
+
+/// A pooling window over NCHW tensors (no padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Window height.
+    pub kernel_h: usize,
+    /// Window width.
+    pub kernel_w: usize,
+    /// Step in both directions.
+    pub stride: usize,
+}
+
+impl Window {
+    /// A square `k x k` window with stride `stride`.
+    pub fn square(k: usize, stride: usize) -> Window {
+        Window {
+            kernel_h: k,
+            kernel_w: k,
+            stride,
+        }
+    }
+
+    /// Output `(height, width)` for an input of `h x w`, or an error if the window does not fit.
+    pub fn output(&self, h: usize, w: usize) -> Result<(usize, usize), MpcError> {
+        if self.stride == 0 || self.kernel_h == 0 || self.kernel_w == 0 {
+            return Err(MpcError::invalid("pool", "empty window or stride 0"));
+        }
+        if self.kernel_h > h || self.kernel_w > w {
+            return Err(MpcError::invalid(
+                "pool",
+                format!(
+                    "{}x{} window does not fit a {h}x{w} input",
+                    self.kernel_h, self.kernel_w
+                ),
+            ));
+        }
+        Ok((
+            (h - self.kernel_h) / self.stride + 1,
+            (w - self.kernel_w) / self.stride + 1,
+        ))
+    }
+}
+
+/// For each output element of pooling an NCHW tensor, the flat input indices of its window:
+/// `(output shape, windows)` with `windows[o * size + j]` the `j`-th index of output `o`.
+pub(crate) fn windows(
+    shape: &[usize],
+    window: Window,
+) -> Result<(Vec<usize>, Vec<usize>), MpcError> {
+    let &[n, c, h, w] = shape else {
+        return Err(MpcError::invalid(
+            "pool",
+            format!("expected an NCHW tensor, got shape {shape:?}"),
+        ));
+    };
+    let (oh, ow) = window.output(h, w)?;
+    let mut idx = Vec::with_capacity(n * c * oh * ow * window.kernel_h * window.kernel_w);
+    for plane in 0..n * c {
+        for y in 0..oh {
+            for x in 0..ow {
+                for ky in 0..window.kernel_h {
+                    for kx in 0..window.kernel_w {
+                        idx.push((plane * h + y * window.stride + ky) * w + x * window.stride + kx);
+                    }
+                }
+            }
+        }
+    }
+    Ok((vec![n, c, oh, ow], idx))
+}
+
+/// The sum over each window. Local.
+pub fn sum_pool(x: &Share, window: Window) -> Result<Share, MpcError> {
+    let (shape, idx) = windows(x.shape(), window)?;
+    let size = window.kernel_h * window.kernel_w;
+    let data = idx
+        .chunks(size)
+        .map(|win| win.iter().fold(0u64, |acc, &i| acc.wrapping_add(x.data()[i])))
+        .collect();
+    Ok(Share::new(RingTensor::new(shape, data)?))
+}
+
+/// The mean over each window. Local: a truncation when the window size is a power of two,
+/// otherwise a product with `1 / size` rounded to `f` bits and a truncation by `2^f`.
+pub fn avg_pool(s: &Session, x: &Share, window: Window) -> Result<Share, MpcError> {
+    let sum = sum_pool(x, window)?;
+    let size = (window.kernel_h * window.kernel_w) as u64;
+    let mut words = sum.data().to_vec();
+    if size.is_power_of_two() {
+        truncate_words(s.party(), &mut words, size.trailing_zeros());
+    } else {
+        // Rounded, not truncated: a relative error of at most size / 2^(f+1).
+        let inv = (s.fixed().scale() / size as f64).round() as u64;
+        for w in &mut words {
+            *w = w.wrapping_mul(inv);
+        }
+        truncate_words(s.party(), &mut words, s.fixed().frac_bits());
+    }
+    Ok(Share::new(RingTensor::new(sum.shape().to_vec(), words)?))
+}
+
+/// The mean over each whole `H x W` plane, as `[N, C, 1, 1]`.
+pub fn global_avg_pool(s: &Session, x: &Share) -> Result<Share, MpcError> {
+    let &[_, _, h, w] = x.shape() else {
+        return Err(MpcError::invalid(
+            "global_avg_pool",
+            format!("expected an NCHW tensor, got shape {:?}", x.shape()),
+        ));
+    };
+    avg_pool(
+        s,
+        x,
+        Window {
+            kernel_h: h,
+            kernel_w: w,
+            stride: 1,
+        },
+    )
+}

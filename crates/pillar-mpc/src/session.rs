@@ -1,0 +1,125 @@
+//! One party's end of a two-party computation: who it is, its link, its dealer.
+
+use std::collections::VecDeque;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use crate::channel::{Channel, Stats};
+use crate::dealer::{Dealer, DealerError, Need};
+use crate::error::MpcError;
+use crate::party::Party;
+use crate::ring::FixedPoint;
+
+/// Everything a protocol step needs on one side. Protocols are functions of a `&mut Session`
+/// and shares; they reach the network only through the session's [`Channel`] and randomness
+/// only through its [`Dealer`] (and its CSPRNG for masking inputs).
+pub struct Session {
+    party: Party,
+    fixed: FixedPoint,
+    channel: Box<dyn Channel>,
+    dealer: Box<dyn Dealer>,
+    prefetched: VecDeque<(Need, Vec<u64>)>,
+    rng: ChaCha12Rng,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("party", &self.party)
+            .field("fixed", &self.fixed)
+            .field("stats", &self.channel.stats())
+            .field("prefetched", &self.prefetched.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session for `party`, masking its inputs with a CSPRNG seeded by the operating system.
+    pub fn new(
+        party: Party,
+        fixed: FixedPoint,
+        channel: impl Channel + 'static,
+        dealer: impl Dealer + 'static,
+    ) -> Result<Self, MpcError> {
+        if dealer.party() != party {
+            return Err(MpcError::invalid(
+                "session",
+                format!("{party} was given the dealer of {}", dealer.party()),
+            ));
+        }
+        Ok(Session {
+            party,
+            fixed,
+            channel: Box::new(channel),
+            dealer: Box::new(dealer),
+            prefetched: VecDeque::new(),
+            rng: rand::make_rng(),
+        })
+    }
+
+    /// Replaces the input-masking CSPRNG by one from a fixed seed: reproducible runs in tests
+    /// and benchmarks only.
+    pub fn with_mask_seed(mut self, seed: u64) -> Self {
+        self.rng = ChaCha12Rng::seed_from_u64(seed ^ self.party.index() as u64);
+        self
+    }
+
+    /// Which party this is.
+    pub fn party(&self) -> Party {
+        self.party
+    }
+
+    /// The fixed-point format.
+    pub fn fixed(&self) -> FixedPoint {
+        self.fixed
+    }
+
+    /// Rounds and bytes so far.
+    pub fn stats(&self) -> Stats {
+        self.channel.stats()
+    }
+
+    /// The offline phase: fetches the correlations `needs` (in the order the protocol will ask
+    /// for them) so that the online phase does not wait for the dealer.
+    pub fn prefetch(&mut self, needs: &[Need]) -> Result<(), MpcError> {
+        for need in needs {
+            let words = self.dealer.generate(need)?;
+            self.prefetched.push_back((need.clone(), words));
+        }
+        Ok(())
+    }
+
+    /// Correlations fetched and not yet used.
+    pub fn prefetched(&self) -> usize {
+        self.prefetched.len()
+    }
+
+    /// This party's share of `need`: the next prefetched one, which must be that, or a fresh
+    /// one from the dealer when nothing is prefetched.
+    pub(crate) fn correlation(&mut self, need: Need) -> Result<Vec<u64>, MpcError> {
+        match self.prefetched.pop_front() {
+            Some((expected, words)) if expected == need => Ok(words),
+            Some((expected, _)) => Err(DealerError::Mismatch {
+                expected: Box::new(expected),
+                got: Box::new(need),
+            }
+            .into()),
+            None => Ok(self.dealer.generate(&need)?),
+        }
+    }
+
+    /// One round: sends `send`, returns the peer's `n` words.
+    pub(crate) fn exchange(&mut self, send: &[u64], n: usize) -> Result<Vec<u64>, MpcError> {
+        let mut recv = vec![0u64; n];
+        self.channel.exchange(send, &mut recv)?;
+        Ok(recv)
+    }
+
+    /// Uniform ring words from the session's CSPRNG.
+    pub(crate) fn random_words(&mut self, n: usize) -> Vec<u64> {
+        let mut words = vec![0u64; n];
+        self.rng.fill_bytes(bytemuck::cast_slice_mut(&mut words));
+        words
+    }
+}

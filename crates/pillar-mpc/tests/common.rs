@@ -1,0 +1,63 @@
+//! Helpers shared by the protocol tests: run a protocol on both parties of a seeded local
+//! computation and open its result.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use pillar_mpc::channel::Stats;
+use pillar_mpc::protocols::arith::{reveal, share};
+use pillar_mpc::{Local, MpcError, Party, RingTensor, Session, Share};
+
+/// The opened output and each party's rounds and bytes of the protocol alone (sharing and
+/// opening excluded).
+pub struct Outcome {
+    pub value: RingTensor,
+    pub stats: [Stats; 2],
+}
+
+/// Shares `inputs` (the client owns the first, the server the rest, as weights), runs `f`
+/// and opens its result to both.
+pub fn run<F>(seed: u64, inputs: &[RingTensor], f: F) -> Outcome
+where
+    F: Fn(&mut Session, &[Share]) -> Result<Share, MpcError> + Sync,
+{
+    let [a, b] = Local::seeded(seed)
+        .run(|s| {
+            let mut shares = Vec::new();
+            for (i, t) in inputs.iter().enumerate() {
+                let owner = if i == 0 { Party::Client } else { Party::Server };
+                let mine = (s.party() == owner).then_some(t);
+                shares.push(share(s, owner, mine, t.shape())?);
+            }
+            let before = s.stats();
+            let y = f(s, &shares)?;
+            let stats = s.stats().since(&before);
+            Ok((reveal(s, &y)?, stats))
+        })
+        .unwrap();
+    assert_eq!(a.0, b.0, "both parties open the same value");
+    Outcome {
+        value: a.0,
+        stats: [a.1, b.1],
+    }
+}
+
+/// Asserts that both parties used exactly `rounds` rounds and each sent `words` ring words.
+pub fn assert_cost(o: &Outcome, rounds: u64, words: u64) {
+    for (p, st) in o.stats.iter().enumerate() {
+        assert_eq!(st.rounds, rounds, "rounds of P{p}");
+        assert_eq!(st.bytes_sent, 8 * words, "bytes sent by P{p}");
+        assert_eq!(st.bytes_received, 8 * words, "bytes received by P{p}");
+    }
+}
+
+pub fn tensor(shape: &[usize], data: Vec<i64>) -> RingTensor {
+    RingTensor::new(shape.to_vec(), data.into_iter().map(|v| v as u64).collect()).unwrap()
+}
+
+pub fn signed(t: &RingTensor) -> Vec<i64> {
+    t.data().iter().map(|&v| v as i64).collect()
+}
+
+/// `floor(v / 2^k)`.
+pub fn floor_shift(v: i128, k: u32) -> i128 {
+    v >> k
+}
