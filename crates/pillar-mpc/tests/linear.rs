@@ -163,8 +163,8 @@ proptest! {
     fn pooling(seed: u64, raw in values(2 * 3 * 6 * 6, 1 << 24)) {
         let shape = [2, 3, 6, 6];
         let t = tensor(&shape, raw.clone());
-        let o = run(seed, &[t.clone()], |_, sh| sum_pool(&sh[0], Window::square(2, 2)));
-        let a = run(seed, &[t.clone()], |s, sh| avg_pool(s, &sh[0], Window::square(3, 3)));
+        let o = run(seed, std::slice::from_ref(&t), |_, sh| sum_pool(&sh[0], Window::square(2, 2)));
+        let a = run(seed, std::slice::from_ref(&t), |s, sh| avg_pool(s, &sh[0], Window::square(3, 3)));
         let g = run(seed, &[t], |s, sh| global_avg_pool(s, &sh[0]));
         let at = |p: usize, y: usize, x: usize| i128::from(raw[(p * 6 + y) * 6 + x]);
         let sums = signed(&o.value);
@@ -203,22 +203,42 @@ fn shape_mismatches_are_errors_not_panics() {
     let y = tensor(&[3, 3], vec![1; 9]);
     let err = Local::seeded(1)
         .run(|s| {
-            let a = arith::share(s, Party::Client, (s.party() == Party::Client).then_some(&x), &[2, 3])?;
-            let b = arith::share(s, Party::Server, (s.party() == Party::Server).then_some(&y), &[3, 3])?;
+            let a = arith::share(
+                s,
+                Party::Client,
+                (s.party() == Party::Client).then_some(&x),
+                &[2, 3],
+            )?;
+            let b = arith::share(
+                s,
+                Party::Server,
+                (s.party() == Party::Server).then_some(&y),
+                &[3, 3],
+            )?;
             beaver::mul(s, &a, &b)
         })
         .unwrap_err();
     assert!(matches!(err, MpcError::Shape { op: "mul", .. }), "{err}");
     let err = Local::seeded(1)
         .run(|s| {
-            let a = arith::share(s, Party::Client, (s.party() == Party::Client).then_some(&x), &[2, 3])?;
+            let a = arith::share(
+                s,
+                Party::Client,
+                (s.party() == Party::Client).then_some(&x),
+                &[2, 3],
+            )?;
             linear::matmul(s, &a, &a)
         })
         .unwrap_err();
     assert!(err.to_string().contains("matmul"), "{err}");
     let err = Local::seeded(1)
         .run(|s| {
-            let a = arith::share(s, Party::Client, (s.party() == Party::Client).then_some(&x), &[2, 3])?;
+            let a = arith::share(
+                s,
+                Party::Client,
+                (s.party() == Party::Client).then_some(&x),
+                &[2, 3],
+            )?;
             linear::conv2d(s, &a, &a, None, 1, 0)
         })
         .unwrap_err();
@@ -230,7 +250,12 @@ fn truncation_beyond_the_ring_is_an_error() {
     let x = tensor(&[1], vec![5]);
     let err = Local::seeded(2)
         .run(|s| {
-            let a = arith::share(s, Party::Client, (s.party() == Party::Client).then_some(&x), &[1])?;
+            let a = arith::share(
+                s,
+                Party::Client,
+                (s.party() == Party::Client).then_some(&x),
+                &[1],
+            )?;
             truncation::truncate(s, &a, 63)
         })
         .unwrap_err();
@@ -242,7 +267,12 @@ fn reveal_to_one_party_only() {
     let x = tensor(&[4], vec![1, -2, 3, -4]);
     let [server, client] = Local::seeded(3)
         .run(|s| {
-            let a = arith::share(s, Party::Client, (s.party() == Party::Client).then_some(&x), &[4])?;
+            let a = arith::share(
+                s,
+                Party::Client,
+                (s.party() == Party::Client).then_some(&x),
+                &[4],
+            )?;
             let before = s.stats();
             let opened = arith::reveal_to(s, &a, Party::Server)?;
             Ok((opened, s.stats().since(&before)))
@@ -250,6 +280,20 @@ fn reveal_to_one_party_only() {
         .unwrap();
     assert_eq!(server.0.as_ref().map(signed), Some(vec![1, -2, 3, -4]));
     assert!(client.0.is_none());
-    assert_eq!((server.1.rounds, server.1.bytes_sent, server.1.bytes_received), (1, 0, 32));
-    assert_eq!((client.1.rounds, client.1.bytes_sent, client.1.bytes_received), (1, 32, 0));
+    assert_eq!(
+        (
+            server.1.rounds,
+            server.1.bytes_sent,
+            server.1.bytes_received
+        ),
+        (1, 0, 32)
+    );
+    assert_eq!(
+        (
+            client.1.rounds,
+            client.1.bytes_sent,
+            client.1.bytes_received
+        ),
+        (1, 32, 0)
+    );
 }

@@ -29,7 +29,11 @@ struct Approx {
 
 /// Rescales an exact integer `y^k` formed at `from` bits to `to` bits, as the protocols do.
 fn rescale(v: i128, from: u32, to: u32) -> i128 {
-    if from >= to { v >> (from - to) } else { v << (to - from) }
+    if from >= to {
+        v >> (from - to)
+    } else {
+        v << (to - from)
+    }
 }
 
 /// `x^k` from a pre-scaled input: exact value, and the bound from `y` being off by one and
@@ -39,8 +43,12 @@ fn prescaled_power(x: i64, k: u32, shift: u32, f: u32) -> Approx {
     let scale = k * (f - shift);
     let exact = rescale(y.pow(k), scale, f);
     let ya = y.unsigned_abs() as f64;
-    let spread = ((ya + 1.0).powi(k as i32) - ya.powi(k as i32)) * (f64::from(f) - f64::from(scale)).exp2();
-    Approx { v: exact as f64, tol: spread + 2.0 }
+    let spread =
+        ((ya + 1.0).powi(k as i32) - ya.powi(k as i32)) * (f64::from(f) - f64::from(scale)).exp2();
+    Approx {
+        v: exact as f64,
+        tol: spread + 2.0,
+    }
 }
 
 /// `a * b / 2^f` with bounds.
@@ -79,14 +87,19 @@ fn espn_reference(fp: FixedPoint, x: i64, c: &[f64]) -> Approx {
 fn honeybadger_reference(fp: FixedPoint, x: i64, c: &[f64]) -> Approx {
     let f = fp.frac_bits();
     let d = c.len() as u32 - 1;
-    let powers: Vec<Approx> = (2..=d).map(|k| prescaled_power(x, k, prescale(d, f), f)).collect();
+    let powers: Vec<Approx> = (2..=d)
+        .map(|k| prescaled_power(x, k, prescale(d, f), f))
+        .collect();
     combine(fp, x, &powers, c)
 }
 
 fn crypten_reference(fp: FixedPoint, x: i64, c: &[f64]) -> Approx {
     let f = fp.frac_bits();
     let d = c.len() - 1;
-    let mut all = vec![Approx { v: x as f64, tol: 0.0 }];
+    let mut all = vec![Approx {
+        v: x as f64,
+        tol: 0.0,
+    }];
     while all.len() < d {
         let m = all.len();
         let new = (2 * m).min(d) - m;
@@ -99,7 +112,11 @@ fn crypten_reference(fp: FixedPoint, x: i64, c: &[f64]) -> Approx {
 }
 
 fn check(
-    protocol: fn(&mut pillar_mpc::Session, &pillar_mpc::Share, &[f64]) -> Result<pillar_mpc::Share, MpcError>,
+    protocol: fn(
+        &mut pillar_mpc::Session,
+        &pillar_mpc::Share,
+        &[f64],
+    ) -> Result<pillar_mpc::Share, MpcError>,
     reference: fn(FixedPoint, i64, &[f64]) -> Approx,
     seed: u64,
     xs: &[f64],
@@ -107,7 +124,9 @@ fn check(
 ) -> common::Outcome {
     let fp = FixedPoint::default();
     let x = RingTensor::encode(fp, vec![xs.len()], xs).unwrap();
-    let o = run(seed, &[x.clone()], |s, sh| protocol(s, &sh[0], c));
+    let o = run(seed, std::slice::from_ref(&x), |s, sh| {
+        protocol(s, &sh[0], c)
+    });
     for (i, (&got, &xi)) in signed(&o.value).iter().zip(x.data()).enumerate() {
         let want = reference(fp, xi as i64, c);
         assert!(
@@ -170,7 +189,9 @@ proptest! {
 fn paper_polynomial_error_and_cost_at_f16() {
     let fp = FixedPoint::default();
     let n = 4001;
-    let xs: Vec<f64> = (0..n).map(|i| -6.0 + 12.0 * i as f64 / (n - 1) as f64).collect();
+    let xs: Vec<f64> = (0..n)
+        .map(|i| -6.0 + 12.0 * i as f64 / (n - 1) as f64)
+        .collect();
     let x = RingTensor::encode(fp, vec![n], &xs).unwrap();
     let plain = |v: f64| PAPER.iter().rev().fold(0.0, |acc, c| acc * v + c);
     for (name, protocol, rounds, words) in [
@@ -178,7 +199,9 @@ fn paper_polynomial_error_and_cost_at_f16() {
         ("honeybadger", honeybadger::evaluate, 1, 1),
         ("crypten", crypten::evaluate, 2, 4),
     ] {
-        let o = run(11, &[x.clone()], |s, sh| protocol(s, &sh[0], &PAPER));
+        let o = run(11, std::slice::from_ref(&x), |s, sh| {
+            protocol(s, &sh[0], &PAPER)
+        });
         let got = o.value.decode(fp);
         let max_err = got
             .iter()

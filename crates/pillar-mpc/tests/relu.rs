@@ -17,7 +17,13 @@ fn relu_words(n: usize) -> u64 {
 
 fn any_values(n: std::ops::Range<usize>) -> impl Strategy<Value = Vec<i64>> {
     proptest::collection::vec(
-        prop_oneof![any::<i64>(), -1000i64..1000, Just(0i64), Just(i64::MIN), Just(i64::MAX)],
+        prop_oneof![
+            any::<i64>(),
+            -1000i64..1000,
+            Just(0i64),
+            Just(i64::MIN),
+            Just(i64::MAX)
+        ],
         n,
     )
 }

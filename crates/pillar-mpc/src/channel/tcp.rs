@@ -74,9 +74,15 @@ impl TcpChannel {
         let mut hello = [0u8; 9];
         hello[..8].copy_from_slice(MAGIC);
         hello[8] = party.index() as u8;
-        channel.writer.write_all(&hello).map_err(|e| channel.io(e))?;
+        channel
+            .writer
+            .write_all(&hello)
+            .map_err(|e| channel.io(e))?;
         let mut peer = [0u8; 9];
-        channel.reader.read_exact(&mut peer).map_err(|e| channel.io(e))?;
+        channel
+            .reader
+            .read_exact(&mut peer)
+            .map_err(|e| channel.io(e))?;
         if &peer[..8] != MAGIC {
             return Err(ChannelError::Handshake(
                 "the peer is not a pillar party of this version".into(),
@@ -105,7 +111,9 @@ impl TcpChannel {
 
     fn read_frame(&mut self, recv: &mut [u64]) -> Result<(), ChannelError> {
         let mut header = [0u8; 8];
-        self.reader.read_exact(&mut header).map_err(|e| self.io(e))?;
+        self.reader
+            .read_exact(&mut header)
+            .map_err(|e| self.io(e))?;
         let words = u64::from_le_bytes(header);
         if words != recv.len() as u64 {
             return Err(ChannelError::FrameLength {

@@ -18,7 +18,9 @@ use crate::party::Party;
 #[derive(Debug, thiserror::Error)]
 pub enum DealerError {
     /// The protocol asked for something other than what the plan prefetched.
-    #[error("the protocol asked the dealer for {got:?} but the prefetched plan has {expected:?} next")]
+    #[error(
+        "the protocol asked the dealer for {got:?} but the prefetched plan has {expected:?} next"
+    )]
     Mismatch {
         /// What was prefetched next.
         expected: Box<Need>,

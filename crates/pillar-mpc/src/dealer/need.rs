@@ -120,7 +120,8 @@ impl Need {
         let add = |x: &[u64], y: &[u64]| -> Vec<u64> {
             x.iter().zip(y).map(|(a, b)| a.wrapping_add(*b)).collect()
         };
-        let xor = |x: &[u64], y: &[u64]| -> Vec<u64> { x.iter().zip(y).map(|(a, b)| a ^ b).collect() };
+        let xor =
+            |x: &[u64], y: &[u64]| -> Vec<u64> { x.iter().zip(y).map(|(a, b)| a ^ b).collect() };
         // `value - share0` (additive) over a slice.
         let minus = |value: Vec<u64>, share0: &[u64]| -> Vec<u64> {
             value
@@ -190,7 +191,11 @@ impl Need {
                 let a = xor(&p0[..n], &p1[..n]);
                 let b = xor(&p0[n..2 * n], &p1[n..2 * n]);
                 let mut out = Vec::with_capacity(2 * n);
-                out.extend(a.iter().zip(&p0[2 * n..3 * n]).map(|(a, s)| (a & (a << shift)) ^ s));
+                out.extend(
+                    a.iter()
+                        .zip(&p0[2 * n..3 * n])
+                        .map(|(a, s)| (a & (a << shift)) ^ s),
+                );
                 out.extend(
                     a.iter()
                         .zip(&b)

@@ -165,9 +165,9 @@ mod tests {
                                     let xv = x[((b * g.in_channels + c) * g.height + iy as usize)
                                         * g.width
                                         + ix as usize];
-                                    let wv =
-                                        w[((o * g.in_channels + c) * g.kernel_h + ky) * g.kernel_w
-                                            + kx];
+                                    let wv = w[((o * g.in_channels + c) * g.kernel_h + ky)
+                                        * g.kernel_w
+                                        + kx];
                                     s = s.wrapping_add(xv.wrapping_mul(wv));
                                 }
                             }

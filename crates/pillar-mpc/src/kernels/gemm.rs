@@ -144,7 +144,11 @@ mod tests {
         ] {
             let a = words(m * k, 1 + m as u64);
             let b = words(k * n, 7 + n as u64);
-            assert_eq!(matmul(m, k, n, &a, &b), naive(m, k, n, &a, &b), "{m}x{k}x{n}");
+            assert_eq!(
+                matmul(m, k, n, &a, &b),
+                naive(m, k, n, &a, &b),
+                "{m}x{k}x{n}"
+            );
         }
     }
 }

@@ -81,7 +81,10 @@ pub fn sum_pool(x: &Share, window: Window) -> Result<Share, MpcError> {
     let size = window.kernel_h * window.kernel_w;
     let data = idx
         .chunks(size)
-        .map(|win| win.iter().fold(0u64, |acc, &i| acc.wrapping_add(x.data()[i])))
+        .map(|win| {
+            win.iter()
+                .fold(0u64, |acc, &i| acc.wrapping_add(x.data()[i]))
+        })
         .collect();
     Ok(Share::new(RingTensor::new(shape, data)?))
 }

@@ -9,8 +9,8 @@
 
 use crate::dealer::Need;
 use crate::error::MpcError;
-use crate::protocols::binary::{SIGN_ROUNDS, pack_bits, packed_bit, sign_bits, sign_needs};
 use crate::protocols::arith;
+use crate::protocols::binary::{SIGN_ROUNDS, pack_bits, packed_bit, sign_bits, sign_needs};
 use crate::session::Session;
 use crate::tensor::{RingTensor, Share};
 

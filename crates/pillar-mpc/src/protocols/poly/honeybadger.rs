@@ -65,7 +65,11 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
         for m in 2..=degree {
             let mut acc = 0u64;
             for j in 0..=m {
-                acc = acc.wrapping_add(binomials[m][j].wrapping_mul(cpow[m - j]).wrapping_mul(rj(j)));
+                acc = acc.wrapping_add(
+                    binomials[m][j]
+                        .wrapping_mul(cpow[m - j])
+                        .wrapping_mul(rj(j)),
+                );
             }
             out[m - 2][e] = acc;
         }

@@ -9,7 +9,9 @@ use pillar_mpc::{Local, MpcError, Party, RingTensor, Session, Share};
 /// The opened output and each party's rounds and bytes of the protocol alone (sharing and
 /// opening excluded).
 pub struct Outcome {
+    /// The opened result.
     pub value: RingTensor,
+    /// Each party's rounds and bytes.
     pub stats: [Stats; 2],
 }
 
@@ -49,15 +51,12 @@ pub fn assert_cost(o: &Outcome, rounds: u64, words: u64) {
     }
 }
 
+/// A ring tensor from signed values.
 pub fn tensor(shape: &[usize], data: Vec<i64>) -> RingTensor {
     RingTensor::new(shape.to_vec(), data.into_iter().map(|v| v as u64).collect()).unwrap()
 }
 
+/// Ring elements read as signed values.
 pub fn signed(t: &RingTensor) -> Vec<i64> {
     t.data().iter().map(|&v| v as i64).collect()
-}
-
-/// `floor(v / 2^k)`.
-pub fn floor_shift(v: i128, k: u32) -> i128 {
-    v >> k
 }

@@ -1,0 +1,192 @@
+//! Transports: TCP framing, the handshake, and every way a peer can misbehave ending in an
+//! error rather than a panic or a hang. The emulator's delay is checked from below only.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use pillar_mpc::channel::{Channel, ChannelError, Emulated, Link, TcpChannel, memory_pair};
+use pillar_mpc::protocols::arith::{reveal, share};
+use pillar_mpc::protocols::poly::espn;
+use pillar_mpc::{FixedPoint, Party, RingTensor, Session, dealer::TrustedDealer};
+
+const T: Duration = Duration::from_secs(5);
+
+fn tcp_pair() -> (TcpChannel, TcpChannel) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| TcpChannel::accept(&listener, Party::Server, T).unwrap());
+        let client = TcpChannel::connect(addr, Party::Client, T).unwrap();
+        (h.join().unwrap(), client)
+    })
+}
+
+#[test]
+fn tcp_exchanges_small_and_large_frames_both_ways() {
+    let (mut a, mut b) = tcp_pair();
+    for n in [0usize, 1, 3, 5000, 1 << 20] {
+        let xa: Vec<u64> = (0..n as u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let xb: Vec<u64> = (0..n as u64).map(|i| !i).collect();
+        let (ra, rb) = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                let mut r = vec![0; n];
+                b.exchange(&xb, &mut r).unwrap();
+                r
+            });
+            let mut r = vec![0; n];
+            a.exchange(&xa, &mut r).unwrap();
+            (r, h.join().unwrap())
+        });
+        assert_eq!(ra, xb);
+        assert_eq!(rb, xa);
+    }
+    let st = a.stats();
+    assert_eq!(st.rounds, 5);
+    assert_eq!(st.bytes_sent, 8 * (1 + 3 + 5000 + (1 << 20)));
+    assert_eq!(st.bytes_sent, st.bytes_received);
+}
+
+#[test]
+fn a_protocol_runs_over_tcp() {
+    let (c0, c1) = tcp_pair();
+    let (d0, d1) = TrustedDealer::pair_from_seed(9);
+    let fp = FixedPoint::default();
+    let xs = [-2.0, -0.5, 0.0, 1.25, 3.0];
+    let x = RingTensor::encode(fp, vec![5], &xs).unwrap();
+    let coeffs = [0.25, 0.5, 0.125, 0.0, -0.00390625];
+    let work = |mut s: Session| {
+        let mine = (s.party() == Party::Client).then_some(&x);
+        let sh = share(&mut s, Party::Client, mine, &[5])?;
+        let y = espn::evaluate(&mut s, &sh, &coeffs)?;
+        reveal(&mut s, &y)
+    };
+    let (y0, y1) = std::thread::scope(|sc| {
+        let s1 = Session::new(Party::Client, fp, c1, d1).unwrap();
+        let h = sc.spawn(move || work(s1));
+        let y0 = work(Session::new(Party::Server, fp, c0, d0).unwrap()).unwrap();
+        (y0, h.join().unwrap().unwrap())
+    });
+    assert_eq!(y0, y1);
+    for (got, x) in y0.decode(fp).iter().zip(xs) {
+        let want = coeffs.iter().rev().fold(0.0, |acc, c| acc * x + c);
+        assert!((got - want).abs() < 0.01, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn wrong_frame_length_is_an_error() {
+    let (mut a, mut b) = tcp_pair();
+    let err = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut r = vec![0; 2];
+            let _ = b.exchange(&[1, 2, 3], &mut r);
+        });
+        let mut r = vec![0; 2];
+        a.exchange(&[1, 2], &mut r).unwrap_err()
+    });
+    assert!(
+        matches!(
+            err,
+            ChannelError::FrameLength {
+                expected: 2,
+                got: 3
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("3 ring words"));
+}
+
+#[test]
+fn a_peer_that_closes_mid_frame_or_before_is_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // A peer that handshakes, announces 4 words, sends 1 and disappears.
+            let mut raw = TcpStream::connect(addr).unwrap();
+            raw.write_all(b"PILLAR01\x01").unwrap();
+            let mut hello = [0u8; 9];
+            raw.read_exact(&mut hello).unwrap();
+            raw.write_all(&4u64.to_le_bytes()).unwrap();
+            raw.write_all(&7u64.to_le_bytes()).unwrap();
+        });
+        let mut server = TcpChannel::accept(&listener, Party::Server, T).unwrap();
+        let mut r = vec![0; 4];
+        let err = server.exchange(&[0; 4], &mut r).unwrap_err();
+        assert!(matches!(err, ChannelError::Closed), "{err}");
+    });
+    let (c0, c1) = memory_pair(T);
+    drop(c1);
+    let mut c0 = c0;
+    let err = c0.exchange(&[1], &mut [0]).unwrap_err();
+    assert!(matches!(err, ChannelError::Closed), "{err}");
+}
+
+#[test]
+fn a_silent_peer_times_out() {
+    let (mut a, _b) = memory_pair(Duration::from_millis(50));
+    let err = a.exchange(&[1], &mut [0]).unwrap_err();
+    assert!(matches!(err, ChannelError::Timeout(_)), "{err}");
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut raw = TcpStream::connect(addr).unwrap();
+            raw.write_all(b"PILLAR01\x01").unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+        });
+        let mut server =
+            TcpChannel::accept(&listener, Party::Server, Duration::from_millis(200)).unwrap();
+        let err = server.exchange(&[1], &mut [0]).unwrap_err();
+        assert!(matches!(err, ChannelError::Timeout(_)), "{err}");
+    });
+}
+
+#[test]
+fn the_handshake_rejects_strangers_and_same_roles() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut raw = TcpStream::connect(addr).unwrap();
+            let _ = raw.write_all(b"GET / HTTP/1.1\r\n\r\n");
+        });
+        let err = TcpChannel::accept(&listener, Party::Server, T).unwrap_err();
+        assert!(err.to_string().contains("not a pillar party"), "{err}");
+    });
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _ = TcpChannel::connect(addr, Party::Server, T);
+        });
+        let err = TcpChannel::accept(&listener, Party::Server, T).unwrap_err();
+        assert!(err.to_string().contains("both ends claim"), "{err}");
+    });
+}
+
+#[test]
+fn the_emulator_delays_each_round_by_at_least_the_one_way_latency() {
+    let (a, b) = memory_pair(T);
+    let link = Link::new(40.0, Some(8.0));
+    let (mut a, mut b) = (Emulated::new(a, link), Emulated::new(b, link));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..3 {
+                b.exchange(&[0; 1000], &mut [0; 1000]).unwrap();
+            }
+        });
+        for _ in 0..3 {
+            a.exchange(&[0; 1000], &mut [0; 1000]).unwrap();
+        }
+    });
+    // 3 rounds of 20 ms one way plus 8000 bytes at 8 Mbit/s (8 ms) each.
+    assert!(start.elapsed() >= Duration::from_millis(3 * 28));
+    assert_eq!(a.stats().rounds, 3);
+    assert_eq!(link.delay(8000), Duration::from_millis(28));
+}

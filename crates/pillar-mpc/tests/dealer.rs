@@ -1,0 +1,200 @@
+//! The dealer's correlations hold, party 1 gets only its corrections from the dealer, and the
+//! randomness is fresh.
+#![allow(clippy::unwrap_used)]
+
+use pillar_mpc::dealer::{Dealer, Need, TrustedDealer};
+use pillar_mpc::kernels::{ConvGeometry, conv2d, matmul};
+use pillar_mpc::protocols::{arith, beaver};
+use pillar_mpc::{Local, MpcError, Party, RingTensor};
+
+fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
+}
+
+fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_mul(*y)).collect()
+}
+
+/// Both parties' shares of one `need`.
+fn both(need: &Need) -> (Vec<u64>, Vec<u64>) {
+    let (mut d0, mut d1) = TrustedDealer::pair_from_seed(17);
+    // Draw one unrelated correlation first so that the streams are not at their start.
+    d0.generate(&Need::Beaver { n: 3 }).unwrap();
+    d1.generate(&Need::Beaver { n: 3 }).unwrap();
+    let s0 = d0.generate(need).unwrap();
+    let s1 = d1.generate(need).unwrap();
+    assert_eq!(s0.len(), need.words());
+    assert_eq!(s1.len(), need.words());
+    (s0, s1)
+}
+
+#[test]
+fn arithmetic_correlations_hold() {
+    let n = 50;
+    let (p, q) = both(&Need::Beaver { n });
+    let (a, b, c) = (
+        add(&p[..n], &q[..n]),
+        add(&p[n..2 * n], &q[n..2 * n]),
+        add(&p[2 * n..], &q[2 * n..]),
+    );
+    assert_eq!(c, mul(&a, &b));
+
+    let (p, q) = both(&Need::Square { n });
+    let a = add(&p[..n], &q[..n]);
+    assert_eq!(add(&p[n..], &q[n..]), mul(&a, &a));
+
+    let (p, q) = both(&Need::FanOut { k: 3, n });
+    let a = add(&p[..3 * n], &q[..3 * n]);
+    let b = add(&p[3 * n..4 * n], &q[3 * n..4 * n]);
+    let c = add(&p[4 * n..], &q[4 * n..]);
+    for j in 0..3 {
+        assert_eq!(c[j * n..(j + 1) * n], mul(&a[j * n..(j + 1) * n], &b)[..]);
+    }
+
+    // Cross: each party's mask is whole, the product is shared.
+    let (p, q) = both(&Need::Cross { n });
+    assert_eq!(add(&p[n..], &q[n..]), mul(&p[..n], &q[..n]));
+
+    let (m, k, nn) = (3, 4, 5);
+    let (p, q) = both(&Need::Matmul { m, k, n: nn });
+    let a = add(&p[..m * k], &q[..m * k]);
+    let b = add(&p[m * k..m * k + k * nn], &q[m * k..m * k + k * nn]);
+    assert_eq!(
+        add(&p[m * k + k * nn..], &q[m * k + k * nn..]),
+        matmul(m, k, nn, &a, &b)
+    );
+
+    let g = ConvGeometry {
+        batch: 1,
+        in_channels: 2,
+        height: 4,
+        width: 4,
+        out_channels: 2,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let (p, q) = both(&Need::Conv2d(g));
+    let (xi, wi) = (g.input_len(), g.weight_len());
+    let x = add(&p[..xi], &q[..xi]);
+    let w = add(&p[xi..xi + wi], &q[xi..xi + wi]);
+    assert_eq!(add(&p[xi + wi..], &q[xi + wi..]), conv2d(&g, &x, &w));
+}
+
+#[test]
+fn honeybadger_powers_hold_and_r_is_random() {
+    let (n, d) = (200, 4);
+    let (p, q) = both(&Need::Powers { n, degree: d });
+    let r = add(&p[..n], &q[..n]);
+    let mut power = r.clone();
+    for j in 2..=d {
+        power = mul(&power, &r);
+        assert_eq!(add(&p[(j - 1) * n..j * n], &q[(j - 1) * n..j * n]), power);
+    }
+    // r is uniform in the ring: never the authors' fixed r = 1, and spread over all bits.
+    assert!(r.iter().all(|&v| v > 1));
+    let ones: u32 = r.iter().map(|v| v.count_ones()).sum();
+    let mean = f64::from(ones) / n as f64;
+    assert!((mean - 32.0).abs() < 2.0, "mean popcount {mean}");
+    let mut sorted = r.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), n);
+    // Two OS-seeded dealers give different r.
+    let need = Need::Powers { n: 4, degree: 2 };
+    let r_of = || {
+        let (mut d0, mut d1) = TrustedDealer::pair();
+        add(
+            &d0.generate(&need).unwrap()[..4],
+            &d1.generate(&need).unwrap()[..4],
+        )
+    };
+    assert_ne!(r_of(), r_of());
+}
+
+#[test]
+fn binary_correlations_hold() {
+    let n = 64;
+    let (p, q) = both(&Need::CrossAnd { n });
+    let c = xor(&p[n..], &q[n..]);
+    for i in 0..n {
+        assert_eq!(c[i], p[i] & q[i]);
+    }
+    for shift in [1, 2, 4, 8, 16, 32] {
+        let (p, q) = both(&Need::PrefixAnd { n, shift });
+        let a = xor(&p[..n], &q[..n]);
+        let b = xor(&p[n..2 * n], &q[n..2 * n]);
+        let aa = xor(&p[2 * n..3 * n], &q[2 * n..3 * n]);
+        let ab = xor(&p[3 * n..], &q[3 * n..]);
+        for i in 0..n {
+            assert_eq!(aa[i], a[i] & (a[i] << shift));
+            assert_eq!(ab[i], a[i] & (b[i] << shift));
+        }
+    }
+    let (p, q) = both(&Need::Bit { n });
+    let r: Vec<u64> = xor(&p[..n], &q[..n]).iter().map(|v| v & 1).collect();
+    assert_eq!(add(&p[n..], &q[n..]), r);
+    assert!(r.contains(&0) && r.contains(&1));
+    let (p, q) = both(&Need::BitProduct { n });
+    let r: Vec<u64> = xor(&p[..n], &q[..n]).iter().map(|v| v & 1).collect();
+    let a = add(&p[n..2 * n], &q[n..2 * n]);
+    assert_eq!(add(&p[2 * n..3 * n], &q[2 * n..3 * n]), r);
+    assert_eq!(add(&p[3 * n..], &q[3 * n..]), mul(&a, &r));
+}
+
+#[test]
+fn the_server_never_hears_from_the_dealer_and_the_client_only_corrections() {
+    // Party 0's share is its seed's stream; party 1's seeded prefix likewise; only the
+    // suffix comes from the dealer.
+    for need in [
+        Need::Beaver { n: 5 },
+        Need::Powers { n: 5, degree: 4 },
+        Need::PrefixAnd { n: 5, shift: 4 },
+    ] {
+        assert!(need.correction_words() < need.words());
+        assert_eq!(need.seeded_words() + need.correction_words(), need.words());
+    }
+    assert_eq!(Need::Beaver { n: 5 }.correction_words(), 5);
+    assert_eq!(Need::Powers { n: 5, degree: 4 }.correction_words(), 15);
+}
+
+#[test]
+fn prefetched_correlations_must_match_the_protocol() {
+    let x = RingTensor::from_vec(vec![1, 2, 3]);
+    // Prefetching the right needs serves the product from the queue.
+    let [used, _] = Local::seeded(3)
+        .run(|s| {
+            let a = arith::share(
+                s,
+                Party::Client,
+                (s.party() == Party::Client).then_some(&x),
+                &[3],
+            )?;
+            s.prefetch(&beaver::mul_needs(3))?;
+            assert_eq!(s.prefetched(), 1);
+            beaver::mul(s, &a, &a)?;
+            Ok(s.prefetched())
+        })
+        .unwrap();
+    assert_eq!(used, 0);
+    // A plan that prefetched something else is caught before any communication.
+    let err = Local::seeded(3)
+        .run(|s| {
+            let a = arith::share(
+                s,
+                Party::Client,
+                (s.party() == Party::Client).then_some(&x),
+                &[3],
+            )?;
+            s.prefetch(&beaver::square_needs(3))?;
+            beaver::mul(s, &a, &a)
+        })
+        .unwrap_err();
+    assert!(matches!(err, MpcError::Dealer(_)), "{err}");
+    assert!(err.to_string().contains("prefetched plan"), "{err}");
+}
