@@ -4,6 +4,7 @@
 //! polynomial that replaces ReLU, `train` learns a network that uses it, and `serve`/`infer`
 //! run that network on a client's image without either side showing its secret.
 
+mod bench;
 mod commands;
 mod plot;
 
@@ -12,6 +13,11 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+/// mimalloc keeps freed pages mapped: the protocols allocate and drop buffers of megabytes per
+/// round, and with the system allocator every one of them costs fresh page faults.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Fast private inference of CNNs with polynomial activations (PILLAR + ESPN).
 #[derive(Debug, Parser)]
@@ -29,6 +35,8 @@ struct Cli {
 enum Command {
     /// Fit a polynomial to an activation function with quantized coefficients (PILLAR 5.2).
     Fit(commands::fit::FitArgs),
+    /// Measure the secure protocols' speed over emulated network links.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +44,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Fit(args) => commands::fit::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,4 @@
 //! One module per subcommand: its arguments, and what it prints.
 
+pub mod bench;
 pub mod fit;

@@ -1,26 +1,12 @@
-//! Figures, drawn with plotters into PNG files. The font is compiled in (DejaVu Sans) so that
-//! drawing needs no system fonts.
+//! The fit figure of `pillar fit --plot`.
 
 use std::path::Path;
-use std::sync::Once;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use pillar_fit::{FitReport, Method, Polynomial};
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
-const FONT: &str = "sans-serif";
-
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The bytes are a valid TTF shipped by the `dejavu` crate; failure would be a build bug.
-        if plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_err()
-        {
-            tracing::error!("the embedded DejaVu Sans font failed to load; text will be missing");
-        }
-    });
-}
+use super::{FONT, draw_error, register_font};
 
 /// The paper's Appendix B figure: the target, the float least-squares fit, that fit with its
 /// coefficients truncated to `P` bits, and the quantization-aware fit, over `[-1.5R, 1.5R]`.
@@ -141,10 +127,6 @@ fn segments(xs: &[f64], ys: &[f64], lo: f64, hi: f64) -> Vec<Vec<(f64, f64)>> {
         out.push(current);
     }
     out
-}
-
-fn draw_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow!("{e}")
 }
 
 #[cfg(test)]

@@ -1,0 +1,224 @@
+//! `pillar bench`: the paper's speed measurements.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use pillar_fit::{FitSpec, Method, Target};
+use pillar_mpc::FixedPoint;
+use pillar_mpc::protocols::activation::ActivationProtocol;
+
+use crate::bench::activations::{self, Config, Row};
+
+/// Arguments of `pillar bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// One activation layer under each protocol over an emulated link (the paper's Figure 2).
+    ///
+    /// Both parties run in this process over an in-memory channel that delays every message by
+    /// half the round-trip time (plus the serialisation delay under a bandwidth cap). The
+    /// correlated randomness is fetched before each repeat and not timed; neither are sharing
+    /// the input and opening the output. Inputs and the dealer use a fixed seed (--seed).
+    Activations(ActivationsArgs),
+}
+
+/// Arguments of `pillar bench activations`.
+#[derive(Debug, Args)]
+pub struct ActivationsArgs {
+    /// Elements in the activation layer.
+    #[arg(short = 'n', long, default_value_t = 100_000)]
+    elements: usize,
+
+    /// Round-trip times to emulate, in milliseconds (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.25,50,100",
+        allow_negative_numbers = true
+    )]
+    rtt_ms: Vec<f64>,
+
+    /// Protocols to compare: relu, crypten, espn, honeybadger (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relu,crypten,espn,honeybadger"
+    )]
+    protocols: Vec<ActivationProtocol>,
+
+    /// Cap the link's bandwidth, in megabits per second [default: unlimited].
+    #[arg(long)]
+    bandwidth_mbps: Option<f64>,
+
+    /// Timed repeats per protocol and link.
+    #[arg(short = 'k', long, default_value_t = 20)]
+    repeats: usize,
+
+    /// Fractional bits of the fixed point (8-20).
+    #[arg(long, default_value_t = 16)]
+    frac_bits: u32,
+
+    /// Degree of the ReLU fit used by the polynomial protocols (range 5, 10 bits, as
+    /// `pillar fit`).
+    #[arg(short, long, default_value_t = 4)]
+    degree: usize,
+
+    /// Use these coefficients c_0,..,c_d instead of a fit.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    coefficients: Option<Vec<f64>>,
+
+    /// Inputs are uniform in [-RANGE, RANGE].
+    #[arg(long, default_value_t = 6.0)]
+    input_range: f64,
+
+    /// Seed of the inputs and of the dealer (benchmarks only: a fixed seed is not secure).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Print the rows as JSON.
+    #[arg(long)]
+    json: bool,
+
+    /// Draw time against round-trip time, one line per protocol, into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+}
+
+/// Runs `pillar bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    match &args.command {
+        BenchCommand::Activations(a) => run_activations(a),
+    }
+}
+
+fn config(args: &ActivationsArgs) -> Result<Config> {
+    if args.elements == 0 {
+        bail!("--elements must be at least 1");
+    }
+    if args.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    if args.protocols.is_empty() {
+        bail!("--protocols lists no protocol");
+    }
+    if let Some(bad) = args.rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
+        bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
+    }
+    if let Some(b) = args.bandwidth_mbps
+        && !(b.is_finite() && b > 0.0)
+    {
+        bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
+    }
+    if !(args.input_range.is_finite() && args.input_range > 0.0) {
+        bail!("--input-range {}: give a positive number", args.input_range);
+    }
+    let fixed = FixedPoint::new(args.frac_bits)?;
+    let coefficients = match &args.coefficients {
+        Some(c) => c.clone(),
+        None => {
+            let spec = FitSpec::new(Target::Relu, args.degree, 5.0, 10)?;
+            pillar_fit::fit(&spec, Method::Exact)?
+                .polynomial()
+                .coefficients
+                .clone()
+        }
+    };
+    Ok(Config {
+        elements: args.elements,
+        rtt_ms: args.rtt_ms.clone(),
+        protocols: args.protocols.clone(),
+        bandwidth_mbps: args.bandwidth_mbps,
+        repeats: args.repeats,
+        fixed,
+        coefficients,
+        input_range: args.input_range,
+        seed: args.seed,
+    })
+}
+
+fn run_activations(args: &ActivationsArgs) -> Result<()> {
+    let config = config(args)?;
+    let points = config.protocols.len() * config.rtt_ms.len();
+    let bar = ProgressBar::new((points * config.repeats) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} repeats, {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut rows = Vec::with_capacity(points);
+    for &protocol in &config.protocols {
+        for &rtt in &config.rtt_ms {
+            bar.set_message(format!("{protocol} at {rtt} ms"));
+            let tick = || bar.inc(1);
+            let row = activations::measure(&config, protocol, rtt, &tick)
+                .with_context(|| format!("{protocol} at RTT {rtt} ms"))?;
+            tracing::info!(
+                "{protocol} at {rtt} ms: median {:.3} ms",
+                row.median_s * 1e3
+            );
+            rows.push(row);
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(path) = &args.plot {
+        crate::plot::activations(&rows, path)
+            .with_context(|| format!("drawing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", table(&config, &rows));
+    }
+    Ok(())
+}
+
+fn table(config: &Config, rows: &[Row]) -> String {
+    let mut out = String::new();
+    let bw = config
+        .bandwidth_mbps
+        .map_or("unlimited bandwidth".to_string(), |b| format!("{b} Mbit/s"));
+    let _ = writeln!(
+        out,
+        "one activation layer of {} elements, f = {}, degree {}, {}, median of {} repeats",
+        config.elements,
+        config.fixed.frac_bits(),
+        config.coefficients.len().saturating_sub(1),
+        bw,
+        config.repeats
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>8} {:>7} {:>14} {:>12} {:>11} {:>10}",
+        "protocol", "RTT ms", "rounds", "sent/party", "median ms", "95% CI ms", "max error"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>7} {:>14} {:>12.2} {:>11} {:>10.2e}",
+            r.protocol,
+            r.rtt_ms,
+            r.rounds,
+            bytes(r.bytes_sent),
+            r.median_s * 1e3,
+            format!("+-{:.2}", r.ci95_s * 1e3),
+            r.max_abs_error
+        );
+    }
+    out
+}
+
+fn bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

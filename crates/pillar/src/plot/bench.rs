@@ -1,0 +1,93 @@
+//! The speed figure of `pillar bench activations --plot`: time against round-trip time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use plotters::prelude::*;
+
+use super::{FONT, draw_error, register_font};
+use crate::bench::activations::Row;
+
+/// Colours per protocol, as in the paper's figures.
+fn color(protocol: &str) -> RGBColor {
+    match protocol {
+        "relu" => RGBColor(214, 39, 40),
+        "crypten" => RGBColor(255, 127, 14),
+        "espn" => RGBColor(31, 119, 180),
+        "honeybadger" => RGBColor(44, 160, 44),
+        _ => RGBColor(100, 100, 100),
+    }
+}
+
+/// One line per protocol: median time of a layer (log scale) against the emulated RTT.
+pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
+    register_font();
+    if rows.is_empty() {
+        bail!("nothing was measured");
+    }
+    let mut lines: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in rows {
+        lines
+            .entry(r.protocol.as_str())
+            .or_default()
+            .push((r.rtt_ms, r.median_s.max(1e-6)));
+    }
+    for points in lines.values_mut() {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let x_max = rows.iter().map(|r| r.rtt_ms).fold(0.0, f64::max).max(1.0) * 1.05;
+    let (lo, hi) = rows
+        .iter()
+        .map(|r| r.median_s.max(1e-6))
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let elements = rows[0].elements;
+
+    let root = BitMapBackend::new(path, (1000, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("one activation layer of {elements} elements"),
+            (FONT, 24),
+        )
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, (lo / 2.0..hi * 2.0).log_scale())
+        .map_err(draw_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("round-trip time (ms)")
+        .y_desc("time per layer (s)")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .label_style((FONT, 16))
+        .draw()
+        .map_err(draw_error)?;
+    for (protocol, points) in lines {
+        let style = color(protocol).stroke_width(3);
+        chart
+            .draw_series(LineSeries::new(points.clone(), style))
+            .map_err(draw_error)?
+            .label(protocol)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 5, color(protocol).filled())),
+            )
+            .map_err(draw_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_error)?;
+    root.present().map_err(draw_error)?;
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Figures, drawn with plotters into PNG files. The font is compiled in (DejaVu Sans) so that
+//! drawing needs no system fonts.
+
+mod bench;
+mod fit;
+
+pub use bench::activations;
+pub use fit::fit;
+
+use std::sync::Once;
+
+use anyhow::anyhow;
+use plotters::style::FontStyle;
+
+const FONT: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TTF shipped by the `dejavu` crate; failure would be a build bug.
+        if plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_err()
+        {
+            tracing::error!("the embedded DejaVu Sans font failed to load; text will be missing");
+        }
+    });
+}
+
+fn draw_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("{e}")
+}

@@ -1,0 +1,130 @@
+//! `pillar bench activations`: rows for every protocol and link, exact rounds and bytes, the
+//! plot, and clear errors for bad arguments. Timings are printed, never asserted.
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use predicates::str::contains;
+use serde_json::Value;
+
+fn pillar() -> Command {
+    Command::cargo_bin("pillar").unwrap()
+}
+
+#[test]
+fn json_rows_have_the_documented_keys_and_costs() {
+    let out = pillar()
+        .args([
+            "bench",
+            "activations",
+            "-n",
+            "1000",
+            "--rtt-ms",
+            "0,2",
+            "--repeats",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 8);
+    for row in &rows {
+        for key in [
+            "protocol",
+            "rtt_ms",
+            "rounds",
+            "bytes_sent",
+            "median_s",
+            "ci95_s",
+            "max_abs_error",
+        ] {
+            assert!(row.get(key).is_some(), "{key} missing from {row}");
+        }
+        let (rounds, words_per_element, tolerance) = match row["protocol"].as_str().unwrap() {
+            "relu" => (8, 14, 0.0),
+            "crypten" => (2, 4, 1e-3),
+            "espn" => (1, 6, 0.016),
+            "honeybadger" => (1, 1, 0.016),
+            other => panic!("unexpected protocol {other}"),
+        };
+        assert_eq!(row["rounds"], rounds);
+        let packed_bits = if rounds == 8 { 1000u64.div_ceil(64) } else { 0 };
+        assert_eq!(
+            row["bytes_sent"].as_u64().unwrap(),
+            8 * (words_per_element * 1000 + packed_bits)
+        );
+        assert!(row["max_abs_error"].as_f64().unwrap() <= tolerance, "{row}");
+        assert!(row["median_s"].as_f64().unwrap() > 0.0);
+    }
+    // With a 2 ms round trip, every round costs at least 1 ms.
+    let relu = rows
+        .iter()
+        .find(|r| r["protocol"] == "relu" && r["rtt_ms"] == 2.0)
+        .unwrap();
+    assert!(relu["median_s"].as_f64().unwrap() >= 8.0 * 1e-3);
+}
+
+#[test]
+fn table_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("fig2.png");
+    pillar()
+        .args([
+            "bench",
+            "activations",
+            "-n",
+            "200",
+            "--rtt-ms",
+            "0,1",
+            "--repeats",
+            "2",
+            "--protocols",
+            "espn,honeybadger",
+            "--bandwidth-mbps",
+            "100",
+        ])
+        .arg("--plot")
+        .arg(&png)
+        .assert()
+        .success()
+        .stdout(contains("honeybadger"))
+        .stdout(contains("100 Mbit/s"))
+        .stdout(contains("median ms"));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn bad_arguments_are_explained() {
+    for (args, message) in [
+        (
+            vec!["--protocols", "relu,sigmoid"],
+            "unknown protocol \"sigmoid\"",
+        ),
+        (vec!["--rtt-ms", "-5"], "round-trip times are non-negative"),
+        (vec!["--repeats", "0"], "--repeats must be at least 1"),
+        (vec!["-n", "0"], "--elements must be at least 1"),
+        (vec!["--frac-bits", "30"], "30 fractional bits"),
+        (vec!["--bandwidth-mbps", "0"], "positive number of megabits"),
+        (vec!["--coefficients", "0.1,nan"], "not a finite number"),
+    ] {
+        let mut all = vec!["bench", "activations"];
+        all.extend(&args);
+        // Small and quick unless the case is about that argument.
+        for (flag, value) in [("-n", "10"), ("--repeats", "1"), ("--rtt-ms", "0")] {
+            if !args.contains(&flag) {
+                all.extend([flag, value]);
+            }
+        }
+        pillar()
+            .args(&all)
+            .assert()
+            .failure()
+            .stderr(contains(message));
+    }
+}
