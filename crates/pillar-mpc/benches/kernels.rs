@@ -3,10 +3,16 @@
 //! second ("elem/s" below is Gop/s when prefixed G).
 //!
 //! `cargo bench -p pillar-mpc --bench kernels`
+//!
+//! With mimalloc, the allocator of the `pillar` binary: with the system allocator every call's
+//! fresh megabyte buffers are page-faulted in again and that, not arithmetic, dominates.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pillar_mpc::kernels::{ConvGeometry, conv2d, matmul};
 use std::hint::black_box;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn words(n: usize, seed: u64) -> Vec<u64> {
     let mut x = seed | 1;

@@ -1,6 +1,11 @@
 //! 2-d convolution over Z_2^64 by im2col and the blocked matrix product.
 
+use rayon::prelude::*;
+
 use super::gemm::matmul;
+
+/// Patch matrices smaller than this are filled on one thread.
+const PARALLEL_COPY: usize = 1 << 15;
 use crate::error::MpcError;
 
 /// The shapes of a 2-d convolution: NCHW input, OIHW weight, square stride and zero padding.
@@ -99,13 +104,14 @@ impl ConvGeometry {
 pub fn im2col(g: &ConvGeometry, image: &[u64]) -> Vec<u64> {
     let (oh, ow) = (g.out_h(), g.out_w());
     let cols = oh * ow;
-    let mut out = vec![0u64; g.in_channels * g.kernel_h * g.kernel_w * cols];
-    for c in 0..g.in_channels {
+    let rows_per_channel = g.kernel_h * g.kernel_w;
+    let mut out = vec![0u64; g.in_channels * rows_per_channel * cols];
+    let fill = |(c, block): (usize, &mut [u64])| {
         let plane = &image[c * g.height * g.width..(c + 1) * g.height * g.width];
         for ky in 0..g.kernel_h {
             for kx in 0..g.kernel_w {
-                let row = (c * g.kernel_h + ky) * g.kernel_w + kx;
-                let dst = &mut out[row * cols..(row + 1) * cols];
+                let row = ky * g.kernel_w + kx;
+                let dst = &mut block[row * cols..(row + 1) * cols];
                 for y in 0..oh {
                     let iy = (y * g.stride + ky) as isize - g.padding as isize;
                     if iy < 0 || iy >= g.height as isize {
@@ -121,6 +127,15 @@ pub fn im2col(g: &ConvGeometry, image: &[u64]) -> Vec<u64> {
                 }
             }
         }
+    };
+    if out.len() >= PARALLEL_COPY {
+        out.par_chunks_mut(rows_per_channel * cols)
+            .enumerate()
+            .for_each(fill);
+    } else {
+        out.chunks_mut(rows_per_channel * cols)
+            .enumerate()
+            .for_each(fill);
     }
     out
 }
