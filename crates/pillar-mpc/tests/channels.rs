@@ -13,6 +13,17 @@ use pillar_mpc::{FixedPoint, Party, RingTensor, Session, dealer::TrustedDealer};
 
 const T: Duration = Duration::from_secs(5);
 
+/// A hand-made client that has said hello and read the server's.
+fn raw_client(addr: std::net::SocketAddr, read_hello: bool) -> TcpStream {
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.write_all(b"PILLAR01\x01").unwrap();
+    if read_hello {
+        let mut hello = [0u8; 9];
+        raw.read_exact(&mut hello).unwrap();
+    }
+    raw
+}
+
 fn tcp_pair() -> (TcpChannel, TcpChannel) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -108,10 +119,7 @@ fn a_peer_that_closes_mid_frame_or_before_is_an_error() {
     std::thread::scope(|s| {
         s.spawn(|| {
             // A peer that handshakes, announces 4 words, sends 1 and disappears.
-            let mut raw = TcpStream::connect(addr).unwrap();
-            raw.write_all(b"PILLAR01\x01").unwrap();
-            let mut hello = [0u8; 9];
-            raw.read_exact(&mut hello).unwrap();
+            let mut raw = raw_client(addr, true);
             raw.write_all(&4u64.to_le_bytes()).unwrap();
             raw.write_all(&7u64.to_le_bytes()).unwrap();
         });
@@ -137,8 +145,7 @@ fn a_silent_peer_times_out() {
     let addr = listener.local_addr().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut raw = TcpStream::connect(addr).unwrap();
-            raw.write_all(b"PILLAR01\x01").unwrap();
+            let _raw = raw_client(addr, false);
             std::thread::sleep(Duration::from_millis(600));
         });
         let mut server =

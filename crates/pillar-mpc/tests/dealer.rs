@@ -2,9 +2,12 @@
 //! randomness is fresh.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::input;
 use pillar_mpc::dealer::{Dealer, Need, TrustedDealer};
 use pillar_mpc::kernels::{ConvGeometry, conv2d, matmul};
-use pillar_mpc::protocols::{arith, beaver};
+use pillar_mpc::protocols::beaver;
 use pillar_mpc::{Local, MpcError, Party, RingTensor};
 
 fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -169,12 +172,7 @@ fn prefetched_correlations_must_match_the_protocol() {
     // Prefetching the right needs serves the product from the queue.
     let [used, _] = Local::seeded(3)
         .run(|s| {
-            let a = arith::share(
-                s,
-                Party::Client,
-                (s.party() == Party::Client).then_some(&x),
-                &[3],
-            )?;
+            let a = input(s, Party::Client, &x)?;
             s.prefetch(&beaver::mul_needs(3))?;
             assert_eq!(s.prefetched(), 1);
             beaver::mul(s, &a, &a)?;
@@ -185,12 +183,7 @@ fn prefetched_correlations_must_match_the_protocol() {
     // A plan that prefetched something else is caught before any communication.
     let err = Local::seeded(3)
         .run(|s| {
-            let a = arith::share(
-                s,
-                Party::Client,
-                (s.party() == Party::Client).then_some(&x),
-                &[3],
-            )?;
+            let a = input(s, Party::Client, &x)?;
             s.prefetch(&beaver::square_needs(3))?;
             beaver::mul(s, &a, &a)
         })

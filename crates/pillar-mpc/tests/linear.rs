@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_cost, run, signed, tensor};
+use common::{assert_cost, input, run, signed, tensor};
 use pillar_mpc::kernels::{ConvGeometry, conv2d as conv_kernel, matmul as matmul_kernel};
 use pillar_mpc::protocols::pool::{Window, avg_pool, global_avg_pool, sum_pool};
 use pillar_mpc::protocols::{arith, beaver, linear, truncation};
@@ -203,42 +203,22 @@ fn shape_mismatches_are_errors_not_panics() {
     let y = tensor(&[3, 3], vec![1; 9]);
     let err = Local::seeded(1)
         .run(|s| {
-            let a = arith::share(
-                s,
-                Party::Client,
-                (s.party() == Party::Client).then_some(&x),
-                &[2, 3],
-            )?;
-            let b = arith::share(
-                s,
-                Party::Server,
-                (s.party() == Party::Server).then_some(&y),
-                &[3, 3],
-            )?;
+            let a = input(s, Party::Client, &x)?;
+            let b = input(s, Party::Server, &y)?;
             beaver::mul(s, &a, &b)
         })
         .unwrap_err();
     assert!(matches!(err, MpcError::Shape { op: "mul", .. }), "{err}");
     let err = Local::seeded(1)
         .run(|s| {
-            let a = arith::share(
-                s,
-                Party::Client,
-                (s.party() == Party::Client).then_some(&x),
-                &[2, 3],
-            )?;
+            let a = input(s, Party::Client, &x)?;
             linear::matmul(s, &a, &a)
         })
         .unwrap_err();
     assert!(err.to_string().contains("matmul"), "{err}");
     let err = Local::seeded(1)
         .run(|s| {
-            let a = arith::share(
-                s,
-                Party::Client,
-                (s.party() == Party::Client).then_some(&x),
-                &[2, 3],
-            )?;
+            let a = input(s, Party::Client, &x)?;
             linear::conv2d(s, &a, &a, None, 1, 0)
         })
         .unwrap_err();
@@ -250,12 +230,7 @@ fn truncation_beyond_the_ring_is_an_error() {
     let x = tensor(&[1], vec![5]);
     let err = Local::seeded(2)
         .run(|s| {
-            let a = arith::share(
-                s,
-                Party::Client,
-                (s.party() == Party::Client).then_some(&x),
-                &[1],
-            )?;
+            let a = input(s, Party::Client, &x)?;
             truncation::truncate(s, &a, 63)
         })
         .unwrap_err();
@@ -267,12 +242,7 @@ fn reveal_to_one_party_only() {
     let x = tensor(&[4], vec![1, -2, 3, -4]);
     let [server, client] = Local::seeded(3)
         .run(|s| {
-            let a = arith::share(
-                s,
-                Party::Client,
-                (s.party() == Party::Client).then_some(&x),
-                &[4],
-            )?;
+            let a = input(s, Party::Client, &x)?;
             let before = s.stats();
             let opened = arith::reveal_to(s, &a, Party::Server)?;
             Ok((opened, s.stats().since(&before)))

@@ -44,16 +44,21 @@ pub fn share(
     }
 }
 
-/// Opens a shared tensor to both parties. One round, `n` words each way.
-pub fn reveal(s: &mut Session, x: &Share) -> Result<RingTensor, MpcError> {
-    let peer = s.exchange(x.data(), x.len())?;
+/// The secret from this party's share and the peer's words.
+fn combine(x: &Share, peer: &[u64]) -> Result<RingTensor, MpcError> {
     let sum = x
         .data()
         .iter()
-        .zip(&peer)
+        .zip(peer)
         .map(|(a, b)| a.wrapping_add(*b))
         .collect();
     RingTensor::new(x.shape().to_vec(), sum)
+}
+
+/// Opens a shared tensor to both parties. One round, `n` words each way.
+pub fn reveal(s: &mut Session, x: &Share) -> Result<RingTensor, MpcError> {
+    let peer = s.exchange(x.data(), x.len())?;
+    combine(x, &peer)
 }
 
 /// Opens a shared tensor to `to` only: `Some(value)` there, `None` at the other party. One
@@ -61,13 +66,7 @@ pub fn reveal(s: &mut Session, x: &Share) -> Result<RingTensor, MpcError> {
 pub fn reveal_to(s: &mut Session, x: &Share, to: Party) -> Result<Option<RingTensor>, MpcError> {
     if s.party() == to {
         let peer = s.exchange(&[], x.len())?;
-        let sum = x
-            .data()
-            .iter()
-            .zip(&peer)
-            .map(|(a, b)| a.wrapping_add(*b))
-            .collect();
-        Ok(Some(RingTensor::new(x.shape().to_vec(), sum)?))
+        Ok(Some(combine(x, &peer)?))
     } else {
         s.exchange(x.data(), 0)?;
         Ok(None)

@@ -6,6 +6,13 @@ use pillar_mpc::channel::Stats;
 use pillar_mpc::protocols::arith::{reveal, share};
 use pillar_mpc::{Local, MpcError, Party, RingTensor, Session, Share};
 
+/// Shares `t` from `owner` when both parties' code holds it (as in a test, where one closure
+/// runs as both).
+pub fn input(s: &mut Session, owner: Party, t: &RingTensor) -> Result<Share, MpcError> {
+    let mine = (s.party() == owner).then_some(t);
+    share(s, owner, mine, t.shape())
+}
+
 /// The opened output and each party's rounds and bytes of the protocol alone (sharing and
 /// opening excluded).
 pub struct Outcome {
@@ -26,8 +33,7 @@ where
             let mut shares = Vec::new();
             for (i, t) in inputs.iter().enumerate() {
                 let owner = if i == 0 { Party::Client } else { Party::Server };
-                let mine = (s.party() == owner).then_some(t);
-                shares.push(share(s, owner, mine, t.shape())?);
+                shares.push(input(s, owner, t)?);
             }
             let before = s.stats();
             let y = f(s, &shares)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use plotters::prelude::*;
 
-use super::{FONT, draw_error, register_font};
+use super::{FONT, draw_error, legend, register_font};
 use crate::bench::activations::Row;
 
 /// Colours per protocol, as in the paper's figures.
@@ -80,14 +80,7 @@ pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
             )
             .map_err(draw_error)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_error)?;
+    legend(&mut chart)?;
     root.present().map_err(draw_error)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use pillar_fit::{FitReport, Method, Polynomial};
 use plotters::prelude::*;
 
-use super::{FONT, draw_error, register_font};
+use super::{FONT, draw_error, legend, register_font};
 
 /// The paper's Appendix B figure: the target, the float least-squares fit, that fit with its
 /// coefficients truncated to `P` bits, and the quantization-aware fit, over `[-1.5R, 1.5R]`.
@@ -100,14 +100,7 @@ pub fn fit(report: &FitReport, path: &Path) -> Result<()> {
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_error)?;
+    legend(&mut chart)?;
     root.present().map_err(draw_error)?;
     Ok(())
 }

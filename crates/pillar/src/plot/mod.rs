@@ -9,7 +9,9 @@ pub use fit::fit;
 
 use std::sync::Once;
 
-use anyhow::anyhow;
+use anyhow::{Result, anyhow};
+use plotters::coord::CoordTranslate;
+use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 const FONT: &str = "sans-serif";
@@ -27,4 +29,18 @@ fn register_font() {
 
 fn draw_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("{e}")
+}
+
+/// The legend box every figure uses, in the upper left corner.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_error)
 }
