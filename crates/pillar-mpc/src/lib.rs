@@ -32,7 +32,7 @@ mod session;
 mod tensor;
 
 pub use error::MpcError;
-pub use local::Local;
+pub use local::{Local, Transport};
 pub use party::Party;
 pub use ring::{FRAC_BITS, FixedPoint};
 pub use session::Session;

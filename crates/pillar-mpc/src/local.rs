@@ -5,12 +5,51 @@
 
 use std::time::Duration;
 
-use crate::channel::{DEFAULT_TIMEOUT, Emulated, Link, memory_pair};
+use std::net::TcpListener;
+
+use crate::channel::{Channel, DEFAULT_TIMEOUT, Emulated, Link, TcpChannel, memory_pair};
 use crate::dealer::TrustedDealer;
 use crate::error::MpcError;
 use crate::party::Party;
 use crate::ring::FixedPoint;
 use crate::session::Session;
+
+/// What carries the messages between the two local parties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Queues in memory: no copies through the kernel.
+    #[default]
+    Memory,
+    /// A TCP connection over the loopback interface: the real framing and sockets.
+    Tcp,
+}
+
+impl Transport {
+    /// A connected pair of channels, server end first.
+    pub fn pair(self, timeout: Duration) -> Result<[Box<dyn Channel>; 2], MpcError> {
+        match self {
+            Transport::Memory => {
+                let (a, b) = memory_pair(timeout);
+                Ok([Box::new(a), Box::new(b)])
+            }
+            Transport::Tcp => {
+                let io = |e: std::io::Error| MpcError::Channel(e.into());
+                let listener = TcpListener::bind("127.0.0.1:0").map_err(io)?;
+                let addr = listener.local_addr().map_err(io)?;
+                let (server, client) = std::thread::scope(|scope| {
+                    let client =
+                        scope.spawn(move || TcpChannel::connect(addr, Party::Client, timeout));
+                    let server = TcpChannel::accept(&listener, Party::Server, timeout);
+                    (server, client.join())
+                });
+                let client = client.map_err(|_| {
+                    MpcError::invalid("local run", "the connecting thread panicked")
+                })?;
+                Ok([Box::new(server?), Box::new(client?)])
+            }
+        }
+    }
+}
 
 /// How to run two local parties.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +62,8 @@ pub struct Local {
     pub seed: Option<u64>,
     /// Receive timeout.
     pub timeout: Duration,
+    /// In-memory queues or loopback TCP.
+    pub transport: Transport,
 }
 
 impl Default for Local {
@@ -32,6 +73,7 @@ impl Default for Local {
             link: Link::default(),
             seed: None,
             timeout: DEFAULT_TIMEOUT,
+            transport: Transport::Memory,
         }
     }
 }
@@ -53,13 +95,13 @@ impl Local {
         R: Send,
         F: Fn(&mut Session) -> Result<R, MpcError> + Sync,
     {
-        let (c0, c1) = memory_pair(self.timeout);
+        let [c0, c1] = self.transport.pair(self.timeout)?;
         let (d0, d1) = match self.seed {
             Some(seed) => TrustedDealer::pair_from_seed(seed),
             None => TrustedDealer::pair(),
         };
         let link = self.link;
-        let make = |party: Party, channel, dealer| -> Result<Session, MpcError> {
+        let make = |party: Party, channel: Box<dyn Channel>, dealer| -> Result<Session, MpcError> {
             let s = Session::new(party, self.fixed, Emulated::new(channel, link), dealer)?;
             Ok(match self.seed {
                 Some(seed) => s.with_mask_seed(seed),

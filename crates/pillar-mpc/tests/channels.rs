@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use pillar_mpc::channel::{Channel, ChannelError, Emulated, Link, TcpChannel, memory_pair};
 use pillar_mpc::protocols::arith::{reveal, share};
 use pillar_mpc::protocols::poly::espn;
-use pillar_mpc::{FixedPoint, Party, RingTensor, Session, dealer::TrustedDealer};
+use pillar_mpc::protocols::relu;
+use pillar_mpc::{FixedPoint, Local, Party, RingTensor, Session, Transport, dealer::TrustedDealer};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -86,6 +87,35 @@ fn a_protocol_runs_over_tcp() {
         let want = coeffs.iter().rev().fold(0.0, |acc, c| acc * x + c);
         assert!((got - want).abs() < 0.01, "{got} vs {want}");
     }
+}
+
+#[test]
+fn local_parties_over_loopback_tcp_compute_an_exact_relu() {
+    let x = RingTensor::from_vec(
+        [-5i64, 0, 7, i64::MIN, i64::MAX, -1]
+            .iter()
+            .map(|&v| v as u64)
+            .collect(),
+    );
+    let local = Local {
+        transport: Transport::Tcp,
+        ..Local::seeded(4)
+    };
+    let [a, b] = local
+        .run(|s| {
+            let sh = share(
+                s,
+                Party::Client,
+                (s.party() == Party::Client).then_some(&x),
+                &[6],
+            )?;
+            let y = relu::relu(s, &sh)?;
+            reveal(s, &y)
+        })
+        .unwrap();
+    assert_eq!(a, b);
+    let got: Vec<i64> = a.data().iter().map(|&v| v as i64).collect();
+    assert_eq!(got, vec![0, 0, 7, 0, i64::MAX, 0]);
 }
 
 #[test]

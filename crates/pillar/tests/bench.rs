@@ -70,6 +70,36 @@ fn json_rows_have_the_documented_keys_and_costs() {
 }
 
 #[test]
+fn loopback_tcp_carries_the_same_protocol() {
+    let out = pillar()
+        .args([
+            "bench",
+            "activations",
+            "-n",
+            "500",
+            "--rtt-ms",
+            "0",
+            "--repeats",
+            "2",
+            "--transport",
+            "tcp",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let relu = rows.iter().find(|r| r["protocol"] == "relu").unwrap();
+    assert_eq!(relu["rounds"], 8);
+    assert_eq!(relu["bytes_sent"].as_u64().unwrap(), 8 * (14 * 500 + 8));
+    assert_eq!(relu["max_abs_error"].as_f64().unwrap(), 0.0);
+}
+
+#[test]
 fn table_and_plot() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("fig2.png");

@@ -1,8 +1,8 @@
 //! One activation layer of `N` elements under each protocol, over an emulated link: the
 //! paper's Figure 2.
 //!
-//! Both parties run as threads of this process over the in-memory channel wrapped in the link
-//! emulator. Per repeat: the correlated randomness is fetched first (offline, not timed), both
+//! Both parties run as threads of this process over the in-memory channel (or loopback TCP)
+//! wrapped in the link emulator. Per repeat: the correlated randomness is fetched first (offline, not timed), both
 //! parties meet at a barrier, and the layer is timed on each side until it has its output
 //! share; a repeat takes the slower party. Inputs are shared once beforehand and outputs opened
 //! afterwards, untimed, as CrypTen times its "op". The dealer and the inputs use a fixed seed,
@@ -15,7 +15,7 @@ use anyhow::{Result, ensure};
 use pillar_mpc::channel::Link;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::arith::{reveal, share};
-use pillar_mpc::{FixedPoint, Local, Party, RingTensor};
+use pillar_mpc::{FixedPoint, Local, Party, RingTensor, Transport};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use serde::Serialize;
@@ -43,6 +43,8 @@ pub struct Config {
     pub input_range: f64,
     /// Seed of the inputs and the dealer.
     pub seed: u64,
+    /// In-memory queues or loopback TCP between the parties.
+    pub transport: Transport,
 }
 
 /// One measured point.
@@ -101,6 +103,7 @@ pub fn measure(
         fixed: fp,
         link: Link::new(rtt_ms, config.bandwidth_mbps),
         seed: Some(config.seed),
+        transport: config.transport,
         ..Local::default()
     };
     let [server, client] = local.run(|s| {

@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_fit::{FitSpec, Method, Target};
-use pillar_mpc::FixedPoint;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::{FixedPoint, Transport};
 
 use crate::bench::activations::{self, Config, Row};
 
@@ -79,6 +79,10 @@ pub struct ActivationsArgs {
     #[arg(long, default_value_t = 6.0)]
     input_range: f64,
 
+    /// Carry the messages over in-memory queues or a loopback TCP connection.
+    #[arg(long, value_enum, default_value_t = TransportArg::Memory)]
+    transport: TransportArg,
+
     /// Seed of the inputs and of the dealer (benchmarks only: a fixed seed is not secure).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -90,6 +94,15 @@ pub struct ActivationsArgs {
     /// Draw time against round-trip time, one line per protocol, into this PNG.
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TransportArg {
+    /// In-memory queues between two threads.
+    Memory,
+    /// A TCP connection over the loopback interface (the real framing and sockets).
+    Tcp,
 }
 
 /// Runs `pillar bench`.
@@ -141,6 +154,10 @@ fn config(args: &ActivationsArgs) -> Result<Config> {
         coefficients,
         input_range: args.input_range,
         seed: args.seed,
+        transport: match args.transport {
+            TransportArg::Memory => Transport::Memory,
+            TransportArg::Tcp => Transport::Tcp,
+        },
     })
 }
 
@@ -187,11 +204,12 @@ fn table(config: &Config, rows: &[Row]) -> String {
         .map_or("unlimited bandwidth".to_string(), |b| format!("{b} Mbit/s"));
     let _ = writeln!(
         out,
-        "one activation layer of {} elements, f = {}, degree {}, {}, median of {} repeats",
+        "one activation layer of {} elements, f = {}, degree {}, {}, {} transport, median of {} repeats",
         config.elements,
         config.fixed.frac_bits(),
         config.coefficients.len().saturating_sub(1),
         bw,
+        format!("{:?}", config.transport).to_lowercase(),
         config.repeats
     );
     let _ = writeln!(
