@@ -1,0 +1,165 @@
+//! Shape inference: every node checked against its operands, with the node named on error.
+
+use crate::error::NnError;
+use crate::graph::{Graph, Node, Op, Pool};
+
+fn err(node: &Node, detail: impl Into<String>) -> NnError {
+    NnError::Node {
+        node: node.name.clone(),
+        op: node.op.name(),
+        detail: detail.into(),
+    }
+}
+
+fn chw(node: &Node, s: &[usize]) -> Result<(usize, usize, usize), NnError> {
+    match *s {
+        [c, h, w] => Ok((c, h, w)),
+        _ => Err(err(node, format!("expects a [C, H, W] input, got {s:?}"))),
+    }
+}
+
+fn pooled(node: &Node, s: &[usize], p: Pool) -> Result<Vec<usize>, NnError> {
+    let (c, h, w) = chw(node, s)?;
+    if p.kernel == 0 || p.stride == 0 {
+        return Err(err(node, "kernel and stride must be positive"));
+    }
+    if p.kernel > h || p.kernel > w {
+        return Err(err(
+            node,
+            format!("{0}x{0} window does not fit the {h}x{w} input", p.kernel),
+        ));
+    }
+    Ok(vec![
+        c,
+        (h - p.kernel) / p.stride + 1,
+        (w - p.kernel) / p.stride + 1,
+    ])
+}
+
+fn bias_len(node: &Node, bias: Option<&crate::Tensor>, out: usize) -> Result<(), NnError> {
+    match bias {
+        Some(b) if b.shape() != [out] => Err(err(
+            node,
+            format!("bias of shape {:?}, expected [{out}]", b.shape()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Shapes of all values (index = value id), or the first node that does not fit.
+pub fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
+    let mut shapes: Vec<Vec<usize>> = vec![g.input_shape.clone()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        if node.inputs.len() != node.op.arity() {
+            return Err(err(
+                node,
+                format!(
+                    "takes {} input(s), has {}",
+                    node.op.arity(),
+                    node.inputs.len()
+                ),
+            ));
+        }
+        if let Some(&bad) = node.inputs.iter().find(|&&v| v > i) {
+            return Err(err(
+                node,
+                format!("reads value {bad}, which is not computed before it"),
+            ));
+        }
+        let s = &shapes[node.inputs[0]];
+        let out = match &node.op {
+            Op::Conv2d(conv) => {
+                let (c, h, w) = chw(node, s)?;
+                let &[o, wc, kh, kw] = conv.weight.shape() else {
+                    return Err(err(
+                        node,
+                        format!(
+                            "weight of shape {:?}, expected [O, C, kh, kw]",
+                            conv.weight.shape()
+                        ),
+                    ));
+                };
+                if wc != c {
+                    return Err(err(
+                        node,
+                        format!("weight expects {wc} input channels, the input has {c}"),
+                    ));
+                }
+                if conv.stride == 0 || kh == 0 || kw == 0 {
+                    return Err(err(node, "kernel and stride must be positive"));
+                }
+                let (ph, pw) = (h + 2 * conv.padding, w + 2 * conv.padding);
+                if kh > ph || kw > pw {
+                    return Err(err(
+                        node,
+                        format!("{kh}x{kw} kernel does not fit the padded {ph}x{pw} input"),
+                    ));
+                }
+                bias_len(node, conv.bias.as_ref(), o)?;
+                vec![o, (ph - kh) / conv.stride + 1, (pw - kw) / conv.stride + 1]
+            }
+            Op::BatchNorm(bn) => {
+                let c = s.first().copied().unwrap_or(0);
+                let lens = [bn.gamma.len(), bn.beta.len(), bn.mean.len(), bn.var.len()];
+                if lens.iter().any(|&l| l != c) {
+                    return Err(err(
+                        node,
+                        format!("parameters of lengths {lens:?} for {c} channels"),
+                    ));
+                }
+                s.clone()
+            }
+            Op::Linear(lin) => {
+                let &[f] = s.as_slice() else {
+                    return Err(err(node, format!("expects a flat input, got {s:?}")));
+                };
+                let &[out, inp] = lin.weight.shape() else {
+                    return Err(err(
+                        node,
+                        format!(
+                            "weight of shape {:?}, expected [out, in]",
+                            lin.weight.shape()
+                        ),
+                    ));
+                };
+                if inp != f {
+                    return Err(err(
+                        node,
+                        format!("weight expects {inp} features, the input has {f}"),
+                    ));
+                }
+                bias_len(node, lin.bias.as_ref(), out)?;
+                vec![out]
+            }
+            Op::AvgPool(p) | Op::MaxPool(p) => pooled(node, s, *p)?,
+            Op::GlobalAvgPool => {
+                let (c, _, _) = chw(node, s)?;
+                vec![c, 1, 1]
+            }
+            Op::Add => {
+                let other = &shapes[node.inputs[1]];
+                if other != s {
+                    return Err(err(node, format!("adds {s:?} and {other:?}")));
+                }
+                s.clone()
+            }
+            Op::Flatten => vec![s.iter().product()],
+            Op::Relu => s.clone(),
+            Op::PolyAct(p) => {
+                if p.coefficients.is_empty() || p.coefficients.iter().any(|c| !c.is_finite()) {
+                    return Err(err(node, "coefficients must be finite and at least one"));
+                }
+                s.clone()
+            }
+        };
+        shapes.push(out);
+    }
+    if g.output > g.nodes.len() {
+        return Err(NnError::Graph(format!(
+            "the output is value {}, but there are only {} nodes",
+            g.output,
+            g.nodes.len()
+        )));
+    }
+    Ok(shapes)
+}
