@@ -10,20 +10,12 @@ fn pillar() -> Command {
     Command::cargo_bin("pillar").unwrap()
 }
 
-#[test]
-fn json_rows_have_the_documented_keys_and_costs() {
+/// Runs `pillar bench activations ARGS --json` and returns its rows.
+fn bench_json(args: &[&str]) -> Vec<Value> {
     let out = pillar()
-        .args([
-            "bench",
-            "activations",
-            "-n",
-            "1000",
-            "--rtt-ms",
-            "0,2",
-            "--repeats",
-            "3",
-            "--json",
-        ])
+        .args(["bench", "activations"])
+        .args(args)
+        .arg("--json")
         .output()
         .unwrap();
     assert!(
@@ -31,7 +23,12 @@ fn json_rows_have_the_documented_keys_and_costs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn json_rows_have_the_documented_keys_and_costs() {
+    let rows = bench_json(&["-n", "1000", "--rtt-ms", "0,2", "--repeats", "3"]);
     assert_eq!(rows.len(), 8);
     for row in &rows {
         for key in [
@@ -71,28 +68,16 @@ fn json_rows_have_the_documented_keys_and_costs() {
 
 #[test]
 fn loopback_tcp_carries_the_same_protocol() {
-    let out = pillar()
-        .args([
-            "bench",
-            "activations",
-            "-n",
-            "500",
-            "--rtt-ms",
-            "0",
-            "--repeats",
-            "2",
-            "--transport",
-            "tcp",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = bench_json(&[
+        "-n",
+        "500",
+        "--rtt-ms",
+        "0",
+        "--repeats",
+        "2",
+        "--transport",
+        "tcp",
+    ]);
     let relu = rows.iter().find(|r| r["protocol"] == "relu").unwrap();
     assert_eq!(relu["rounds"], 8);
     assert_eq!(relu["bytes_sent"].as_u64().unwrap(), 8 * (14 * 500 + 8));
