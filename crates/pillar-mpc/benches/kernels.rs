@@ -9,21 +9,17 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pillar_mpc::kernels::{ConvGeometry, conv2d, matmul};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use std::hint::black_box;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Uniform ring words from a fixed seed (a benchmark's data need not be secret).
 fn words(n: usize, seed: u64) -> Vec<u64> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        })
-        .collect()
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.next_u64()).collect()
 }
 
 fn dgemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {

@@ -35,6 +35,21 @@ fn tcp_pair() -> (TcpChannel, TcpChannel) {
     })
 }
 
+/// Runs `peer` against a server accepting on loopback with `timeout`, and returns what
+/// `server` made of the connection.
+fn against_raw_peer<R>(
+    timeout: Duration,
+    peer: impl FnOnce(std::net::SocketAddr) + Send,
+    server: impl FnOnce(Result<TcpChannel, ChannelError>) -> R,
+) -> R {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || peer(addr));
+        server(TcpChannel::accept(&listener, Party::Server, timeout))
+    })
+}
+
 #[test]
 fn tcp_exchanges_small_and_large_frames_both_ways() {
     let (mut a, mut b) = tcp_pair();
@@ -144,20 +159,17 @@ fn wrong_frame_length_is_an_error() {
 
 #[test]
 fn a_peer_that_closes_mid_frame_or_before_is_an_error() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
+    let err = against_raw_peer(
+        T,
+        |addr| {
             // A peer that handshakes, announces 4 words, sends 1 and disappears.
             let mut raw = raw_client(addr, true);
             raw.write_all(&4u64.to_le_bytes()).unwrap();
             raw.write_all(&7u64.to_le_bytes()).unwrap();
-        });
-        let mut server = TcpChannel::accept(&listener, Party::Server, T).unwrap();
-        let mut r = vec![0; 4];
-        let err = server.exchange(&[0; 4], &mut r).unwrap_err();
-        assert!(matches!(err, ChannelError::Closed), "{err}");
-    });
+        },
+        |server| server.unwrap().exchange(&[0; 4], &mut [0; 4]).unwrap_err(),
+    );
+    assert!(matches!(err, ChannelError::Closed), "{err}");
     let (c0, c1) = memory_pair(T);
     drop(c1);
     let mut c0 = c0;
@@ -171,39 +183,36 @@ fn a_silent_peer_times_out() {
     let err = a.exchange(&[1], &mut [0]).unwrap_err();
     assert!(matches!(err, ChannelError::Timeout(_)), "{err}");
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
+    let err = against_raw_peer(
+        Duration::from_millis(200),
+        |addr| {
             let _raw = raw_client(addr, false);
             std::thread::sleep(Duration::from_millis(600));
-        });
-        let mut server =
-            TcpChannel::accept(&listener, Party::Server, Duration::from_millis(200)).unwrap();
-        let err = server.exchange(&[1], &mut [0]).unwrap_err();
-        assert!(matches!(err, ChannelError::Timeout(_)), "{err}");
-    });
+        },
+        |server| server.unwrap().exchange(&[1], &mut [0]).unwrap_err(),
+    );
+    assert!(matches!(err, ChannelError::Timeout(_)), "{err}");
 }
 
 #[test]
 fn the_handshake_rejects_strangers_and_same_roles() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
+    let err = against_raw_peer(
+        T,
+        |addr| {
             let mut raw = TcpStream::connect(addr).unwrap();
             let _ = raw.write_all(b"GET / HTTP/1.1\r\n\r\n");
-        });
-        let err = TcpChannel::accept(&listener, Party::Server, T).unwrap_err();
-        assert!(err.to_string().contains("not a pillar party"), "{err}");
-    });
-    std::thread::scope(|s| {
-        s.spawn(|| {
+        },
+        |server| server.unwrap_err(),
+    );
+    assert!(err.to_string().contains("not a pillar party"), "{err}");
+    let err = against_raw_peer(
+        T,
+        |addr| {
             let _ = TcpChannel::connect(addr, Party::Server, T);
-        });
-        let err = TcpChannel::accept(&listener, Party::Server, T).unwrap_err();
-        assert!(err.to_string().contains("both ends claim"), "{err}");
-    });
+        },
+        |server| server.unwrap_err(),
+    );
+    assert!(err.to_string().contains("both ends claim"), "{err}");
 }
 
 #[test]

@@ -46,6 +46,32 @@ fn bias_len(node: &Node, bias: Option<&crate::Tensor>, out: usize) -> Result<(),
     }
 }
 
+/// The weight's dimensions, if it has the `N` axes `layout` names.
+fn weight_dims<const N: usize>(
+    node: &Node,
+    weight: &crate::Tensor,
+    layout: &str,
+) -> Result<[usize; N], NnError> {
+    <[usize; N]>::try_from(weight.shape()).map_err(|_| {
+        err(
+            node,
+            format!("weight of shape {:?}, expected {layout}", weight.shape()),
+        )
+    })
+}
+
+/// Errors unless the weight's `what` dimension equals the input's.
+fn expect_match(node: &Node, what: &str, weight: usize, input: usize) -> Result<(), NnError> {
+    if weight == input {
+        Ok(())
+    } else {
+        Err(err(
+            node,
+            format!("weight expects {weight} {what}, the input has {input}"),
+        ))
+    }
+}
+
 /// Shapes of all values (index = value id), or the first node that does not fit.
 pub fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
     let mut shapes: Vec<Vec<usize>> = vec![g.input_shape.clone()];
@@ -70,21 +96,8 @@ pub fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
         let out = match &node.op {
             Op::Conv2d(conv) => {
                 let (c, h, w) = chw(node, s)?;
-                let &[o, wc, kh, kw] = conv.weight.shape() else {
-                    return Err(err(
-                        node,
-                        format!(
-                            "weight of shape {:?}, expected [O, C, kh, kw]",
-                            conv.weight.shape()
-                        ),
-                    ));
-                };
-                if wc != c {
-                    return Err(err(
-                        node,
-                        format!("weight expects {wc} input channels, the input has {c}"),
-                    ));
-                }
+                let [o, wc, kh, kw] = weight_dims(node, &conv.weight, "[O, C, kh, kw]")?;
+                expect_match(node, "input channels", wc, c)?;
                 if conv.stride == 0 || kh == 0 || kw == 0 {
                     return Err(err(node, "kernel and stride must be positive"));
                 }
@@ -113,21 +126,8 @@ pub fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
                 let &[f] = s.as_slice() else {
                     return Err(err(node, format!("expects a flat input, got {s:?}")));
                 };
-                let &[out, inp] = lin.weight.shape() else {
-                    return Err(err(
-                        node,
-                        format!(
-                            "weight of shape {:?}, expected [out, in]",
-                            lin.weight.shape()
-                        ),
-                    ));
-                };
-                if inp != f {
-                    return Err(err(
-                        node,
-                        format!("weight expects {inp} features, the input has {f}"),
-                    ));
-                }
+                let [out, inp] = weight_dims(node, &lin.weight, "[out, in]")?;
+                expect_match(node, "features", inp, f)?;
                 bias_len(node, lin.bias.as_ref(), out)?;
                 vec![out]
             }
