@@ -19,6 +19,18 @@ pub enum NnError {
     /// The graph as a whole is malformed.
     #[error("graph: {0}")]
     Graph(String),
+    /// An ONNX model that cannot be read or mapped onto the graph.
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx::OnnxError),
+    /// A failure reading or writing a file, with the file's path.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<NnError>,
+    },
     /// An input batch of the wrong shape.
     #[error(
         "input of shape {got:?} does not fit the graph's {expected:?} (plus a batch dimension)"
@@ -28,5 +40,20 @@ pub enum NnError {
         expected: Vec<usize>,
         /// What was given.
         got: Vec<usize>,
+    },
+    /// Fractional bits the secure engine does not support, so nothing would mirror it.
+    #[error(
+        "{0} fractional bits: the secure engine supports {min} to {max}",
+        min = pillar_mpc::FRAC_BITS.start(),
+        max = pillar_mpc::FRAC_BITS.end()
+    )]
+    FracBits(u32),
+    /// An input value the ring cannot encode.
+    #[error("input value {value} at index {index} is not a finite number")]
+    InputValue {
+        /// Its flat index in the batch.
+        index: usize,
+        /// The value.
+        value: f32,
     },
 }

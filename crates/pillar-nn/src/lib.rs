@@ -6,12 +6,14 @@
 //! inferred and checked ([`Graph::shapes`]), with errors that name the node and its operator.
 //! [`fold_batchnorm`] merges BatchNorm into the preceding convolution or linear layer, and
 //! [`exec::float::run`] is the reference semantics every other executor is compared with.
+//! [`onnx`] reads and writes the graph as ONNX.
 
 mod error;
 pub mod exec;
 mod fold;
 mod graph;
 mod linalg;
+pub mod onnx;
 mod shape;
 mod tensor;
 

@@ -1,0 +1,183 @@
+//! The layers in the ring, on a batch of images at once: what each protocol of
+//! `pillar_mpc::protocols` computes on the opened values, with exact floor truncation.
+
+use pillar_mpc::kernels::{ConvGeometry, conv2d as conv_kernel, matmul};
+
+use super::tally::Tally;
+use crate::graph::Pool;
+
+/// A convolution or linear layer's encoded parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct Affine {
+    /// Weight at `f` bits: OIHW for a convolution, `in x out` (transposed) for a linear layer.
+    pub(crate) weight: Vec<u64>,
+    /// Bias at `f` bits, added after the truncation (`linear::add_bias`).
+    pub(crate) bias: Option<Vec<u64>>,
+}
+
+/// Adds a per-channel bias to `y` laid out as `[.., channels, inner]`.
+fn add_bias(y: &mut [u64], bias: &[u64], inner: usize) {
+    let channels = bias.len();
+    for (i, chunk) in y.chunks_mut(inner).enumerate() {
+        let b = bias[i % channels];
+        chunk.iter_mut().for_each(|v| *v = v.wrapping_add(b));
+    }
+}
+
+/// `linear::conv2d`: the wrapping convolution, truncated by `f`, plus the bias.
+pub(crate) fn conv2d(
+    g: &ConvGeometry,
+    p: &Affine,
+    x: &[u64],
+    frac_bits: u32,
+    t: &mut Tally,
+) -> Vec<u64> {
+    let mut z = conv_kernel(g, x, &p.weight);
+    z.iter_mut().for_each(|v| *v = t.truncate(*v, frac_bits));
+    if let Some(b) = &p.bias {
+        add_bias(&mut z, b, g.out_h() * g.out_w());
+    }
+    z.iter().for_each(|&v| t.see(v));
+    z
+}
+
+/// `linear::linear`: `x W^T` over the batch, truncated by `f`, plus the bias.
+pub(crate) fn linear(
+    p: &Affine,
+    x: &[u64],
+    batch: usize,
+    (inp, out): (usize, usize),
+    frac_bits: u32,
+    t: &mut Tally,
+) -> Vec<u64> {
+    let mut z = matmul(batch, inp, out, x, &p.weight);
+    z.iter_mut().for_each(|v| *v = t.truncate(*v, frac_bits));
+    if let Some(b) = &p.bias {
+        add_bias(&mut z, b, 1);
+    }
+    z.iter().for_each(|&v| t.see(v));
+    z
+}
+
+/// A BatchNorm left in the graph: per channel, `x` times the encoded scale, truncated by `f`,
+/// plus the encoded shift (as a plan would run it: one product and a local truncation).
+pub(crate) fn batchnorm(
+    x: &[u64],
+    scale: &[u64],
+    shift: &[u64],
+    inner: usize,
+    frac_bits: u32,
+    t: &mut Tally,
+) -> Vec<u64> {
+    let channels = scale.len();
+    let mut out = Vec::with_capacity(x.len());
+    for (i, chunk) in x.chunks(inner).enumerate() {
+        let c = i % channels;
+        out.extend(chunk.iter().map(|&v| {
+            let y = t
+                .truncate(v.wrapping_mul(scale[c]), frac_bits)
+                .wrapping_add(shift[c]);
+            t.see(y);
+            y
+        }));
+    }
+    out
+}
+
+/// Calls `each` with every window of pooling planes of `h x w` (row-major, `(ky, kx)` order,
+/// as `pool::windows`), gathered into `buf`.
+fn for_each_window(
+    x: &[u64],
+    (h, w): (usize, usize),
+    p: Pool,
+    mut each: impl FnMut(&mut Vec<u64>),
+) {
+    let (oh, ow) = ((h - p.kernel) / p.stride + 1, (w - p.kernel) / p.stride + 1);
+    let mut buf = Vec::with_capacity(p.kernel * p.kernel);
+    for plane in x.chunks(h * w) {
+        for y in 0..oh {
+            for xx in 0..ow {
+                buf.clear();
+                for ky in 0..p.kernel {
+                    let row = (y * p.stride + ky) * w + xx * p.stride;
+                    buf.extend_from_slice(&plane[row..row + p.kernel]);
+                }
+                each(&mut buf);
+            }
+        }
+    }
+}
+
+/// `pool::avg_pool`: the wrapping sum of each window, then a truncation by `log2(size)` when
+/// the window size is a power of two, else a product with `round(2^f / size)` and a
+/// truncation by `f`.
+pub(crate) fn avg_pool(
+    x: &[u64],
+    hw: (usize, usize),
+    p: Pool,
+    frac_bits: u32,
+    t: &mut Tally,
+) -> Vec<u64> {
+    let size = (p.kernel * p.kernel) as u64;
+    let divide = divider(size, frac_bits);
+    let mut out = Vec::new();
+    for_each_window(x, hw, p, |win| {
+        let sum = win.iter().fold(0u64, |a, &v| a.wrapping_add(v));
+        out.push(divide(sum, t));
+    });
+    out
+}
+
+/// `pool::global_avg_pool`: [`avg_pool`] with one window per plane.
+pub(crate) fn global_avg_pool(x: &[u64], plane: usize, frac_bits: u32, t: &mut Tally) -> Vec<u64> {
+    let divide = divider(plane as u64, frac_bits);
+    x.chunks(plane)
+        .map(|c| divide(c.iter().fold(0u64, |a, &v| a.wrapping_add(v)), t))
+        .collect()
+}
+
+/// Division of a window sum by `size`, as `pool::avg_pool` does it.
+fn divider(size: u64, frac_bits: u32) -> impl Fn(u64, &mut Tally) -> u64 {
+    // Rounded, not truncated, as the protocol.
+    let inv = ((f64::from(frac_bits).exp2()) / size as f64).round() as u64;
+    move |sum, t: &mut Tally| {
+        let y = if size.is_power_of_two() {
+            t.truncate(sum, size.trailing_zeros())
+        } else {
+            t.see(sum);
+            t.truncate(sum.wrapping_mul(inv), frac_bits)
+        };
+        t.see(y);
+        y
+    }
+}
+
+/// `relu(v)` of the signed value: the secure ReLU is exact.
+#[inline]
+pub(crate) fn relu(v: u64) -> u64 {
+    if (v as i64) < 0 { 0 } else { v }
+}
+
+/// `maxpool::max_pool`: the tournament `max(a, b) = b + relu(a - b)` over adjacent pairs of
+/// each window, level by level (the odd one out goes up unchanged), in ring arithmetic, so
+/// that it agrees with the secure result even where `a - b` wraps.
+pub(crate) fn max_pool(x: &[u64], hw: (usize, usize), p: Pool, t: &mut Tally) -> Vec<u64> {
+    let mut out = Vec::new();
+    for_each_window(x, hw, p, |cand| {
+        while cand.len() > 1 {
+            let k = cand.len();
+            for i in 0..k / 2 {
+                let (a, b) = (cand[2 * i], cand[2 * i + 1]);
+                let d = a.wrapping_sub(b);
+                t.see(d);
+                cand[i] = b.wrapping_add(relu(d));
+            }
+            if k % 2 == 1 {
+                cand[k / 2] = cand[k - 1];
+            }
+            cand.truncate(k.div_ceil(2));
+        }
+        out.push(cand[0]);
+    });
+    out
+}

@@ -1,0 +1,449 @@
+//! Layers: the operators that become pillar nodes (convolution, BatchNorm, fully connected
+//! layers, pools, flattening, ReLU, pillar's `PolyAct`), and the `Add` that is a bias.
+
+use super::{At, Cx, Importer, Inputs, Val, known};
+use crate::error::NnError;
+use crate::graph::{BatchNorm, Conv2d, Linear, Op, PolyAct, Pool, ValueId};
+use crate::onnx::attrs::Attrs;
+use crate::onnx::fuse::Poly;
+use crate::onnx::symbolic;
+use crate::onnx::tensor::Const;
+use crate::tensor::Tensor;
+
+/// Largest kernel side, stride or padding accepted, far above any real network, so that
+/// shape arithmetic cannot overflow.
+const MAX_WINDOW: i64 = 1 << 16;
+
+impl<'m> Importer<'m> {
+    /// A default-domain layer; returns the value it produces.
+    pub(super) fn layer(
+        &mut self,
+        cx: &Cx,
+        op_type: &str,
+        io: Inputs<'m>,
+        attrs: &Attrs,
+    ) -> Result<ValueId, NnError> {
+        let (first, second) = (io.first(), io.second());
+        match op_type {
+            "Conv" => {
+                io.arity(2, 3).at(cx)?;
+                self.conv(cx, io, attrs)
+            }
+            "BatchNormalization" => {
+                io.arity(5, 5).at(cx)?;
+                attrs
+                    .only(&["epsilon", "momentum", "training_mode", "spatial"])
+                    .at(cx)?;
+                if attrs.int("training_mode").at(cx)?.unwrap_or(0) != 0 {
+                    return Err(cx.fail("training_mode = 1; export the model in eval mode"));
+                }
+                if attrs.int("spatial").at(cx)?.unwrap_or(1) != 1 {
+                    return Err(cx.fail("spatial = 0 is not supported"));
+                }
+                let x = self.act(cx, first)?;
+                let bn = BatchNorm {
+                    gamma: self.vector(cx, io.get(1), "scale")?,
+                    beta: self.vector(cx, io.get(2), "bias")?,
+                    mean: self.vector(cx, io.get(3), "mean")?,
+                    var: self.vector(cx, io.get(4), "variance")?,
+                    eps: attrs.float("epsilon").at(cx)?.unwrap_or(1e-5),
+                };
+                self.push(cx, Op::BatchNorm(bn), vec![x])
+            }
+            "Gemm" => {
+                io.arity(2, 3).at(cx)?;
+                attrs.only(&["alpha", "beta", "transA", "transB"]).at(cx)?;
+                for a in ["alpha", "beta"] {
+                    if let Some(v) = attrs.float(a).at(cx)?.filter(|&v| v != 1.0) {
+                        return Err(cx.fail(format!("{a} = {v} is not supported (only 1)")));
+                    }
+                }
+                if attrs.int("transA").at(cx)?.unwrap_or(0) != 0 {
+                    return Err(cx.fail("transA = 1 is not supported"));
+                }
+                let trans_b = attrs.int("transB").at(cx)?.unwrap_or(0) != 0;
+                let x = self.act(cx, first)?;
+                let w = self.constant(cx, second, "weight B")?;
+                let weight = self.matrix(cx, &w, !trans_b)?;
+                let out = weight.shape()[0];
+                let bias = match io.get(2) {
+                    None => None,
+                    Some(c) => {
+                        let c = self.constant(cx, c, "bias C")?;
+                        let data = self.floats(cx, &c, "bias C", 2)?.1;
+                        let data = match data.len() {
+                            1 => vec![data[0]; out],
+                            l if l == out && c.dims.last() == Some(&out) => data,
+                            _ => {
+                                return Err(cx.fail(format!(
+                                    "bias C of shape {:?} does not broadcast to [N, {out}]",
+                                    c.dims
+                                )));
+                            }
+                        };
+                        Some(Tensor::new(vec![out], data)?)
+                    }
+                };
+                let lin = Linear { weight, bias };
+                self.push(cx, Op::Linear(lin), vec![x])
+            }
+            "MatMul" => {
+                io.arity(2, 2).at(cx)?;
+                attrs.only(&[]).at(cx)?;
+                let x = self.act(cx, first)?;
+                let w = self.constant(cx, second, "right operand")?;
+                let weight = self.matrix(cx, &w, true)?;
+                let lin = Linear { weight, bias: None };
+                self.push(cx, Op::Linear(lin), vec![x])
+            }
+            "Relu" => {
+                io.arity(1, 1).at(cx)?;
+                attrs.only(&[]).at(cx)?;
+                let x = self.act(cx, first)?;
+                self.push(cx, Op::Relu, vec![x])
+            }
+            "AveragePool" | "MaxPool" => {
+                io.arity(1, 1).at(cx)?;
+                let x = self.act(cx, first)?;
+                let pool = self.pool(cx, attrs, x)?;
+                let op = if op_type == "MaxPool" {
+                    Op::MaxPool(pool)
+                } else {
+                    Op::AvgPool(pool)
+                };
+                self.push(cx, op, vec![x])
+            }
+            "GlobalAveragePool" => {
+                io.arity(1, 1).at(cx)?;
+                attrs.only(&[]).at(cx)?;
+                let x = self.act(cx, first)?;
+                self.push(cx, Op::GlobalAvgPool, vec![x])
+            }
+            "ReduceMean" => {
+                // What the torch.export-based exporter writes for AdaptiveAvgPool2d(1).
+                io.arity(1, 2).at(cx)?;
+                attrs
+                    .only(&["axes", "keepdims", "noop_with_empty_axes"])
+                    .at(cx)?;
+                let axes = match (attrs.ints("axes").at(cx)?, io.get(1)) {
+                    (Some(a), None) => a.to_vec(),
+                    (None, Some(a)) => known(cx, &self.ints(cx, a)?)?,
+                    _ => vec![],
+                };
+                let x = self.act(cx, first)?;
+                let mut axes: Vec<i64> = axes
+                    .iter()
+                    .map(|&a| if a < 0 { a + 4 } else { a })
+                    .collect();
+                axes.sort_unstable();
+                if self.shapes[x].len() != 3 || axes != [2, 3] {
+                    return Err(cx.fail(format!(
+                        "averages axes {axes:?} of [N, {:?}]; pillar supports only the mean over \
+                         each plane of an image (axes [2, 3], a global average pool)",
+                        self.shapes[x]
+                    )));
+                }
+                let v = self.push(cx, Op::GlobalAvgPool, vec![x])?;
+                if attrs.int("keepdims").at(cx)?.unwrap_or(1) == 0 {
+                    return self.push(cx, Op::Flatten, vec![v]);
+                }
+                Ok(v)
+            }
+            "Flatten" => {
+                io.arity(1, 1).at(cx)?;
+                attrs.only(&["axis"]).at(cx)?;
+                let axis = attrs.int("axis").at(cx)?.unwrap_or(1);
+                if axis != 1 {
+                    return Err(cx.fail(format!(
+                        "axis = {axis} is not supported (only 1: keep the batch, flatten the rest)"
+                    )));
+                }
+                let x = self.act(cx, first)?;
+                self.push(cx, Op::Flatten, vec![x])
+            }
+            "Reshape" => {
+                io.arity(2, 2).at(cx)?;
+                attrs.only(&["allowzero"]).at(cx)?;
+                let allowzero = attrs.int("allowzero").at(cx)?.unwrap_or(0) != 0;
+                let target = self.ints(cx, second)?;
+                let x = self.act(cx, first)?;
+                symbolic::is_flatten(&target, &self.shapes[x], self.static_batch, allowzero)
+                    .at(cx)?;
+                self.push(cx, Op::Flatten, vec![x])
+            }
+            _ => Err(cx.fail("unsupported operator")),
+        }
+    }
+
+    fn conv(&mut self, cx: &Cx, io: Inputs<'m>, attrs: &Attrs) -> Result<ValueId, NnError> {
+        attrs
+            .only(&[
+                "kernel_shape",
+                "strides",
+                "pads",
+                "dilations",
+                "group",
+                "auto_pad",
+            ])
+            .at(cx)?;
+        let group = attrs.int("group").at(cx)?.unwrap_or(1);
+        if group != 1 {
+            return Err(cx.fail(format!(
+                "group = {group} (grouped or depthwise convolution) is not supported"
+            )));
+        }
+        attrs.all_equal("dilations", 1).at(cx)?;
+        auto_pad(attrs).at(cx)?;
+        let x = self.act(cx, io.first())?;
+        let w = self.constant(cx, io.second(), "weight")?;
+        let (dims, data) = self.floats(cx, &w, "weight", 4)?;
+        if dims.len() != 4 {
+            return Err(cx.fail(format!(
+                "weight of shape {dims:?}; pillar supports 2-d convolutions ([O, C, kh, kw])"
+            )));
+        }
+        if let Some(k) = attrs.ints("kernel_shape").at(cx)?
+            && k.iter()
+                .map(|&d| usize::try_from(d).ok())
+                .ne(dims[2..].iter().map(|&d| Some(d)))
+        {
+            return Err(cx.fail(format!(
+                "kernel_shape {k:?} disagrees with the weight's {dims:?}"
+            )));
+        }
+        let stride = symmetric(attrs.ints("strides").at(cx)?, 2, 1, "strides").at(cx)?;
+        let padding = symmetric(attrs.ints("pads").at(cx)?, 4, 0, "pads").at(cx)?;
+        if stride == 0 {
+            return Err(cx.fail("strides must be positive"));
+        }
+        let weight = Tensor::new(dims, data)?;
+        let bias = match io.get(2) {
+            None => None,
+            Some(b) => {
+                let b = self.constant(cx, b, "bias")?;
+                let (dims, data) = self.floats(cx, &b, "bias", 1)?;
+                Some(Tensor::new(dims, data)?)
+            }
+        };
+        let conv = Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        };
+        self.push(cx, Op::Conv2d(conv), vec![x])
+    }
+
+    fn pool(&mut self, cx: &Cx, attrs: &Attrs, x: ValueId) -> Result<Pool, NnError> {
+        attrs
+            .only(&[
+                "kernel_shape",
+                "strides",
+                "pads",
+                "ceil_mode",
+                "count_include_pad",
+                "dilations",
+                "storage_order",
+                "auto_pad",
+            ])
+            .at(cx)?;
+        auto_pad(attrs).at(cx)?;
+        attrs.all_equal("dilations", 1).at(cx)?;
+        let kernel = symmetric(attrs.ints("kernel_shape").at(cx)?, 2, -1, "kernel_shape").at(cx)?;
+        let stride = symmetric(attrs.ints("strides").at(cx)?, 2, 1, "strides").at(cx)?;
+        if symmetric(attrs.ints("pads").at(cx)?, 4, 0, "pads").at(cx)? != 0 {
+            return Err(cx.fail("padded pooling is not supported"));
+        }
+        if kernel == 0 || stride == 0 {
+            return Err(cx.fail("kernel_shape and strides must be positive"));
+        }
+        if attrs.int("ceil_mode").at(cx)?.unwrap_or(0) != 0 {
+            // Ceiling and floor agree when the windows tile the input exactly.
+            let s = &self.shapes[x];
+            let tiles = s.len() == 3
+                && s[1..]
+                    .iter()
+                    .all(|&d| d >= kernel && (d - kernel).is_multiple_of(stride));
+            if !tiles {
+                return Err(cx.fail(format!(
+                    "ceil_mode = 1 with windows that do not tile the {s:?} input is not \
+                     supported"
+                )));
+            }
+        }
+        Ok(Pool { kernel, stride })
+    }
+
+    pub(super) fn poly_act(
+        &mut self,
+        cx: &Cx,
+        io: Inputs<'m>,
+        attrs: &Attrs,
+    ) -> Result<Val<'m>, NnError> {
+        io.arity(1, 1).at(cx)?;
+        attrs
+            .only(&["coefficients", "range", "coefficients_f64", "range_f64"])
+            .at(cx)?;
+        let f32s = attrs.floats("coefficients").at(cx)?;
+        let coefficients: Vec<f64> = match attrs.tensor("coefficients_f64").at(cx)? {
+            Some(t) => {
+                let v: Vec<f64> = (0..t.len()).filter_map(|i| t.get(i)).collect();
+                if let Some(f) = f32s
+                    && (f.len() != v.len() || f.iter().zip(&v).any(|(&a, &b)| a != b as f32))
+                {
+                    return Err(cx.fail(format!(
+                        "coefficients {f:?} and coefficients_f64 {v:?} disagree"
+                    )));
+                }
+                v
+            }
+            None => f32s
+                .ok_or_else(|| cx.fail("has no coefficients attribute"))?
+                .iter()
+                .map(|&c| f64::from(c))
+                .collect(),
+        };
+        let range = match attrs.tensor("range_f64").at(cx)? {
+            Some(t) if t.len() == 1 => t.get(0).unwrap_or(0.0),
+            Some(t) => return Err(cx.fail(format!("range_f64 of shape {:?}", t.dims))),
+            None => match attrs.float("range").at(cx)? {
+                Some(r) => f64::from(r),
+                None => self.default_range,
+            },
+        };
+        if !(range.is_finite() && range > 0.0) {
+            return Err(cx.fail(format!("range {range} is not positive")));
+        }
+        let x = self.act(cx, io.first())?;
+        let op = Op::PolyAct(PolyAct {
+            coefficients,
+            range,
+        });
+        Ok(Val::Poly(Poly::value(
+            self.push(cx, op, vec![x])?,
+            &cx.name,
+        )))
+    }
+
+    /// `act + c` as the bias of the layer producing `act`, when `c` is a constant tensor that
+    /// is not a scalar and `act` is read by nothing else.
+    pub(super) fn bias(&mut self, cx: &Cx, act: &str, c: &str) -> Result<Option<ValueId>, NnError> {
+        let v = match self.values.get(act) {
+            Some(Val::Poly(p)) if !p.computed && p.is_identity() => p.base.unwrap_or(0),
+            _ => return Ok(None),
+        };
+        if !matches!(self.values.get(c), Some(Val::Init(_) | Val::Const(_))) {
+            return Ok(None);
+        }
+        let c = self.constant(cx, c, "addend")?;
+        if c.len() == 1 {
+            return Ok(None);
+        }
+        let fresh = v == self.graph.nodes.len() && self.readers.get(act) == Some(&1);
+        let node = self.graph.nodes.last_mut().filter(|_| fresh && v > 0);
+        let (out, bias) = match node.map(|n| &mut n.op) {
+            Some(Op::Linear(l)) => (l.weight.shape()[0], &mut l.bias),
+            Some(Op::Conv2d(k)) => (k.weight.shape()[0], &mut k.bias),
+            _ => {
+                return Err(cx.fail(format!(
+                    "adds a constant tensor of shape {:?}; pillar supports that only as the bias \
+                     of the MatMul, Gemm or Conv right before it",
+                    c.dims
+                )));
+            }
+        };
+        let conv = self.shapes[v].len() == 3;
+        let fits = if conv {
+            matches!(c.dims.as_slice(), [o, 1, 1] | [1, o, 1, 1] if *o == out)
+        } else {
+            matches!(c.dims.as_slice(), [o] | [1, o] if *o == out)
+        };
+        let data = match c.to_f32() {
+            Some(d) if fits => d,
+            _ => {
+                return Err(cx.fail(format!(
+                    "adds a constant of shape {:?}, not a bias for {out} channels",
+                    c.dims
+                )));
+            }
+        };
+        let sum: Vec<f32> = match bias {
+            Some(b) => b.data().iter().zip(&data).map(|(x, y)| x + y).collect(),
+            None => data,
+        };
+        *bias = Some(Tensor::new(vec![out], sum)?);
+        Ok(Some(v))
+    }
+
+    /// A float constant of rank at most `max_rank`, as pillar dimensions and f32 data.
+    fn floats(
+        &self,
+        cx: &Cx,
+        c: &Const,
+        what: &str,
+        max_rank: usize,
+    ) -> Result<(Vec<usize>, Vec<f32>), NnError> {
+        let data = c
+            .to_f32()
+            .ok_or_else(|| cx.fail(format!("its {what} is an integer tensor")))?;
+        if c.dims.len() > max_rank || (max_rank == 1 && c.dims.len() != 1) {
+            return Err(cx.fail(format!("its {what} has shape {:?}", c.dims)));
+        }
+        Ok((c.dims.clone(), data))
+    }
+
+    /// A 1-d float constant (BatchNorm parameters).
+    fn vector(&mut self, cx: &Cx, x: Option<&str>, what: &str) -> Result<Vec<f32>, NnError> {
+        let c = self.constant(cx, x.unwrap_or(""), what)?;
+        Ok(self.floats(cx, &c, what, 1)?.1)
+    }
+
+    /// A 2-d constant as a `[out, in]` weight, transposing an `[in, out]` one.
+    fn matrix(&self, cx: &Cx, c: &Const, transpose: bool) -> Result<Tensor, NnError> {
+        let (dims, data) = self.floats(cx, c, "weight", 2)?;
+        let &[r, k] = dims.as_slice() else {
+            return Err(cx.fail(format!("weight of shape {dims:?}, expected a matrix")));
+        };
+        if !transpose {
+            return Tensor::new(vec![r, k], data);
+        }
+        let mut t = vec![0f32; data.len()];
+        for (i, row) in data.chunks(k.max(1)).enumerate().take(r) {
+            for (j, &v) in row.iter().enumerate() {
+                t[j * r + i] = v;
+            }
+        }
+        Tensor::new(vec![k, r], t)
+    }
+}
+
+/// Refuses `auto_pad` modes other than explicit padding.
+fn auto_pad(attrs: &Attrs) -> Result<(), String> {
+    match attrs.string("auto_pad")? {
+        None | Some("NOTSET" | "VALID") => Ok(()),
+        Some(other) => Err(format!(
+            "auto_pad = {other} is not supported; export with explicit pads"
+        )),
+    }
+}
+
+/// The single value of a 2-d attribute that must be the same in every position (`len`
+/// entries), or `default` if absent; `default < 0` makes it required.
+fn symmetric(v: Option<&[i64]>, len: usize, default: i64, name: &str) -> Result<usize, String> {
+    let Some(v) = v else {
+        return usize::try_from(default).map_err(|_| format!("{name} is required"));
+    };
+    match v {
+        [first, rest @ ..] if v.len() == len && rest.iter().all(|x| x == first) => {
+            if (0..=MAX_WINDOW).contains(first) {
+                Ok(*first as usize)
+            } else {
+                Err(format!("{name} = {v:?} is out of range"))
+            }
+        }
+        _ => Err(format!(
+            "{name} = {v:?} is not supported (pillar needs {len} equal values: square windows, \
+             equal strides, symmetric padding)"
+        )),
+    }
+}

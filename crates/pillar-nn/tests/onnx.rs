@@ -1,0 +1,441 @@
+//! ONNX import and export: PyTorch exports against PyTorch's own outputs, polynomial fusion,
+//! save/load round trips, and malformed files.
+#![allow(clippy::unwrap_used)]
+
+mod onnx_support;
+
+use std::path::{Path, PathBuf};
+
+use onnx_support::{every_op, pillar_poly, values};
+use pillar_nn::exec::float;
+use pillar_nn::onnx::{self, SaveOptions};
+use pillar_nn::{Graph, NnError, Op, PolyAct, Tensor};
+use proptest::prelude::*;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn json_tensor(v: &serde_json::Value) -> Tensor {
+    let shape = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let data = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    Tensor::new(shape, data).unwrap()
+}
+
+/// Every fixture's stem (`relu_cnn_op13`, ...).
+fn fixture_stems() -> Vec<String> {
+    let mut stems: Vec<String> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "onnx").then(|| p.file_stem()?.to_str().map(String::from))?
+        })
+        .collect();
+    stems.sort();
+    stems
+}
+
+/// Largest `|a - b| / (1 + |b|)`.
+fn max_error(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn pytorch_exports_match_pytorch() {
+    let stems = fixture_stems();
+    assert!(stems.len() >= 12, "fixtures missing: {stems:?}");
+    for stem in &stems {
+        let g = onnx::load(fixtures().join(format!("{stem}.onnx")))
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures().join(format!("{stem}.json"))).unwrap(),
+        )
+        .unwrap();
+        let (x, want) = (json_tensor(&json["input"]), json_tensor(&json["output"]));
+        let got = float::run(&g, &x).unwrap();
+        let err = max_error(&got, &want);
+        eprintln!("{stem}: {} nodes, largest error {err:.1e}", g.nodes.len());
+        assert!(err < 1e-4, "{stem}: error {err} against PyTorch");
+    }
+}
+
+fn ops(g: &Graph) -> Vec<&'static str> {
+    g.nodes.iter().map(|n| n.op.name()).collect()
+}
+
+#[test]
+fn pytorch_layers_map_onto_pillar_ops() {
+    let load = |stem: &str| onnx::load(fixtures().join(format!("{stem}.onnx"))).unwrap();
+    // Constant folding off: BatchNorm stays, and x.view(x.size(0), -1) is Shape arithmetic.
+    let expected = [
+        (
+            "relu_cnn_op13",
+            &[
+                "Conv",
+                "BatchNormalization",
+                "Relu",
+                "AveragePool",
+                "Flatten",
+                "Gemm",
+            ][..],
+        ),
+        (
+            "relu_cnn_op18",
+            &["Conv", "Relu", "AveragePool", "Flatten", "Gemm"],
+        ),
+        (
+            "residual_op13",
+            &[
+                "Conv",
+                "BatchNormalization",
+                "Relu",
+                "Conv",
+                "BatchNormalization",
+                "Relu",
+                "Conv",
+                "BatchNormalization",
+                "Add",
+                "Relu",
+                "Flatten",
+                "Gemm",
+            ],
+        ),
+        (
+            "pools_op18",
+            &[
+                "Conv",
+                "Relu",
+                "MaxPool",
+                "Conv",
+                "Relu",
+                "GlobalAveragePool",
+                "Flatten",
+                "Gemm",
+            ],
+        ),
+        (
+            "pools_dynamo18",
+            &[
+                "Conv",
+                "Relu",
+                "MaxPool",
+                "Conv",
+                "Relu",
+                "GlobalAveragePool",
+                "Flatten",
+                "Gemm",
+            ],
+        ),
+        ("matmul_op13", &["Flatten", "Gemm", "PolyAct", "Gemm"]),
+    ];
+    for (stem, want) in expected {
+        assert_eq!(ops(&load(stem)), want, "{stem}");
+    }
+    // A symbolic batch dimension is dropped from the input shape.
+    assert_eq!(load("residual_op13").input_shape, [2, 6, 6]);
+    // MatMul by [in, out] then Add of b: one Linear with the transposed weight and the bias.
+    let g = load("matmul_op13");
+    let Op::Linear(l) = &g.nodes[1].op else {
+        panic!()
+    };
+    assert_eq!(l.weight.shape(), [8, 32]);
+    assert_eq!(l.bias.as_ref().unwrap().shape(), [8]);
+}
+
+#[test]
+fn pytorch_polynomial_fuses_into_one_poly_act() {
+    let want = [0.314453125, 0.5, 0.15625, 0.0, -0.0029296875];
+    for stem in [
+        "poly_cnn_op13",
+        "poly_cnn_op18",
+        "poly_cnn_dynamo18",
+        "matmul_op18",
+    ] {
+        let g = onnx::load(fixtures().join(format!("{stem}.onnx"))).unwrap();
+        let polys: Vec<&PolyAct> = g
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::PolyAct(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let expected = if stem.starts_with("matmul") { 1 } else { 2 };
+        assert_eq!(polys.len(), expected, "{stem}: {:?}", ops(&g));
+        for p in polys {
+            assert_eq!(p.coefficients, want, "{stem}");
+            assert_eq!(p.range, onnx::DEFAULT_POLY_RANGE);
+        }
+    }
+    let g = onnx::load(fixtures().join("poly_cnn_op13.onnx")).unwrap();
+    assert_eq!(
+        ops(&g),
+        [
+            "Conv",
+            "BatchNormalization",
+            "PolyAct",
+            "AveragePool",
+            "Flatten",
+            "Gemm",
+            "PolyAct",
+            "Gemm"
+        ]
+    );
+    // The fused node is named after the ONNX node that completes the polynomial.
+    assert_eq!(g.nodes[2].name, "/act1/Sub");
+}
+
+fn roundtrip(g: &Graph, opts: SaveOptions) -> Graph {
+    onnx::from_bytes(&onnx::to_bytes_with(g, &opts).unwrap()).unwrap()
+}
+
+#[test]
+fn save_then_load_gives_the_same_graph() {
+    let g = every_op();
+    for poly_as_subgraph in [false, true] {
+        let opts = SaveOptions { poly_as_subgraph };
+        assert_eq!(roundtrip(&g, opts), g, "{opts:?}");
+    }
+    let x = Tensor::new(vec![3, 2, 8, 8], values(3 * 128, 42)).unwrap();
+    let y = float::run(&g, &x).unwrap();
+    assert_eq!(y.shape(), [3, 3]);
+}
+
+#[test]
+fn save_and_load_through_a_file() {
+    let dir = std::env::temp_dir().join(format!("pillar-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("every_op.onnx");
+    let g = every_op();
+    onnx::save(&g, &path).unwrap();
+    assert_eq!(onnx::load(&path).unwrap(), g);
+    onnx::save_with(
+        &g,
+        &path,
+        &SaveOptions {
+            poly_as_subgraph: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(onnx::load(&path).unwrap(), g);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let missing = dir.join("missing.onnx");
+    let err = onnx::load(&missing).unwrap_err().to_string();
+    assert!(err.contains("missing.onnx"), "{err}");
+}
+
+#[test]
+fn edge_graphs_round_trip() {
+    // No nodes: the output is the input (an Identity node in ONNX).
+    let g = Graph::new(vec![3]);
+    assert_eq!(roundtrip(&g, SaveOptions::default()), g);
+    // A polynomial that is the identity, a constant, and one without a linear term, as the
+    // output and read twice.
+    let mut g = Graph::new(vec![4]);
+    let poly = |c: &[f64], r: f64| {
+        Op::PolyAct(PolyAct {
+            coefficients: c.to_vec(),
+            range: r,
+        })
+    };
+    let a = g.chain("id", poly(&[0.0, 1.0], 1.0));
+    g.chain("const", poly(&[0.75], 3.0));
+    let b = g.push("square", poly(&[0.0, 0.0, 0.1], 0.5), vec![a]);
+    g.push("sum", Op::Add, vec![a, b]);
+    g.chain("out", pillar_poly());
+    for poly_as_subgraph in [false, true] {
+        let opts = SaveOptions { poly_as_subgraph };
+        assert_eq!(roundtrip(&g, opts), g, "{opts:?}");
+    }
+}
+
+#[test]
+fn save_refuses_an_invalid_graph() {
+    let mut g = Graph::new(vec![3, 4, 4]);
+    g.chain("fc", onnx_support::linear(2, 5, 1, true));
+    let err = onnx::to_bytes(&g).unwrap_err().to_string();
+    assert!(err.contains("\"fc\""), "{err}");
+}
+
+#[test]
+fn polynomial_range_metadata_applies_to_pytorch_polynomials() {
+    // Saved as a subgraph without pillar's per-node entry, a polynomial takes its range from
+    // the model-wide key. The key and value bytes are swapped in place (same lengths).
+    let mut g = Graph::new(vec![2]);
+    g.chain("act", pillar_poly());
+    let bytes = onnx::to_bytes_with(
+        &g,
+        &SaveOptions {
+            poly_as_subgraph: true,
+        },
+    )
+    .unwrap();
+    let key = b"pillar.poly:act";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+    let mut edited = bytes.clone();
+    edited[at..at + key.len()].copy_from_slice(b"pillar.poly_rng");
+    let g2 = onnx::from_bytes(&edited).unwrap();
+    let Op::PolyAct(p) = &g2.nodes[0].op else {
+        panic!()
+    };
+    assert_eq!(p.range, onnx::DEFAULT_POLY_RANGE);
+    assert_eq!(
+        p.coefficients,
+        [0.314453125, 0.5, 0.15625, 0.0, -0.0029296875]
+    );
+}
+
+fn assert_error_names(bytes: &[u8], needles: &[&str]) {
+    let err = onnx::from_bytes(bytes).unwrap_err().to_string();
+    for n in needles {
+        assert!(err.contains(n), "{err:?} should mention {n:?}");
+    }
+}
+
+/// Replaces `from` by `to` (same length) wherever it occurs in `bytes`.
+fn patch(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut found = false;
+    for i in 0..=out.len() - from.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            found = true;
+        }
+    }
+    assert!(found, "{from:?} not in the model");
+    out
+}
+
+#[test]
+fn unsupported_things_are_named() {
+    let pytorch = std::fs::read(fixtures().join("relu_cnn_op18.onnx")).unwrap();
+    assert_error_names(
+        &patch(&pytorch, b"Relu", b"Selu"),
+        &["\"/Selu\"", "(Selu)", "unsupported operator"],
+    );
+    let mut g = Graph::new(vec![1, 4, 4]);
+    g.chain("c", onnx_support::conv(2, 1, 3, 1, 0, 1));
+    let ours = onnx::to_bytes(&g).unwrap();
+    // `group` 1 -> 2: the attribute's name, value (field 3) and type (field 20).
+    assert_error_names(
+        &patch(
+            &ours,
+            b"group\x18\x01\xa0\x01\x02",
+            b"group\x18\x02\xa0\x01\x02",
+        ),
+        &["\"c\"", "(Conv)", "group = 2"],
+    );
+    assert_error_names(
+        &patch(
+            &ours,
+            b"dilations\x40\x01\x40\x01",
+            b"dilations\x40\x02\x40\x01",
+        ),
+        &["\"c\"", "dilations"],
+    );
+    // An initializer whose dims need more data than it holds: [2, 1, 3, 3] -> [2, 1, 3, 4].
+    assert_error_names(
+        &patch(
+            &ours,
+            b"\x08\x02\x08\x01\x08\x03\x08\x03",
+            b"\x08\x02\x08\x01\x08\x03\x08\x04",
+        ),
+        &[
+            "\"c\"",
+            "(Conv)",
+            "c.weight",
+            "holds 18 elements",
+            "need 24",
+        ],
+    );
+    // The default opset moved out of range, and a pillar node in another domain.
+    assert_error_names(&patch(&ours, b"\x10\x0d", b"\x10\x63"), &["opset 99"]);
+    let mut p = Graph::new(vec![3]);
+    p.chain("poly", pillar_poly());
+    let custom = onnx::to_bytes(&p).unwrap();
+    assert_error_names(
+        &patch(&custom, b"pillar", b"pillaz"),
+        &["\"poly\"", "pillaz.PolyAct", "unsupported operator"],
+    );
+}
+
+#[test]
+fn truncated_models_are_errors() {
+    for stem in ["relu_cnn_op13", "poly_cnn_dynamo18"] {
+        let bytes = std::fs::read(fixtures().join(format!("{stem}.onnx"))).unwrap();
+        for n in 0..bytes.len() {
+            assert!(
+                onnx::from_bytes(&bytes[..n]).is_err(),
+                "{stem}: prefix of {n} bytes loaded"
+            );
+        }
+    }
+    assert!(matches!(onnx::from_bytes(&[]), Err(NnError::Onnx(_))));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = onnx::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn corrupted_models_never_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = onnx::to_bytes_with(&every_op(), &SaveOptions { poly_as_subgraph: true }).unwrap();
+        for (at, b) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+        }
+        if let Ok(g) = onnx::from_bytes(&bytes) {
+            // Whatever loads is a valid graph.
+            g.shapes().unwrap();
+        }
+    }
+
+    #[test]
+    fn corrupted_pytorch_exports_never_panic(
+        stem in prop::sample::select(vec!["residual_op13", "poly_cnn_dynamo18", "pools_op18"]),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = std::fs::read(fixtures().join(format!("{stem}.onnx"))).unwrap();
+        for (at, b) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+        }
+        if let Ok(g) = onnx::from_bytes(&bytes) {
+            g.shapes().unwrap();
+        }
+    }
+
+    #[test]
+    fn polynomials_round_trip_through_standard_ops(
+        coefficients in prop::collection::vec(-10.0f64..10.0, 1..7),
+        range in 0.1f64..100.0,
+    ) {
+        let mut g = Graph::new(vec![3]);
+        g.chain("p", Op::PolyAct(PolyAct { coefficients, range }));
+        prop_assert_eq!(roundtrip(&g, SaveOptions { poly_as_subgraph: true }), g.clone());
+        prop_assert_eq!(roundtrip(&g, SaveOptions::default()), g);
+    }
+}
