@@ -1,8 +1,24 @@
-//! Training convolutional networks whose activations are polynomials (PILLAR), and the data
-//! sets they train on.
+//! Training convolutional networks whose activations are polynomials (PILLAR), with the
+//! baselines the paper compares against, on the burn framework.
 //!
-//! So far this crate holds the data: [`data::mnist`] reads MNIST in the IDX format, and ships
-//! 10,000 real digits inside the binary so that every command has a default data set that
-//! needs no download.
+//! - [`activation`]: ReLU or PolyReLU (clamped in training), Sisyphus's approximate min-max
+//!   normalisation, and the [`activation::Tape`] that records every call: out-of-range ratio,
+//!   largest input, PILLAR's penalty.
+//! - [`penalty`]: the penalty and its 4-epoch warm-up; [`schedule`]: the learning rate.
+//! - [`model`]: the paper's architectures and the export to the pillar-nn graph.
+//! - [`train`]: the loop (validation-based selection, checkpoints, escape detection, QuaIL).
+//! - [`data`]: MNIST (10,000 real digits embedded), CIFAR-10/100, image folders.
 
+pub mod activation;
+pub mod bench;
+pub mod config;
 pub mod data;
+pub mod metrics;
+pub mod model;
+pub mod penalty;
+pub mod schedule;
+pub mod train;
+
+pub use config::{ActivationKind, TrainConfig};
+pub use model::{Architecture, Net};
+pub use train::{Checkpoints, Event, Outcome, TrainError, train};

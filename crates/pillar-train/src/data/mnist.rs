@@ -151,10 +151,9 @@ fn split(
             classes: CLASSES,
         });
     }
-    Ok(Split {
+    Ok(Split::new(
         pixels,
-        labels,
-        rows,
-        cols,
-    })
+        labels.into_iter().map(u16::from).collect(),
+        [1, rows, cols],
+    ))
 }

@@ -1,7 +1,13 @@
 //! Image classification data sets.
 
+pub mod augment;
+pub mod cifar;
+pub mod dataset;
+pub mod folder;
 pub mod idx;
 pub mod mnist;
+
+pub use dataset::{DataSet, DatasetKind};
 
 use std::path::PathBuf;
 
@@ -94,6 +100,24 @@ pub enum DataError {
         /// Number of classes.
         classes: usize,
     },
+    /// A file whose size is not a whole number of records.
+    #[error("{name}: {size} bytes is not a whole number of {record}-byte records")]
+    BadRecordSize {
+        /// The file.
+        name: String,
+        /// Its size.
+        size: usize,
+        /// Bytes per record.
+        record: usize,
+    },
+    /// A folder data set with something unusable in it.
+    #[error("{path}: {detail}")]
+    Folder {
+        /// The folder or file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// Images with a zero dimension.
     #[error("{name}: images of {rows}x{cols} pixels")]
     BadShape {
@@ -106,12 +130,13 @@ pub enum DataError {
     },
 }
 
-/// One split of an image classification data set: `len` images of `rows x cols` grey pixels
-/// (0-255) and their labels.
+/// One split of an image classification data set: `len` images of `channels x rows x cols`
+/// pixels (0-255, channel-major) and their labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
     pixels: Vec<u8>,
-    labels: Vec<u8>,
+    labels: Vec<u16>,
+    channels: usize,
     rows: usize,
     cols: usize,
 }
@@ -127,24 +152,58 @@ impl Split {
         self.labels.is_empty()
     }
 
+    /// Builds a split; the caller has checked that `pixels` holds `labels.len()` images of
+    /// `[channels, rows, cols]`.
+    pub(crate) fn new(
+        pixels: Vec<u8>,
+        labels: Vec<u16>,
+        [channels, rows, cols]: [usize; 3],
+    ) -> Self {
+        debug_assert_eq!(pixels.len(), labels.len() * channels * rows * cols);
+        Split {
+            pixels,
+            labels,
+            channels,
+            rows,
+            cols,
+        }
+    }
+
     /// `(rows, cols)` of every image.
     pub fn image_shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
 
-    /// The pixels of example `index`, row-major, or `None` past the end.
+    /// `[channels, rows, cols]` of every image.
+    pub fn dims(&self) -> [usize; 3] {
+        [self.channels, self.rows, self.cols]
+    }
+
+    /// The pixels of example `index`, channel-major then row-major, or `None` past the end.
     pub fn image(&self, index: usize) -> Option<&[u8]> {
-        let size = self.rows * self.cols;
+        let size = self.channels * self.rows * self.cols;
         self.pixels.get(index * size..(index + 1) * size)
     }
 
     /// The label of example `index`, or `None` past the end.
-    pub fn label(&self, index: usize) -> Option<u8> {
+    pub fn label(&self, index: usize) -> Option<u16> {
         self.labels.get(index).copied()
     }
 
     /// All labels.
-    pub fn labels(&self) -> &[u8] {
+    pub fn labels(&self) -> &[u16] {
         &self.labels
+    }
+
+    /// The examples at `indices`, as a new split (validation hold-outs, `--limit`).
+    pub fn subset(&self, indices: &[usize]) -> Split {
+        let size = self.channels * self.rows * self.cols;
+        let mut pixels = Vec::with_capacity(indices.len() * size);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            pixels.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
+            labels.push(self.labels[i]);
+        }
+        Split::new(pixels, labels, self.dims())
     }
 }

@@ -1,0 +1,246 @@
+//! Everything a training run is configured by, readable from TOML (`--config FILE.toml`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetKind;
+use crate::data::augment::Augment;
+use crate::model::Architecture;
+use crate::penalty::Penalty;
+
+/// The activation a run trains with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationKind {
+    /// Exact ReLU (the baseline).
+    Relu,
+    /// PILLAR: the polynomial with clamping, the out-of-range penalty and its warm-up.
+    Poly,
+    /// The same polynomial swapped in with nothing else (no penalty, no clamp).
+    NaivePoly,
+    /// Sisyphus's quadratic imitation learning from a ReLU teacher.
+    Quail,
+    /// The polynomial behind approximate min-max normalisation.
+    Amm,
+    /// QuaIL with approximate min-max normalisation.
+    QuailAmm,
+}
+
+impl ActivationKind {
+    /// Every kind, for help texts.
+    pub const ALL: [ActivationKind; 6] = [
+        ActivationKind::Relu,
+        ActivationKind::Poly,
+        ActivationKind::NaivePoly,
+        ActivationKind::Quail,
+        ActivationKind::Amm,
+        ActivationKind::QuailAmm,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActivationKind::Relu => "relu",
+            ActivationKind::Poly => "poly",
+            ActivationKind::NaivePoly => "naive-poly",
+            ActivationKind::Quail => "quail",
+            ActivationKind::Amm => "amm",
+            ActivationKind::QuailAmm => "quail+amm",
+        }
+    }
+
+    /// Whether the run goes through QuaIL's teacher and cloning phases.
+    pub fn is_quail(self) -> bool {
+        matches!(self, ActivationKind::Quail | ActivationKind::QuailAmm)
+    }
+}
+
+impl std::str::FromStr for ActivationKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.to_ascii_lowercase().replace('_', "-");
+        ActivationKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s || (s == "quail-amm" && *k == ActivationKind::QuailAmm))
+            .ok_or_else(|| {
+                let names: Vec<&str> = ActivationKind::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown activation {s:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for ActivationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// QuaIL's phase lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuailConfig {
+    /// Epochs of the ReLU teacher (default: the run's `epochs`).
+    pub teacher_epochs: Option<usize>,
+    /// Epochs of layer-wise imitation per activation layer.
+    pub clone_epochs: usize,
+    /// Epochs of cross-entropy fine-tuning with gradual unfreezing (default: `epochs`).
+    pub finetune_epochs: Option<usize>,
+}
+
+impl Default for QuailConfig {
+    fn default() -> Self {
+        QuailConfig {
+            teacher_epochs: None,
+            clone_epochs: 1,
+            finetune_epochs: None,
+        }
+    }
+}
+
+/// A training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Architecture.
+    pub model: Architecture,
+    /// Data set.
+    pub dataset: DatasetKind,
+    /// Activation.
+    pub activation: ActivationKind,
+    /// Epochs (of the main phase).
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// L2 weight decay on every parameter.
+    pub weight_decay: f64,
+    /// SGD momentum (no dampening, no Nesterov: PyTorch's SGD).
+    pub momentum: f64,
+    /// Epochs of linear learning-rate warm-up (from 1%).
+    pub lr_warmup_epochs: usize,
+    /// PILLAR's penalty (used by `poly` only).
+    pub penalty: Penalty,
+    /// Polynomial coefficients `c_0..c_d` (default: the exact d=4, R=5, P=10 fit).
+    pub coefficients: Vec<f64>,
+    /// Coefficients of QuaIL's quadratic (default: the exact d=2, R=5, P=10 fit).
+    pub quad_coefficients: Vec<f64>,
+    /// The polynomial's range `R`: clamp bound and out-of-range threshold.
+    pub range: f64,
+    /// Seed of weights, shuffling, augmentation and the validation split.
+    pub seed: u64,
+    /// Share of the training split held out for checkpoint selection.
+    pub val_fraction: f64,
+    /// Augmentation (default: the data set's).
+    pub augment: Option<Augment>,
+    /// An activation input beyond this magnitude counts as escaped and stops the run.
+    pub escape_threshold: f64,
+    /// Train on at most this many images (quick runs).
+    pub limit_train: Option<usize>,
+    /// QuaIL phases.
+    pub quail: QuailConfig,
+}
+
+/// The exact quantisation-aware fits (FACTS.md section 1): `a / 1024`.
+pub fn default_coefficients(degree: usize) -> Vec<f64> {
+    let a: &[i32] = match degree {
+        2 => &[479, 512, 96],
+        _ => &[322, 512, 160, 0, -3],
+    };
+    a.iter().map(|&a| f64::from(a) / 1024.0).collect()
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: Architecture::Minionn,
+            dataset: DatasetKind::Mnist,
+            activation: ActivationKind::Poly,
+            epochs: 20,
+            batch_size: 128,
+            lr: 0.06,
+            weight_decay: 5e-4,
+            momentum: 0.9,
+            lr_warmup_epochs: 5,
+            penalty: Penalty::default(),
+            coefficients: default_coefficients(4),
+            quad_coefficients: default_coefficients(2),
+            range: 5.0,
+            seed: 1,
+            val_fraction: 0.1,
+            augment: None,
+            escape_threshold: 1e4,
+            limit_train: None,
+            quail: QuailConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The paper's hyperparameters for `model` (FACTS.md section 2), everything else default.
+    /// Models without a row use MiniONN's.
+    pub fn recipe(model: Architecture) -> Self {
+        let base = TrainConfig {
+            model,
+            ..TrainConfig::default()
+        };
+        let (lr, weight_decay, reg_range, lambda) = match model {
+            Architecture::Resnet18
+            | Architecture::Resnet110
+            | Architecture::Resnet20
+            | Architecture::Resnet56 => (0.013, 5e-4, 4.8, 5e-5),
+            Architecture::Vgg16 => (0.0025, 5e-4, 4.8, 1e-6),
+            Architecture::Resnet32 => (0.1, 1e-4, 4.0, 0.01),
+            Architecture::Resnet50 => (0.03, 2e-5, 4.8, 1e-4),
+            Architecture::Convnet | Architecture::Minionn | Architecture::MinionnNoBn => {
+                (0.06, 5e-4, 4.4, 5e-5)
+            }
+        };
+        TrainConfig {
+            lr,
+            weight_decay,
+            penalty: Penalty {
+                lambda,
+                reg_range,
+                exponent: 10,
+            },
+            ..base
+        }
+    }
+
+    /// Checks values a run cannot start with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("lr must be positive, got {}", self.lr));
+        }
+        if !(0.0..0.9).contains(&self.val_fraction) {
+            return Err(format!(
+                "val_fraction must be in [0, 0.9), got {}",
+                self.val_fraction
+            ));
+        }
+        if self.coefficients.is_empty() || self.coefficients.iter().any(|c| !c.is_finite()) {
+            return Err("coefficients must be finite and non-empty".into());
+        }
+        if !(self.range.is_finite() && self.range > 0.0) {
+            return Err(format!("range must be positive, got {}", self.range));
+        }
+        if !(self.penalty.reg_range.is_finite() && self.penalty.reg_range > 0.0)
+            || self.penalty.exponent == 0
+        {
+            return Err(
+                "penalty.reg_range must be positive and penalty.exponent at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! A data set ready for training: both splits, the class count and the normalisation.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::augment::Augment;
+use super::{DataError, Split, cifar, folder, mnist};
+
+/// The data sets pillar reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// MNIST in IDX files; without a directory, the 10,000 digits embedded in pillar.
+    Mnist,
+    /// CIFAR-10, binary version.
+    Cifar10,
+    /// CIFAR-100, binary version.
+    Cifar100,
+    /// An ImageNet-style folder tree (`train/<class>/`, `val/<class>/`).
+    Imagenet,
+}
+
+impl DatasetKind {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::Imagenet => "imagenet",
+        }
+    }
+
+    /// The paper's augmentation for this data set: crop with padding 4 and flips for the
+    /// natural-image sets, none for digits (a flipped digit is another digit).
+    pub fn default_augment(self) -> Augment {
+        match self {
+            DatasetKind::Mnist => Augment::NONE,
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Augment { pad: 4, flip: true },
+            DatasetKind::Imagenet => Augment { pad: 0, flip: true },
+        }
+    }
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "mnist" => Ok(DatasetKind::Mnist),
+            "cifar10" => Ok(DatasetKind::Cifar10),
+            "cifar100" => Ok(DatasetKind::Cifar100),
+            "imagenet" => Ok(DatasetKind::Imagenet),
+            _ => Err(format!(
+                "unknown data set {s:?}; expected mnist, cifar10, cifar100 or imagenet"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Both splits of a data set and how to normalise its pixels.
+#[derive(Debug, Clone)]
+pub struct DataSet {
+    /// Which data set.
+    pub kind: DatasetKind,
+    /// Training examples (the validation split is carved out of these by the trainer).
+    pub train: Split,
+    /// Test examples.
+    pub test: Split,
+    /// Number of classes.
+    pub classes: usize,
+    /// Per-channel mean of pixels scaled to [0, 1].
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation.
+    pub std: Vec<f32>,
+}
+
+impl DataSet {
+    /// Loads `kind` from `dir`; MNIST without a directory is the embedded set.
+    pub fn load(kind: DatasetKind, dir: Option<&Path>) -> Result<Self, DataError> {
+        let need_dir = || {
+            dir.ok_or_else(|| DataError::Folder {
+                path: Default::default(),
+                detail: format!(
+                    "{kind} is not embedded: pass the directory that holds its files (--data DIR)"
+                ),
+            })
+        };
+        Ok(match kind {
+            DatasetKind::Mnist => {
+                let m = match dir {
+                    Some(dir) => mnist::Mnist::load(dir)?,
+                    None => mnist::Mnist::embedded()?,
+                };
+                DataSet {
+                    kind,
+                    train: m.train,
+                    test: m.test,
+                    classes: mnist::CLASSES,
+                    mean: vec![mnist::MEAN],
+                    std: vec![mnist::STD],
+                }
+            }
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+                let variant = if kind == DatasetKind::Cifar10 {
+                    cifar::Variant::Ten
+                } else {
+                    cifar::Variant::Hundred
+                };
+                let (train, test) = cifar::load(need_dir()?, variant)?;
+                DataSet {
+                    kind,
+                    train,
+                    test,
+                    classes: variant.classes(),
+                    mean: cifar::MEAN.to_vec(),
+                    std: cifar::STD.to_vec(),
+                }
+            }
+            DatasetKind::Imagenet => {
+                let root = need_dir()?;
+                let classes = folder::classes(root)?;
+                let geometry = folder::Geometry::default();
+                let train = folder::load_split(root, "train", &classes, geometry, None)?;
+                let test = folder::load_split(root, "val", &classes, geometry, None)?;
+                DataSet {
+                    kind,
+                    train,
+                    test,
+                    classes: classes.len(),
+                    mean: folder::MEAN.to_vec(),
+                    std: folder::STD.to_vec(),
+                }
+            }
+        })
+    }
+
+    /// `[C, H, W]` of one image.
+    pub fn dims(&self) -> [usize; 3] {
+        self.train.dims()
+    }
+
+    /// Normalised pixels of `indices` from `split`, `[len, C, H, W]` flattened, augmented when
+    /// `augment` is given.
+    pub fn normalise(
+        &self,
+        split: &Split,
+        indices: &[usize],
+        augment: Option<(Augment, &mut rand_chacha::ChaCha12Rng)>,
+    ) -> Vec<f32> {
+        let [c, h, w] = split.dims();
+        let plane = h * w;
+        let mut out = Vec::with_capacity(indices.len() * c * plane);
+        let mut image = Vec::with_capacity(c * plane);
+        let mut scratch = Vec::new();
+        let mut augment = augment.filter(|(a, _)| !a.is_none());
+        for &i in indices {
+            image.clear();
+            image.extend_from_slice(split.image(i).unwrap_or(&[]));
+            image.resize(c * plane, 0);
+            if let Some((a, rng)) = augment.as_mut() {
+                a.apply(&mut image, [c, h, w], *rng, &mut scratch);
+            }
+            for (ch, pixels) in image.chunks_exact(plane).enumerate() {
+                let (m, s) = (
+                    self.mean[ch % self.mean.len()],
+                    self.std[ch % self.std.len()],
+                );
+                out.extend(pixels.iter().map(|&p| (f32::from(p) / 255.0 - m) / s));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,134 @@
+//! ImageNet-style folders: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg`, class
+//! indices in sorted folder-name order (as torchvision's `ImageFolder`).
+//!
+//! Images are decoded once, resized so the shorter side is `resize` and centre-cropped to
+//! `crop` (ImageNet evaluation: 232 and 224), and kept in memory as bytes: fine for the
+//! subsets a CPU can train on, not for all 1.28 million ImageNet images.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+
+use super::{DataError, Split};
+
+/// Per-channel mean (FACTS.md section 2).
+pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// Per-channel standard deviation.
+pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// How images become tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Shorter side after resizing.
+    pub resize: u32,
+    /// Side of the centre crop.
+    pub crop: u32,
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        Geometry {
+            resize: 232,
+            crop: 224,
+        }
+    }
+}
+
+/// The class folder names of `root/train`, sorted.
+pub fn classes(root: &Path) -> Result<Vec<String>, DataError> {
+    let dir = root.join("train");
+    let mut names = Vec::new();
+    for entry in read_dir(&dir)? {
+        if entry.is_dir()
+            && let Some(name) = entry.file_name().and_then(|n| n.to_str())
+        {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        return Err(DataError::Folder {
+            path: dir,
+            detail: "no class folders".into(),
+        });
+    }
+    Ok(names)
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| DataError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        paths.push(entry.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// Loads `root/<split>` (`train` or `val`), at most `limit` images per class.
+pub fn load_split(
+    root: &Path,
+    split: &str,
+    classes: &[String],
+    geometry: Geometry,
+    limit: Option<usize>,
+) -> Result<Split, DataError> {
+    let side = geometry.crop as usize;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let dir = root.join(split).join(class);
+        let files: Vec<PathBuf> = read_dir(&dir)?
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect();
+        for path in files.into_iter().take(limit.unwrap_or(usize::MAX)) {
+            pixels.extend(decode(&path, geometry)?);
+            labels.push(u16::try_from(label).map_err(|_| DataError::Folder {
+                path: root.to_path_buf(),
+                detail: "more than 65536 classes".into(),
+            })?);
+        }
+    }
+    if labels.is_empty() {
+        return Err(DataError::Folder {
+            path: root.join(split),
+            detail: "no images".into(),
+        });
+    }
+    Ok(Split::new(pixels, labels, [3, side, side]))
+}
+
+/// One image, resized and centre-cropped, channel-major RGB bytes.
+pub fn decode(path: &Path, geometry: Geometry) -> Result<Vec<u8>, DataError> {
+    let img = image::open(path).map_err(|e| DataError::Folder {
+        path: path.to_path_buf(),
+        detail: format!("cannot decode: {e}"),
+    })?;
+    let (w, h) = (img.width().max(1), img.height().max(1));
+    let scale = f64::from(geometry.resize) / f64::from(w.min(h));
+    let (nw, nh) = (
+        ((f64::from(w) * scale).round() as u32).max(geometry.crop),
+        ((f64::from(h) * scale).round() as u32).max(geometry.crop),
+    );
+    let rgb = img.resize_exact(nw, nh, FilterType::Triangle).to_rgb8();
+    let (x0, y0) = ((nw - geometry.crop) / 2, (nh - geometry.crop) / 2);
+    let side = geometry.crop as usize;
+    let mut out = vec![0u8; 3 * side * side];
+    for y in 0..side {
+        for x in 0..side {
+            let p = rgb.get_pixel(x0 + x as u32, y0 + y as u32);
+            for c in 0..3 {
+                out[c * side * side + y * side + x] = p[c];
+            }
+        }
+    }
+    Ok(out)
+}
