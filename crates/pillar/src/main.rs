@@ -35,6 +35,10 @@ struct Cli {
 enum Command {
     /// Fit a polynomial to an activation function with quantized coefficients (PILLAR 5.2).
     Fit(commands::fit::FitArgs),
+    /// Train a CNN with polynomial (PILLAR) or baseline activations and export it to ONNX.
+    Train(commands::train::TrainArgs),
+    /// Accuracy of an ONNX model on a test set, in float or in the secure engine's fixed point.
+    Eval(commands::eval::EvalArgs),
     /// Measure the secure protocols' speed over emulated network links.
     Bench(commands::bench::BenchArgs),
 }
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Fit(args) => commands::fit::run(&args),
+        Command::Train(args) => commands::train::run(&args),
+        Command::Eval(args) => commands::eval::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
     };
     match result {

@@ -28,6 +28,9 @@ enum BenchCommand {
     /// correlated randomness is fetched before each repeat and not timed; neither are sharing
     /// the input and opening the output. Inputs and the dealer use a fixed seed (--seed).
     Activations(ActivationsArgs),
+    /// Images per second of a training step (forward, backward, SGD update) on random
+    /// images; `scripts/bench_torch_train.py` times the same step in PyTorch.
+    Train(super::bench_train::TrainBenchArgs),
 }
 
 /// Arguments of `pillar bench activations`.
@@ -109,6 +112,7 @@ enum TransportArg {
 pub fn run(args: &BenchArgs) -> Result<()> {
     match &args.command {
         BenchCommand::Activations(a) => run_activations(a),
+        BenchCommand::Train(a) => super::bench_train::run(a),
     }
 }
 

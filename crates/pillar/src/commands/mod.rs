@@ -1,4 +1,7 @@
 //! One module per subcommand: its arguments, and what it prints.
 
 pub mod bench;
+pub mod bench_train;
+pub mod eval;
 pub mod fit;
+pub mod train;

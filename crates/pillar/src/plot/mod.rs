@@ -3,9 +3,11 @@
 
 mod bench;
 mod fit;
+mod train;
 
 pub use bench::activations;
 pub use fit::fit;
+pub use train::training;
 
 use std::sync::Once;
 

@@ -1,0 +1,332 @@
+//! `pillar train`: a CNN with polynomial (or ReLU) activations on a data set, exported to ONNX
+//! with its metrics and curves.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use pillar_train::data::{DataSet, DatasetKind};
+use pillar_train::metrics::RunMetrics;
+use pillar_train::model::export::to_graph;
+use pillar_train::{ActivationKind, Architecture, Checkpoints, Event, TrainConfig};
+
+/// Arguments of `pillar train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Architecture: convnet, minionn, minionn-no-bn, vgg16, resnet18, resnet20, resnet32,
+    /// resnet56, resnet110, resnet50 [default: minionn].
+    #[arg(long)]
+    model: Option<Architecture>,
+
+    /// Data set: mnist (embedded unless --data), cifar10, cifar100, imagenet [default: mnist].
+    #[arg(long)]
+    dataset: Option<DatasetKind>,
+
+    /// Directory with the data set's files (MNIST IDX, CIFAR binary batches, or an
+    /// ImageNet-style train/ and val/ tree).
+    #[arg(long)]
+    data: Option<PathBuf>,
+
+    /// relu, poly (PILLAR), naive-poly, quail, amm, quail+amm [default: poly].
+    #[arg(long)]
+    activation: Option<ActivationKind>,
+
+    /// Training epochs [default: 20].
+    #[arg(long)]
+    epochs: Option<usize>,
+
+    /// Output directory: model.onnx, metrics.json, curves.png, config.toml, checkpoint/.
+    #[arg(long)]
+    out: PathBuf,
+
+    /// TOML file with any TrainConfig field (flags given here override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+
+    /// Images per step [default: 128].
+    #[arg(long)]
+    batch_size: Option<usize>,
+
+    /// Peak learning rate [default: the paper's for the model].
+    #[arg(long)]
+    lr: Option<f64>,
+
+    /// Weight decay [default: the paper's for the model].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+
+    /// Penalty weight lambda [default: the paper's for the model].
+    #[arg(long)]
+    lambda: Option<f64>,
+
+    /// Penalty range r [default: the paper's for the model].
+    #[arg(long)]
+    reg_range: Option<f64>,
+
+    /// Epochs of learning-rate warm-up [default: 5].
+    #[arg(long)]
+    lr_warmup_epochs: Option<usize>,
+
+    /// Seed of weights, shuffling, augmentation and the validation split [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Train on at most this many images (quick runs).
+    #[arg(long)]
+    limit: Option<usize>,
+
+    /// Continue from OUT/checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// Merges defaults (the paper's recipe for the model), the config file, and the flags.
+fn config(args: &TrainArgs) -> Result<TrainConfig> {
+    let file: toml::Table = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", path.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    let model = match (args.model, file.get("model")) {
+        (Some(m), _) => m,
+        (None, Some(v)) => v
+            .as_str()
+            .context("config: model must be a string")?
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        (None, None) => Architecture::Minionn,
+    };
+    let mut merged = toml::Table::try_from(TrainConfig::recipe(model))?;
+    overlay(&mut merged, file);
+    let mut cfg: TrainConfig = merged.try_into().with_context(|| match &args.config {
+        Some(p) => format!("{}: invalid configuration", p.display()),
+        None => "invalid configuration".into(),
+    })?;
+    cfg.model = model;
+    if let Some(v) = args.dataset {
+        cfg.dataset = v;
+    }
+    if let Some(v) = args.activation {
+        cfg.activation = v;
+    }
+    if let Some(v) = args.epochs {
+        cfg.epochs = v;
+    }
+    if let Some(v) = args.batch_size {
+        cfg.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        cfg.lr = v;
+    }
+    if let Some(v) = args.weight_decay {
+        cfg.weight_decay = v;
+    }
+    if let Some(v) = args.lambda {
+        cfg.penalty.lambda = v;
+    }
+    if let Some(v) = args.reg_range {
+        cfg.penalty.reg_range = v;
+    }
+    if let Some(v) = args.lr_warmup_epochs {
+        cfg.lr_warmup_epochs = v;
+    }
+    if let Some(v) = args.seed {
+        cfg.seed = v;
+    }
+    if args.limit.is_some() {
+        cfg.limit_train = args.limit;
+    }
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    Ok(cfg)
+}
+
+/// Deep-merges `top` into `base`.
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => overlay(b, t),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Runs `pillar train`.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let cfg = config(args)?;
+    let data = DataSet::load(cfg.dataset, args.data.as_deref())
+        .with_context(|| format!("cannot load {}", cfg.dataset))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let config_path = args.out.join("config.toml");
+    std::fs::write(&config_path, toml::to_string_pretty(&cfg)?)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    eprintln!(
+        "training {} with {} activations on {} ({} training images, {} test), {} epochs",
+        cfg.model,
+        cfg.activation,
+        cfg.dataset,
+        cfg.limit_train
+            .map_or(data.train.len(), |l| l.min(data.train.len())),
+        data.test.len(),
+        cfg.epochs
+    );
+    let checkpoints = Checkpoints {
+        dir: Some(args.out.join("checkpoint")),
+        resume: args.resume,
+    };
+    let mut progress = Progress::default();
+    let device = burn::tensor::Device::flex();
+    let outcome = pillar_train::train(&cfg, &data, &device, &checkpoints, &mut |e| {
+        progress.event(e)
+    })?;
+    progress.finish();
+    let metrics = &outcome.metrics;
+    write_outputs(&args.out, &outcome, metrics)?;
+    report(metrics, &args.out);
+    Ok(())
+}
+
+fn write_outputs(out: &Path, outcome: &pillar_train::Outcome, metrics: &RunMetrics) -> Result<()> {
+    let metrics_path = out.join("metrics.json");
+    std::fs::write(&metrics_path, serde_json::to_string_pretty(metrics)?)
+        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+    let curves = out.join("curves.png");
+    if !metrics.history.is_empty() {
+        crate::plot::training(metrics, &curves)
+            .with_context(|| format!("cannot draw {}", curves.display()))?;
+    }
+    if metrics.best_epoch.is_some() {
+        let graph = to_graph(&outcome.net).context("cannot export the trained network")?;
+        let onnx = out.join("model.onnx");
+        pillar_nn::onnx::save(&graph, &onnx)
+            .with_context(|| format!("cannot write {}", onnx.display()))?;
+    }
+    Ok(())
+}
+
+fn report(metrics: &RunMetrics, out: &Path) {
+    if let Some(e) = &metrics.escape {
+        eprintln!(
+            "activations escaped in phase {}, epoch {}{}, layer {}: {}; training stopped",
+            e.phase,
+            e.epoch,
+            e.batch.map(|b| format!(", batch {b}")).unwrap_or_default(),
+            e.layer,
+            e.what
+        );
+    }
+    match (
+        metrics.test_accuracy,
+        metrics.val_accuracy,
+        metrics.best_epoch,
+    ) {
+        (Some(test), Some(val), Some(epoch)) => println!(
+            "selected epoch {epoch} by validation accuracy {:.2}%: test accuracy {:.2}%, out-of-range ratio {:.2e}",
+            val * 100.0,
+            test * 100.0,
+            metrics.oor_ratio.unwrap_or(0.0)
+        ),
+        _ => println!("no epoch finished: no model was written"),
+    }
+    println!("wrote {}", out.display());
+}
+
+/// One progress bar per epoch, with the running loss, accuracy and out-of-range ratio.
+#[derive(Default)]
+struct Progress {
+    bar: Option<ProgressBar>,
+    phase: String,
+    epochs: usize,
+    batches: usize,
+    loss: f64,
+    correct: f64,
+    oor: f64,
+    steps: usize,
+}
+
+impl Progress {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Phase {
+                name,
+                epochs,
+                batches,
+            } => {
+                self.phase = name.to_string();
+                self.epochs = epochs;
+                self.batches = batches;
+            }
+            Event::EpochStart { epoch } => {
+                let bar = ProgressBar::new(self.batches as u64);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(format!("{} {}/{}", self.phase, epoch + 1, self.epochs));
+                self.bar = Some(bar);
+                (self.loss, self.correct, self.oor, self.steps) = (0.0, 0.0, 0.0, 0);
+            }
+            Event::Batch {
+                loss,
+                accuracy,
+                oor_ratio,
+            } => {
+                self.loss += loss;
+                self.correct += accuracy;
+                self.oor += oor_ratio;
+                self.steps += 1;
+                if let Some(bar) = &self.bar {
+                    let n = self.steps as f64;
+                    bar.set_message(format!(
+                        "loss {:.4} acc {:.2}% oor {:.1e}",
+                        self.loss / n,
+                        100.0 * self.correct / n,
+                        self.oor / n
+                    ));
+                    bar.inc(1);
+                }
+            }
+            Event::Epoch(m) => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                let max = m.max_abs_per_layer.iter().copied().fold(0.0, f64::max);
+                eprintln!(
+                    "{} epoch {}/{}: lr {:.2e} loss {:.4} train {:.2}% val {:.2}% oor {:.2e} max|x| {:.2} ({:.0} img/s, {:.1}s)",
+                    m.phase,
+                    m.epoch + 1,
+                    self.epochs,
+                    m.lr,
+                    m.train_loss,
+                    m.train_accuracy * 100.0,
+                    m.val_accuracy * 100.0,
+                    m.oor_ratio,
+                    max,
+                    m.images_per_second,
+                    m.seconds
+                );
+            }
+            Event::Escaped(_) => {
+                if let Some(bar) = self.bar.take() {
+                    bar.abandon();
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
