@@ -1,0 +1,117 @@
+//! `pillar train` and `pillar eval` as a user runs them: files written, JSON keys, errors.
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use predicates::str::contains;
+
+fn pillar() -> Command {
+    Command::cargo_bin("pillar").unwrap()
+}
+
+#[test]
+fn train_writes_model_metrics_and_curves_and_eval_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    pillar()
+        .args([
+            "train",
+            "--model",
+            "convnet",
+            "--activation",
+            "poly",
+            "--epochs",
+            "1",
+            "--limit",
+            "200",
+            "--batch-size",
+            "50",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("test accuracy"));
+    for file in [
+        "model.onnx",
+        "metrics.json",
+        "curves.png",
+        "config.toml",
+        "checkpoint/state.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for key in ["test_accuracy", "val_accuracy", "oor_ratio", "epochs"] {
+        assert!(!metrics[key].is_null(), "{key} missing in {metrics}");
+    }
+    let test_accuracy = metrics["test_accuracy"].as_f64().unwrap();
+    // The exported model evaluates to the accuracy training measured on the same test split.
+    let run = |mode: &str| -> serde_json::Value {
+        let output = pillar()
+            .args([
+                "eval",
+                "--dataset",
+                "mnist",
+                "--json",
+                "--mode",
+                mode,
+                "--model",
+            ])
+            .arg(out.join("model.onnx"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let plain = run("plain");
+    assert!(
+        (plain["accuracy"].as_f64().unwrap() - test_accuracy).abs() < 1e-9,
+        "{plain} vs {test_accuracy}"
+    );
+    let fixed = run("fixed");
+    assert!(
+        (fixed["accuracy"].as_f64().unwrap() - test_accuracy).abs() < 0.01,
+        "{fixed}"
+    );
+    assert_eq!(fixed["images"], 1996);
+}
+
+#[test]
+fn train_and_eval_explain_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    pillar()
+        .args(["train", "--model", "resnet7", "--out"])
+        .arg(dir.path())
+        .assert()
+        .failure()
+        .stderr(contains("resnet18"));
+    pillar()
+        .args(["train", "--dataset", "cifar10", "--epochs", "1", "--out"])
+        .arg(dir.path())
+        .assert()
+        .failure()
+        .stderr(contains("--data"));
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "epochz = 3\n").unwrap();
+    pillar()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path())
+        .assert()
+        .failure()
+        .stderr(contains("epochz"));
+    let junk = dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"definitely not protobuf").unwrap();
+    pillar()
+        .args(["eval", "--model"])
+        .arg(&junk)
+        .assert()
+        .failure()
+        .stderr(contains("junk.onnx"));
+}
