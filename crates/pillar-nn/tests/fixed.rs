@@ -3,6 +3,9 @@
 //! integer reference, and single layers against the secure protocols themselves.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::values;
+
 use pillar_fit::budget::prescale;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::arith::{reveal, share};
@@ -53,19 +56,6 @@ fn run(g: &Graph, x: &Tensor) -> FixedOutput {
 
 fn run_ring(g: &Graph, x: &RingTensor) -> FixedOutput {
     fixed::run_encoded(g, x, &FixedConfig::default()).unwrap()
-}
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 fn poly(coefficients: &[f64]) -> Op {

@@ -1,6 +1,9 @@
 //! Shapes, the float reference on hand-computed cases, and BatchNorm folding.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::values;
+
 use pillar_nn::exec::float;
 use pillar_nn::{
     BatchNorm, Conv2d, Graph, Linear, NnError, Op, PolyAct, Pool, Tensor, fold_batchnorm,
@@ -9,19 +12,6 @@ use proptest::prelude::*;
 
 fn t(shape: &[usize], data: Vec<f32>) -> Tensor {
     Tensor::new(shape.to_vec(), data).unwrap()
-}
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 fn conv(o: usize, c: usize, k: usize, stride: usize, padding: usize, seed: u64) -> Op {

@@ -9,13 +9,13 @@
 //! then `PILLAR_PYTHON=~/.cache/pillar/venv/bin/python cargo test -p pillar-nn`.
 #![allow(clippy::unwrap_used)]
 
-mod onnx_support;
+mod common;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use onnx_support::{every_op, values};
+use common::{every_op, values};
 use pillar_nn::exec::float;
 use pillar_nn::onnx::{self, SaveOptions};
 use pillar_nn::{Graph, Tensor};

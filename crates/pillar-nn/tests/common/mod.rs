@@ -1,4 +1,4 @@
-//! Helpers shared by the ONNX tests: pseudo-random weights and a network that uses every
+//! Helpers shared by the tests: pseudo-random weights and a network that uses every
 //! operator pillar has.
 #![allow(dead_code, clippy::unwrap_used)]
 
