@@ -4,7 +4,9 @@
 
 use burn::tensor::Device;
 use pillar_train::data::{DataSet, DatasetKind};
-use pillar_train::{ActivationKind, Architecture, Checkpoints, TrainConfig, train};
+use pillar_train::{
+    ActivationKind, Architecture, Checkpoints, Outcome, TrainConfig, TrainError, train,
+};
 
 fn tiny(activation: ActivationKind, epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -19,6 +21,17 @@ fn tiny(activation: ActivationKind, epochs: usize) -> TrainConfig {
         val_fraction: 0.2,
         ..TrainConfig::default()
     }
+}
+
+/// A run without checkpoints or progress events.
+fn quick(cfg: &TrainConfig, data: &DataSet) -> Result<Outcome, TrainError> {
+    train(
+        cfg,
+        data,
+        &Device::flex(),
+        &Checkpoints::default(),
+        &mut |_| {},
+    )
 }
 
 fn mnist() -> DataSet {
@@ -88,14 +101,7 @@ fn an_escape_names_the_epoch_batch_and_layer_and_stops() {
     let mut cfg = tiny(ActivationKind::NaivePoly, 3);
     // Any input beyond 0.5 counts as escaped: the first activation layer trips at once.
     cfg.escape_threshold = 0.5;
-    let out = train(
-        &cfg,
-        &data,
-        &Device::flex(),
-        &Checkpoints::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = quick(&cfg, &data).unwrap();
     let e = out.metrics.escape.unwrap();
     assert_eq!(
         (e.phase.as_str(), e.epoch, e.batch, e.layer.as_str()),
@@ -139,14 +145,7 @@ fn quail_runs_teacher_clone_and_finetune_phases() {
     let data = mnist();
     let mut cfg = tiny(ActivationKind::QuailAmm, 1);
     cfg.limit_train = Some(160);
-    let out = train(
-        &cfg,
-        &data,
-        &Device::flex(),
-        &Checkpoints::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = quick(&cfg, &data).unwrap();
     let phases: Vec<&str> = out
         .metrics
         .history
@@ -174,27 +173,11 @@ fn quail_runs_teacher_clone_and_finetune_phases() {
 fn bad_configurations_are_refused() {
     let data = mnist();
     let mut cfg = tiny(ActivationKind::Relu, 0);
-    let err = train(
-        &cfg,
-        &data,
-        &Device::flex(),
-        &Checkpoints::default(),
-        &mut |_| {},
-    )
-    .err()
-    .unwrap();
+    let err = quick(&cfg, &data).err().unwrap();
     assert!(err.to_string().contains("epochs"), "{err}");
     cfg.epochs = 1;
     cfg.limit_train = Some(1);
     cfg.val_fraction = 0.5;
-    let err = train(
-        &cfg,
-        &data,
-        &Device::flex(),
-        &Checkpoints::default(),
-        &mut |_| {},
-    )
-    .err()
-    .unwrap();
+    let err = quick(&cfg, &data).err().unwrap();
     assert!(err.to_string().contains("validation"), "{err}");
 }

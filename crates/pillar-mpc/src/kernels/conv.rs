@@ -32,6 +32,29 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// The geometry of an `[N, C, H, W]` input under an `[O, C, kh, kw]` weight (the input
+    /// channel count is the caller's to check), validated.
+    pub fn new(
+        [batch, in_channels, height, width]: [usize; 4],
+        [out_channels, kernel_h, kernel_w]: [usize; 3],
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self, MpcError> {
+        let g = ConvGeometry {
+            batch,
+            in_channels,
+            height,
+            width,
+            out_channels,
+            kernel_h,
+            kernel_w,
+            stride,
+            padding,
+        };
+        g.validate()?;
+        Ok(g)
+    }
+
     /// Checks that the kernel fits the padded input and the stride is positive.
     pub fn validate(&self) -> Result<(), MpcError> {
         if self.stride == 0 {

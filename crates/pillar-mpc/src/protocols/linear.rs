@@ -151,18 +151,12 @@ pub fn conv2d(
             right: w.shape().to_vec(),
         });
     }
-    let g = ConvGeometry {
-        batch,
-        in_channels,
-        height,
-        width,
-        out_channels,
-        kernel_h,
-        kernel_w,
+    let g = ConvGeometry::new(
+        [batch, in_channels, height, width],
+        [out_channels, kernel_h, kernel_w],
         stride,
         padding,
-    };
-    g.validate()?;
+    )?;
     let t = s.correlation(Need::Conv2d(g))?;
     let (a, rest) = t.split_at(g.input_len());
     let (b, c) = rest.split_at(g.weight_len());

@@ -332,18 +332,13 @@ fn prepare(
             let &[out_channels, _, kernel_h, kernel_w] = c.weight.shape() else {
                 return Err(err(node, "expects an [O, C, kh, kw] weight"));
             };
-            let g = ConvGeometry {
-                batch: 1,
-                in_channels,
-                height,
-                width,
-                out_channels,
-                kernel_h,
-                kernel_w,
-                stride: c.stride,
-                padding: c.padding,
-            };
-            g.validate().map_err(|e| err(node, e.to_string()))?;
+            let g = ConvGeometry::new(
+                [1, in_channels, height, width],
+                [out_channels, kernel_h, kernel_w],
+                c.stride,
+                c.padding,
+            )
+            .map_err(|e| err(node, e.to_string()))?;
             Step::Conv(g, affine(node, fp, &c.weight, c.bias.as_ref())?)
         }
         Op::Linear(l) => {

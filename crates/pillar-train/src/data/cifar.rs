@@ -61,27 +61,12 @@ pub fn load(dir: &Path, variant: Variant) -> Result<(Split, Split), DataError> {
     let (train_files, test_file) = variant.files();
     let mut train = Vec::new();
     for name in train_files {
-        train.push(read(dir, name)?);
+        train.push(super::read_file(dir, name, false)?);
     }
-    let test = read(dir, test_file)?;
+    let test = super::read_file(dir, test_file, false)?;
     let train = parse_all(&train, variant)?;
     let test = parse_all(&[test], variant)?;
     Ok((train, test))
-}
-
-fn read(dir: &Path, name: &str) -> Result<(Vec<u8>, String), DataError> {
-    let path = dir.join(name);
-    if !path.is_file() {
-        return Err(DataError::Missing {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-        });
-    }
-    let bytes = std::fs::read(&path).map_err(|source| DataError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    Ok((bytes, path.display().to_string()))
 }
 
 fn parse_all(files: &[(Vec<u8>, String)], variant: Variant) -> Result<Split, DataError> {

@@ -62,25 +62,7 @@ impl Mnist {
 
     /// Reads the four files of [`FILES`] from `dir`, each plain or gzipped (`.gz`).
     pub fn load(dir: &Path) -> Result<Self, DataError> {
-        let read = |name: &str| -> Result<(Vec<u8>, String), DataError> {
-            let plain = dir.join(name);
-            let gz = dir.join(format!("{name}.gz"));
-            let path = if plain.is_file() {
-                plain
-            } else if gz.is_file() {
-                gz
-            } else {
-                return Err(DataError::Missing {
-                    dir: dir.to_path_buf(),
-                    name: name.to_string(),
-                });
-            };
-            let bytes = std::fs::read(&path).map_err(|source| DataError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            Ok((bytes, path.display().to_string()))
-        };
+        let read = |name: &str| super::read_file(dir, name, true);
         let files = [
             read(FILES[0])?,
             read(FILES[1])?,

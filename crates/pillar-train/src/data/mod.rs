@@ -130,6 +130,32 @@ pub enum DataError {
     },
 }
 
+/// Reads `dir/name` (or `dir/name.gz` when `gz` allows it), returning the bytes and the path
+/// for messages; a missing file names the directory and the expected name.
+pub(crate) fn read_file(
+    dir: &std::path::Path,
+    name: &str,
+    gz: bool,
+) -> Result<(Vec<u8>, String), DataError> {
+    let plain = dir.join(name);
+    let packed = dir.join(format!("{name}.gz"));
+    let path = if plain.is_file() {
+        plain
+    } else if gz && packed.is_file() {
+        packed
+    } else {
+        return Err(DataError::Missing {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+        });
+    };
+    let bytes = std::fs::read(&path).map_err(|source| DataError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((bytes, path.display().to_string()))
+}
+
 /// One split of an image classification data set: `len` images of `channels x rows x cols`
 /// pixels (0-255, channel-major) and their labels.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -265,15 +265,9 @@ impl Builder<'_> {
         Ok(layers)
     }
 
-    /// conv3x3 -> BN -> act -> conv3x3 -> BN, plus the shortcut, then act.
-    fn basic_block(&self, c_in: usize, c_out: usize, stride: usize) -> Layer {
-        let body = vec![
-            self.conv(c_in, c_out, 3, stride, 1, false),
-            self.bn(c_out),
-            self.act(),
-            self.conv(c_out, c_out, 3, 1, 1, false),
-            self.bn(c_out),
-        ];
+    /// `act(body(x) + shortcut(x))`; the shortcut is a 1x1 conv + BN projection when the
+    /// block changes the shape, the identity otherwise.
+    fn residual(&self, body: Vec<Layer>, c_in: usize, c_out: usize, stride: usize) -> Layer {
         let shortcut = if stride != 1 || c_in != c_out {
             vec![self.conv(c_in, c_out, 1, stride, 0, false), self.bn(c_out)]
         } else {
@@ -284,6 +278,18 @@ impl Builder<'_> {
             shortcut,
             act: (self.act)(),
         })
+    }
+
+    /// conv3x3 -> BN -> act -> conv3x3 -> BN, plus the shortcut, then act.
+    fn basic_block(&self, c_in: usize, c_out: usize, stride: usize) -> Layer {
+        let body = vec![
+            self.conv(c_in, c_out, 3, stride, 1, false),
+            self.bn(c_out),
+            self.act(),
+            self.conv(c_out, c_out, 3, 1, 1, false),
+            self.bn(c_out),
+        ];
+        self.residual(body, c_in, c_out, stride)
     }
 
     fn stages(
@@ -332,16 +338,7 @@ impl Builder<'_> {
             self.conv(width, c_out, 1, 1, 0, false),
             self.bn(c_out),
         ];
-        let shortcut = if stride != 1 || c_in != c_out {
-            vec![self.conv(c_in, c_out, 1, stride, 0, false), self.bn(c_out)]
-        } else {
-            Vec::new()
-        };
-        Layer::Residual(Residual {
-            body,
-            shortcut,
-            act: (self.act)(),
-        })
+        self.residual(body, c_in, c_out, stride)
     }
 
     /// torchvision's ResNet-50; the 3x3/2 max-pool of the stem becomes a 2x2/2 average pool

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 use super::{FONT, draw_error, legend, register_font};
@@ -160,15 +160,7 @@ fn draw_panel(
             .label_style((FONT, 14))
             .draw()
             .map_err(draw_error)?;
-        for (i, (name, points)) in panel.series.iter().enumerate() {
-            let style = palette(i).stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(points.clone(), style))
-                .map_err(draw_error)?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
-        }
-        legend(&mut chart)?;
+        lines(&mut chart, &panel.series)?;
     } else {
         let pad = ((hi - lo) * 0.05).max(0.5);
         let mut chart = builder
@@ -181,15 +173,27 @@ fn draw_panel(
             .label_style((FONT, 14))
             .draw()
             .map_err(draw_error)?;
-        for (i, (name, points)) in panel.series.iter().enumerate() {
-            let style = palette(i).stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(points.clone(), style))
-                .map_err(draw_error)?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
-        }
-        legend(&mut chart)?;
+        lines(&mut chart, &panel.series)?;
     }
     Ok(())
+}
+
+/// One line per series, coloured by position, with the legend.
+fn lines<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    for (i, (name, points)) in series.iter().enumerate() {
+        let style = palette(i).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.clone(), style))
+            .map_err(draw_error)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+    }
+    legend(chart)
 }
