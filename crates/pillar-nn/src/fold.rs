@@ -11,12 +11,15 @@ use crate::tensor::Tensor;
 fn fold_into(
     weight: &mut Tensor,
     bias: &mut Option<Tensor>,
-    affine: &[(f32, f32)],
+    affine: &[(f64, f64)],
 ) -> Result<(), NnError> {
     let out = affine.len();
     let per = weight.len() / out.max(1);
     for (o, chunk) in weight.data_mut().chunks_mut(per).enumerate() {
-        chunk.iter_mut().for_each(|w| *w *= affine[o].0);
+        // One rounding to f32 per folded parameter.
+        chunk
+            .iter_mut()
+            .for_each(|w| *w = (f64::from(*w) * affine[o].0) as f32);
     }
     let old: Vec<f32> = match bias {
         Some(b) => b.data().to_vec(),
@@ -25,7 +28,7 @@ fn fold_into(
     let new = old
         .iter()
         .zip(affine)
-        .map(|(b, (s, t))| b * s + t)
+        .map(|(b, (s, t))| (f64::from(*b) * s + t) as f32)
         .collect();
     *bias = Some(Tensor::new(vec![out], new)?);
     Ok(())

@@ -38,12 +38,18 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    /// Per channel `(scale, shift)` with `bn(x) = scale x + shift`.
-    pub fn affine(&self) -> Vec<(f32, f32)> {
+    /// Per channel `(scale, shift)` with `bn(x) = scale x + shift`, in f64: the parameters
+    /// are f32, but forming `beta - mean * scale` in f32 loses digits to cancellation, and
+    /// folding then rounds once more.
+    pub fn affine(&self) -> Vec<(f64, f64)> {
         (0..self.gamma.len())
             .map(|c| {
-                let scale = self.gamma[c] / (self.var[c] + self.eps).sqrt();
-                (scale, self.beta[c] - self.mean[c] * scale)
+                let scale = f64::from(self.gamma[c])
+                    / (f64::from(self.var[c]) + f64::from(self.eps)).sqrt();
+                (
+                    scale,
+                    f64::from(self.beta[c]) - f64::from(self.mean[c]) * scale,
+                )
             })
             .collect()
     }
