@@ -6,7 +6,7 @@
 mod common;
 
 use common::{assert_cost, run, signed};
-use pillar_fit::budget::prescale;
+use pillar_mpc::protocols::poly::reference::{self, Approx};
 use pillar_mpc::protocols::poly::{crypten, espn, honeybadger};
 use pillar_mpc::{FixedPoint, MpcError, RingTensor};
 use proptest::prelude::*;
@@ -19,97 +19,6 @@ const PAPER: [f64; 5] = [
     0.0,
     -3.0 / 1024.0,
 ];
-
-/// A value with an error bound, both at scale `2^f` in units in the last place.
-#[derive(Clone, Copy, Debug)]
-struct Approx {
-    v: f64,
-    tol: f64,
-}
-
-/// Rescales an exact integer `y^k` formed at `from` bits to `to` bits, as the protocols do.
-fn rescale(v: i128, from: u32, to: u32) -> i128 {
-    if from >= to {
-        v >> (from - to)
-    } else {
-        v << (to - from)
-    }
-}
-
-/// `x^k` from a pre-scaled input: exact value, and the bound from `y` being off by one and
-/// the final truncation.
-fn prescaled_power(x: i64, k: u32, shift: u32, f: u32) -> Approx {
-    let y = i128::from(x >> shift);
-    let scale = k * (f - shift);
-    let exact = rescale(y.pow(k), scale, f);
-    let ya = y.unsigned_abs() as f64;
-    let spread =
-        ((ya + 1.0).powi(k as i32) - ya.powi(k as i32)) * (f64::from(f) - f64::from(scale)).exp2();
-    Approx {
-        v: exact as f64,
-        tol: spread + 2.0,
-    }
-}
-
-/// `a * b / 2^f` with bounds.
-fn product(a: Approx, b: Approx, f: u32) -> Approx {
-    let s = f64::from(f).exp2();
-    Approx {
-        v: ((a.v as i128 * b.v as i128) >> f) as f64,
-        tol: (a.v.abs() * b.tol + b.v.abs() * a.tol + a.tol * b.tol) / s + 2.0,
-    }
-}
-
-/// Combines `x` and its powers `x^2..x^d` with the coefficients, as `poly::combine`.
-fn combine(fp: FixedPoint, x: i64, powers: &[Approx], coefficients: &[f64]) -> Approx {
-    let f = fp.frac_bits();
-    let enc: Vec<i64> = coefficients.iter().map(|&c| fp.encode(c) as i64).collect();
-    let mut acc = i128::from(x) * i128::from(enc.get(1).copied().unwrap_or(0));
-    let mut tol = 0.0;
-    for (k, p) in powers.iter().enumerate() {
-        acc += p.v as i128 * i128::from(enc[k + 2]);
-        tol += p.tol * enc[k + 2].unsigned_abs() as f64;
-    }
-    Approx {
-        v: ((acc >> f) + i128::from(enc[0])) as f64,
-        tol: tol / fp.scale() + 2.0,
-    }
-}
-
-fn espn_reference(fp: FixedPoint, x: i64, c: &[f64]) -> Approx {
-    let f = fp.frac_bits();
-    let powers: Vec<Approx> = (2..c.len() as u32)
-        .map(|k| prescaled_power(x, k, prescale(k, f), f))
-        .collect();
-    combine(fp, x, &powers, c)
-}
-
-fn honeybadger_reference(fp: FixedPoint, x: i64, c: &[f64]) -> Approx {
-    let f = fp.frac_bits();
-    let d = c.len() as u32 - 1;
-    let powers: Vec<Approx> = (2..=d)
-        .map(|k| prescaled_power(x, k, prescale(d, f), f))
-        .collect();
-    combine(fp, x, &powers, c)
-}
-
-fn crypten_reference(fp: FixedPoint, x: i64, c: &[f64]) -> Approx {
-    let f = fp.frac_bits();
-    let d = c.len() - 1;
-    let mut all = vec![Approx {
-        v: x as f64,
-        tol: 0.0,
-    }];
-    while all.len() < d {
-        let m = all.len();
-        let new = (2 * m).min(d) - m;
-        let base = all[m - 1];
-        for j in 0..new {
-            all.push(product(all[j], base, f));
-        }
-    }
-    combine(fp, x, &all[1..], c)
-}
 
 fn check(
     protocol: fn(
@@ -130,11 +39,11 @@ fn check(
     for (i, (&got, &xi)) in signed(&o.value).iter().zip(x.data()).enumerate() {
         let want = reference(fp, xi as i64, c);
         assert!(
-            (got as f64 - want.v).abs() <= want.tol,
+            (i128::from(got) - want.value).abs() as f64 <= want.tolerance,
             "element {i} (x = {}): got {got}, plaintext fixed point {} +- {}",
             xs[i],
-            want.v,
-            want.tol
+            want.value,
+            want.tolerance
         );
     }
     o
@@ -150,7 +59,7 @@ proptest! {
     #[test]
     fn espn_matches_plaintext(seed: u64, xs in proptest::collection::vec(-6.0f64..6.0, 1..40), c in coefficients()) {
         let d = c.len() - 1;
-        let o = check(espn::evaluate, espn_reference, seed, &xs, &c);
+        let o = check(espn::evaluate, reference::espn, seed, &xs, &c);
         let words = xs.len() * d * (d - 1) / 2;
         assert_cost(&o, u64::from(words > 0), words as u64);
     }
@@ -158,7 +67,7 @@ proptest! {
     #[test]
     fn honeybadger_matches_plaintext(seed: u64, xs in proptest::collection::vec(-6.0f64..6.0, 1..40), c in coefficients()) {
         let d = c.len() - 1;
-        let o = check(honeybadger::evaluate, honeybadger_reference, seed, &xs, &c);
+        let o = check(honeybadger::evaluate, reference::honeybadger, seed, &xs, &c);
         let rounds = u64::from(d >= 2);
         assert_cost(&o, rounds, rounds * xs.len() as u64);
     }
@@ -166,7 +75,7 @@ proptest! {
     #[test]
     fn crypten_matches_plaintext(seed: u64, xs in proptest::collection::vec(-6.0f64..6.0, 1..40), c in coefficients()) {
         let d = c.len() - 1;
-        let o = check(crypten::evaluate, crypten_reference, seed, &xs, &c);
+        let o = check(crypten::evaluate, reference::crypten, seed, &xs, &c);
         let n = xs.len() as u64;
         // Round 1 squares (n words); round r multiplies the known powers by the highest.
         let (rounds, words) = match d {

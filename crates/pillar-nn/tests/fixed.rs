@@ -6,9 +6,9 @@
 mod common;
 use common::values;
 
-use pillar_fit::budget::prescale;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::arith::{reveal, share};
+use pillar_mpc::protocols::poly::reference::{self as poly_reference, Approx};
 use pillar_mpc::protocols::{linear, maxpool, pool, relu};
 use pillar_mpc::{FixedPoint, Local, MpcError, Party, RingTensor, Session, Share};
 use pillar_nn::exec::fixed::{self, FixedConfig, FixedOutput};
@@ -411,85 +411,14 @@ fn batches_split_across_threads_give_each_image_its_own_result() {
 
 // ---------------------------------------------------------------- polynomials: an integer reference
 
-/// A value with an error bound, both at scale `2^f` in units in the last place: the protocol's
-/// result computed exactly with floor truncations (`v`), and how far a secure run may be from
-/// it (`tol`) when every truncation may be one unit high. As in pillar-mpc's `tests/poly.rs`.
-#[derive(Clone, Copy, Debug)]
-struct Approx {
-    v: i128,
-    tol: f64,
-}
-
-fn rescale(v: i128, from: u32, to: u32) -> i128 {
-    if from >= to {
-        v >> (from - to)
-    } else {
-        v << (to - from)
-    }
-}
-
-fn prescaled_power(x: i64, k: u32, shift: u32, f: u32) -> Approx {
-    let y = i128::from(x >> shift);
-    let scale = k * (f - shift);
-    let ya = y.unsigned_abs() as f64;
-    let spread =
-        ((ya + 1.0).powi(k as i32) - ya.powi(k as i32)) * (f64::from(f) - f64::from(scale)).exp2();
-    Approx {
-        v: rescale(y.pow(k), scale, f),
-        tol: spread + 2.0,
-    }
-}
-
-fn product(a: Approx, b: Approx, f: u32) -> Approx {
-    Approx {
-        v: (a.v * b.v) >> f,
-        tol: ((a.v as f64).abs() * b.tol + (b.v as f64).abs() * a.tol + a.tol * b.tol)
-            / f64::from(f).exp2()
-            + 2.0,
-    }
-}
-
-fn combine(fp: FixedPoint, x: i64, powers: &[Approx], c: &[f64]) -> Approx {
-    let f = fp.frac_bits();
-    let enc: Vec<i64> = c.iter().map(|&c| fp.encode(c) as i64).collect();
-    let mut acc = i128::from(x) * i128::from(enc.get(1).copied().unwrap_or(0));
-    let mut tol = 0.0;
-    for (k, p) in powers.iter().enumerate() {
-        acc += p.v * i128::from(enc[k + 2]);
-        tol += p.tol * enc[k + 2].unsigned_abs() as f64;
-    }
-    Approx {
-        v: (acc >> f) + i128::from(enc[0]),
-        tol: tol / fp.scale() + 2.0,
-    }
-}
-
+/// The protocol's result computed exactly with floor truncations, and how far a secure run
+/// may be from it: pillar-mpc's independent integer reference.
 fn reference(p: ActivationProtocol, fp: FixedPoint, x: i64, c: &[f64]) -> Approx {
-    let f = fp.frac_bits();
-    let d = c.len() as u32 - 1;
-    let powers: Vec<Approx> = match p {
-        ActivationProtocol::Espn => (2..=d)
-            .map(|k| prescaled_power(x, k, prescale(k, f), f))
-            .collect(),
-        ActivationProtocol::HoneyBadger => (2..=d)
-            .map(|k| prescaled_power(x, k, prescale(d, f), f))
-            .collect(),
-        _ => {
-            let mut all = vec![Approx {
-                v: i128::from(x),
-                tol: 0.0,
-            }];
-            while all.len() < d as usize {
-                let m = all.len();
-                let base = all[m - 1];
-                for j in 0..(2 * m).min(d as usize) - m {
-                    all.push(product(all[j], base, f));
-                }
-            }
-            all.split_off(1)
-        }
-    };
-    combine(fp, x, &powers, c)
+    match p {
+        ActivationProtocol::Espn => poly_reference::espn(fp, x, c),
+        ActivationProtocol::HoneyBadger => poly_reference::honeybadger(fp, x, c),
+        _ => poly_reference::crypten(fp, x, c),
+    }
 }
 
 fn poly_graph(n: usize, c: &[f64]) -> Graph {
@@ -517,7 +446,7 @@ proptest! {
         for p in POLYS {
             let y = fixed::run_encoded(&g, &x, &config(f, p)).unwrap();
             for (got, &xi) in signed(&y.ring).iter().zip(x.data()) {
-                prop_assert_eq!(i128::from(*got), reference(p, fp, xi as i64, &c).v, "{}", p);
+                prop_assert_eq!(i128::from(*got), reference(p, fp, xi as i64, &c).value, "{}", p);
             }
         }
     }
@@ -583,7 +512,7 @@ fn secure_polynomials_are_within_their_truncation_errors_of_fixed() {
             let got = secure(seed as u64, fp, std::slice::from_ref(&x), |s, sh| {
                 p.evaluate(s, &sh[0], &c)
             });
-            let tol = |i: usize| reference(p, fp, x.data()[i] as i64, &c).tol;
+            let tol = |i: usize| reference(p, fp, x.data()[i] as i64, &c).tolerance;
             assert_within(&format!("{p} at f = {f}"), &got, &want, tol);
             // The tolerance is the pre-scaling's loss of precision, not a blanket: at f = 16 on
             // |x| <= 6 it is about `pillar fit`'s estimate (0.0057 for ESPN on |x| <= 5, 0.0118

@@ -5,11 +5,13 @@
 //! - [`espn`]: the binomial expansion of the pre-scaled shares, one round;
 //! - [`honeybadger`]: one opened `x - r` per input and the dealer's powers of `r`, one round.
 //!
-//! All three then combine the powers with the coefficients locally and truncate once.
+//! All three then combine the powers with the coefficients locally and truncate once;
+//! [`reference`] computes the same in plain integers, with the error bound of a secure run.
 
 pub mod crypten;
 pub mod espn;
 pub mod honeybadger;
+pub mod reference;
 
 use crate::error::MpcError;
 use crate::protocols::truncation::truncate_words;
