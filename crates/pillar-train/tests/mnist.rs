@@ -56,7 +56,17 @@ fn embedded_data_is_the_shipped_data() {
     assert_eq!(m.train.image_shape(), (28, 28));
     assert_eq!(m.test.image_shape(), (28, 28));
     assert_eq!(m.train.image(0).unwrap().len(), 784);
-    assert!(m.test.image(1996).is_none());
+    let err = m.test.image(1996).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::NoExample {
+                index: 1996,
+                len: 1996
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(Mnist::load(&shipped_dir()).unwrap(), m);
 }
 

@@ -25,6 +25,21 @@ impl Augment {
         self.pad == 0 && !self.flip
     }
 
+    /// Draws the random choices for one image from `rng`: the crop offset (when padding),
+    /// then the flip (when flipping), in the order [`Augment::apply`] always drew them, so a
+    /// seed gives the same augmentation whether images are processed one by one or drawn
+    /// first and augmented in parallel.
+    pub fn draw(self, rng: &mut impl rand::Rng) -> Draw {
+        let (mut dy, mut dx) = (0, 0);
+        if self.pad > 0 {
+            let p = self.pad as i64;
+            dy = rng.random_range(-p..=p);
+            dx = rng.random_range(-p..=p);
+        }
+        let flip = self.flip && rng.random_range(0..2) == 1;
+        Draw { dy, dx, flip }
+    }
+
     /// Augments one `[C, H, W]` image of raw pixels in place, using `scratch`.
     ///
     /// Padding happens on raw pixels with value 0 (black), as torchvision's `RandomCrop`
@@ -36,18 +51,27 @@ impl Augment {
         rng: &mut impl rand::Rng,
         scratch: &mut Vec<u8>,
     ) {
+        self.apply_drawn(image, dims, self.draw(rng), scratch);
+    }
+
+    /// Augments one `[C, H, W]` image in place with choices drawn beforehand by
+    /// [`Augment::draw`]; no randomness, so it can run on any thread.
+    pub fn apply_drawn(
+        self,
+        image: &mut [u8],
+        dims: [usize; 3],
+        draw: Draw,
+        scratch: &mut Vec<u8>,
+    ) {
         let [c, h, w] = dims;
-        if self.pad > 0 {
-            let p = self.pad as i64;
-            let dy = rng.random_range(-p..=p);
-            let dx = rng.random_range(-p..=p);
+        if self.pad > 0 && (draw.dy, draw.dx) != (0, 0) {
             scratch.clear();
             scratch.extend_from_slice(image);
             for ch in 0..c {
                 for y in 0..h {
                     for x in 0..w {
-                        let sy = y as i64 + dy;
-                        let sx = x as i64 + dx;
+                        let sy = y as i64 + draw.dy;
+                        let sx = x as i64 + draw.dx;
                         image[(ch * h + y) * w + x] =
                             if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
                                 scratch[(ch * h + sy as usize) * w + sx as usize]
@@ -58,10 +82,21 @@ impl Augment {
                 }
             }
         }
-        if self.flip && rng.random_range(0..2) == 1 {
+        if draw.flip {
             for row in image.chunks_exact_mut(w) {
                 row.reverse();
             }
         }
     }
+}
+
+/// The random choices of one image's augmentation (see [`Augment::draw`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Draw {
+    /// Vertical shift of the crop window, in `-pad..=pad`.
+    pub dy: i64,
+    /// Horizontal shift of the crop window.
+    pub dx: i64,
+    /// Mirror left-right.
+    pub flip: bool,
 }

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::augment::Augment;
+use super::augment::{Augment, Draw};
 use super::{DataError, Split, cifar, folder, mnist};
 
 /// The data sets pillar reads.
@@ -125,6 +126,7 @@ impl DataSet {
                 }
             }
             DatasetKind::Imagenet => {
+                // Both splits are file lists, decoded batch by batch (see `folder`).
                 let root = need_dir()?;
                 let classes = folder::classes(root)?;
                 let geometry = folder::Geometry::default();
@@ -149,33 +151,55 @@ impl DataSet {
 
     /// Normalised pixels of `indices` from `split`, `[len, C, H, W]` flattened, augmented when
     /// `augment` is given.
+    ///
+    /// The images are fetched (for image folders: decoded from their files), augmented and
+    /// normalised in parallel on rayon's pool, since decoding dominates a batch of large
+    /// images. The augmentation's random choices are all drawn from `rng` first, in index
+    /// order, so the result depends on the seed only, not on the number of threads, and equals
+    /// applying [`Augment::apply`] to one image after the other. An image that cannot be read
+    /// is an error naming its file.
     pub fn normalise(
         &self,
         split: &Split,
         indices: &[usize],
         augment: Option<(Augment, &mut rand_chacha::ChaCha12Rng)>,
-    ) -> Vec<f32> {
+    ) -> Result<Vec<f32>, DataError> {
         let [c, h, w] = split.dims();
-        let plane = h * w;
-        let mut out = Vec::with_capacity(indices.len() * c * plane);
-        let mut image = Vec::with_capacity(c * plane);
-        let mut scratch = Vec::new();
-        let mut augment = augment.filter(|(a, _)| !a.is_none());
-        for &i in indices {
-            image.clear();
-            image.extend_from_slice(split.image(i).unwrap_or(&[]));
-            image.resize(c * plane, 0);
-            if let Some((a, rng)) = augment.as_mut() {
-                a.apply(&mut image, [c, h, w], *rng, &mut scratch);
-            }
-            for (ch, pixels) in image.chunks_exact(plane).enumerate() {
-                let (m, s) = (
-                    self.mean[ch % self.mean.len()],
-                    self.std[ch % self.std.len()],
-                );
-                out.extend(pixels.iter().map(|&p| (f32::from(p) / 255.0 - m) / s));
+        let size = c * h * w;
+        let (augment, draws): (Augment, Vec<Draw>) = match augment {
+            Some((a, rng)) if !a.is_none() => (a, indices.iter().map(|_| a.draw(rng)).collect()),
+            _ => (Augment::NONE, vec![Draw::default(); indices.len()]),
+        };
+        let mut out = vec![0.0f32; indices.len() * size];
+        out.par_chunks_mut(size.max(1))
+            .zip(indices.par_iter().zip(draws.par_iter()))
+            .try_for_each_init(
+                || (Vec::with_capacity(size), Vec::new()),
+                |(image, scratch), (dst, (&i, &draw))| {
+                    image.clear();
+                    image.extend_from_slice(&split.image(i)?);
+                    augment.apply_drawn(image, [c, h, w], draw, scratch);
+                    self.normalise_image(image, h * w, dst);
+                    Ok(())
+                },
+            )?;
+        Ok(out)
+    }
+
+    /// Writes `(p / 255 - mean) / std` of every raw pixel of one `[C, H, W]` image to `dst`.
+    fn normalise_image(&self, image: &[u8], plane: usize, dst: &mut [f32]) {
+        for (ch, (pixels, out)) in image
+            .chunks_exact(plane.max(1))
+            .zip(dst.chunks_exact_mut(plane.max(1)))
+            .enumerate()
+        {
+            let (m, s) = (
+                self.mean[ch % self.mean.len()],
+                self.std[ch % self.std.len()],
+            );
+            for (o, &p) in out.iter_mut().zip(pixels) {
+                *o = (f32::from(p) / 255.0 - m) / s;
             }
         }
-        out
     }
 }

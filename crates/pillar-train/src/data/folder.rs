@@ -1,9 +1,12 @@
 //! ImageNet-style folders: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg`, class
 //! indices in sorted folder-name order (as torchvision's `ImageFolder`).
 //!
-//! Images are decoded once, resized so the shorter side is `resize` and centre-cropped to
-//! `crop` (ImageNet evaluation: 232 and 224), and kept in memory as bytes: fine for the
-//! subsets a CPU can train on, not for all 1.28 million ImageNet images.
+//! Loading a split only lists its files: ImageNet's 1.28 million training images, decoded to
+//! 224x224 bytes, would need 193 GB of memory. Each image is decoded when a batch needs it
+//! ([`Split::image`], in parallel in [`super::DataSet::normalise`]), resized so the shorter
+//! side is `resize` and centre-cropped to `crop` (ImageNet evaluation: 232 and 224). A file
+//! that is unreadable or corrupt is therefore reported, by name, when its batch is assembled.
+//! [`Split::into_memory`] decodes a small folder once instead.
 
 use std::path::{Path, PathBuf};
 
@@ -72,7 +75,8 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(paths)
 }
 
-/// Loads `root/<split>` (`train` or `val`), at most `limit` images per class.
+/// Lists `root/<split>` (`train` or `val`), at most `limit` images per class (the first in
+/// file-name order), as a lazy split: no image is opened yet.
 pub fn load_split(
     root: &Path,
     split: &str,
@@ -80,8 +84,13 @@ pub fn load_split(
     geometry: Geometry,
     limit: Option<usize>,
 ) -> Result<Split, DataError> {
-    let side = geometry.crop as usize;
-    let mut pixels = Vec::new();
+    if geometry.crop == 0 {
+        return Err(DataError::Folder {
+            path: root.join(split),
+            detail: "a crop of 0x0 pixels".into(),
+        });
+    }
+    let mut paths = Vec::new();
     let mut labels = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let dir = root.join(split).join(class);
@@ -90,7 +99,7 @@ pub fn load_split(
             .filter(|p| p.is_file())
             .collect();
         for path in files.into_iter().take(limit.unwrap_or(usize::MAX)) {
-            pixels.extend(decode(&path, geometry)?);
+            paths.push(path);
             labels.push(u16::try_from(label).map_err(|_| DataError::Folder {
                 path: root.to_path_buf(),
                 detail: "more than 65536 classes".into(),
@@ -103,12 +112,18 @@ pub fn load_split(
             detail: "no images".into(),
         });
     }
-    Ok(Split::new(pixels, labels, [3, side, side]))
+    Ok(Split::from_files(paths, labels, geometry))
 }
 
-/// One image, resized and centre-cropped, channel-major RGB bytes.
+/// One image, resized and centre-cropped, channel-major RGB bytes (`3 x crop x crop`).
+/// Errors name the file: [`DataError::Io`] when it cannot be opened, [`DataError::Folder`]
+/// when it does not decode.
 pub fn decode(path: &Path, geometry: Geometry) -> Result<Vec<u8>, DataError> {
-    let img = image::open(path).map_err(|e| DataError::Folder {
+    let reader = image::ImageReader::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let img = reader.decode().map_err(|e| DataError::Folder {
         path: path.to_path_buf(),
         detail: format!("cannot decode: {e}"),
     })?;

@@ -9,9 +9,11 @@ pub mod mnist;
 
 pub use dataset::{DataSet, DatasetKind};
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
-/// Why a data set could not be read. Every variant names the file it is about.
+/// Why a data set could not be read. Every variant names the file it is about, except
+/// [`DataError::NoExample`], which is about an index.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file could not be opened or read.
@@ -118,6 +120,14 @@ pub enum DataError {
         /// What is wrong.
         detail: String,
     },
+    /// An example index past the end of a split.
+    #[error("no example {index}: the split holds {len}")]
+    NoExample {
+        /// The index asked for.
+        index: usize,
+        /// Examples in the split.
+        len: usize,
+    },
     /// Images with a zero dimension.
     #[error("{name}: images of {rows}x{cols} pixels")]
     BadShape {
@@ -158,13 +168,30 @@ pub(crate) fn read_file(
 
 /// One split of an image classification data set: `len` images of `channels x rows x cols`
 /// pixels (0-255, channel-major) and their labels.
+///
+/// The pixels are either held in memory (MNIST, CIFAR: at most a few hundred megabytes) or
+/// decoded from image files whenever an image is asked for (image folders: all of ImageNet's
+/// 1.28 million images at 224x224 would take 193 GB, so only the file list is kept and each
+/// batch decodes its own images, in parallel, in [`DataSet::normalise`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
-    pixels: Vec<u8>,
+    storage: Storage,
     labels: Vec<u16>,
     channels: usize,
     rows: usize,
     cols: usize,
+}
+
+/// Where a split's pixels come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Storage {
+    /// All images, one after the other.
+    Memory(Vec<u8>),
+    /// One file per example, decoded on demand with [`folder::decode`].
+    Files {
+        paths: Vec<PathBuf>,
+        geometry: folder::Geometry,
+    },
 }
 
 impl Split {
@@ -178,8 +205,8 @@ impl Split {
         self.labels.is_empty()
     }
 
-    /// Builds a split; the caller has checked that `pixels` holds `labels.len()` images of
-    /// `[channels, rows, cols]`.
+    /// Builds a split held in memory; the caller has checked that `pixels` holds
+    /// `labels.len()` images of `[channels, rows, cols]`.
     pub(crate) fn new(
         pixels: Vec<u8>,
         labels: Vec<u16>,
@@ -187,11 +214,29 @@ impl Split {
     ) -> Self {
         debug_assert_eq!(pixels.len(), labels.len() * channels * rows * cols);
         Split {
-            pixels,
+            storage: Storage::Memory(pixels),
             labels,
             channels,
             rows,
             cols,
+        }
+    }
+
+    /// Builds a split of image files decoded on demand to `3 x crop x crop` pixels; the caller
+    /// gives one label per path.
+    pub(crate) fn from_files(
+        paths: Vec<PathBuf>,
+        labels: Vec<u16>,
+        geometry: folder::Geometry,
+    ) -> Self {
+        debug_assert_eq!(paths.len(), labels.len());
+        let side = geometry.crop as usize;
+        Split {
+            storage: Storage::Files { paths, geometry },
+            labels,
+            channels: 3,
+            rows: side,
+            cols: side,
         }
     }
 
@@ -205,10 +250,39 @@ impl Split {
         [self.channels, self.rows, self.cols]
     }
 
-    /// The pixels of example `index`, channel-major then row-major, or `None` past the end.
-    pub fn image(&self, index: usize) -> Option<&[u8]> {
-        let size = self.channels * self.rows * self.cols;
-        self.pixels.get(index * size..(index + 1) * size)
+    /// Whether images are decoded from files on demand rather than held in memory.
+    pub fn is_lazy(&self) -> bool {
+        matches!(self.storage, Storage::Files { .. })
+    }
+
+    /// The image files of a lazy split, one per example; `None` for a split in memory.
+    pub fn files(&self) -> Option<&[PathBuf]> {
+        match &self.storage {
+            Storage::Memory(_) => None,
+            Storage::Files { paths, .. } => Some(paths),
+        }
+    }
+
+    /// The pixels of example `index`, channel-major then row-major: borrowed from memory, or
+    /// decoded from its file (then an unreadable or corrupt file is an error that names it).
+    pub fn image(&self, index: usize) -> Result<Cow<'_, [u8]>, DataError> {
+        let missing = || DataError::NoExample {
+            index,
+            len: self.len(),
+        };
+        match &self.storage {
+            Storage::Memory(pixels) => {
+                let size = self.channels * self.rows * self.cols;
+                pixels
+                    .get(index * size..(index + 1) * size)
+                    .map(Cow::Borrowed)
+                    .ok_or_else(missing)
+            }
+            Storage::Files { paths, geometry } => {
+                let path = paths.get(index).ok_or_else(missing)?;
+                folder::decode(path, *geometry).map(Cow::Owned)
+            }
+        }
     }
 
     /// The label of example `index`, or `None` past the end.
@@ -221,15 +295,46 @@ impl Split {
         &self.labels
     }
 
-    /// The examples at `indices`, as a new split (validation hold-outs, `--limit`).
+    /// The examples at `indices`, as a new split (validation hold-outs, `--limit`); a lazy
+    /// split gives a lazy subset (of its file list), nothing is decoded.
+    ///
+    /// # Panics
+    ///
+    /// If an index is past the end.
     pub fn subset(&self, indices: &[usize]) -> Split {
-        let size = self.channels * self.rows * self.cols;
-        let mut pixels = Vec::with_capacity(indices.len() * size);
-        let mut labels = Vec::with_capacity(indices.len());
-        for &i in indices {
-            pixels.extend_from_slice(&self.pixels[i * size..(i + 1) * size]);
-            labels.push(self.labels[i]);
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        match &self.storage {
+            Storage::Memory(all) => {
+                let size = self.channels * self.rows * self.cols;
+                let mut pixels = Vec::with_capacity(indices.len() * size);
+                for &i in indices {
+                    pixels.extend_from_slice(&all[i * size..(i + 1) * size]);
+                }
+                Split::new(pixels, labels, self.dims())
+            }
+            Storage::Files { paths, geometry } => Split::from_files(
+                indices.iter().map(|&i| paths[i].clone()).collect(),
+                labels,
+                *geometry,
+            ),
         }
-        Split::new(pixels, labels, self.dims())
+    }
+
+    /// The same examples held in memory: a lazy split's images are all decoded now (in
+    /// parallel), which suits image folders small enough to fit and trained for many epochs.
+    pub fn into_memory(self) -> Result<Split, DataError> {
+        use rayon::prelude::*;
+        if !self.is_lazy() {
+            return Ok(self);
+        }
+        let images = (0..self.len())
+            .into_par_iter()
+            .map(|i| self.image(i).map(Cow::into_owned))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Split::new(
+            images.concat(),
+            self.labels,
+            [self.channels, self.rows, self.cols],
+        ))
     }
 }

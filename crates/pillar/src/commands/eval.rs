@@ -121,7 +121,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let (mut correct, mut failures) = (0usize, 0.0f64);
     let indices: Vec<usize> = (0..n).collect();
     for chunk in indices.chunks(args.batch) {
-        let pixels = data.normalise(&data.test, chunk, None);
+        let pixels = data.normalise(&data.test, chunk, None)?;
         let mut shape = vec![chunk.len()];
         shape.extend_from_slice(&dims);
         let input = Tensor::new(shape, pixels)?;
