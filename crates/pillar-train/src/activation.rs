@@ -65,9 +65,10 @@ impl Activation {
         }
     }
 
-    /// Puts an approximate min-max normalisation in front (mapping to `[-range, range]`).
-    pub fn with_amm(mut self, device: &burn::tensor::Device) -> Self {
-        self.amm = Some(Amm::new(self.range, device));
+    /// Puts an approximate min-max normalisation of `channels` channels in front, mapping
+    /// onto `[-target, target]`.
+    pub fn with_amm(mut self, channels: usize, target: f64, device: &burn::tensor::Device) -> Self {
+        self.amm = Some(Amm::new(channels, target, device));
         self
     }
 
@@ -99,28 +100,16 @@ impl Activation {
         y
     }
 
-    /// The polynomial this layer computes at inference as a function of its raw input: the
-    /// AMM affine map folded into the coefficients, so the exported graph needs no extra op.
-    /// `None` for ReLU.
-    pub fn inference_polynomial(&self) -> Option<(Vec<f64>, f64)> {
-        let ActSpec::Poly {
-            coefficients,
-            range,
-            ..
-        } = &self.spec
-        else {
-            return None;
-        };
-        match &self.amm {
-            None => Some((coefficients.clone(), *range)),
-            Some(amm) => {
-                let (scale, shift) = amm.affine();
-                // The raw inputs that map onto [-R, R]; the wider side is the range to report.
-                let reach = ((range - shift) / scale)
-                    .abs()
-                    .max(((-range - shift) / scale).abs());
-                Some((compose_affine(coefficients, scale, shift), reach))
-            }
+    /// The polynomial and its range, `None` for ReLU. With AMM it applies to the normalised
+    /// input: the export puts the AMM's affine map in front (see [`Amm::affine`]).
+    pub fn polynomial(&self) -> Option<(&[f64], f64)> {
+        match &self.spec {
+            ActSpec::Relu => None,
+            ActSpec::Poly {
+                coefficients,
+                range,
+                ..
+            } => Some((coefficients, *range)),
         }
     }
 }
@@ -136,30 +125,23 @@ pub fn horner<const D: usize>(x: Tensor<D>, coefficients: &[f64]) -> Tensor<D> {
     y
 }
 
-/// Coefficients of `p(a x + b)` from those of `p`.
-pub fn compose_affine(coefficients: &[f64], a: f64, b: f64) -> Vec<f64> {
-    // Horner on polynomials: q <- q * (a x + b) + c_k.
-    let mut q: Vec<f64> = Vec::new();
-    for &c in coefficients.iter().rev() {
-        let mut next = vec![0.0; q.len() + 1];
-        for (i, &qi) in q.iter().enumerate() {
-            next[i] += qi * b;
-            next[i + 1] += qi * a;
-        }
-        next[0] += c;
-        q = next;
-    }
-    q
-}
-
-/// Approximate min-max normalisation (Sisyphus): in training the batch's true minimum and
-/// maximum map the input onto `[-target, target]`, and a moving average of them (smoothing
-/// 0.1) is kept; at inference the stored averages are used, so the layer is a fixed affine map.
-/// The batch extremes are treated as constants in the backward pass.
+/// Approximate min-max normalisation (Sisyphus), per channel: in training each channel's
+/// batch minimum and width (`max - min`, over the batch and all positions) map it onto
+/// `[-target, target]`, and moving averages of both are kept (the first batch sets them, then
+/// smoothing 0.1); at inference the stored averages make it a fixed per-channel affine map,
+/// exported as a BatchNorm node that folds into the layer before it.
+///
+/// As in Sisyphus's code, the gradient flows through the batch minimum and width: they are
+/// functions of the input, and treating them as constants lets training push the extremes
+/// outward unchecked.
 #[derive(Module, Debug)]
 pub struct Amm {
-    /// Moving averages `[min, max]`.
-    pub extremes: RunningState<Tensor<1>>,
+    /// Moving average of the per-channel minimum, `[C]`.
+    pub min: RunningState<Tensor<1>>,
+    /// Moving average of the per-channel width, `[C]`.
+    pub width: RunningState<Tensor<1>>,
+    /// Batches seen so far, `[1]` (the first one replaces the initial state).
+    pub batches: RunningState<Tensor<1>>,
     /// Weight of the newest batch in the moving average.
     #[module(skip)]
     pub smoothing: f64,
@@ -169,53 +151,87 @@ pub struct Amm {
 }
 
 impl Amm {
-    fn new(target: f64, device: &burn::tensor::Device) -> Self {
+    /// A normalisation for `channels` channels (axis 1 of the input) onto `[-target, target]`.
+    pub fn new(channels: usize, target: f64, device: &burn::tensor::Device) -> Self {
         Amm {
-            extremes: RunningState::new(Tensor::from_floats([-1.0, 1.0], device)),
+            min: RunningState::new(Tensor::zeros([channels], device)),
+            width: RunningState::new(Tensor::ones([channels], device)),
+            batches: RunningState::new(Tensor::zeros([1], device)),
             smoothing: 0.1,
             target,
         }
     }
 
+    /// Per-channel minimum over every axis but 1, shaped `[1, C, 1, ...]`.
+    fn channel_min<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+        (0..D)
+            .rev()
+            .filter(|&d| d != 1)
+            .fold(x, |x, d| x.min_dim(d))
+    }
+
+    fn channel_max<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+        (0..D)
+            .rev()
+            .filter(|&d| d != 1)
+            .fold(x, |x, d| x.max_dim(d))
+    }
+
     fn forward<const D: usize>(&self, x: Tensor<D>, training: bool) -> Tensor<D> {
-        let (lo, hi) = if training {
-            let flat = x.clone().detach().flatten::<1>(0, D - 1);
-            let batch = Tensor::cat(vec![flat.clone().min(), flat.max()], 0);
-            // `value_sync`: plain `value` lags one update behind, which would turn the moving
-            // average into a recurrence over every other batch.
-            let old = self.extremes.value_sync().to_device(&batch.device());
-            self.extremes.update(
-                old.mul_scalar(1.0 - self.smoothing)
-                    .add(batch.clone().mul_scalar(self.smoothing))
-                    .detach(),
-            );
-            (batch.clone().narrow(0, 0, 1), batch.narrow(0, 1, 1))
+        let channels = x.dims()[1];
+        let mut shape = [1; D];
+        shape[1] = channels;
+        let (lo, width) = if training {
+            let lo = Self::channel_min(x.clone());
+            let width = Self::channel_max(x.clone().sub(lo.clone())).clamp_min(1e-6);
+            // The moving averages, on the device: no synchronisation per layer. `value_sync`,
+            // because plain `value` lags one update behind.
+            let seen = self.batches.value_sync().to_device(&x.device());
+            let keep = seen.clone().equal_elem(0.0).float().neg().add_scalar(1.0);
+            let keep = keep.mul_scalar(1.0 - self.smoothing);
+            let blend = |old: Tensor<1>, new: Tensor<D>| {
+                let new = new.detach().reshape([channels]);
+                let old = old.to_device(&new.device());
+                let k = keep.clone().expand([channels]);
+                old.mul(k.clone())
+                    .add(new.mul(k.neg().add_scalar(1.0)))
+                    .detach()
+            };
+            self.min.update(blend(self.min.value_sync(), lo.clone()));
+            self.width
+                .update(blend(self.width.value_sync(), width.clone()));
+            self.batches.update(seen.add_scalar(1.0).detach());
+            (lo, width)
         } else {
-            let stored = self.extremes.value().to_device(&x.device());
-            (stored.clone().narrow(0, 0, 1), stored.narrow(0, 1, 1))
+            let device = x.device();
+            (
+                self.min.value().to_device(&device).reshape(shape),
+                self.width.value().to_device(&device).reshape(shape),
+            )
         };
-        let width = hi.sub(lo.clone()).clamp_min(1e-6);
-        let shape = [1; D];
-        let lo = lo.reshape(shape);
-        let width = width.reshape(shape);
         x.sub(lo)
             .div(width)
             .mul_scalar(2.0 * self.target)
             .sub_scalar(self.target)
     }
 
-    /// `(a, b)` with `amm(x) = a x + b` at inference.
-    pub fn affine(&self) -> (f64, f64) {
-        let v: Vec<f32> = self
-            .extremes
-            .value_sync()
-            .into_data()
-            .try_to_vec()
-            .unwrap_or_else(|_| vec![-1.0, 1.0]);
-        let (lo, hi) = (f64::from(v[0]), f64::from(v[1]));
-        let width = (hi - lo).max(1e-6);
-        let a = 2.0 * self.target / width;
-        (a, -lo * a - self.target)
+    /// Per channel `(a, b)` with `amm(x) = a x + b` at inference.
+    pub fn affine(&self) -> Result<Vec<(f64, f64)>, String> {
+        let read = |t: Tensor<1>| {
+            t.into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| format!("cannot read the AMM state: {e:?}"))
+        };
+        let lo = read(self.min.value_sync())?;
+        let width = read(self.width.value_sync())?;
+        Ok(lo
+            .iter()
+            .zip(&width)
+            .map(|(&lo, &w)| {
+                let a = 2.0 * self.target / f64::from(w).max(1e-6);
+                (a, -f64::from(lo) * a - self.target)
+            })
+            .collect())
     }
 }
 

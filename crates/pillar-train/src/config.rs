@@ -130,6 +130,8 @@ pub struct TrainConfig {
     pub quad_coefficients: Vec<f64>,
     /// The polynomial's range `R`: clamp bound and out-of-range threshold.
     pub range: f64,
+    /// AMM maps each channel onto `[-amm_range, amm_range]` (Sisyphus: 1).
+    pub amm_range: f64,
     /// Seed of weights, shuffling, augmentation and the validation split.
     pub seed: u64,
     /// Share of the training split held out for checkpoint selection.
@@ -169,6 +171,7 @@ impl Default for TrainConfig {
             coefficients: default_coefficients(4),
             quad_coefficients: default_coefficients(2),
             range: 5.0,
+            amm_range: 1.0,
             seed: 1,
             val_fraction: 0.1,
             augment: None,
@@ -233,6 +236,12 @@ impl TrainConfig {
         }
         if !(self.range.is_finite() && self.range > 0.0) {
             return Err(format!("range must be positive, got {}", self.range));
+        }
+        if !(self.amm_range.is_finite() && self.amm_range > 0.0) {
+            return Err(format!(
+                "amm_range must be positive, got {}",
+                self.amm_range
+            ));
         }
         if !(self.penalty.reg_range.is_finite() && self.penalty.reg_range > 0.0)
             || self.penalty.exponent == 0

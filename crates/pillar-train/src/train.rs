@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::{Activation, CallStats, Tape};
 use crate::config::{ActivationKind, TrainConfig};
-use crate::data::{DataSet, Split};
+use crate::data::{DataError, DataSet, Split};
 use crate::metrics::{EpochMetrics, Escape, RunMetrics};
 use crate::model::{Layer, Net};
 use crate::schedule::learning_rate;
@@ -34,6 +34,10 @@ pub enum TrainError {
     /// The data set does not fit the run.
     #[error("data: {0}")]
     Data(String),
+    /// An image could not be read while assembling a batch (image folders are decoded batch
+    /// by batch, so a corrupt or vanished file shows up here, named).
+    #[error("data: {0}")]
+    Read(#[from] DataError),
     /// Checkpoint files.
     #[error("checkpoint {path}: {detail}")]
     Checkpoint {
@@ -154,6 +158,7 @@ pub fn train(
     let coefficients = cfg.coefficients.clone();
     let quad = cfg.quad_coefficients.clone();
     let dev = device.clone();
+    let amm_range = cfg.amm_range;
     let relu = move || Activation::relu(range);
     let (net, selected, escape) = match cfg.activation {
         ActivationKind::Relu => trainer.single(build(&relu)?, false)?,
@@ -166,7 +171,8 @@ pub fn train(
             false,
         )?,
         ActivationKind::Amm => trainer.single(
-            build(&|| Activation::poly(coefficients.clone(), range, false).with_amm(&dev))?,
+            build(&|| Activation::poly(coefficients.clone(), range, false))?
+                .map_activations(&|a, c| a.with_amm(c, amm_range, &dev)),
             false,
         )?,
         ActivationKind::Quail | ActivationKind::QuailAmm => {
@@ -183,7 +189,7 @@ pub fn train(
     let test_indices: Vec<usize> = (0..data.test.len()).collect();
     let net = net.valid();
     let (test_accuracy, test_stats) = if selected.is_some() {
-        let (acc, stats) = trainer.evaluate(&net, &data.test, &test_indices);
+        let (acc, stats) = trainer.evaluate(&net, &data.test, &test_indices)?;
         (Some(acc), Some(stats))
     } else {
         (None, None)
@@ -315,7 +321,8 @@ impl Trainer<'_> {
         let record = teacher.clone().into_record();
         let mut student = student.load_record(record);
         if let Some(device) = amm {
-            student = student.map_activations(&|a| a.with_amm(device));
+            let target = self.cfg.amm_range;
+            student = student.map_activations(&|a, c| a.with_amm(c, target, device));
         }
         let teacher = teacher.valid();
         // Top-level layer holding each activation: cloning activation k freezes the layers
@@ -370,7 +377,7 @@ impl Trainer<'_> {
         indices: &[usize],
         augment: bool,
         device: &Device,
-    ) -> (Tensor<4>, Tensor<1, Int>) {
+    ) -> Result<(Tensor<4>, Tensor<1, Int>), DataError> {
         let [c, h, w] = split.dims();
         let aug = if augment {
             Some((
@@ -380,29 +387,34 @@ impl Trainer<'_> {
         } else {
             None
         };
-        let pixels = self.data.normalise(split, indices, aug);
+        let pixels = self.data.normalise(split, indices, aug)?;
         let labels: Vec<i64> = indices
             .iter()
             .map(|&i| i64::from(split.label(i).unwrap_or(0)))
             .collect();
         let x = Tensor::from_data(TensorData::new(pixels, [indices.len(), c, h, w]), device);
         let y = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
-        (x, y)
+        Ok((x, y))
     }
 
     /// Accuracy and per-layer records of `net` (inference form) on `indices` of `split`.
-    fn evaluate(&mut self, net: &Net, split: &Split, indices: &[usize]) -> (f64, Vec<CallStats>) {
+    fn evaluate(
+        &mut self,
+        net: &Net,
+        split: &Split,
+        indices: &[usize],
+    ) -> Result<(f64, Vec<CallStats>), DataError> {
         let device = self.device.clone().without_autodiff();
         let mut correct = 0.0;
         let mut stats = Vec::new();
         for chunk in indices.chunks(self.cfg.batch_size.max(1)) {
-            let (x, y) = self.batch_tensors(split, chunk, false, &device);
+            let (x, y) = self.batch_tensors(split, chunk, false, &device)?;
             let mut tape = Tape::recording();
             let logits = net.forward(x, &mut tape);
             correct += count_correct(logits, y);
             merge(&mut stats, &tape.finish());
         }
-        (correct / indices.len().max(1) as f64, stats)
+        Ok((correct / indices.len().max(1) as f64, stats))
     }
 
     fn phase(
@@ -456,7 +468,8 @@ impl Trainer<'_> {
             for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
                 let tb = Instant::now();
                 let device = self.device.clone();
-                let (x, y) = self.batch_tensors(&self.data.train.clone(), chunk, true, &device);
+                let data = self.data;
+                let (x, y) = self.batch_tensors(&data.train, chunk, true, &device)?;
                 let mut tape = match objective {
                     Objective::CrossEntropy { pillar: true } => {
                         Tape::with_penalty(schedule, cfg.penalty.reg_range)
@@ -537,7 +550,8 @@ impl Trainer<'_> {
             let (val_accuracy, val_stats) = if val_indices.is_empty() {
                 (f64::NAN, Vec::new())
             } else {
-                self.evaluate(&valid, &self.data.train.clone(), &val_indices)
+                let data = self.data;
+                self.evaluate(&valid, &data.train, &val_indices)?
             };
             let m = EpochMetrics {
                 phase: phase.to_string(),

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use burn::tensor::{Device, Tensor};
-use pillar_train::activation::{Activation, Tape, compose_affine, horner};
+use pillar_train::activation::{Activation, Tape, horner};
 use pillar_train::config::default_coefficients;
 use pillar_train::penalty::{EpochPenalty, Penalty, call_penalty};
 use pillar_train::schedule::learning_rate;
@@ -145,17 +145,54 @@ fn poly_relu_gradient_matches_finite_differences() {
 }
 
 #[test]
-fn horner_and_affine_composition_agree_with_direct_evaluation() {
+fn horner_agrees_with_direct_evaluation() {
     let c = default_coefficients(4);
     let device = Device::flex();
     let y = values(horner(Tensor::<1>::from_floats([2.0f32], &device), &c));
     assert!((f64::from(y[0]) - poly(2.0)).abs() < 1e-5);
-    let (a, b) = (0.37, -1.25);
-    let q = compose_affine(&c, a, b);
-    for x in [-3.0, 0.0, 0.5, 4.0] {
-        let direct = poly(a * x + b);
-        let composed: f64 = q.iter().rev().fold(0.0, |acc, k| acc * x + k);
-        assert!((direct - composed).abs() < 1e-12, "x = {x}");
+}
+
+fn matrix(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// AMM per channel: the first batch sets the statistics, later ones blend in with weight 0.1,
+/// inference uses the stored values, and the gradient flows through the batch extremes
+/// (hand-computed: for one channel `[0, 2, 4]`, `d sum(y) / dx = [-0.25, 0.5, -0.25]`).
+#[test]
+fn amm_normalises_each_channel_and_keeps_moving_averages() {
+    let device = Device::flex();
+    let train = device.clone().autodiff();
+    // The identity "polynomial" shows the normalised input itself.
+    let act = Activation::poly(vec![0.0, 1.0], 5.0, false).with_amm(2, 1.0, &train);
+    let x =
+        Tensor::<2>::from_floats([[0.0, -10.0], [2.0, -8.0], [4.0, -7.0]], &train).require_grad();
+    let y = act.forward(x.clone(), &mut Tape::recording());
+    let out = matrix(y.clone().inner());
+    let expect = [-1.0, -1.0, 0.0, 1.0 / 3.0, 1.0, 1.0];
+    for (a, b) in out.iter().zip(expect) {
+        assert!((a - b).abs() < 1e-6, "{out:?}");
+    }
+    let grads = y.sum().backward();
+    let g = matrix(x.grad(&grads).unwrap());
+    for (a, b) in [g[0], g[2], g[4]].iter().zip([-0.25, 0.5, -0.25]) {
+        assert!((a - b).abs() < 1e-6, "{g:?}");
+    }
+    let affine = act.amm.as_ref().unwrap().affine().unwrap();
+    assert!((affine[0].0 - 0.5).abs() < 1e-6 && (affine[0].1 + 1.0).abs() < 1e-6);
+    // Second batch: min [1, 0], width [2, 2] -> running min [0.1, -9], width [3.8, 2.9].
+    let x2 = Tensor::<2>::from_floats([[1.0, 0.0], [3.0, 2.0]], &train);
+    let _ = act.forward(x2, &mut Tape::recording());
+    let affine = act.amm.as_ref().unwrap().affine().unwrap();
+    for ((a, b), (lo, w)) in affine.iter().zip([(0.1, 3.8), (-9.0, 2.9)]) {
+        assert!((a - 2.0 / w).abs() < 1e-5, "{affine:?}");
+        assert!((b - (-lo * 2.0 / w - 1.0)).abs() < 1e-5, "{affine:?}");
+    }
+    // Inference: the stored statistics, not the batch's.
+    let probe = Tensor::<2>::from_floats([[0.1, -9.0], [3.9, -6.1]], &device);
+    let y = matrix(act.forward(probe, &mut Tape::recording()));
+    for (a, b) in y.iter().zip([-1.0, -1.0, 1.0, 1.0]) {
+        assert!((a - b).abs() < 1e-5, "{y:?}");
     }
 }
 

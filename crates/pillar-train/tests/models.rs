@@ -85,16 +85,23 @@ fn too_small_inputs_are_refused_with_a_message() {
 }
 
 /// Exported graph and burn agree on random weights and inputs, for a plain chain, residual
-/// blocks with projections, and polynomial activations.
+/// blocks with projections, polynomial activations, and AMM in front of them; folding the
+/// BatchNorms (AMM's included) changes nothing.
 #[test]
 fn exported_graph_computes_what_burn_computes() {
-    for (arch, shape, poly) in [
-        (Architecture::Minionn, [1, 12, 12], true),
-        (Architecture::Convnet, [3, 16, 16], false),
-        (Architecture::Resnet20, [3, 8, 8], true),
+    for (arch, shape, poly, amm) in [
+        (Architecture::Minionn, [1, 12, 12], true, false),
+        (Architecture::Convnet, [3, 16, 16], false, false),
+        (Architecture::Resnet20, [3, 8, 8], true, false),
+        (Architecture::Minionn, [1, 12, 12], true, true),
+        (Architecture::Convnet, [3, 16, 16], true, true),
+        (Architecture::Resnet20, [3, 8, 8], true, true),
     ] {
         let device = Device::flex();
-        let net = build(arch, shape, 10, poly);
+        let mut net = build(arch, shape, 10, poly);
+        if amm {
+            net = net.map_activations(&|a, c| a.with_amm(c, 1.0, &device));
+        }
         // Non-trivial BatchNorm statistics: a few training-mode batches on an autodiff device.
         let train_device = device.clone().autodiff();
         let mut trained = net.fork(&train_device);
@@ -124,38 +131,27 @@ fn exported_graph_computes_what_burn_computes() {
             x.into_data().try_to_vec().unwrap(),
         )
         .unwrap();
-        let ours = pillar_nn::exec::float::run(&graph, &input).unwrap();
-        let scale = burn_out.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (a, b) in burn_out.iter().zip(ours.data()) {
-            assert!((a - b).abs() <= 1e-4 * scale, "{arch}: {a} vs {b}");
+        let amm_nodes =
+            |g: &pillar_nn::Graph| g.nodes.iter().filter(|n| n.name.starts_with("amm")).count();
+        assert_eq!(
+            amm_nodes(&graph),
+            if amm { net.activations().len() } else { 0 },
+            "{arch}"
+        );
+        let folded = pillar_nn::fold_batchnorm(&graph).unwrap();
+        if arch != Architecture::Resnet20 {
+            // Every AMM follows a conv/linear (+ BN) here, so all of them fold away.
+            assert_eq!(amm_nodes(&folded), 0, "{arch}");
         }
-    }
-}
-
-/// AMM is folded into the exported polynomial: same function at inference.
-#[test]
-fn amm_folds_into_the_exported_polynomial() {
-    let device = Device::flex();
-    let train_device = device.clone().autodiff();
-    let act = Activation::poly(default_coefficients(2), 5.0, false).with_amm(&train_device);
-    for _ in 0..20 {
-        let x = Tensor::<2>::random([16, 8], Distribution::Uniform(-3.0, 7.0), &train_device);
-        let _ = act.forward(x, &mut Tape::recording());
-    }
-    let (coefficients, range) = act.inference_polynomial().unwrap();
-    assert_eq!(coefficients.len(), 3);
-    assert!(
-        range > 5.0,
-        "the raw inputs span more than [-5, 5]: {range}"
-    );
-    let x = Tensor::<1>::from_floats([-2.0f32, 0.0, 1.0, 6.0], &device);
-    let y: Vec<f32> = act
-        .forward(x, &mut Tape::recording())
-        .into_data()
-        .try_to_vec()
-        .unwrap();
-    for (xi, yi) in [-2.0f64, 0.0, 1.0, 6.0].iter().zip(y) {
-        let p: f64 = coefficients.iter().rev().fold(0.0, |acc, c| acc * xi + c);
-        assert!((p - f64::from(yi)).abs() < 1e-3, "x = {xi}: {p} vs {yi}");
+        let scale = burn_out.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for g in [&graph, &folded] {
+            let ours = pillar_nn::exec::float::run(g, &input).unwrap();
+            for (a, b) in burn_out.iter().zip(ours.data()) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * scale,
+                    "{arch} amm={amm}: {a} vs {b}"
+                );
+            }
+        }
     }
 }

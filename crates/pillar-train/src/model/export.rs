@@ -33,7 +33,7 @@ pub enum ExportError {
     Graph(#[from] pillar_nn::NnError),
 }
 
-/// Converts `net` (in inference form: running BN statistics, AMM folded into the polynomials).
+/// Converts `net` (in inference form: running BN and AMM statistics).
 pub fn to_graph(net: &Net) -> Result<Graph, ExportError> {
     let mut exporter = Exporter {
         graph: Graph::new(net.input_shape.to_vec()),
@@ -157,7 +157,7 @@ impl Exporter {
                 let bias = linear.bias.as_ref().map(|b| tensor(b, &name)).transpose()?;
                 self.push("fc", Op::Linear(Linear { weight, bias }), vec![input])
             }
-            Layer::Act(act) => self.activation(act, input),
+            Layer::Act(act) => self.activation(act, input)?,
             Layer::AvgPool(p) => self.push(
                 "avgpool",
                 Op::AvgPool(Pool {
@@ -193,22 +193,40 @@ impl Exporter {
                     skip = self.layer(l, skip, flat)?;
                 }
                 let sum = self.push("add", Op::Add, vec![main, skip]);
-                self.activation(&block.act, sum)
+                self.activation(&block.act, sum)?
             }
         })
     }
 
-    fn activation(&mut self, act: &Activation, input: ValueId) -> ValueId {
-        match act.inference_polynomial() {
-            None => self.push("relu", Op::Relu, vec![input]),
-            Some((coefficients, range)) => self.push(
-                "poly",
-                Op::PolyAct(PolyAct {
-                    coefficients,
-                    range,
-                }),
-                vec![input],
-            ),
+    fn activation(&mut self, act: &Activation, input: ValueId) -> Result<ValueId, ExportError> {
+        let Some((coefficients, range)) = act.polynomial() else {
+            return Ok(self.push("relu", Op::Relu, vec![input]));
+        };
+        let mut input = input;
+        if let Some(amm) = &act.amm {
+            // The frozen normalisation is a per-channel affine map: a BatchNorm with mean 0
+            // and variance 1, which folding merges into the layer before it.
+            let name = format!("amm{}", self.counts.get("amm").copied().unwrap_or(0) + 1);
+            let affine = amm.affine().map_err(|detail| ExportError::Read {
+                layer: name,
+                detail,
+            })?;
+            let op = Op::BatchNorm(BatchNorm {
+                gamma: affine.iter().map(|&(a, _)| a as f32).collect(),
+                beta: affine.iter().map(|&(_, b)| b as f32).collect(),
+                mean: vec![0.0; affine.len()],
+                var: vec![1.0; affine.len()],
+                eps: 0.0,
+            });
+            input = self.push("amm", op, vec![input]);
         }
+        Ok(self.push(
+            "poly",
+            Op::PolyAct(PolyAct {
+                coefficients: coefficients.to_vec(),
+                range,
+            }),
+            vec![input],
+        ))
     }
 }

@@ -152,23 +152,43 @@ impl Net {
         run(&self.layers, Flow::Image(images), tape).into_flat()
     }
 
-    /// Replaces every activation layer by `f(old)`, keeping all weights.
-    pub fn map_activations(mut self, f: &dyn Fn(Activation) -> Activation) -> Net {
-        fn walk(layers: Vec<Layer>, f: &dyn Fn(Activation) -> Activation) -> Vec<Layer> {
+    /// Replaces every activation layer by `f(old, channels)`, keeping all weights;
+    /// `channels` is the width of the activation's input (axis 1).
+    pub fn map_activations(mut self, f: &dyn Fn(Activation, usize) -> Activation) -> Net {
+        fn walk(
+            layers: Vec<Layer>,
+            channels: &mut usize,
+            f: &dyn Fn(Activation, usize) -> Activation,
+        ) -> Vec<Layer> {
             layers
                 .into_iter()
-                .map(|l| match l {
-                    Layer::Act(a) => Layer::Act(f(a)),
-                    Layer::Residual(r) => Layer::Residual(Residual {
-                        body: walk(r.body, f),
-                        shortcut: walk(r.shortcut, f),
-                        act: f(r.act),
-                    }),
-                    other => other,
+                .map(|l| {
+                    match &l {
+                        Layer::Conv(c) => *channels = c.weight.dims()[0],
+                        Layer::Bn(bn) => *channels = bn.gamma.dims()[0],
+                        Layer::Linear(lin) => *channels = lin.weight.dims()[1],
+                        Layer::GlobalAvgPool(c) | Layer::Flatten(c) => *channels = *c,
+                        _ => {}
+                    }
+                    match l {
+                        Layer::Act(a) => Layer::Act(f(a, *channels)),
+                        Layer::Residual(r) => {
+                            let mut skip = *channels;
+                            let body = walk(r.body, channels, f);
+                            let shortcut = walk(r.shortcut, &mut skip, f);
+                            Layer::Residual(Residual {
+                                body,
+                                shortcut,
+                                act: f(r.act, *channels),
+                            })
+                        }
+                        other => other,
+                    }
                 })
                 .collect()
         }
-        self.layers = walk(std::mem::take(&mut self.layers), f);
+        let mut channels = self.input_shape[0];
+        self.layers = walk(std::mem::take(&mut self.layers), &mut channels, f);
         self
     }
 

@@ -216,7 +216,7 @@ fn report(metrics: &RunMetrics, out: &Path) {
         eprintln!(
             "activations escaped in phase {}, epoch {}{}, layer {}: {}; training stopped",
             e.phase,
-            e.epoch,
+            e.epoch + 1,
             e.batch.map(|b| format!(", batch {b}")).unwrap_or_default(),
             e.layer,
             e.what
@@ -228,7 +228,8 @@ fn report(metrics: &RunMetrics, out: &Path) {
         metrics.best_epoch,
     ) {
         (Some(test), Some(val), Some(epoch)) => println!(
-            "selected epoch {epoch} by validation accuracy {:.2}%: test accuracy {:.2}%, out-of-range ratio {:.2e}",
+            "selected epoch {} by validation accuracy {:.2}%: test accuracy {:.2}%, out-of-range ratio {:.2e}",
+            epoch + 1,
             val * 100.0,
             test * 100.0,
             metrics.oor_ratio.unwrap_or(0.0)
