@@ -49,8 +49,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Never return freed memory to the OS. Training frees and reallocates tensors of hundreds
 /// of megabytes every step (im2col buffers, activations); with the default 10 ms purge delay
-/// each reallocation faults in fresh pages that the kernel must zero, which took a fifth of a
-/// MiniONN training step. The process's peak memory is the same either way.
+/// each reallocation faults in fresh pages that the kernel must zero. Measured on a MiniONN
+/// training step (batch 128): 6% faster, for 8% more peak memory (794 vs 737 MB).
 fn keep_freed_memory() {
     // SAFETY: sets a plain integer option; mimalloc reads options atomically and allows
     // changing this one at any time.
