@@ -40,3 +40,15 @@ pub use polynomial::{Polynomial, Quality};
 pub use report::{FitReport, TailValue};
 pub use spec::{FitError, FitSpec, MAX_BITS, MAX_DEGREE, MAX_RANGE, MIN_BITS};
 pub use target::Target;
+
+/// The paper's polynomial (FACTS.md section 1): the exact fit of ReLU at `d = 4`, `R = 5`,
+/// `P = 10`, `c_j = a_j / 2^10` with `a = [322, 512, 160, 0, -3]`. The default activation of
+/// training and the polynomial the protocol tests run; `pillar fit` recomputes it, and a test
+/// checks that the two agree.
+pub const PAPER_RELU: [f64; 5] = [
+    322.0 / 1024.0,
+    512.0 / 1024.0,
+    160.0 / 1024.0,
+    0.0,
+    -3.0 / 1024.0,
+];

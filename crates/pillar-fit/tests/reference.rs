@@ -38,6 +38,8 @@ fn quality_of_the_pillar_polynomial() {
         p.coefficients,
         [0.314453125, 0.5, 0.15625, 0.0, -0.0029296875]
     );
+    // The constant the rest of the workspace uses is this fit.
+    assert_eq!(p.coefficients, pillar_fit::PAPER_RELU);
     let q = p.quality(Target::Relu, spec.grid());
     assert!((q.max_error - 0.3145).abs() < 1e-4, "{q:?}");
     assert_eq!(q.max_error_at, 0.0);

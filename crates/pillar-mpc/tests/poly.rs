@@ -6,19 +6,11 @@
 mod common;
 
 use common::{assert_cost, run, signed};
+use pillar_fit::PAPER_RELU as PAPER;
 use pillar_mpc::protocols::poly::reference::{self, Approx};
 use pillar_mpc::protocols::poly::{crypten, espn, honeybadger};
 use pillar_mpc::{FixedPoint, MpcError, RingTensor};
 use proptest::prelude::*;
-
-/// The exact d = 4, R = 5, P = 10 fit of the paper.
-const PAPER: [f64; 5] = [
-    322.0 / 1024.0,
-    512.0 / 1024.0,
-    160.0 / 1024.0,
-    0.0,
-    -3.0 / 1024.0,
-];
 
 fn check(
     protocol: fn(

@@ -6,6 +6,7 @@
 mod common;
 use common::values;
 
+use pillar_fit::PAPER_RELU as PAPER;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::arith::{reveal, share};
 use pillar_mpc::protocols::poly::reference::{self as poly_reference, Approx};
@@ -15,15 +16,6 @@ use pillar_nn::exec::fixed::{self, FixedConfig, FixedOutput};
 use pillar_nn::exec::float;
 use pillar_nn::{BatchNorm, Conv2d, Graph, Linear, NnError, Op, PolyAct, Pool, Tensor};
 use proptest::prelude::*;
-
-/// The exact d = 4, R = 5, P = 10 fit of the paper.
-const PAPER: [f64; 5] = [
-    322.0 / 1024.0,
-    512.0 / 1024.0,
-    160.0 / 1024.0,
-    0.0,
-    -3.0 / 1024.0,
-];
 
 const POLYS: [ActivationProtocol; 3] = [
     ActivationProtocol::Espn,

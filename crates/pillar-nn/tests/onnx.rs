@@ -80,6 +80,17 @@ fn ops(g: &Graph) -> Vec<&'static str> {
 
 #[test]
 fn pytorch_layers_map_onto_pillar_ops() {
+    // The same model through the classic and the dynamo exporter.
+    const POOLS: &[&str] = &[
+        "Conv",
+        "Relu",
+        "MaxPool",
+        "Conv",
+        "Relu",
+        "GlobalAveragePool",
+        "Flatten",
+        "Gemm",
+    ];
     let load = |stem: &str| onnx::load(fixtures().join(format!("{stem}.onnx"))).unwrap();
     // Constant folding off: BatchNorm stays, and x.view(x.size(0), -1) is Shape arithmetic.
     let expected = [
@@ -115,32 +126,8 @@ fn pytorch_layers_map_onto_pillar_ops() {
                 "Gemm",
             ],
         ),
-        (
-            "pools_op18",
-            &[
-                "Conv",
-                "Relu",
-                "MaxPool",
-                "Conv",
-                "Relu",
-                "GlobalAveragePool",
-                "Flatten",
-                "Gemm",
-            ],
-        ),
-        (
-            "pools_dynamo18",
-            &[
-                "Conv",
-                "Relu",
-                "MaxPool",
-                "Conv",
-                "Relu",
-                "GlobalAveragePool",
-                "Flatten",
-                "Gemm",
-            ],
-        ),
+        ("pools_op18", POOLS),
+        ("pools_dynamo18", POOLS),
         ("matmul_op13", &["Flatten", "Gemm", "PolyAct", "Gemm"]),
     ];
     for (stem, want) in expected {

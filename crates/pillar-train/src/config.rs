@@ -146,13 +146,13 @@ pub struct TrainConfig {
     pub quail: QuailConfig,
 }
 
-/// The exact quantisation-aware fits (FACTS.md section 1): `a / 1024`.
+/// The exact quantisation-aware fits (FACTS.md section 1): degree 2 (QuaIL's quadratic,
+/// `[479, 512, 96] / 1024`), otherwise the paper's degree 4.
 pub fn default_coefficients(degree: usize) -> Vec<f64> {
-    let a: &[i32] = match degree {
-        2 => &[479, 512, 96],
-        _ => &[322, 512, 160, 0, -3],
-    };
-    a.iter().map(|&a| f64::from(a) / 1024.0).collect()
+    match degree {
+        2 => [479.0, 512.0, 96.0].iter().map(|a| a / 1024.0).collect(),
+        _ => pillar_fit::PAPER_RELU.to_vec(),
+    }
 }
 
 impl Default for TrainConfig {
