@@ -14,6 +14,7 @@ mod fold;
 mod graph;
 mod linalg;
 pub mod onnx;
+pub mod secure;
 mod shape;
 mod tensor;
 

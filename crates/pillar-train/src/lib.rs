@@ -7,12 +7,14 @@
 //! - [`penalty`]: the penalty and its 4-epoch warm-up; [`schedule`]: the learning rate.
 //! - [`model`]: the paper's architectures and the export to the pillar-nn graph.
 //! - [`train`]: the loop (validation-based selection, checkpoints, escape detection, QuaIL).
+//! - [`device`]: the CPU backend, or a GPU through wgpu (cargo feature `wgpu`).
 //! - [`data`]: MNIST (10,000 real digits embedded), CIFAR-10/100, image folders.
 
 pub mod activation;
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod metrics;
 pub mod model;
 pub mod penalty;

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use burn::tensor::{Device, Tensor};
-use pillar_train::activation::{Activation, Tape, horner};
+use pillar_train::activation::{Activation, Tape, abs_pow, horner};
 use pillar_train::config::default_coefficients;
 use pillar_train::penalty::{EpochPenalty, Penalty, call_penalty};
 use pillar_train::schedule::learning_rate;
@@ -150,6 +150,37 @@ fn horner_agrees_with_direct_evaluation() {
     let device = Device::flex();
     let y = values(horner(Tensor::<1>::from_floats([2.0f32], &device), &c));
     assert!((f64::from(y[0]) - poly(2.0)).abs() < 1e-5);
+}
+
+/// The penalty's power by repeated squaring: value and gradient `e |x|^(e-1) sign(x)` for
+/// every exponent the warm-up uses and a few odd ones.
+#[test]
+fn abs_pow_matches_powi_in_value_and_gradient() {
+    let device = Device::flex().autodiff();
+    let xs = [-1.7f32, -0.4, 0.25, 1.1, 2.0];
+    for e in [1u32, 2, 3, 4, 5, 6, 8, 10, 11] {
+        let x = Tensor::<1>::from_floats(xs, &device).require_grad();
+        let y = abs_pow(x.clone(), e);
+        let got = values(y.clone().inner());
+        let grads = y.sum().backward();
+        let g = values(x.grad(&grads).unwrap());
+        for (i, &xi) in xs.iter().enumerate() {
+            let x = f64::from(xi);
+            let want = x.abs().powi(e as i32);
+            let dwant = f64::from(e) * x.abs().powi(e as i32 - 1) * x.signum();
+            assert!(
+                (f64::from(got[i]) - want).abs() <= 1e-5 * want.max(1.0),
+                "e={e} x={x}"
+            );
+            assert!(
+                (f64::from(g[i]) - dwant).abs() <= 1e-4 * dwant.abs().max(1.0),
+                "e={e} x={x}: {} vs {dwant}",
+                g[i]
+            );
+        }
+    }
+    let ones = values(abs_pow(Tensor::<1>::from_floats(xs, &device), 0).inner());
+    assert!(ones.iter().all(|&v| v == 1.0));
 }
 
 fn matrix(t: Tensor<2>) -> Vec<f32> {

@@ -9,7 +9,7 @@
 mod need;
 mod seeded;
 
-pub use need::Need;
+pub use need::{Masks, Need};
 pub use seeded::{CorrectionSource, SeededDealer, TrustedDealer};
 
 use crate::party::Party;

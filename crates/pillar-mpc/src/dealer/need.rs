@@ -1,5 +1,6 @@
 //! The kinds of correlated randomness, their layouts, and how the dealer completes them.
 
+use super::DealerError;
 use crate::kernels::{ConvGeometry, conv2d, matmul};
 
 /// One correlation, sized. Each variant's doc gives the layout of a party's share buffer, in
@@ -69,6 +70,47 @@ pub enum Need {
         /// Elements.
         n: usize,
     },
+    /// A weight mask, drawn once per connection: `b+` (no correction). Both parties' shares
+    /// come from their seeds; the dealer keeps `B = b0 + b1` as the connection's next mask
+    /// (numbered from 0 in the order drawn), for the `Masked*` triples below. The opened
+    /// `W - B` is reused by every inference, which is safe because `W` never changes.
+    WeightMask {
+        /// Elements.
+        n: usize,
+    },
+    /// Convolution triple against weight mask `mask` (an OIHW weight):
+    /// `X+ (input) | Y+ (output, corrected)`, `Y = conv(X, B_mask)`.
+    MaskedConv2d {
+        /// The convolution.
+        geometry: ConvGeometry,
+        /// Which weight mask.
+        mask: usize,
+    },
+    /// Matrix triple against weight mask `mask` (`k x n`): `A+ (m k) | C+ (m n, corrected)`,
+    /// `C = A B_mask`.
+    MaskedMatmul {
+        /// Rows of `A`.
+        m: usize,
+        /// Inner dimension.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Which weight mask.
+        mask: usize,
+    },
+    /// Per-channel product against weight mask `mask` (`channels` elements), for a tensor
+    /// whose channel is `(i / inner) % channels`: `A+ (n) | C+ (n, corrected)`,
+    /// `C[i] = A[i] B_mask[(i / inner) % channels]`.
+    MaskedScale {
+        /// Elements.
+        n: usize,
+        /// Channels.
+        channels: usize,
+        /// Elements per channel and image.
+        inner: usize,
+        /// Which weight mask.
+        mask: usize,
+    },
     /// Random bits with a masked product: `rb^ | a+ | r+ (corrected) | ar+ (corrected)`,
     /// `r` as for [`Need::Bit`], `ar = a r`.
     BitProduct {
@@ -90,6 +132,10 @@ impl Need {
             Need::Conv2d(g) => g.input_len() + g.weight_len() + g.output_len(),
             Need::Powers { n, degree } => n * degree,
             Need::PrefixAnd { n, .. } | Need::BitProduct { n } => 4 * n,
+            Need::WeightMask { n } => n,
+            Need::MaskedConv2d { geometry: g, .. } => g.input_len() + g.output_len(),
+            Need::MaskedMatmul { m, k, n, .. } => m * k + m * n,
+            Need::MaskedScale { n, .. } => 2 * n,
         }
     }
 
@@ -106,6 +152,30 @@ impl Need {
             Need::Conv2d(g) => g.output_len(),
             Need::Powers { n, degree } => n * degree.saturating_sub(1),
             Need::PrefixAnd { n, .. } | Need::BitProduct { n } => 2 * n,
+            Need::WeightMask { .. } => 0,
+            Need::MaskedConv2d { geometry: g, .. } => g.output_len(),
+            Need::MaskedMatmul { m, n, .. } => m * n,
+            Need::MaskedScale { n, .. } => n,
+        }
+    }
+
+    /// The weight mask this triple is taken against, if any.
+    pub fn mask(&self) -> Option<usize> {
+        match *self {
+            Need::MaskedConv2d { mask, .. }
+            | Need::MaskedMatmul { mask, .. }
+            | Need::MaskedScale { mask, .. } => Some(mask),
+            _ => None,
+        }
+    }
+
+    /// Elements of the weight mask this triple needs, to check it against the one drawn.
+    fn mask_len(&self) -> Option<usize> {
+        match *self {
+            Need::MaskedConv2d { geometry: g, .. } => Some(g.weight_len()),
+            Need::MaskedMatmul { k, n, .. } => Some(k * n),
+            Need::MaskedScale { channels, .. } => Some(channels),
+            _ => None,
         }
     }
 
@@ -115,8 +185,44 @@ impl Need {
     }
 
     /// The dealer's side: party 1's corrected words, from party 0's whole share `p0` and
-    /// party 1's seeded words `p1`.
-    pub fn correction(&self, p0: &[u64], p1: &[u64]) -> Vec<u64> {
+    /// party 1's seeded words `p1`. `masks` holds the connection's weight masks: a
+    /// [`Need::WeightMask`] adds one, a `Masked*` triple reads one.
+    pub fn correction(
+        &self,
+        p0: &[u64],
+        p1: &[u64],
+        masks: &mut Masks,
+    ) -> Result<Vec<u64>, DealerError> {
+        if let Need::WeightMask { n } = *self {
+            let b = p0[..n]
+                .iter()
+                .zip(&p1[..n])
+                .map(|(a, b)| a.wrapping_add(*b));
+            masks.0.push(b.collect());
+            return Ok(Vec::new());
+        }
+        let mask = match (self.mask(), self.mask_len()) {
+            (Some(id), Some(len)) => {
+                let b = masks.0.get(id).ok_or_else(|| {
+                    DealerError::Unavailable(format!(
+                        "{self:?} uses weight mask {id}, but only {} were drawn",
+                        masks.0.len()
+                    ))
+                })?;
+                if b.len() != len {
+                    return Err(DealerError::Unavailable(format!(
+                        "{self:?} needs a weight mask of {len} elements; mask {id} has {}",
+                        b.len()
+                    )));
+                }
+                b.as_slice()
+            }
+            _ => &[],
+        };
+        Ok(self.correction_given(p0, p1, mask))
+    }
+
+    fn correction_given(&self, p0: &[u64], p1: &[u64], mask: &[u64]) -> Vec<u64> {
         let add = |x: &[u64], y: &[u64]| -> Vec<u64> {
             x.iter().zip(y).map(|(a, b)| a.wrapping_add(*b)).collect()
         };
@@ -208,6 +314,27 @@ impl Need {
                 let r: Vec<u64> = xor(&p0[..n], &p1[..n]).iter().map(|r| r & 1).collect();
                 minus(r, &p0[n..])
             }
+            Need::WeightMask { .. } => Vec::new(),
+            Need::MaskedConv2d { geometry: g, .. } => {
+                let xi = g.input_len();
+                let x = add(&p0[..xi], &p1[..xi]);
+                minus(conv2d(&g, &x, mask), &p0[xi..])
+            }
+            Need::MaskedMatmul { m, k, n, .. } => {
+                let a = add(&p0[..m * k], &p1[..m * k]);
+                minus(matmul(m, k, n, &a, mask), &p0[m * k..])
+            }
+            Need::MaskedScale {
+                n, channels, inner, ..
+            } => {
+                let a = add(&p0[..n], &p1[..n]);
+                let c = a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| x.wrapping_mul(mask[(i / inner.max(1)) % channels.max(1)]))
+                    .collect();
+                minus(c, &p0[n..])
+            }
             Need::BitProduct { n } => {
                 let r: Vec<u64> = xor(&p0[..n], &p1[..n]).iter().map(|r| r & 1).collect();
                 let a = add(&p0[n..2 * n], &p1[n..2 * n]);
@@ -217,5 +344,22 @@ impl Need {
                 out
             }
         }
+    }
+}
+
+/// The weight masks of one connection, as the dealer knows them (`B = b0 + b1`), in the order
+/// drawn.
+#[derive(Debug, Clone, Default)]
+pub struct Masks(Vec<Vec<u64>>);
+
+impl Masks {
+    /// Masks drawn so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none was drawn.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

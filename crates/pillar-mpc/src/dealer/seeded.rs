@@ -3,7 +3,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use super::{Dealer, DealerError, Need};
+use super::{Dealer, DealerError, Masks, Need};
 use crate::party::Party;
 
 /// Where party 1's corrected words come from: an in-process trusted dealer, or a dealer
@@ -90,6 +90,7 @@ impl Dealer for SeededDealer {
 pub struct TrustedDealer {
     p0: ChaCha12Rng,
     p1: ChaCha12Rng,
+    masks: Masks,
 }
 
 impl TrustedDealer {
@@ -113,6 +114,7 @@ impl TrustedDealer {
         let dealer = TrustedDealer {
             p0: ChaCha12Rng::from_seed(s0),
             p1: ChaCha12Rng::from_seed(s1),
+            masks: Masks::default(),
         };
         (
             SeededDealer::server(s0),
@@ -125,6 +127,6 @@ impl CorrectionSource for TrustedDealer {
     fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         let p0 = expand(&mut self.p0, need.words());
         let p1 = expand(&mut self.p1, need.seeded_words());
-        Ok(need.correction(&p0, &p1))
+        need.correction(&p0, &p1, &mut self.masks)
     }
 }

@@ -9,7 +9,7 @@ const PARALLEL_COPY: usize = 1 << 15;
 use crate::error::MpcError;
 
 /// The shapes of a 2-d convolution: NCHW input, OIHW weight, square stride and zero padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ConvGeometry {
     /// Images per batch `N`.
     pub batch: usize,

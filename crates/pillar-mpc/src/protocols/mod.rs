@@ -14,3 +14,4 @@ pub mod poly;
 pub mod pool;
 pub mod relu;
 pub mod truncation;
+pub mod weights;

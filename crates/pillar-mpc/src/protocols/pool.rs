@@ -6,7 +6,7 @@ use crate::session::Session;
 use crate::tensor::{RingTensor, Share};
 
 /// A pooling window over NCHW tensors (no padding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// Window height.
     pub kernel_h: usize,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 use pillar_train::data::DatasetKind;
+use pillar_train::device::Compute;
 use pillar_train::{ActivationKind, Architecture};
 use serde::Serialize;
 
@@ -38,6 +39,10 @@ pub struct TrainBenchArgs {
     #[arg(short = 'k', long, default_value_t = 20)]
     steps: usize,
 
+    /// cpu, or gpu (Vulkan; needs a pillar built with `--features wgpu`).
+    #[arg(long, default_value = "cpu")]
+    device: Compute,
+
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -53,6 +58,7 @@ struct Row {
     ci95_s: f64,
     images_per_second: f64,
     threads: usize,
+    device: String,
 }
 
 /// Runs `pillar bench train`.
@@ -66,6 +72,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         DatasetKind::Cifar100 => ([3, 32, 32], 100),
         DatasetKind::Imagenet => ([3, 224, 224], 1000),
     };
+    let device = pillar_train::device::open(args.device)?;
     let times = pillar_train::bench::training_steps(
         args.model,
         args.activation,
@@ -74,7 +81,7 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         args.batch,
         args.warmup,
         args.steps,
-        &burn::tensor::Device::flex(),
+        &device,
     )
     .map_err(anyhow::Error::msg)?;
     let durations: Vec<Duration> = times.iter().map(|&t| Duration::from_secs_f64(t)).collect();
@@ -88,18 +95,20 @@ pub fn run(args: &TrainBenchArgs) -> Result<()> {
         ci95_s: s.ci95_s,
         images_per_second: args.batch as f64 / s.median_s,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        device: args.device.to_string(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&row)?);
     } else {
         println!(
-            "{} / {} / batch {}: {:.1} ms per step (±{:.1}), {:.0} images/s on {} threads",
+            "{} / {} / batch {}: {:.1} ms per step (±{:.1}), {:.0} images/s ({}, {} threads)",
             row.model,
             row.activation,
             row.batch,
             row.median_step_s * 1e3,
             row.ci95_s * 1e3,
             row.images_per_second,
+            row.device,
             row.threads
         );
     }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_train::data::{DataSet, DatasetKind};
+use pillar_train::device::Compute;
 use pillar_train::metrics::RunMetrics;
 use pillar_train::model::export::to_graph;
 use pillar_train::{ActivationKind, Architecture, Checkpoints, Event, TrainConfig};
@@ -79,6 +80,10 @@ pub struct TrainArgs {
     /// Continue from OUT/checkpoint.
     #[arg(long)]
     resume: bool,
+
+    /// cpu, or gpu (Vulkan; needs a pillar built with `--features wgpu`).
+    #[arg(long, default_value = "cpu")]
+    device: Compute,
 }
 
 /// Merges defaults (the paper's recipe for the model), the config file, and the flags.
@@ -160,6 +165,7 @@ fn overlay(base: &mut toml::Table, top: toml::Table) {
 /// Runs `pillar train`.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let cfg = config(args)?;
+    let device = pillar_train::device::open(args.device)?;
     let data = DataSet::load(cfg.dataset, args.data.as_deref())
         .with_context(|| format!("cannot load {}", cfg.dataset))?;
     std::fs::create_dir_all(&args.out)
@@ -182,7 +188,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         resume: args.resume,
     };
     let mut progress = Progress::default();
-    let device = burn::tensor::Device::flex();
     let outcome = pillar_train::train(&cfg, &data, &device, &checkpoints, &mut |e| {
         progress.event(e)
     })?;

@@ -1,0 +1,294 @@
+//! Products with the server's weights, whose Beaver masks are opened once per connection.
+//!
+//! A Beaver product `X W` opens `E = X - A` and `F = W - B`. The weights do not change between
+//! inferences, so `F` need not either: per connection the dealer draws a weight mask `B`
+//! ([`Need::WeightMask`]) and the parties open `F = W - B` once ([`open_weights`]); every
+//! inference then takes a fresh triple `(A, C = A B)` against that same `B` and opens only
+//! `E`. `F` reveals nothing: `B` is uniform and known to neither party. Per inference this
+//! saves `|W|` words each way on every linear layer.
+//!
+//! The weights enter as the sharing `(W, 0)`: the server's share is `W`, the client's zero.
+//! Nothing else reads those shares, and `F` is masked by `B` either way, so a random
+//! resharing would only cost another message.
+//!
+//! Online, party `i` sets `Z_i = C_i + E B_i + X_i F`, which sums to `A B + (X - A) B + X (W -
+//! B) = X W`, then truncates by `2^f`. One round, `|X|` words each way.
+
+use crate::dealer::Need;
+use crate::error::MpcError;
+use crate::kernels::{ConvGeometry, conv2d as conv_kernel, matmul as matmul_kernel};
+use crate::protocols::truncation::truncate_words;
+use crate::session::Session;
+use crate::tensor::{RingTensor, Share};
+
+/// A weight with its mask opened: this party's share of `B`, and the public `F = W - B`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedWeight {
+    /// Which of the connection's weight masks (the order [`open_weights`] drew them in).
+    pub mask: usize,
+    /// The weight's shape.
+    pub shape: Vec<usize>,
+    b: Vec<u64>,
+    f: Vec<u64>,
+}
+
+impl OpenedWeight {
+    /// Elements.
+    pub fn len(&self) -> usize {
+        self.f.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.f.is_empty()
+    }
+}
+
+/// What [`open_weights`] asks the dealer for.
+pub fn open_weights_needs(lens: &[usize]) -> Vec<Need> {
+    lens.iter().map(|&n| Need::WeightMask { n }).collect()
+}
+
+/// Opens `W - B` for every weight, in one round. The server passes its weights (ring words
+/// at `f` bits), the client `None` for each; both pass the shapes, which are public. Mask
+/// numbers continue from `first_mask` (0 on a fresh connection). Each party sends the total
+/// weight count in words.
+pub fn open_weights(
+    s: &mut Session,
+    shapes: &[Vec<usize>],
+    weights: Option<&[&[u64]]>,
+    first_mask: usize,
+) -> Result<Vec<OpenedWeight>, MpcError> {
+    let lens: Vec<usize> = shapes.iter().map(|sh| sh.iter().product()).collect();
+    match (s.party().is_server(), weights) {
+        (true, Some(w)) if w.len() == shapes.len() => {
+            for (i, (w, &n)) in w.iter().zip(&lens).enumerate() {
+                if w.len() != n {
+                    return Err(MpcError::invalid(
+                        "open_weights",
+                        format!(
+                            "weight {i} has {} elements, its shape {:?} says {n}",
+                            w.len(),
+                            shapes[i]
+                        ),
+                    ));
+                }
+            }
+        }
+        (true, _) => {
+            return Err(MpcError::invalid(
+                "open_weights",
+                "the server must pass one weight per shape",
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(MpcError::invalid(
+                "open_weights",
+                "the client holds no weights",
+            ));
+        }
+        (false, None) => {}
+    }
+    let mut masks = Vec::with_capacity(lens.len());
+    let mut send = Vec::with_capacity(lens.iter().sum());
+    for (i, need) in open_weights_needs(&lens).into_iter().enumerate() {
+        let b = s.correlation(need)?;
+        match weights {
+            Some(w) => send.extend(w[i].iter().zip(&b).map(|(w, b)| w.wrapping_sub(*b))),
+            None => send.extend(b.iter().map(|b| b.wrapping_neg())),
+        }
+        masks.push(b);
+    }
+    let peer = s.exchange(&send, send.len())?;
+    let mut offset = 0;
+    let mut out = Vec::with_capacity(lens.len());
+    for (i, b) in masks.into_iter().enumerate() {
+        let n = lens[i];
+        let f = send[offset..offset + n]
+            .iter()
+            .zip(&peer[offset..offset + n])
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect();
+        offset += n;
+        out.push(OpenedWeight {
+            mask: first_mask + i,
+            shape: shapes[i].clone(),
+            b,
+            f,
+        });
+    }
+    Ok(out)
+}
+
+/// Opens `x - a` (one round) and returns `E`.
+fn open_masked(s: &mut Session, x: &[u64], a: &[u64]) -> Result<Vec<u64>, MpcError> {
+    let mut e: Vec<u64> = x.iter().zip(a).map(|(x, a)| x.wrapping_sub(*a)).collect();
+    let peer = s.exchange(&e, e.len())?;
+    for (v, p) in e.iter_mut().zip(&peer) {
+        *v = v.wrapping_add(*p);
+    }
+    Ok(e)
+}
+
+/// `c + p + q`, truncated by `2^f`.
+fn finish(s: &Session, mut c: Vec<u64>, p: &[u64], q: &[u64]) -> Vec<u64> {
+    for ((c, p), q) in c.iter_mut().zip(p).zip(q) {
+        *c = c.wrapping_add(*p).wrapping_add(*q);
+    }
+    truncate_words(s.party(), &mut c, s.fixed().frac_bits());
+    c
+}
+
+fn check_weight(op: &'static str, w: &OpenedWeight, want: &[usize]) -> Result<(), MpcError> {
+    if w.shape != want {
+        return Err(MpcError::Shape {
+            op,
+            left: want.to_vec(),
+            right: w.shape.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// What [`conv2d`] asks the dealer for.
+pub fn conv2d_needs(g: ConvGeometry, mask: usize) -> Vec<Need> {
+    vec![Need::MaskedConv2d { geometry: g, mask }]
+}
+
+/// The convolution of shared `x` (NCHW, `g.input_shape()`) by the opened OIHW weight `w`, at
+/// fixed-point scale, without bias. One round, `|x|` words each way.
+pub fn conv2d(
+    s: &mut Session,
+    x: &Share,
+    w: &OpenedWeight,
+    g: ConvGeometry,
+) -> Result<Share, MpcError> {
+    if x.shape() != g.input_shape() {
+        return Err(MpcError::Shape {
+            op: "conv2d",
+            left: g.input_shape(),
+            right: x.shape().to_vec(),
+        });
+    }
+    check_weight("conv2d", w, &g.weight_shape())?;
+    let t = s.correlation(Need::MaskedConv2d {
+        geometry: g,
+        mask: w.mask,
+    })?;
+    let (a, c) = t.split_at(g.input_len());
+    let e = open_masked(s, x.data(), a)?;
+    let eb = conv_kernel(&g, &e, &w.b);
+    let xf = conv_kernel(&g, x.data(), &w.f);
+    let z = finish(s, c.to_vec(), &eb, &xf);
+    Ok(Share::new(RingTensor::new(g.output_shape(), z)?))
+}
+
+/// What [`matmul`] asks the dealer for.
+pub fn matmul_needs(m: usize, k: usize, n: usize, mask: usize) -> Vec<Need> {
+    vec![Need::MaskedMatmul { m, k, n, mask }]
+}
+
+/// `x w` for shared `x` (`m x k`) and the opened weight `w` (`k x n`), at fixed-point
+/// scale. One round, `m k` words each way.
+pub fn matmul(s: &mut Session, x: &Share, w: &OpenedWeight) -> Result<Share, MpcError> {
+    let (&[m, k], &[k2, n]) = (x.shape(), w.shape.as_slice()) else {
+        return Err(MpcError::invalid(
+            "matmul",
+            format!(
+                "expected two matrices, got {:?} and {:?}",
+                x.shape(),
+                w.shape
+            ),
+        ));
+    };
+    if k != k2 {
+        return Err(MpcError::Shape {
+            op: "matmul",
+            left: x.shape().to_vec(),
+            right: w.shape.clone(),
+        });
+    }
+    let t = s.correlation(Need::MaskedMatmul {
+        m,
+        k,
+        n,
+        mask: w.mask,
+    })?;
+    let (a, c) = t.split_at(m * k);
+    let e = open_masked(s, x.data(), a)?;
+    let eb = matmul_kernel(m, k, n, &e, &w.b);
+    let xf = matmul_kernel(m, k, n, x.data(), &w.f);
+    let z = finish(s, c.to_vec(), &eb, &xf);
+    Ok(Share::new(RingTensor::new(vec![m, n], z)?))
+}
+
+/// What [`scale`] asks the dealer for.
+pub fn scale_needs(n: usize, channels: usize, inner: usize, mask: usize) -> Vec<Need> {
+    vec![Need::MaskedScale {
+        n,
+        channels,
+        inner,
+        mask,
+    }]
+}
+
+/// Multiplies each channel of shared `x` (`[N, C, ...]`) by the opened per-channel weight
+/// `w` (`[C]`), at fixed-point scale: a BatchNorm that could not be folded. One round, `|x|`
+/// words each way.
+pub fn scale(s: &mut Session, x: &Share, w: &OpenedWeight) -> Result<Share, MpcError> {
+    let channels = w.len();
+    if x.shape().len() < 2 || x.shape()[1] != channels {
+        return Err(MpcError::Shape {
+            op: "scale",
+            left: x.shape().to_vec(),
+            right: w.shape.clone(),
+        });
+    }
+    let inner: usize = x.shape()[2..].iter().product();
+    let n = x.len();
+    let t = s.correlation(Need::MaskedScale {
+        n,
+        channels,
+        inner,
+        mask: w.mask,
+    })?;
+    let (a, c) = t.split_at(n);
+    let e = open_masked(s, x.data(), a)?;
+    let channel = |i: usize| (i / inner.max(1)) % channels.max(1);
+    let eb: Vec<u64> = e
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.wrapping_mul(w.b[channel(i)]))
+        .collect();
+    let xf: Vec<u64> = x
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.wrapping_mul(w.f[channel(i)]))
+        .collect();
+    let z = finish(s, c.to_vec(), &eb, &xf);
+    Ok(Share::new(RingTensor::new(x.shape().to_vec(), z)?))
+}
+
+/// Adds a public-to-the-server per-channel `bias` (ring words at `f` bits) along axis 1 of
+/// `y`: the server adds it to its share, the client passes `None` and keeps its share. Local.
+pub fn add_bias(s: &Session, y: Share, bias: Option<&[u64]>) -> Result<Share, MpcError> {
+    let Some(bias) = bias.filter(|_| s.party().is_server()) else {
+        return Ok(y);
+    };
+    let shape = y.shape().to_vec();
+    let channels = shape.get(1).copied().unwrap_or(0);
+    if bias.len() != channels {
+        return Err(MpcError::Shape {
+            op: "bias",
+            left: shape,
+            right: vec![bias.len()],
+        });
+    }
+    let inner: usize = shape[2..].iter().product::<usize>().max(1);
+    let mut t = y.into_tensor();
+    for (idx, v) in t.data_mut().iter_mut().enumerate() {
+        *v = v.wrapping_add(bias[(idx / inner) % channels]);
+    }
+    Ok(Share::new(t))
+}

@@ -1,0 +1,216 @@
+//! Secure plans against the fixed-point executor: the same logits up to the secure
+//! truncation's rounding, the exact rounds and bytes the architecture predicts, and errors
+//! before any traffic for what the engine cannot run.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{bn, conv, every_op, linear, pillar_poly, tensor};
+use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::{Local, Party, RingTensor};
+use pillar_nn::exec::fixed::{self, FixedConfig};
+use pillar_nn::secure::{Layer, Plan, PlanOptions, run_local};
+use pillar_nn::{Graph, NnError, Op, Pool, fold_batchnorm};
+use proptest::prelude::*;
+
+const POLYS: [ActivationProtocol; 3] = [
+    ActivationProtocol::Espn,
+    ActivationProtocol::HoneyBadger,
+    ActivationProtocol::Crypten,
+];
+
+/// A BatchNorm after a residual sum cannot be folded: the plan runs it as a product.
+fn with_loose_batchnorm() -> Graph {
+    let mut g = Graph::new(vec![2, 6, 6]);
+    g.chain("conv1", conv(3, 2, 3, 1, 1, 11));
+    let a = g.chain("act1", pillar_poly());
+    g.chain("conv2", conv(3, 3, 3, 1, 1, 13));
+    let b = g.chain("act2", pillar_poly());
+    g.push("add", Op::Add, vec![a, b]);
+    g.chain("bn", bn(3, 17));
+    g.chain(
+        "max",
+        Op::MaxPool(Pool {
+            kernel: 2,
+            stride: 2,
+        }),
+    );
+    g.chain("flat", Op::Flatten);
+    g.chain("fc", linear(4, 27, 19, true));
+    g
+}
+
+fn options(protocol: ActivationProtocol) -> PlanOptions {
+    PlanOptions {
+        frac_bits: 16,
+        protocol,
+    }
+}
+
+/// Secure logits and the fixed executor's on the same encoded batch.
+fn both(
+    g: &Graph,
+    protocol: ActivationProtocol,
+    x: &RingTensor,
+    seed: u64,
+) -> (Vec<i64>, Vec<i64>) {
+    let plan = Plan::compile(g, options(protocol)).unwrap();
+    let (secure, _) = run_local(&plan, std::slice::from_ref(x), &Local::seeded(seed)).unwrap();
+    let config = FixedConfig {
+        frac_bits: 16,
+        activation: protocol,
+    };
+    let want = fixed::run_encoded(&fold_batchnorm(g).unwrap(), x, &config).unwrap();
+    let signed = |r: &RingTensor| r.data().iter().map(|&v| v as i64).collect::<Vec<_>>();
+    (signed(&secure[0]), signed(&want.ring))
+}
+
+fn encode(shape: &[usize], seed: u64) -> RingTensor {
+    let t = tensor(shape, seed, 1.5);
+    fixed::encode(pillar_mpc::FixedPoint::new(16).unwrap(), &t).unwrap()
+}
+
+#[test]
+fn secure_logits_are_the_fixed_executors_up_to_rounding() {
+    for (g, shape) in [
+        (every_op(), vec![3, 2, 8, 8]),
+        (with_loose_batchnorm(), vec![2, 2, 6, 6]),
+    ] {
+        for protocol in POLYS {
+            let x = encode(&shape, 5);
+            let (got, want) = both(&g, protocol, &x, 7);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).unsigned_abs())
+                .max()
+                .unwrap();
+            eprintln!("{protocol}: worst {worst} units");
+            // One unit per truncation, grown through the layers and the powers (HoneyBadger's
+            // shared pre-scaled input the most): at most a few hundred units at f = 16.
+            assert!(worst < 400, "{protocol}: {worst} units apart");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+    #[test]
+    fn random_inputs_agree_with_the_fixed_executor(seed in 0u64..1000, p in 0usize..3) {
+        let g = with_loose_batchnorm();
+        let x = encode(&[1, 2, 6, 6], seed);
+        let (got, want) = both(&g, POLYS[p], &x, seed);
+        for (a, b) in got.iter().zip(&want) {
+            prop_assert!((a - b).unsigned_abs() < 400, "{} vs {}", a, b);
+        }
+    }
+}
+
+#[test]
+fn rounds_and_bytes_are_what_the_architecture_predicts() {
+    let g = with_loose_batchnorm();
+    for protocol in [
+        ActivationProtocol::HoneyBadger,
+        ActivationProtocol::Espn,
+        ActivationProtocol::Relu,
+    ] {
+        let plan = Plan::compile(&g, options(protocol)).unwrap();
+        let arch = &plan.architecture;
+        let batches = [encode(&[2, 2, 6, 6], 1), encode(&[1, 2, 6, 6], 2)];
+        let (_, report) = run_local(&plan, &batches, &Local::seeded(3)).unwrap();
+        // conv1, conv2, bn, fc: one round each; two activations; the max-pool's 2 levels of
+        // ReLU; the logits.
+        let act = protocol.rounds(4) as u64;
+        let relu = ActivationProtocol::Relu.rounds(1) as u64;
+        assert_eq!(
+            arch.rounds() as u64,
+            4 + 2 * act + 2 * relu + 1,
+            "{protocol}"
+        );
+        for (i, batch) in [2usize, 1].into_iter().enumerate() {
+            for (party, r) in [
+                (Party::Server, &report.server[i]),
+                (Party::Client, &report.client[i]),
+            ] {
+                assert_eq!(
+                    r.online.stats.rounds as usize,
+                    arch.rounds(),
+                    "{protocol} {party}"
+                );
+                assert_eq!(
+                    r.online.stats.bytes_sent as usize,
+                    8 * arch.online_words(batch, party),
+                    "{protocol} {party} batch {batch}"
+                );
+                assert_eq!(r.offline.stats.rounds, 0);
+            }
+        }
+        // The setup opens every weight once, for both batches.
+        assert_eq!(report.setup.stats.rounds, 1);
+        let weights = 3 * 2 * 9 + 3 * 3 * 9 + 3 + 27 * 4;
+        assert_eq!(arch.setup_words(), weights);
+        assert_eq!(report.setup.stats.bytes_sent as usize, 8 * weights);
+    }
+}
+
+#[test]
+fn compile_folds_batchnorm_and_shows_no_weights() {
+    let plan = Plan::compile(&every_op(), options(ActivationProtocol::Espn)).unwrap();
+    let arch = &plan.architecture;
+    // every_op's only BatchNorm follows a convolution: folded away.
+    assert!(
+        !arch
+            .steps
+            .iter()
+            .any(|s| matches!(s.layer, Layer::Scale { .. }))
+    );
+    assert_eq!(arch.weight_shapes.len(), plan.weights.weights.len());
+    let loose = Plan::compile(&with_loose_batchnorm(), options(ActivationProtocol::Espn)).unwrap();
+    assert!(
+        loose
+            .architecture
+            .steps
+            .iter()
+            .any(|s| matches!(s.layer, Layer::Scale { .. }))
+    );
+    // Under the relu protocol every polynomial becomes an exact ReLU.
+    let relu = Plan::compile(&with_loose_batchnorm(), options(ActivationProtocol::Relu)).unwrap();
+    assert!(
+        !relu
+            .architecture
+            .steps
+            .iter()
+            .any(|s| matches!(s.layer, Layer::Poly { .. }))
+    );
+}
+
+#[test]
+fn bad_graphs_and_inputs_are_errors() {
+    let mut g = Graph::new(vec![4]);
+    g.chain(
+        "act",
+        Op::PolyAct(pillar_nn::PolyAct {
+            coefficients: vec![f64::NAN, 1.0],
+            range: 5.0,
+        }),
+    );
+    let e = Plan::compile(&g, options(ActivationProtocol::Espn)).unwrap_err();
+    assert!(
+        matches!(e, NnError::Node { ref node, .. } if node == "act"),
+        "{e}"
+    );
+    assert!(
+        Plan::compile(
+            &every_op(),
+            PlanOptions {
+                frac_bits: 40,
+                ..options(ActivationProtocol::Espn)
+            }
+        )
+        .is_err()
+    );
+    let plan = Plan::compile(&every_op(), options(ActivationProtocol::Espn)).unwrap();
+    let wrong = encode(&[1, 3, 8, 8], 1);
+    let e = run_local(&plan, &[wrong], &Local::seeded(1)).unwrap_err();
+    assert!(e.to_string().contains("[2, 8, 8]"), "{e}");
+}
