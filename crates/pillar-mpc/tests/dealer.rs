@@ -191,3 +191,95 @@ fn prefetched_correlations_must_match_the_protocol() {
     assert!(matches!(err, MpcError::Dealer(_)), "{err}");
     assert!(err.to_string().contains("prefetched plan"), "{err}");
 }
+
+/// Weight masks are drawn once and every masked triple is taken against the same mask;
+/// a triple naming a mask that was never drawn, or of the wrong size, is refused.
+#[test]
+fn masked_triples_reuse_the_connections_weight_masks() {
+    let g = ConvGeometry {
+        batch: 2,
+        in_channels: 2,
+        height: 5,
+        width: 5,
+        out_channels: 3,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride: 1,
+        padding: 0,
+    };
+    let (mut d0, mut d1) = TrustedDealer::pair_from_seed(5);
+    let draw = |need: &Need, d0: &mut dyn Dealer, d1: &mut dyn Dealer| {
+        (d0.generate(need).unwrap(), d1.generate(need).unwrap())
+    };
+    let (b0, b1) = draw(&Need::WeightMask { n: g.weight_len() }, &mut d0, &mut d1);
+    let (s0, s1) = draw(&Need::WeightMask { n: 3 }, &mut d0, &mut d1);
+    let (w, scale) = (add(&b0, &b1), add(&s0, &s1));
+    for _ in 0..2 {
+        let (p, q) = draw(
+            &Need::MaskedConv2d {
+                geometry: g,
+                mask: 0,
+            },
+            &mut d0,
+            &mut d1,
+        );
+        let xi = g.input_len();
+        let x = add(&p[..xi], &q[..xi]);
+        assert_eq!(add(&p[xi..], &q[xi..]), conv2d(&g, &x, &w));
+    }
+    let (p, q) = draw(
+        &Need::MaskedScale {
+            n: 12,
+            channels: 3,
+            inner: 2,
+            mask: 1,
+        },
+        &mut d0,
+        &mut d1,
+    );
+    let a = add(&p[..12], &q[..12]);
+    let c = add(&p[12..], &q[12..]);
+    for i in 0..12 {
+        assert_eq!(c[i], a[i].wrapping_mul(scale[(i / 2) % 3]), "{i}");
+    }
+    let (k, n) = (3, 1);
+    let (p, q) = draw(
+        &Need::MaskedMatmul {
+            m: 4,
+            k,
+            n,
+            mask: 1,
+        },
+        &mut d0,
+        &mut d1,
+    );
+    let a = add(&p[..4 * k], &q[..4 * k]);
+    assert_eq!(add(&p[4 * k..], &q[4 * k..]), matmul(4, k, n, &a, &scale));
+    // Mask 2 was never drawn; mask 1 has 3 elements, not 6.
+    d0.generate(&Need::MaskedMatmul {
+        m: 1,
+        k: 3,
+        n: 1,
+        mask: 2,
+    })
+    .unwrap();
+    assert!(
+        d1.generate(&Need::MaskedMatmul {
+            m: 1,
+            k: 3,
+            n: 1,
+            mask: 2
+        })
+        .is_err()
+    );
+    let (mut d0, mut d1) = TrustedDealer::pair_from_seed(6);
+    draw(&Need::WeightMask { n: 3 }, &mut d0, &mut d1);
+    let wrong = Need::MaskedMatmul {
+        m: 1,
+        k: 3,
+        n: 2,
+        mask: 0,
+    };
+    let e = d1.generate(&wrong).unwrap_err();
+    assert!(e.to_string().contains("6 elements"), "{e}");
+}

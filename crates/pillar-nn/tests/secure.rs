@@ -55,7 +55,13 @@ fn both(
     seed: u64,
 ) -> (Vec<i64>, Vec<i64>) {
     let plan = Plan::compile(g, options(protocol)).unwrap();
-    let (secure, _) = run_local(&plan, std::slice::from_ref(x), &Local::seeded(seed)).unwrap();
+    let (secure, _) = run_local(
+        &plan,
+        std::slice::from_ref(x),
+        &Local::seeded(seed),
+        &|_| {},
+    )
+    .unwrap();
     let config = FixedConfig {
         frac_bits: 16,
         activation: protocol,
@@ -117,7 +123,7 @@ fn rounds_and_bytes_are_what_the_architecture_predicts() {
         let plan = Plan::compile(&g, options(protocol)).unwrap();
         let arch = &plan.architecture;
         let batches = [encode(&[2, 2, 6, 6], 1), encode(&[1, 2, 6, 6], 2)];
-        let (_, report) = run_local(&plan, &batches, &Local::seeded(3)).unwrap();
+        let (_, report) = run_local(&plan, &batches, &Local::seeded(3), &|_| {}).unwrap();
         // conv1, conv2, bn, fc: one round each; two activations; the max-pool's 2 levels of
         // ReLU; the logits.
         let act = protocol.rounds(4) as u64;
@@ -211,6 +217,6 @@ fn bad_graphs_and_inputs_are_errors() {
     );
     let plan = Plan::compile(&every_op(), options(ActivationProtocol::Espn)).unwrap();
     let wrong = encode(&[1, 3, 8, 8], 1);
-    let e = run_local(&plan, &[wrong], &Local::seeded(1)).unwrap_err();
+    let e = run_local(&plan, &[wrong], &Local::seeded(1), &|_| {}).unwrap_err();
     assert!(e.to_string().contains("[2, 8, 8]"), "{e}");
 }

@@ -18,11 +18,13 @@ pub struct LocalReport {
 }
 
 /// Runs `plan` on `batches` (each `[n, ...input_shape]`, ring words at the plan's `f`) over
-/// one connection, and returns the decoded-to-ring logits of each batch with the costs.
+/// one connection, and returns the logits (ring words) of each batch with the costs. The
+/// client calls `progress` with the images done after each batch.
 pub fn run_local(
     plan: &Plan,
     batches: &[RingTensor],
     local: &Local,
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(Vec<RingTensor>, LocalReport), MpcError> {
     for b in batches {
         plan.architecture
@@ -40,6 +42,9 @@ pub fn run_local(
         for b in batches {
             let input = (!s.party().is_server()).then_some(b);
             let (logits, report) = conn.infer(s, b.shape()[0], input)?;
+            if logits.is_some() {
+                progress(b.shape()[0]);
+            }
             outputs.push(logits);
             reports.push(report);
         }

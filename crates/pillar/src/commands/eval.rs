@@ -1,6 +1,8 @@
 //! `pillar eval`: the accuracy of an ONNX model on a data set's test split, in floating point
 //! (`plain`) or in the secure engine's fixed-point arithmetic without the cryptography
-//! (`fixed`), which predicts the encrypted accuracy quickly.
+//! (`fixed`), which predicts the encrypted accuracy quickly, or through real two-party
+//! computation (`secure`: both parties as threads of this process over an in-memory channel,
+//! with an in-process trusted dealer), compared image by image with the fixed executor.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::{FixedPoint, Local};
 use pillar_nn::exec::fixed::FixedConfig;
+use pillar_nn::secure::{Plan, PlanOptions, run_local};
 use pillar_nn::{Graph, Tensor, fold_batchnorm};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
@@ -22,6 +26,8 @@ pub enum Mode {
     Plain,
     /// The secure engine's fixed-point arithmetic, in the clear.
     Fixed,
+    /// Two-party computation, both parties in this process.
+    Secure,
 }
 
 /// Arguments of `pillar eval`.
@@ -39,7 +45,8 @@ pub struct EvalArgs {
     #[arg(long)]
     data: Option<PathBuf>,
 
-    /// plain (float) or fixed (fixed-point, as the secure engine computes).
+    /// plain (float), fixed (fixed-point, as the secure engine computes) or secure (two-party
+    /// computation).
     #[arg(long, value_enum, default_value_t = Mode::Plain)]
     mode: Mode,
 
@@ -55,7 +62,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 16)]
     frac_bits: u32,
 
-    /// Whose polynomial arithmetic to mirror in fixed mode: espn, honeybadger, crypten.
+    /// Polynomial protocol (secure mode) or whose arithmetic to mirror (fixed mode): espn,
+    /// honeybadger, crypten.
     #[arg(long, default_value = "espn")]
     protocol: ActivationProtocol,
 
@@ -78,8 +86,45 @@ struct Report {
     protocol: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expected_truncation_failures: Option<f64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    secure: Option<SecureReport>,
     seconds: f64,
 }
+
+/// What secure mode adds: the comparison with the float and fixed-point executors, and the
+/// cost of the two-party computation.
+#[derive(Debug, Default, Serialize)]
+struct SecureReport {
+    /// Accuracy of the float executor on the same images.
+    plain_accuracy: f64,
+    /// Accuracy the fixed executor predicts.
+    fixed_accuracy: f64,
+    /// Share of images whose secure argmax equals the fixed executor's.
+    agreement: f64,
+    /// Largest |secure - fixed| logit, over images without a failed truncation.
+    max_logit_error: f64,
+    /// Images whose logits are off by more than 1.0: a share truncation wrapped around
+    /// (its error is about 2^(64 - 2f)); the fixed executor's expectation is
+    /// `expected_truncation_failures`.
+    truncation_failures: usize,
+    /// Images per batch.
+    batch: usize,
+    /// The per-connection setup (opening the weight masks), seconds.
+    setup_s: f64,
+    /// Offline phase (fetching correlations), seconds per image, client side.
+    offline_s_per_image: f64,
+    /// Online phase, seconds per image, client side.
+    online_s_per_image: f64,
+    /// Online rounds per batch.
+    rounds_per_batch: u64,
+    /// Online bytes each party sent, per image (client + server).
+    online_bytes_per_image: f64,
+    /// Bytes the dealer sends the client, per image.
+    offline_bytes_per_image: f64,
+}
+
+/// A logit error beyond this (in real units) is a failed truncation, not rounding.
+const FAILURE_ERROR: f64 = 1.0;
 
 /// Runs `pillar eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -118,27 +163,39 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             .progress_chars("=> "),
     );
     let t0 = Instant::now();
-    let (mut correct, mut failures) = (0usize, 0.0f64);
     let indices: Vec<usize> = (0..n).collect();
+    let mut inputs = Vec::new();
     for chunk in indices.chunks(args.batch) {
         let pixels = data.normalise(&data.test, chunk, None)?;
         let mut shape = vec![chunk.len()];
         shape.extend_from_slice(&dims);
-        let input = Tensor::new(shape, pixels)?;
-        let logits = match args.mode {
-            Mode::Plain => pillar_nn::exec::float::run(&graph, &input)?,
-            Mode::Fixed => {
-                let out = pillar_nn::exec::fixed::run(&graph, &input, &config)?;
-                failures += out.layers.iter().map(|l| l.expected_failures).sum::<f64>();
-                out.logits
+        inputs.push(Tensor::new(shape, pixels)?);
+    }
+    let (mut correct, mut failures) = (0usize, 0.0f64);
+    let mut secure = None;
+    match args.mode {
+        Mode::Plain | Mode::Fixed => {
+            for (chunk, input) in indices.chunks(args.batch).zip(&inputs) {
+                let logits = match args.mode {
+                    Mode::Plain => pillar_nn::exec::float::run(&graph, input)?,
+                    _ => {
+                        let out = pillar_nn::exec::fixed::run(&graph, input, &config)?;
+                        failures += out.expected_failures();
+                        out.logits
+                    }
+                };
+                correct += count_correct(&graph, &logits, chunk, &data)?;
+                bar.inc(chunk.len() as u64);
+                bar.set_message(format!(
+                    "{:.2}%",
+                    100.0 * correct as f64 / bar.position().max(1) as f64
+                ));
             }
-        };
-        correct += count_correct(&graph, &logits, chunk, &data)?;
-        bar.inc(chunk.len() as u64);
-        bar.set_message(format!(
-            "{:.2}%",
-            100.0 * correct as f64 / bar.position().max(1) as f64
-        ));
+        }
+        Mode::Secure => {
+            let (c, f, r) = run_secure(args, &graph, &data, &indices, &inputs, &config, &bar)?;
+            (correct, failures, secure) = (c, f, Some(r));
+        }
     }
     bar.finish_and_clear();
     let report = Report {
@@ -152,9 +209,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         } else {
             correct as f64 / n as f64
         },
-        frac_bits: (args.mode == Mode::Fixed).then_some(args.frac_bits),
-        protocol: (args.mode == Mode::Fixed).then(|| args.protocol.to_string()),
-        expected_truncation_failures: (args.mode == Mode::Fixed).then_some(failures),
+        frac_bits: (args.mode != Mode::Plain).then_some(args.frac_bits),
+        protocol: (args.mode != Mode::Plain).then(|| args.protocol.to_string()),
+        expected_truncation_failures: (args.mode != Mode::Plain).then_some(failures),
+        secure,
         seconds: t0.elapsed().as_secs_f64(),
     };
     if args.json {
@@ -173,11 +231,164 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                     "fixed (f = {}, {} arithmetic; expected share-truncation failures {:.1e})",
                     args.frac_bits, args.protocol, failures
                 ),
+                Mode::Secure => format!("secure (f = {}, {})", args.frac_bits, args.protocol),
             },
             report.seconds
         );
+        if let Some(r) = &report.secure {
+            println!(
+                "  plain {:.2}%, fixed {:.2}%; argmax agreement with fixed {:.2}%, max logit error {:.2e}, \
+                 truncation failures {} (expected {:.2})",
+                100.0 * r.plain_accuracy,
+                100.0 * r.fixed_accuracy,
+                100.0 * r.agreement,
+                r.max_logit_error,
+                r.truncation_failures,
+                failures
+            );
+            println!(
+                "  per image: online {:.1} ms, {:.1} KB sent by both parties; offline {:.1} ms, \
+                 {:.1} KB from the dealer; {} rounds per batch of {}; setup {:.2} s",
+                1e3 * r.online_s_per_image,
+                r.online_bytes_per_image / 1e3,
+                1e3 * r.offline_s_per_image,
+                r.offline_bytes_per_image / 1e3,
+                r.rounds_per_batch,
+                r.batch,
+                r.setup_s
+            );
+        }
     }
     Ok(())
+}
+
+/// Secure mode: every batch through two-party computation over one connection, and the
+/// float and fixed executors on the same images to compare with.
+#[allow(clippy::too_many_arguments)]
+fn run_secure(
+    args: &EvalArgs,
+    graph: &Graph,
+    data: &DataSet,
+    indices: &[usize],
+    inputs: &[Tensor],
+    config: &FixedConfig,
+    bar: &ProgressBar,
+) -> Result<(usize, f64, SecureReport)> {
+    if args.protocol == ActivationProtocol::Relu
+        && graph
+            .nodes
+            .iter()
+            .any(|n| matches!(n.op, pillar_nn::Op::PolyAct(_)))
+    {
+        bail!(
+            "the relu protocol cannot evaluate this model's polynomial activations: choose espn, honeybadger or crypten"
+        );
+    }
+    let plan = Plan::compile(
+        graph,
+        PlanOptions {
+            frac_bits: args.frac_bits,
+            protocol: args.protocol,
+        },
+    )
+    .with_context(|| {
+        format!(
+            "cannot compile {} for secure inference",
+            args.model.display()
+        )
+    })?;
+    let fp = FixedPoint::new(args.frac_bits)?;
+    let encoded = inputs
+        .iter()
+        .map(|t| pillar_nn::exec::fixed::encode(fp, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (secure, costs) = run_local(&plan, &encoded, &Local::default(), &|k| bar.inc(k as u64))
+        .context("the two-party computation failed")?;
+    let mut r = SecureReport {
+        batch: args.batch,
+        ..SecureReport::default()
+    };
+    let (mut correct, mut failures) = (0, 0.0);
+    let (mut plain, mut fixed, mut agree) = (0, 0, 0);
+    for (((chunk, input), ring), enc) in indices
+        .chunks(args.batch)
+        .zip(inputs)
+        .zip(&secure)
+        .zip(&encoded)
+    {
+        let want = pillar_nn::exec::fixed::run_encoded(graph, enc, config)?;
+        failures += want.expected_failures();
+        let got = Tensor::new(
+            ring.shape().to_vec(),
+            ring.data().iter().map(|&v| fp.decode(v) as f32).collect(),
+        )?;
+        correct += count_correct(graph, &got, chunk, data)?;
+        fixed += count_correct(graph, &want.logits, chunk, data)?;
+        plain += count_correct(
+            graph,
+            &pillar_nn::exec::float::run(graph, input)?,
+            chunk,
+            data,
+        )?;
+        let classes = got.shape()[1];
+        for (g, w) in got
+            .data()
+            .chunks_exact(classes)
+            .zip(want.logits.data().chunks_exact(classes))
+        {
+            let err = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| f64::from((a - b).abs()))
+                .fold(0.0, f64::max);
+            if err > FAILURE_ERROR {
+                r.truncation_failures += 1;
+            } else {
+                r.max_logit_error = r.max_logit_error.max(err);
+            }
+            if argmax(g) == argmax(w) {
+                agree += 1;
+            }
+        }
+    }
+    let n = indices.len().max(1) as f64;
+    r.plain_accuracy = plain as f64 / n;
+    r.fixed_accuracy = fixed as f64 / n;
+    r.agreement = agree as f64 / n;
+    r.setup_s = costs.setup.time.as_secs_f64();
+    r.offline_s_per_image = costs
+        .client
+        .iter()
+        .map(|b| b.offline.time.as_secs_f64())
+        .sum::<f64>()
+        / n;
+    r.online_s_per_image = costs
+        .client
+        .iter()
+        .map(|b| b.online.time.as_secs_f64())
+        .sum::<f64>()
+        / n;
+    r.rounds_per_batch = costs.client.first().map_or(0, |b| b.online.stats.rounds);
+    r.online_bytes_per_image = costs
+        .client
+        .iter()
+        .zip(&costs.server)
+        .map(|(c, s)| (c.online.stats.bytes_sent + s.online.stats.bytes_sent) as f64)
+        .sum::<f64>()
+        / n;
+    let offline_words: usize = indices
+        .chunks(args.batch)
+        .map(|c| plan.architecture.offline_words(c.len()))
+        .sum::<Result<usize, _>>()?;
+    r.offline_bytes_per_image = 8.0 * offline_words as f64 / n;
+    Ok((correct, failures, r))
+}
+
+fn argmax(row: &[f32]) -> Option<usize> {
+    row.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(k, _)| k)
 }
 
 fn count_correct(graph: &Graph, logits: &Tensor, chunk: &[usize], data: &DataSet) -> Result<usize> {
@@ -202,11 +413,7 @@ fn count_correct(graph: &Graph, logits: &Tensor, chunk: &[usize], data: &DataSet
     }
     let mut correct = 0;
     for (row, &i) in logits.data().chunks_exact(classes).zip(chunk) {
-        let predicted = row
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(k, _)| k);
+        let predicted = argmax(row);
         if predicted == data.test.label(i).map(usize::from) {
             correct += 1;
         }
