@@ -31,6 +31,14 @@ enum BenchCommand {
     /// Images per second of a training step (forward, backward, SGD update) on random
     /// images; `scripts/bench_torch_train.py` times the same step in PyTorch.
     Train(super::bench_train::TrainBenchArgs),
+    /// One secure inference of a whole network under each protocol over an emulated link
+    /// (the paper's Figures 7-10): rounds, online and offline bytes, online time.
+    ///
+    /// Both parties run in this process over an in-memory channel that delays every message
+    /// by half the round-trip time. Per protocol and link, one connection: its setup (opening
+    /// the weight masks) is reported apart, then each repeat fetches its correlations (timed
+    /// apart) and runs the online phase. Random weights; a fixed seed (--seed).
+    Model(super::bench_model::ModelBenchArgs),
 }
 
 /// Arguments of `pillar bench activations`.
@@ -113,6 +121,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     match &args.command {
         BenchCommand::Activations(a) => run_activations(a),
         BenchCommand::Train(a) => super::bench_train::run(a),
+        BenchCommand::Model(a) => super::bench_model::run(a),
     }
 }
 
@@ -237,7 +246,8 @@ fn table(config: &Config, rows: &[Row]) -> String {
     out
 }
 
-fn bytes(b: u64) -> String {
+/// A byte count for people.
+pub(crate) fn bytes(b: u64) -> String {
     match b {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),

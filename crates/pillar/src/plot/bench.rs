@@ -1,4 +1,5 @@
-//! The speed figure of `pillar bench activations --plot`: time against round-trip time.
+//! The speed figures of `pillar bench activations --plot` and `pillar bench model --plot`:
+//! time against round-trip time, one line per protocol.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,8 +21,40 @@ fn color(protocol: &str) -> RGBColor {
     }
 }
 
+/// One point of a speed figure.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// The line it belongs to.
+    pub protocol: String,
+    /// Emulated round-trip time, ms.
+    pub rtt_ms: f64,
+    /// Median time, s.
+    pub median_s: f64,
+}
+
 /// One line per protocol: median time of a layer (log scale) against the emulated RTT.
 pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
+    let Some(first) = rows.first() else {
+        bail!("nothing was measured");
+    };
+    let points: Vec<Point> = rows
+        .iter()
+        .map(|r| Point {
+            protocol: r.protocol.clone(),
+            rtt_ms: r.rtt_ms,
+            median_s: r.median_s,
+        })
+        .collect();
+    time_against_rtt(
+        &points,
+        &format!("one activation layer of {} elements", first.elements),
+        "time per layer (s)",
+        path,
+    )
+}
+
+/// One line per protocol: median time (log scale) against the emulated RTT.
+pub fn time_against_rtt(rows: &[Point], title: &str, y_desc: &str, path: &Path) -> Result<()> {
     register_font();
     if rows.is_empty() {
         bail!("nothing was measured");
@@ -43,15 +76,11 @@ pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
         .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
-    let elements = rows[0].elements;
 
     let root = BitMapBackend::new(path, (1000, 700)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_error)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("one activation layer of {elements} elements"),
-            (FONT, 24),
-        )
+        .caption(title, (FONT, 24))
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -60,7 +89,7 @@ pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc("round-trip time (ms)")
-        .y_desc("time per layer (s)")
+        .y_desc(y_desc)
         .y_label_formatter(&|v| format!("{v:.0e}"))
         .label_style((FONT, 16))
         .draw()

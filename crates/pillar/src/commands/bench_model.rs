@@ -1,0 +1,295 @@
+//! `pillar bench model`: one secure inference of a whole network under each protocol and
+//! emulated link (the paper's Figures 7-10).
+//!
+//! Both parties run in this process, a thread each, over an in-memory channel that delays
+//! every message by half the round-trip time (plus the serialisation delay under a bandwidth
+//! cap). One connection per protocol and link: its setup (opening the weight masks) runs once
+//! and is reported apart; then each repeat fetches its correlations (offline, timed apart)
+//! and runs the online phase, which is what `median_s` measures. Random weights, as in the
+//! paper: timing does not depend on them. Inputs and the dealer use a fixed seed.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use pillar_mpc::channel::Link;
+use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::{FixedPoint, Local, Party, RingTensor};
+use pillar_nn::Graph;
+use pillar_nn::secure::{Plan, PlanOptions, run_local};
+use pillar_train::Architecture;
+use pillar_train::activation::Activation;
+use pillar_train::data::DatasetKind;
+use serde::Serialize;
+
+use crate::bench::stats::Summary;
+use crate::plot::{Point, time_against_rtt};
+
+/// Arguments of `pillar bench model`.
+#[derive(Debug, Args)]
+pub struct ModelBenchArgs {
+    /// A paper architecture (minionn, resnet18, resnet20/32/56/110, vgg16, resnet50, convnet)
+    /// with random weights, or an ONNX file.
+    #[arg(long, default_value = "minionn")]
+    model: String,
+
+    /// Input shape and classes of the built-in architectures: mnist, cifar10, cifar100,
+    /// imagenet.
+    #[arg(long, default_value = "cifar10")]
+    dataset_shape: DatasetKind,
+
+    /// Protocols for the activation layers (comma-separated); `relu` runs each polynomial as
+    /// an exact ReLU.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relu,crypten,espn,honeybadger"
+    )]
+    protocols: Vec<ActivationProtocol>,
+
+    /// Round-trip times to emulate, in milliseconds (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0,100")]
+    rtt_ms: Vec<f64>,
+
+    /// Cap the link's bandwidth, in megabits per second [default: unlimited].
+    #[arg(long)]
+    bandwidth_mbps: Option<f64>,
+
+    /// Timed inferences per protocol and link (after one untimed).
+    #[arg(short = 'k', long, default_value_t = 20)]
+    repeats: usize,
+
+    /// Fractional bits of the fixed point (8-20).
+    #[arg(long, default_value_t = 16)]
+    frac_bits: u32,
+
+    /// Seed of the weights, the input and the dealer (benchmarks only).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Print the rows as JSON.
+    #[arg(long)]
+    json: bool,
+
+    /// Draw online time against round-trip time, one line per protocol, into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+}
+
+/// One protocol on one link.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRow {
+    model: String,
+    protocol: String,
+    rtt_ms: f64,
+    bandwidth_mbps: Option<f64>,
+    /// Online rounds of one inference (the layers', plus one to deliver the logits).
+    rounds: u64,
+    /// The layers' rounds alone.
+    layer_rounds: usize,
+    /// Online payload bytes the client sends (per party; the server sends these plus the
+    /// logits: `online_bytes_server`).
+    online_bytes: u64,
+    online_bytes_server: u64,
+    /// Bytes the dealer sends the client per inference (the server expands a seed).
+    offline_bytes: u64,
+    /// Bytes each party sends once per connection to open the weight masks.
+    setup_bytes: u64,
+    /// Online time of one inference (client side), median over the repeats.
+    median_s: f64,
+    /// Half-width of the median's 95% confidence interval.
+    ci95_s: f64,
+    /// Offline time (fetching the correlations from the in-process dealer), median.
+    offline_median_s: f64,
+    /// The setup, once per connection.
+    setup_s: f64,
+    repeats: usize,
+}
+
+fn random_graph(args: &ModelBenchArgs) -> Result<(Graph, String)> {
+    if args.model.ends_with(".onnx") || Path::new(&args.model).exists() {
+        let g = pillar_nn::onnx::load(Path::new(&args.model))
+            .with_context(|| format!("cannot load {}", args.model))?;
+        return Ok((g, args.model.clone()));
+    }
+    let arch: Architecture = args.model.parse().map_err(anyhow::Error::msg)?;
+    let (shape, classes) = match args.dataset_shape {
+        DatasetKind::Mnist => ([1, 28, 28], 10),
+        DatasetKind::Cifar10 => ([3, 32, 32], 10),
+        DatasetKind::Cifar100 => ([3, 32, 32], 100),
+        DatasetKind::Imagenet => ([3, 224, 224], 1000),
+    };
+    let device = burn::tensor::Device::flex();
+    device.seed(args.seed);
+    let coefficients = pillar_fit::PAPER_RELU.to_vec();
+    let act = move || Activation::poly(coefficients.clone(), 5.0, true);
+    let net = arch
+        .build(shape, classes, &act, &device)
+        .map_err(anyhow::Error::msg)?;
+    let g = pillar_train::model::export::to_graph(&net)
+        .context("cannot export the network to a graph")?;
+    Ok((g, format!("{arch} ({})", args.dataset_shape)))
+}
+
+fn check(args: &ModelBenchArgs) -> Result<()> {
+    if args.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    if args.protocols.is_empty() {
+        bail!("--protocols lists no protocol");
+    }
+    if let Some(bad) = args.rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
+        bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
+    }
+    if let Some(b) = args.bandwidth_mbps
+        && !(b.is_finite() && b > 0.0)
+    {
+        bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
+    }
+    Ok(())
+}
+
+/// Runs `pillar bench model`.
+pub fn run(args: &ModelBenchArgs) -> Result<()> {
+    check(args)?;
+    let fp = FixedPoint::new(args.frac_bits)?;
+    let (graph, name) = random_graph(args)?;
+    let n: usize = graph.input_shape.iter().product();
+    let mut rng_state = args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let pixels: Vec<f64> = (0..n)
+        .map(|_| {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            (rng_state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect();
+    let mut shape = vec![1];
+    shape.extend_from_slice(&graph.input_shape);
+    let input = RingTensor::encode(fp, shape, &pixels)?;
+    let batches = vec![input; args.repeats + 1];
+
+    let points = args.protocols.len() * args.rtt_ms.len();
+    let bar = ProgressBar::new((points * (args.repeats + 1)) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} inferences, {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut rows = Vec::with_capacity(points);
+    for &protocol in &args.protocols {
+        let plan = Plan::compile(
+            &graph,
+            PlanOptions {
+                frac_bits: args.frac_bits,
+                protocol,
+            },
+        )
+        .with_context(|| format!("cannot compile {name} for {protocol}"))?;
+        let arch = &plan.architecture;
+        for &rtt in &args.rtt_ms {
+            bar.set_message(format!("{protocol} at {rtt} ms"));
+            let local = Local {
+                link: Link::new(rtt, args.bandwidth_mbps),
+                seed: Some(args.seed),
+                ..Local::default()
+            };
+            let (_, report) = run_local(&plan, &batches, &local, &|k| bar.inc(k as u64))
+                .with_context(|| format!("{protocol} at RTT {rtt} ms"))?;
+            let timed = &report.client[1..];
+            let online: Vec<Duration> = timed.iter().map(|b| b.online.time).collect();
+            let offline: Vec<Duration> = timed.iter().map(|b| b.offline.time).collect();
+            let s = Summary::of(&online);
+            let first = report.client[0].online.stats;
+            rows.push(ModelRow {
+                model: name.clone(),
+                protocol: protocol.to_string(),
+                rtt_ms: rtt,
+                bandwidth_mbps: args.bandwidth_mbps,
+                rounds: first.rounds,
+                layer_rounds: arch.layer_rounds(),
+                online_bytes: first.bytes_sent,
+                online_bytes_server: report.server[0].online.stats.bytes_sent,
+                offline_bytes: 8 * arch.offline_words(1)? as u64,
+                setup_bytes: report.setup.stats.bytes_sent,
+                median_s: s.median_s,
+                ci95_s: s.ci95_s,
+                offline_median_s: Summary::of(&offline).median_s,
+                setup_s: report.setup.time.as_secs_f64(),
+                repeats: args.repeats,
+            });
+            debug_assert_eq!(
+                first.bytes_sent,
+                8 * arch.online_words(1, Party::Client) as u64
+            );
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(path) = &args.plot {
+        let points: Vec<Point> = rows
+            .iter()
+            .map(|r| Point {
+                protocol: r.protocol.clone(),
+                rtt_ms: r.rtt_ms,
+                median_s: r.median_s,
+            })
+            .collect();
+        time_against_rtt(
+            &points,
+            &format!("one secure inference of {name}, batch 1"),
+            "online time per inference (s)",
+            path,
+        )
+        .with_context(|| format!("drawing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", table(args, &name, &rows));
+    }
+    Ok(())
+}
+
+fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
+    let mut out = String::new();
+    let bw = args
+        .bandwidth_mbps
+        .map_or("unlimited bandwidth".to_string(), |b| format!("{b} Mbit/s"));
+    let _ = writeln!(
+        out,
+        "{name}, batch 1, f = {}, {bw}, median of {} inferences (online phase)",
+        args.frac_bits, args.repeats
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>7} {:>7} {:>12} {:>12} {:>12} {:>11} {:>11} {:>12}",
+        "protocol",
+        "RTT ms",
+        "rounds",
+        "online/party",
+        "offline",
+        "median s",
+        "95% CI s",
+        "offline s",
+        "setup/party"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>7} {:>7} {:>12} {:>12} {:>12.3} {:>11} {:>11.3} {:>12}",
+            r.protocol,
+            r.rtt_ms,
+            r.rounds,
+            super::bench::bytes(r.online_bytes),
+            super::bench::bytes(r.offline_bytes),
+            r.median_s,
+            format!("+-{:.3}", r.ci95_s),
+            r.offline_median_s,
+            super::bench::bytes(r.setup_bytes),
+        );
+    }
+    out
+}
