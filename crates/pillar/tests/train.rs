@@ -79,6 +79,57 @@ fn train_writes_model_metrics_and_curves_and_eval_reads_them() {
         "{fixed}"
     );
     assert_eq!(fixed["images"], 1996);
+    // Through two-party computation: the fixed executor's argmax on every image unless a
+    // truncation failed or its logits are a near tie (this barely trained model has many),
+    // logits within rounding of its.
+    let output = pillar()
+        .args([
+            "eval",
+            "--mode",
+            "secure",
+            "--protocol",
+            "honeybadger",
+            "--limit",
+            "30",
+            "--batch",
+            "16",
+            "--json",
+            "--model",
+        ])
+        .arg(out.join("model.onnx"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let secure: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for key in [
+        "accuracy",
+        "plain_accuracy",
+        "fixed_accuracy",
+        "agreement",
+        "max_logit_error",
+        "truncation_failures",
+        "near_ties",
+        "online_s_per_image",
+        "offline_bytes_per_image",
+    ] {
+        assert!(!secure[key].is_null(), "{key} missing in {secure}");
+    }
+    let failures = (secure["truncation_failures"].as_u64().unwrap()
+        + secure["near_ties"].as_u64().unwrap()) as f64;
+    assert!(
+        secure["agreement"].as_f64().unwrap() >= 1.0 - failures / 30.0,
+        "{secure}"
+    );
+    assert!(
+        secure["max_logit_error"].as_f64().unwrap() < 0.05,
+        "{secure}"
+    );
+    assert_eq!(secure["images"], 30);
+    assert!(secure["rounds_per_batch"].as_u64().unwrap() > 0);
 }
 
 #[test]

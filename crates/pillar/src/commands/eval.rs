@@ -107,6 +107,9 @@ struct SecureReport {
     /// (its error is about 2^(64 - 2f)); the fixed executor's expectation is
     /// `expected_truncation_failures`.
     truncation_failures: usize,
+    /// Images whose argmax differs from the fixed executor's although no truncation failed:
+    /// each is a near tie, its two largest fixed logits closer than twice its logit error.
+    near_ties: usize,
     /// Images per batch.
     batch: usize,
     /// The per-connection setup (opening the weight masks), seconds.
@@ -237,11 +240,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         );
         if let Some(r) = &report.secure {
             println!(
-                "  plain {:.2}%, fixed {:.2}%; argmax agreement with fixed {:.2}%, max logit error {:.2e}, \
-                 truncation failures {} (expected {:.2})",
+                "  plain {:.2}%, fixed {:.2}%; argmax agreement with fixed {:.2}% ({} near ties), \
+                 max logit error {:.2e}, truncation failures {} (expected {:.2})",
                 100.0 * r.plain_accuracy,
                 100.0 * r.fixed_accuracy,
                 100.0 * r.agreement,
+                r.near_ties,
                 r.max_logit_error,
                 r.truncation_failures,
                 failures
@@ -348,6 +352,8 @@ fn run_secure(
             }
             if argmax(g) == argmax(w) {
                 agree += 1;
+            } else if err <= FAILURE_ERROR && margin(w) < 2.0 * err {
+                r.near_ties += 1;
             }
         }
     }
@@ -382,6 +388,20 @@ fn run_secure(
         .sum::<Result<usize, _>>()?;
     r.offline_bytes_per_image = 8.0 * offline_words as f64 / n;
     Ok((correct, failures, r))
+}
+
+/// The gap between the two largest values.
+fn margin(row: &[f32]) -> f64 {
+    let mut top = [f64::NEG_INFINITY; 2];
+    for &v in row {
+        let v = f64::from(v);
+        if v > top[0] {
+            top = [v, top[0]];
+        } else if v > top[1] {
+            top[1] = v;
+        }
+    }
+    top[0] - top[1]
 }
 
 fn argmax(row: &[f32]) -> Option<usize> {
