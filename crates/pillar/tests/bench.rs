@@ -143,3 +143,61 @@ fn bad_arguments_are_explained() {
             .stderr(contains(message));
     }
 }
+
+/// `pillar bench model`: a row per protocol and link with the documented keys; MiniONN's
+/// rounds are its 8 linear layers, its 7 activation layers (one round each under HoneyBadger,
+/// eight as exact ReLU) and the delivery of the logits.
+#[test]
+fn model_rows_count_minionns_rounds() {
+    let out = pillar()
+        .args([
+            "bench",
+            "model",
+            "--model",
+            "minionn",
+            "--dataset-shape",
+            "mnist",
+            "--protocols",
+            "honeybadger,relu",
+            "--rtt-ms",
+            "0,1",
+            "-k",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        for key in [
+            "model",
+            "protocol",
+            "rtt_ms",
+            "rounds",
+            "online_bytes",
+            "offline_bytes",
+            "median_s",
+            "ci95_s",
+        ] {
+            assert!(!r[key].is_null(), "{key} missing in {r}");
+        }
+        let rounds = if r["protocol"] == "honeybadger" {
+            8 + 7 + 1
+        } else {
+            8 + 7 * 8 + 1
+        };
+        assert_eq!(r["rounds"], rounds, "{r}");
+        assert!(r["offline_bytes"].as_u64().unwrap() > 0);
+    }
+    pillar()
+        .args(["bench", "model", "--model", "nosuchnet", "-k", "1"])
+        .assert()
+        .failure()
+        .stderr(contains("unknown model"));
+}

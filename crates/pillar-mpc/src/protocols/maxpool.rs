@@ -11,8 +11,8 @@ use crate::protocols::relu::{relu, relu_needs};
 use crate::session::Session;
 use crate::tensor::{RingTensor, Share};
 
-/// Per level, the pairs compared in each window.
-fn levels(size: usize) -> Vec<usize> {
+/// Per level, the pairs compared in each window of `size` elements.
+pub fn levels(size: usize) -> Vec<usize> {
     let mut out = Vec::new();
     let mut k = size;
     while k > 1 {

@@ -407,7 +407,7 @@ impl Architecture {
                     Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => x,
                     Layer::MaxPool(w) => {
                         let out: usize = self.batch_shape(i + 1, batch).iter().product();
-                        maxpool_pairs(w.kernel_h * w.kernel_w)
+                        maxpool::levels(w.kernel_h * w.kernel_w)
                             .into_iter()
                             .map(|pairs| ActivationProtocol::Relu.words_sent(out * pairs, 1))
                             .sum()
@@ -458,15 +458,4 @@ impl Architecture {
         }
         Ok(shape[0])
     }
-}
-
-/// Pairs compared at each level of a max-pool tournament over windows of `size`.
-fn maxpool_pairs(size: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut k = size;
-    while k > 1 {
-        out.push(k / 2);
-        k = k.div_ceil(2);
-    }
-    out
 }

@@ -125,6 +125,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
 }
 
+/// Checks `--rtt-ms` and `--bandwidth-mbps`.
+pub(crate) fn check_link(rtt_ms: &[f64], bandwidth_mbps: Option<f64>) -> Result<()> {
+    if let Some(bad) = rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
+        bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
+    }
+    if let Some(b) = bandwidth_mbps
+        && !(b.is_finite() && b > 0.0)
+    {
+        bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
+    }
+    Ok(())
+}
+
 fn config(args: &ActivationsArgs) -> Result<Config> {
     if args.elements == 0 {
         bail!("--elements must be at least 1");
@@ -135,14 +148,7 @@ fn config(args: &ActivationsArgs) -> Result<Config> {
     if args.protocols.is_empty() {
         bail!("--protocols lists no protocol");
     }
-    if let Some(bad) = args.rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-        bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
-    }
-    if let Some(b) = args.bandwidth_mbps
-        && !(b.is_finite() && b > 0.0)
-    {
-        bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
-    }
+    check_link(&args.rtt_ms, args.bandwidth_mbps)?;
     if !(args.input_range.is_finite() && args.input_range > 0.0) {
         bail!("--input-range {}: give a positive number", args.input_range);
     }

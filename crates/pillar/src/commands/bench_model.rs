@@ -141,15 +141,7 @@ fn check(args: &ModelBenchArgs) -> Result<()> {
     if args.protocols.is_empty() {
         bail!("--protocols lists no protocol");
     }
-    if let Some(bad) = args.rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-        bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
-    }
-    if let Some(b) = args.bandwidth_mbps
-        && !(b.is_finite() && b > 0.0)
-    {
-        bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
-    }
-    Ok(())
+    super::bench::check_link(&args.rtt_ms, args.bandwidth_mbps)
 }
 
 /// Runs `pillar bench model`.
