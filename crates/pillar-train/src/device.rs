@@ -63,12 +63,17 @@ pub fn open(compute: Compute) -> Result<Device, DeviceError> {
 
 #[cfg(feature = "wgpu")]
 fn open_gpu() -> Result<Device, DeviceError> {
+    // The runtime reports a missing adapter by panicking (in its own thread, then in ours):
+    // keep those messages off the terminal and give one clear error instead.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let probe = std::panic::catch_unwind(|| {
         let device = Device::vulkan(burn::tensor::DeviceKind::DefaultDevice);
         let sum = Tensor::<1>::from_floats([1.0f32, 2.0], &device).sum();
         let value: Vec<f32> = sum.into_data().try_to_vec().unwrap_or_default();
         (device, value)
     });
+    std::panic::set_hook(hook);
     match probe {
         Ok((device, value)) if value == [3.0] => Ok(device),
         Ok((_, value)) => Err(DeviceError::Unavailable(format!(
@@ -79,6 +84,7 @@ fn open_gpu() -> Result<Device, DeviceError> {
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .map(|m| format!("the wgpu runtime failed to start ({m})"))
                 .unwrap_or_else(|| "the wgpu runtime failed to start".into()),
         )),
     }
