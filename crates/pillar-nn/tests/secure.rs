@@ -9,7 +9,7 @@ use common::{bn, conv, every_op, linear, pillar_poly, tensor};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
 use pillar_nn::exec::fixed::{self, FixedConfig};
-use pillar_nn::secure::{Layer, Plan, PlanOptions, run_local};
+use pillar_nn::secure::{Layer, Plan, run_local};
 use pillar_nn::{Graph, NnError, Op, Pool, fold_batchnorm};
 use proptest::prelude::*;
 
@@ -40,10 +40,10 @@ fn with_loose_batchnorm() -> Graph {
     g
 }
 
-fn options(protocol: ActivationProtocol) -> PlanOptions {
-    PlanOptions {
+fn options(protocol: ActivationProtocol) -> FixedConfig {
+    FixedConfig {
         frac_bits: 16,
-        protocol,
+        activation: protocol,
     }
 }
 
@@ -62,10 +62,7 @@ fn both(
         &|_| {},
     )
     .unwrap();
-    let config = FixedConfig {
-        frac_bits: 16,
-        activation: protocol,
-    };
+    let config = options(protocol);
     let want = fixed::run_encoded(&fold_batchnorm(g).unwrap(), x, &config).unwrap();
     let signed = |r: &RingTensor| r.data().iter().map(|&v| v as i64).collect::<Vec<_>>();
     (signed(&secure[0]), signed(&want.ring))
@@ -208,7 +205,7 @@ fn bad_graphs_and_inputs_are_errors() {
     assert!(
         Plan::compile(
             &every_op(),
-            PlanOptions {
+            FixedConfig {
                 frac_bits: 40,
                 ..options(ActivationProtocol::Espn)
             }

@@ -12,8 +12,13 @@ fn pillar() -> Command {
 
 /// Runs `pillar bench activations ARGS --json` and returns its rows.
 fn bench_json(args: &[&str]) -> Vec<Value> {
+    bench_rows("activations", args)
+}
+
+/// Runs `pillar bench KIND ARGS --json`, which must succeed, and returns its rows.
+fn bench_rows(kind: &str, args: &[&str]) -> Vec<Value> {
     let out = pillar()
-        .args(["bench", "activations"])
+        .args(["bench", kind])
         .args(args)
         .arg("--json")
         .output()
@@ -149,10 +154,9 @@ fn bad_arguments_are_explained() {
 /// eight as exact ReLU) and the delivery of the logits.
 #[test]
 fn model_rows_count_minionns_rounds() {
-    let out = pillar()
-        .args([
-            "bench",
-            "model",
+    let rows = bench_rows(
+        "model",
+        &[
             "--model",
             "minionn",
             "--dataset-shape",
@@ -163,16 +167,8 @@ fn model_rows_count_minionns_rounds() {
             "0,1",
             "-k",
             "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.len(), 4);
     for r in &rows {
         for key in [

@@ -8,6 +8,22 @@ fn pillar() -> Command {
     Command::cargo_bin("pillar").unwrap()
 }
 
+/// Runs `pillar eval ARGS --json`, which must succeed, and returns its report.
+fn eval_json(args: &[&str]) -> serde_json::Value {
+    let output = pillar()
+        .arg("eval")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[test]
 fn train_writes_model_metrics_and_curves_and_eval_reads_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,27 +63,9 @@ fn train_writes_model_metrics_and_curves_and_eval_reads_them() {
     }
     let test_accuracy = metrics["test_accuracy"].as_f64().unwrap();
     // The exported model evaluates to the accuracy training measured on the same test split.
-    let run = |mode: &str| -> serde_json::Value {
-        let output = pillar()
-            .args([
-                "eval",
-                "--dataset",
-                "mnist",
-                "--json",
-                "--mode",
-                mode,
-                "--model",
-            ])
-            .arg(out.join("model.onnx"))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
-    };
+    let model = out.join("model.onnx");
+    let model = model.to_str().unwrap();
+    let run = |mode: &str| eval_json(&["--dataset", "mnist", "--mode", mode, "--model", model]);
     let plain = run("plain");
     assert!(
         (plain["accuracy"].as_f64().unwrap() - test_accuracy).abs() < 1e-9,
@@ -82,29 +80,18 @@ fn train_writes_model_metrics_and_curves_and_eval_reads_them() {
     // Through two-party computation: the fixed executor's argmax on every image unless a
     // truncation failed or its logits are a near tie (this barely trained model has many),
     // logits within rounding of its.
-    let output = pillar()
-        .args([
-            "eval",
-            "--mode",
-            "secure",
-            "--protocol",
-            "honeybadger",
-            "--limit",
-            "30",
-            "--batch",
-            "16",
-            "--json",
-            "--model",
-        ])
-        .arg(out.join("model.onnx"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let secure: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let secure = eval_json(&[
+        "--mode",
+        "secure",
+        "--protocol",
+        "honeybadger",
+        "--limit",
+        "30",
+        "--batch",
+        "16",
+        "--model",
+        model,
+    ]);
     for key in [
         "accuracy",
         "plain_accuracy",

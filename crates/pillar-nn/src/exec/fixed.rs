@@ -75,13 +75,31 @@ use crate::tensor::Tensor;
 const CHUNK: usize = 16;
 
 /// What to mirror.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A secure plan is compiled from the same configuration (`crate::secure::Plan::compile`),
+/// and its architecture carries it to the client, hence serde.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FixedConfig {
     /// Fractional bits `f` (the secure engine's [`pillar_mpc::FRAC_BITS`] range).
     pub frac_bits: u32,
     /// The protocol whose arithmetic the polynomial activations follow. `Relu` is accepted
     /// only for graphs without polynomial activations (ReLU layers are exact either way).
+    #[serde(with = "protocol_name")]
     pub activation: ActivationProtocol,
+}
+
+/// A protocol by its command-line name.
+mod protocol_name {
+    use pillar_mpc::protocols::activation::ActivationProtocol;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &ActivationProtocol, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ActivationProtocol, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for FixedConfig {

@@ -18,6 +18,7 @@ mod local;
 mod plan;
 mod run;
 
+pub use crate::exec::fixed::FixedConfig;
 pub use local::{LocalReport, run_local};
-pub use plan::{Architecture, Layer, Plan, PlanOptions, Step, Weights};
+pub use plan::{Architecture, Layer, Plan, Step, Weights};
 pub use run::{BatchReport, Connection, Phase};

@@ -11,44 +11,10 @@ use pillar_mpc::{FixedPoint, RingTensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::NnError;
+use crate::exec::fixed::FixedConfig;
 use crate::fold::fold_batchnorm;
 use crate::graph::{Graph, Node, Op, ValueId};
 use crate::tensor::Tensor;
-
-/// How to compile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanOptions {
-    /// Fractional bits `f`.
-    pub frac_bits: u32,
-    /// The protocol for polynomial activations: `espn`, `honeybadger` or `crypten`; `relu`
-    /// runs every polynomial as an exact ReLU instead (the baseline of the benchmarks: same
-    /// network shape, different function).
-    #[serde(with = "protocol_name")]
-    pub protocol: ActivationProtocol,
-}
-
-impl Default for PlanOptions {
-    fn default() -> Self {
-        PlanOptions {
-            frac_bits: FixedPoint::default().frac_bits(),
-            protocol: ActivationProtocol::HoneyBadger,
-        }
-    }
-}
-
-mod protocol_name {
-    use pillar_mpc::protocols::activation::ActivationProtocol;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(p: &ActivationProtocol, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(p.name())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ActivationProtocol, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// One layer as both parties see it: shapes and public parameters, weights by number.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,7 +91,7 @@ pub struct Architecture {
     /// Shapes of the weights, by number.
     pub weight_shapes: Vec<Vec<usize>>,
     /// Format and activation protocol.
-    pub options: PlanOptions,
+    pub options: FixedConfig,
 }
 
 /// The server's secret: weights and biases as ring words at `f` bits.
@@ -167,10 +133,14 @@ fn encode_tensor(node: &Node, what: &str, fp: FixedPoint, t: &Tensor) -> Result<
 }
 
 impl Plan {
-    /// Compiles `g`: folds BatchNorm into the layer before it, encodes the parameters at
-    /// `options.frac_bits`, and checks every node against what the secure engine runs. An
+    /// Compiles `g` for the arithmetic `options` describes (the same configuration the fixed
+    /// executor mirrors): folds BatchNorm into the layer before it, encodes the parameters at
+    /// `options.frac_bits`, and checks every node against what the secure engine runs. Unlike
+    /// the fixed executor, `options.activation = Relu` is accepted for polynomial graphs: every
+    /// polynomial then runs as an exact ReLU (the benchmarks' baseline: the same network
+    /// shape with the comparison-based activation). An
     /// unsupported node is an error naming it, before any party talks.
-    pub fn compile(g: &Graph, options: PlanOptions) -> Result<Plan, NnError> {
+    pub fn compile(g: &Graph, options: FixedConfig) -> Result<Plan, NnError> {
         let fp =
             FixedPoint::new(options.frac_bits).map_err(|_| NnError::FracBits(options.frac_bits))?;
         let g = fold_batchnorm(g)?;
@@ -265,7 +235,7 @@ impl Plan {
                             ),
                         ));
                     }
-                    if options.protocol == ActivationProtocol::Relu {
+                    if options.activation == ActivationProtocol::Relu {
                         Layer::Relu
                     } else {
                         Layer::Poly {
@@ -361,7 +331,7 @@ impl Architecture {
                 Layer::Relu => out.extend(ActivationProtocol::Relu.needs(n, 1)),
                 Layer::Poly { coefficients } => out.extend(
                     self.options
-                        .protocol
+                        .activation
                         .needs(n, coefficients.len().saturating_sub(1)),
                 ),
                 Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => {}
@@ -387,7 +357,7 @@ impl Architecture {
                 Layer::Relu => ActivationProtocol::Relu.rounds(1),
                 Layer::Poly { coefficients } => self
                     .options
-                    .protocol
+                    .activation
                     .rounds(coefficients.len().saturating_sub(1)),
                 Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => 0,
             })
@@ -415,7 +385,7 @@ impl Architecture {
                     Layer::Relu => ActivationProtocol::Relu.words_sent(x, 1),
                     Layer::Poly { coefficients } => self
                         .options
-                        .protocol
+                        .activation
                         .words_sent(x, coefficients.len().saturating_sub(1)),
                     Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => 0,
                 }

@@ -184,7 +184,7 @@ impl<'a> Connection<'a> {
                 Layer::Flatten => x.clone(),
                 Layer::Relu => relu::relu(s, x)?,
                 Layer::Poly { coefficients } => {
-                    arch.options.protocol.evaluate(s, x, coefficients)?
+                    arch.options.activation.evaluate(s, x, coefficients)?
                 }
             };
             let y = y.reshape(out_shape)?;

@@ -41,6 +41,52 @@ enum BenchCommand {
     Model(super::bench_model::ModelBenchArgs),
 }
 
+/// What both secure benchmarks vary and repeat: protocols, link bandwidth, repeats, format.
+#[derive(Debug, Args)]
+pub struct ProtocolRuns {
+    /// Protocols for the activation layers, comma-separated: relu, crypten, espn,
+    /// honeybadger (`pillar bench model` runs each polynomial as an exact ReLU for `relu`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relu,crypten,espn,honeybadger"
+    )]
+    pub protocols: Vec<ActivationProtocol>,
+
+    /// Cap the link's bandwidth, in megabits per second [default: unlimited].
+    #[arg(long)]
+    pub bandwidth_mbps: Option<f64>,
+
+    /// Timed repeats per protocol and link.
+    #[arg(short = 'k', long, default_value_t = 20)]
+    pub repeats: usize,
+
+    /// Fractional bits of the fixed point (8-20).
+    #[arg(long, default_value_t = 16)]
+    pub frac_bits: u32,
+}
+
+impl ProtocolRuns {
+    /// Checks these and the round-trip times; returns the fixed-point format.
+    pub fn check(&self, rtt_ms: &[f64]) -> Result<FixedPoint> {
+        if self.repeats == 0 {
+            bail!("--repeats must be at least 1");
+        }
+        if self.protocols.is_empty() {
+            bail!("--protocols lists no protocol");
+        }
+        if let Some(bad) = rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
+            bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
+        }
+        if let Some(b) = self.bandwidth_mbps
+            && !(b.is_finite() && b > 0.0)
+        {
+            bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
+        }
+        Ok(FixedPoint::new(self.frac_bits)?)
+    }
+}
+
 /// Arguments of `pillar bench activations`.
 #[derive(Debug, Args)]
 pub struct ActivationsArgs {
@@ -57,25 +103,8 @@ pub struct ActivationsArgs {
     )]
     rtt_ms: Vec<f64>,
 
-    /// Protocols to compare: relu, crypten, espn, honeybadger (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "relu,crypten,espn,honeybadger"
-    )]
-    protocols: Vec<ActivationProtocol>,
-
-    /// Cap the link's bandwidth, in megabits per second [default: unlimited].
-    #[arg(long)]
-    bandwidth_mbps: Option<f64>,
-
-    /// Timed repeats per protocol and link.
-    #[arg(short = 'k', long, default_value_t = 20)]
-    repeats: usize,
-
-    /// Fractional bits of the fixed point (8-20).
-    #[arg(long, default_value_t = 16)]
-    frac_bits: u32,
+    #[command(flatten)]
+    runs: ProtocolRuns,
 
     /// Degree of the ReLU fit used by the polynomial protocols (range 5, 10 bits, as
     /// `pillar fit`).
@@ -125,34 +154,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
 }
 
-/// Checks `--rtt-ms` and `--bandwidth-mbps`.
-pub(crate) fn check_link(rtt_ms: &[f64], bandwidth_mbps: Option<f64>) -> Result<()> {
-    if let Some(bad) = rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-        bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
-    }
-    if let Some(b) = bandwidth_mbps
-        && !(b.is_finite() && b > 0.0)
-    {
-        bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
-    }
-    Ok(())
-}
-
 fn config(args: &ActivationsArgs) -> Result<Config> {
     if args.elements == 0 {
         bail!("--elements must be at least 1");
     }
-    if args.repeats == 0 {
-        bail!("--repeats must be at least 1");
-    }
-    if args.protocols.is_empty() {
-        bail!("--protocols lists no protocol");
-    }
-    check_link(&args.rtt_ms, args.bandwidth_mbps)?;
+    let fixed = args.runs.check(&args.rtt_ms)?;
     if !(args.input_range.is_finite() && args.input_range > 0.0) {
         bail!("--input-range {}: give a positive number", args.input_range);
     }
-    let fixed = FixedPoint::new(args.frac_bits)?;
     let coefficients = match &args.coefficients {
         Some(c) => c.clone(),
         None => {
@@ -166,9 +175,9 @@ fn config(args: &ActivationsArgs) -> Result<Config> {
     Ok(Config {
         elements: args.elements,
         rtt_ms: args.rtt_ms.clone(),
-        protocols: args.protocols.clone(),
-        bandwidth_mbps: args.bandwidth_mbps,
-        repeats: args.repeats,
+        protocols: args.runs.protocols.clone(),
+        bandwidth_mbps: args.runs.bandwidth_mbps,
+        repeats: args.runs.repeats,
         fixed,
         coefficients,
         input_range: args.input_range,

@@ -12,21 +12,21 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_mpc::channel::Link;
-use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_mpc::{FixedPoint, Local, Party, RingTensor};
+use pillar_mpc::{Local, Party, RingTensor};
 use pillar_nn::Graph;
-use pillar_nn::secure::{Plan, PlanOptions, run_local};
+use pillar_nn::exec::fixed::FixedConfig;
+use pillar_nn::secure::{Plan, run_local};
 use pillar_train::Architecture;
 use pillar_train::activation::Activation;
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
 
 use crate::bench::stats::Summary;
-use crate::plot::{Point, time_against_rtt};
+use crate::plot::{Timed, time_against_rtt};
 
 /// Arguments of `pillar bench model`.
 #[derive(Debug, Args)]
@@ -41,30 +41,18 @@ pub struct ModelBenchArgs {
     #[arg(long, default_value = "cifar10")]
     dataset_shape: DatasetKind,
 
-    /// Protocols for the activation layers (comma-separated); `relu` runs each polynomial as
-    /// an exact ReLU.
+    /// Round-trip times to emulate, in milliseconds (comma-separated).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "relu,crypten,espn,honeybadger"
+        default_value = "0,100",
+        allow_negative_numbers = true
     )]
-    protocols: Vec<ActivationProtocol>,
-
-    /// Round-trip times to emulate, in milliseconds (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "0,100")]
     rtt_ms: Vec<f64>,
 
-    /// Cap the link's bandwidth, in megabits per second [default: unlimited].
-    #[arg(long)]
-    bandwidth_mbps: Option<f64>,
-
-    /// Timed inferences per protocol and link (after one untimed).
-    #[arg(short = 'k', long, default_value_t = 20)]
-    repeats: usize,
-
-    /// Fractional bits of the fixed point (8-20).
-    #[arg(long, default_value_t = 16)]
-    frac_bits: u32,
+    /// Protocols, link, repeats (each after one untimed inference) and format.
+    #[command(flatten)]
+    runs: super::bench::ProtocolRuns,
 
     /// Seed of the weights, the input and the dealer (benchmarks only).
     #[arg(long, default_value_t = 1)]
@@ -109,6 +97,18 @@ pub struct ModelRow {
     repeats: usize,
 }
 
+impl Timed for ModelRow {
+    fn protocol(&self) -> &str {
+        &self.protocol
+    }
+    fn rtt_ms(&self) -> f64 {
+        self.rtt_ms
+    }
+    fn median_s(&self) -> f64 {
+        self.median_s
+    }
+}
+
 fn random_graph(args: &ModelBenchArgs) -> Result<(Graph, String)> {
     if args.model.ends_with(".onnx") || Path::new(&args.model).exists() {
         let g = pillar_nn::onnx::load(Path::new(&args.model))
@@ -134,20 +134,9 @@ fn random_graph(args: &ModelBenchArgs) -> Result<(Graph, String)> {
     Ok((g, format!("{arch} ({})", args.dataset_shape)))
 }
 
-fn check(args: &ModelBenchArgs) -> Result<()> {
-    if args.repeats == 0 {
-        bail!("--repeats must be at least 1");
-    }
-    if args.protocols.is_empty() {
-        bail!("--protocols lists no protocol");
-    }
-    super::bench::check_link(&args.rtt_ms, args.bandwidth_mbps)
-}
-
 /// Runs `pillar bench model`.
 pub fn run(args: &ModelBenchArgs) -> Result<()> {
-    check(args)?;
-    let fp = FixedPoint::new(args.frac_bits)?;
+    let fp = args.runs.check(&args.rtt_ms)?;
     let (graph, name) = random_graph(args)?;
     let n: usize = graph.input_shape.iter().product();
     let mut rng_state = args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -162,22 +151,22 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
     let mut shape = vec![1];
     shape.extend_from_slice(&graph.input_shape);
     let input = RingTensor::encode(fp, shape, &pixels)?;
-    let batches = vec![input; args.repeats + 1];
+    let batches = vec![input; args.runs.repeats + 1];
 
-    let points = args.protocols.len() * args.rtt_ms.len();
-    let bar = ProgressBar::new((points * (args.repeats + 1)) as u64);
+    let points = args.runs.protocols.len() * args.rtt_ms.len();
+    let bar = ProgressBar::new((points * (args.runs.repeats + 1)) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} inferences, {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     let mut rows = Vec::with_capacity(points);
-    for &protocol in &args.protocols {
+    for &protocol in &args.runs.protocols {
         let plan = Plan::compile(
             &graph,
-            PlanOptions {
-                frac_bits: args.frac_bits,
-                protocol,
+            FixedConfig {
+                frac_bits: args.runs.frac_bits,
+                activation: protocol,
             },
         )
         .with_context(|| format!("cannot compile {name} for {protocol}"))?;
@@ -185,7 +174,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
         for &rtt in &args.rtt_ms {
             bar.set_message(format!("{protocol} at {rtt} ms"));
             let local = Local {
-                link: Link::new(rtt, args.bandwidth_mbps),
+                link: Link::new(rtt, args.runs.bandwidth_mbps),
                 seed: Some(args.seed),
                 ..Local::default()
             };
@@ -200,7 +189,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
                 model: name.clone(),
                 protocol: protocol.to_string(),
                 rtt_ms: rtt,
-                bandwidth_mbps: args.bandwidth_mbps,
+                bandwidth_mbps: args.runs.bandwidth_mbps,
                 rounds: first.rounds,
                 layer_rounds: arch.layer_rounds(),
                 online_bytes: first.bytes_sent,
@@ -211,7 +200,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
                 ci95_s: s.ci95_s,
                 offline_median_s: Summary::of(&offline).median_s,
                 setup_s: report.setup.time.as_secs_f64(),
-                repeats: args.repeats,
+                repeats: args.runs.repeats,
             });
             debug_assert_eq!(
                 first.bytes_sent,
@@ -221,16 +210,8 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     if let Some(path) = &args.plot {
-        let points: Vec<Point> = rows
-            .iter()
-            .map(|r| Point {
-                protocol: r.protocol.clone(),
-                rtt_ms: r.rtt_ms,
-                median_s: r.median_s,
-            })
-            .collect();
         time_against_rtt(
-            &points,
+            &rows,
             &format!("one secure inference of {name}, batch 1"),
             "online time per inference (s)",
             path,
@@ -248,12 +229,13 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
 fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
     let mut out = String::new();
     let bw = args
+        .runs
         .bandwidth_mbps
         .map_or("unlimited bandwidth".to_string(), |b| format!("{b} Mbit/s"));
     let _ = writeln!(
         out,
         "{name}, batch 1, f = {}, {bw}, median of {} inferences (online phase)",
-        args.frac_bits, args.repeats
+        args.runs.frac_bits, args.runs.repeats
     );
     let _ = writeln!(
         out,

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, Local};
 use pillar_nn::exec::fixed::FixedConfig;
-use pillar_nn::secure::{Plan, PlanOptions, run_local};
+use pillar_nn::secure::{Plan, run_local};
 use pillar_nn::{Graph, Tensor, fold_batchnorm};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
@@ -288,14 +288,7 @@ fn run_secure(
             "the relu protocol cannot evaluate this model's polynomial activations: choose espn, honeybadger or crypten"
         );
     }
-    let plan = Plan::compile(
-        graph,
-        PlanOptions {
-            frac_bits: args.frac_bits,
-            protocol: args.protocol,
-        },
-    )
-    .with_context(|| {
+    let plan = Plan::compile(graph, *config).with_context(|| {
         format!(
             "cannot compile {} for secure inference",
             args.model.display()

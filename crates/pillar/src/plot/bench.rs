@@ -21,15 +21,26 @@ fn color(protocol: &str) -> RGBColor {
     }
 }
 
-/// One point of a speed figure.
-#[derive(Debug, Clone)]
-pub struct Point {
+/// A measured row that a speed figure can place: its line, its RTT and its median time.
+pub trait Timed {
     /// The line it belongs to.
-    pub protocol: String,
+    fn protocol(&self) -> &str;
     /// Emulated round-trip time, ms.
-    pub rtt_ms: f64,
+    fn rtt_ms(&self) -> f64;
     /// Median time, s.
-    pub median_s: f64,
+    fn median_s(&self) -> f64;
+}
+
+impl Timed for Row {
+    fn protocol(&self) -> &str {
+        &self.protocol
+    }
+    fn rtt_ms(&self) -> f64 {
+        self.rtt_ms
+    }
+    fn median_s(&self) -> f64 {
+        self.median_s
+    }
 }
 
 /// One line per protocol: median time of a layer (log scale) against the emulated RTT.
@@ -37,16 +48,8 @@ pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
     let Some(first) = rows.first() else {
         bail!("nothing was measured");
     };
-    let points: Vec<Point> = rows
-        .iter()
-        .map(|r| Point {
-            protocol: r.protocol.clone(),
-            rtt_ms: r.rtt_ms,
-            median_s: r.median_s,
-        })
-        .collect();
     time_against_rtt(
-        &points,
+        rows,
         &format!("one activation layer of {} elements", first.elements),
         "time per layer (s)",
         path,
@@ -54,7 +57,12 @@ pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
 }
 
 /// One line per protocol: median time (log scale) against the emulated RTT.
-pub fn time_against_rtt(rows: &[Point], title: &str, y_desc: &str, path: &Path) -> Result<()> {
+pub fn time_against_rtt<R: Timed>(
+    rows: &[R],
+    title: &str,
+    y_desc: &str,
+    path: &Path,
+) -> Result<()> {
     register_font();
     if rows.is_empty() {
         bail!("nothing was measured");
@@ -62,17 +70,17 @@ pub fn time_against_rtt(rows: &[Point], title: &str, y_desc: &str, path: &Path) 
     let mut lines: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     for r in rows {
         lines
-            .entry(r.protocol.as_str())
+            .entry(r.protocol())
             .or_default()
-            .push((r.rtt_ms, r.median_s.max(1e-6)));
+            .push((r.rtt_ms(), r.median_s().max(1e-6)));
     }
     for points in lines.values_mut() {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
-    let x_max = rows.iter().map(|r| r.rtt_ms).fold(0.0, f64::max).max(1.0) * 1.05;
+    let x_max = rows.iter().map(|r| r.rtt_ms()).fold(0.0, f64::max).max(1.0) * 1.05;
     let (lo, hi) = rows
         .iter()
-        .map(|r| r.median_s.max(1e-6))
+        .map(|r| r.median_s().max(1e-6))
         .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });

@@ -5,7 +5,7 @@ mod bench;
 mod fit;
 mod train;
 
-pub use bench::{Point, activations, time_against_rtt};
+pub use bench::{Timed, activations, time_against_rtt};
 pub use fit::fit;
 pub use train::training;
 
