@@ -57,3 +57,12 @@ pub enum NnError {
         value: f32,
     },
 }
+
+/// An error at `node`, naming it and its operator.
+pub(crate) fn node_error(node: &crate::graph::Node, detail: impl Into<String>) -> NnError {
+    NnError::Node {
+        node: node.name.clone(),
+        op: node.op.name(),
+        detail: detail.into(),
+    }
+}

@@ -1,15 +1,7 @@
 //! Shape inference: every node checked against its operands, with the node named on error.
 
-use crate::error::NnError;
+use crate::error::{NnError, node_error as err};
 use crate::graph::{Graph, Node, Op, Pool};
-
-fn err(node: &Node, detail: impl Into<String>) -> NnError {
-    NnError::Node {
-        node: node.name.clone(),
-        op: node.op.name(),
-        detail: detail.into(),
-    }
-}
 
 fn chw(node: &Node, s: &[usize]) -> Result<(usize, usize, usize), NnError> {
     match *s {

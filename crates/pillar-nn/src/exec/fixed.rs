@@ -60,13 +60,12 @@ use std::thread;
 
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_mpc::protocols::poly::MAX_DEGREE;
 use pillar_mpc::{FixedPoint, RingTensor};
 
 use self::ops::Affine;
 use self::poly::{Poly, Powers};
 use self::tally::Tally;
-use crate::error::NnError;
+use crate::error::{NnError, node_error as err};
 use crate::graph::{Graph, Node, Op, Pool};
 use crate::tensor::Tensor;
 
@@ -275,14 +274,6 @@ fn check_shape(g: &Graph, shape: &[usize]) -> Result<(), NnError> {
     Ok(())
 }
 
-fn err(node: &Node, detail: impl Into<String>) -> NnError {
-    NnError::Node {
-        node: node.name.clone(),
-        op: node.op.name(),
-        detail: detail.into(),
-    }
-}
-
 /// A node with its parameters encoded, ready for any part of the batch.
 #[derive(Debug)]
 enum Step {
@@ -425,18 +416,8 @@ fn prepare(
                     ));
                 }
             };
-            let c = &p.coefficients;
-            if c.is_empty() || c.len() > MAX_DEGREE + 1 || c.iter().any(|v| !v.is_finite()) {
-                return Err(err(
-                    node,
-                    format!(
-                        "{} coefficients: the secure engine takes 1 to {} finite ones",
-                        c.len(),
-                        MAX_DEGREE + 1
-                    ),
-                ));
-            }
-            Step::Poly(Poly::new(fp, c, powers))
+            p.check_secure().map_err(|e| err(node, e))?;
+            Step::Poly(Poly::new(fp, &p.coefficients, powers))
         }
     })
 }

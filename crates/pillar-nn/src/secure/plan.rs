@@ -4,13 +4,12 @@
 use pillar_mpc::dealer::Need;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_mpc::protocols::poly::MAX_DEGREE;
 use pillar_mpc::protocols::pool::Window;
 use pillar_mpc::protocols::{maxpool, weights};
 use pillar_mpc::{FixedPoint, RingTensor};
 use serde::{Deserialize, Serialize};
 
-use crate::error::NnError;
+use crate::error::{NnError, node_error as err};
 use crate::exec::fixed::FixedConfig;
 use crate::fold::fold_batchnorm;
 use crate::graph::{Graph, Node, Op, ValueId};
@@ -110,14 +109,6 @@ pub struct Plan {
     pub architecture: Architecture,
     /// What only the server knows.
     pub weights: Weights,
-}
-
-fn err(node: &Node, detail: impl Into<String>) -> NnError {
-    NnError::Node {
-        node: node.name.clone(),
-        op: node.op.name(),
-        detail: detail.into(),
-    }
 }
 
 fn encode(node: &Node, what: &str, fp: FixedPoint, values: &[f64]) -> Result<Vec<u64>, NnError> {
@@ -223,23 +214,12 @@ impl Plan {
                 Op::Flatten => Layer::Flatten,
                 Op::Relu => Layer::Relu,
                 Op::PolyAct(p) => {
-                    let c = &p.coefficients;
-                    if c.is_empty() || c.len() > MAX_DEGREE + 1 || c.iter().any(|v| !v.is_finite())
-                    {
-                        return Err(err(
-                            node,
-                            format!(
-                                "{} coefficients: the secure engine takes 1 to {} finite ones",
-                                c.len(),
-                                MAX_DEGREE + 1
-                            ),
-                        ));
-                    }
+                    p.check_secure().map_err(|e| err(node, e))?;
                     if options.activation == ActivationProtocol::Relu {
                         Layer::Relu
                     } else {
                         Layer::Poly {
-                            coefficients: c.clone(),
+                            coefficients: p.coefficients.clone(),
                         }
                     }
                 }

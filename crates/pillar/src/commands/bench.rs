@@ -41,7 +41,8 @@ enum BenchCommand {
     Model(super::bench_model::ModelBenchArgs),
 }
 
-/// What both secure benchmarks vary and repeat: protocols, link bandwidth, repeats, format.
+/// What both secure benchmarks vary and repeat (protocols, link bandwidth, repeats, format,
+/// seed) and how they report.
 #[derive(Debug, Args)]
 pub struct ProtocolRuns {
     /// Protocols for the activation layers, comma-separated: relu, crypten, espn,
@@ -64,6 +65,19 @@ pub struct ProtocolRuns {
     /// Fractional bits of the fixed point (8-20).
     #[arg(long, default_value_t = 16)]
     pub frac_bits: u32,
+
+    /// Seed of the inputs, the weights and the dealer (benchmarks only: a fixed seed is not
+    /// secure).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Print the rows as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Draw time against round-trip time, one line per protocol, into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
 }
 
 impl ProtocolRuns {
@@ -122,18 +136,6 @@ pub struct ActivationsArgs {
     /// Carry the messages over in-memory queues or a loopback TCP connection.
     #[arg(long, value_enum, default_value_t = TransportArg::Memory)]
     transport: TransportArg,
-
-    /// Seed of the inputs and of the dealer (benchmarks only: a fixed seed is not secure).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-
-    /// Print the rows as JSON.
-    #[arg(long)]
-    json: bool,
-
-    /// Draw time against round-trip time, one line per protocol, into this PNG.
-    #[arg(long, value_name = "FILE.png")]
-    plot: Option<PathBuf>,
 }
 
 /// `--transport`.
@@ -181,7 +183,7 @@ fn config(args: &ActivationsArgs) -> Result<Config> {
         fixed,
         coefficients,
         input_range: args.input_range,
-        seed: args.seed,
+        seed: args.runs.seed,
         transport: match args.transport {
             TransportArg::Memory => Transport::Memory,
             TransportArg::Tcp => Transport::Tcp,
@@ -213,11 +215,11 @@ fn run_activations(args: &ActivationsArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
-    if let Some(path) = &args.plot {
+    if let Some(path) = &args.runs.plot {
         crate::plot::activations(&rows, path)
             .with_context(|| format!("drawing {}", path.display()))?;
     }
-    if args.json {
+    if args.runs.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", table(&config, &rows));

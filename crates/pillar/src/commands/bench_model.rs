@@ -9,7 +9,7 @@
 //! paper: timing does not depend on them. Inputs and the dealer use a fixed seed.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -53,18 +53,6 @@ pub struct ModelBenchArgs {
     /// Protocols, link, repeats (each after one untimed inference) and format.
     #[command(flatten)]
     runs: super::bench::ProtocolRuns,
-
-    /// Seed of the weights, the input and the dealer (benchmarks only).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-
-    /// Print the rows as JSON.
-    #[arg(long)]
-    json: bool,
-
-    /// Draw online time against round-trip time, one line per protocol, into this PNG.
-    #[arg(long, value_name = "FILE.png")]
-    plot: Option<PathBuf>,
 }
 
 /// One protocol on one link.
@@ -98,14 +86,8 @@ pub struct ModelRow {
 }
 
 impl Timed for ModelRow {
-    fn protocol(&self) -> &str {
-        &self.protocol
-    }
-    fn rtt_ms(&self) -> f64 {
-        self.rtt_ms
-    }
-    fn median_s(&self) -> f64 {
-        self.median_s
+    fn point(&self) -> (&str, f64, f64) {
+        (&self.protocol, self.rtt_ms, self.median_s)
     }
 }
 
@@ -123,7 +105,7 @@ fn random_graph(args: &ModelBenchArgs) -> Result<(Graph, String)> {
         DatasetKind::Imagenet => ([3, 224, 224], 1000),
     };
     let device = burn::tensor::Device::flex();
-    device.seed(args.seed);
+    device.seed(args.runs.seed);
     let coefficients = pillar_fit::PAPER_RELU.to_vec();
     let act = move || Activation::poly(coefficients.clone(), 5.0, true);
     let net = arch
@@ -139,7 +121,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
     let fp = args.runs.check(&args.rtt_ms)?;
     let (graph, name) = random_graph(args)?;
     let n: usize = graph.input_shape.iter().product();
-    let mut rng_state = args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut rng_state = args.runs.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let pixels: Vec<f64> = (0..n)
         .map(|_| {
             rng_state ^= rng_state << 13;
@@ -175,7 +157,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
             bar.set_message(format!("{protocol} at {rtt} ms"));
             let local = Local {
                 link: Link::new(rtt, args.runs.bandwidth_mbps),
-                seed: Some(args.seed),
+                seed: Some(args.runs.seed),
                 ..Local::default()
             };
             let (_, report) = run_local(&plan, &batches, &local, &|k| bar.inc(k as u64))
@@ -209,7 +191,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
-    if let Some(path) = &args.plot {
+    if let Some(path) = &args.runs.plot {
         time_against_rtt(
             &rows,
             &format!("one secure inference of {name}, batch 1"),
@@ -218,7 +200,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
         )
         .with_context(|| format!("drawing {}", path.display()))?;
     }
-    if args.json {
+    if args.runs.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", table(args, &name, &rows));

@@ -21,25 +21,15 @@ fn color(protocol: &str) -> RGBColor {
     }
 }
 
-/// A measured row that a speed figure can place: its line, its RTT and its median time.
+/// A measured row that a speed figure can place: `(protocol, RTT in ms, median in s)`.
 pub trait Timed {
-    /// The line it belongs to.
-    fn protocol(&self) -> &str;
-    /// Emulated round-trip time, ms.
-    fn rtt_ms(&self) -> f64;
-    /// Median time, s.
-    fn median_s(&self) -> f64;
+    /// Its line, its round-trip time and its median time.
+    fn point(&self) -> (&str, f64, f64);
 }
 
 impl Timed for Row {
-    fn protocol(&self) -> &str {
-        &self.protocol
-    }
-    fn rtt_ms(&self) -> f64 {
-        self.rtt_ms
-    }
-    fn median_s(&self) -> f64 {
-        self.median_s
+    fn point(&self) -> (&str, f64, f64) {
+        (&self.protocol, self.rtt_ms, self.median_s)
     }
 }
 
@@ -68,19 +58,20 @@ pub fn time_against_rtt<R: Timed>(
         bail!("nothing was measured");
     }
     let mut lines: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in rows {
+    let rows: Vec<(&str, f64, f64)> = rows.iter().map(Timed::point).collect();
+    for &(protocol, rtt_ms, median_s) in &rows {
         lines
-            .entry(r.protocol())
+            .entry(protocol)
             .or_default()
-            .push((r.rtt_ms(), r.median_s().max(1e-6)));
+            .push((rtt_ms, median_s.max(1e-6)));
     }
     for points in lines.values_mut() {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
-    let x_max = rows.iter().map(|r| r.rtt_ms()).fold(0.0, f64::max).max(1.0) * 1.05;
+    let x_max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0) * 1.05;
     let (lo, hi) = rows
         .iter()
-        .map(|r| r.median_s().max(1e-6))
+        .map(|r| r.2.max(1e-6))
         .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
