@@ -83,6 +83,7 @@ impl Session {
     /// The offline phase: fetches the correlations `needs` (in the order the protocol will ask
     /// for them) so that the online phase does not wait for the dealer.
     pub fn prefetch(&mut self, needs: &[Need]) -> Result<(), MpcError> {
+        self.dealer.announce(needs)?;
         for need in needs {
             let words = self.dealer.generate(need)?;
             self.prefetched.push_back((need.clone(), words));
@@ -109,8 +110,10 @@ impl Session {
         }
     }
 
-    /// One round: sends `send`, returns the peer's `n` words.
-    pub(crate) fn exchange(&mut self, send: &[u64], n: usize) -> Result<Vec<u64>, MpcError> {
+    /// One round: sends `send`, returns the peer's `n` words. Protocols use it; so do
+    /// applications for their own control messages between protocol runs (a batch size, say),
+    /// which then count as rounds like any other.
+    pub fn exchange(&mut self, send: &[u64], n: usize) -> Result<Vec<u64>, MpcError> {
         let mut recv = vec![0u64; n];
         self.channel.exchange(send, &mut recv)?;
         Ok(recv)

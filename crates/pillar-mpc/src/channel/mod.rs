@@ -12,6 +12,7 @@ mod tcp;
 pub use emulator::{Emulated, Link};
 pub use memory::{MemoryChannel, memory_pair};
 pub use tcp::TcpChannel;
+pub(crate) use tcp::write_frame;
 
 use std::time::Duration;
 

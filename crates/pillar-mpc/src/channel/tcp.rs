@@ -131,7 +131,8 @@ impl TcpChannel {
     }
 }
 
-fn write_frame(writer: &mut TcpStream, send: &[u64]) -> io::Result<()> {
+/// Writes one frame: the word count, then the words, little-endian.
+pub(crate) fn write_frame(writer: &mut impl Write, send: &[u64]) -> io::Result<()> {
     writer.write_all(&(send.len() as u64).to_le_bytes())?;
     if cfg!(target_endian = "little") {
         writer.write_all(bytemuck::cast_slice(send))

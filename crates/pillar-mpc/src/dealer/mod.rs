@@ -7,12 +7,18 @@
 //! in process ([`TrustedDealer`]) or, later, from a dealer process.
 
 mod need;
+pub mod remote;
 mod seeded;
 
 pub use need::{Masks, Need};
 pub use seeded::{CorrectionSource, SeededDealer, TrustedDealer};
 
 use crate::party::Party;
+
+/// The largest correlation a dealer makes, in words of one party's share (2 GiB): far beyond
+/// what a batch of ImageNet images needs, and small enough that a corrupt size is refused
+/// rather than attempted.
+pub const MAX_NEED_WORDS: usize = 1 << 28;
 
 /// Why correlated randomness could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,12 @@ pub enum DealerError {
     /// The dealer (or its connection) is gone.
     #[error("the dealer is unavailable: {0}")]
     Unavailable(String),
+    /// The dealer refused the request (an unknown or expired session, say).
+    #[error("the dealer refused: {0}")]
+    Refused(String),
+    /// A malformed message: the peer is not a pillar dealer (or client) of this version.
+    #[error("dealer protocol error: {0}")]
+    Protocol(String),
     /// A correction of the wrong size arrived.
     #[error("the dealer sent {got} correction words for {need:?}, expected {expected}")]
     Correction {
@@ -47,6 +59,13 @@ pub trait Dealer: Send {
     /// The party this dealer serves.
     fn party(&self) -> Party;
 
+    /// Tells the dealer what [`Dealer::generate`] will be asked for next, in order, so that
+    /// a remote dealer can compute and send it ahead of the asking. The default ignores it.
+    fn announce(&mut self, needs: &[Need]) -> Result<(), DealerError> {
+        let _ = needs;
+        Ok(())
+    }
+
     /// This party's share of a fresh instance of `need`, [`Need::words`] long.
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError>;
 }
@@ -54,6 +73,10 @@ pub trait Dealer: Send {
 impl<D: Dealer + ?Sized> Dealer for Box<D> {
     fn party(&self) -> Party {
         (**self).party()
+    }
+
+    fn announce(&mut self, needs: &[Need]) -> Result<(), DealerError> {
+        (**self).announce(needs)
     }
 
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {

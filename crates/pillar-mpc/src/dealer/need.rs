@@ -6,7 +6,7 @@ use crate::kernels::{ConvGeometry, conv2d, matmul};
 /// One correlation, sized. Each variant's doc gives the layout of a party's share buffer, in
 /// order; `+` shares are additive mod 2^64, `^` shares are XOR. The dealer-sent part is marked
 /// "(corrected)": party 0 expands it from its seed like the rest, party 1 receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Need {
     /// Elementwise Beaver triple: `a+ | b+ | c+ (corrected)`, `c = a b`.
     Beaver {
@@ -137,6 +137,52 @@ impl Need {
             Need::MaskedMatmul { m, k, n, .. } => m * k + m * n,
             Need::MaskedScale { n, .. } => 2 * n,
         }
+    }
+
+    /// Checks a need that came from outside the process (a dealer's client announcing what it
+    /// will ask for): every size small enough that [`Need::words`] cannot overflow and the
+    /// buffers fit in `max_words` words, the convolution geometry valid and shifts within a
+    /// word. Sizes from a compiled plan always pass; this guards the dealer against a peer.
+    pub fn check(&self, max_words: usize) -> Result<(), DealerError> {
+        /// Any single count beyond this is refused before products are formed, so the sums of
+        /// products of at most two counts in [`Need::words`] stay far below `usize::MAX`.
+        const MAX_COUNT: usize = 1 << 28;
+        let bad = |detail: String| DealerError::Protocol(format!("{self:?}: {detail}"));
+        let counts: Vec<usize> = match *self {
+            Need::Beaver { n }
+            | Need::Square { n }
+            | Need::Cross { n }
+            | Need::CrossAnd { n }
+            | Need::Bit { n }
+            | Need::BitProduct { n }
+            | Need::WeightMask { n } => vec![n],
+            Need::FanOut { k, n } => vec![k, n],
+            Need::Matmul { m, k, n } | Need::MaskedMatmul { m, k, n, .. } => vec![m, k, n],
+            Need::Powers { n, degree } => vec![n, degree],
+            Need::PrefixAnd { n, shift } => {
+                if shift >= 64 {
+                    return Err(bad(format!("shift {shift} is beyond a 64-bit word")));
+                }
+                vec![n]
+            }
+            Need::MaskedScale {
+                n, channels, inner, ..
+            } => vec![n, channels, inner],
+            Need::Conv2d(g) | Need::MaskedConv2d { geometry: g, .. } => {
+                g.validate().map_err(|e| bad(e.to_string()))?;
+                vec![]
+            }
+        };
+        if let Some(c) = counts.iter().find(|&&c| c > MAX_COUNT) {
+            return Err(bad(format!("size {c} is beyond {MAX_COUNT}")));
+        }
+        if self.words() > max_words {
+            return Err(bad(format!(
+                "{} words is beyond the limit of {max_words}",
+                self.words()
+            )));
+        }
+        Ok(())
     }
 
     /// Words at the end of the buffer that party 1 gets from the dealer.

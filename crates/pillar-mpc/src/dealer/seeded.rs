@@ -3,12 +3,19 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use super::{Dealer, DealerError, Masks, Need};
+use super::{Dealer, DealerError, MAX_NEED_WORDS, Masks, Need};
 use crate::party::Party;
 
 /// Where party 1's corrected words come from: an in-process trusted dealer, or a dealer
 /// process streaming them over the network.
 pub trait CorrectionSource: Send {
+    /// What [`CorrectionSource::correction`] will be asked for next, in order (see
+    /// [`Dealer::announce`]). The default ignores it.
+    fn announce(&mut self, needs: &[Need]) -> Result<(), DealerError> {
+        let _ = needs;
+        Ok(())
+    }
+
     /// The corrected words of the next `need`, [`Need::correction_words`] long.
     fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError>;
 }
@@ -65,7 +72,15 @@ impl Dealer for SeededDealer {
         self.party
     }
 
+    fn announce(&mut self, needs: &[Need]) -> Result<(), DealerError> {
+        match &mut self.corrections {
+            None => Ok(()),
+            Some(source) => source.announce(needs),
+        }
+    }
+
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
+        need.check(MAX_NEED_WORDS)?;
         match &mut self.corrections {
             None => Ok(expand(&mut self.rng, need.words())),
             Some(source) => {
@@ -111,15 +126,19 @@ impl TrustedDealer {
         let mut s1 = [0u8; 32];
         master.fill_bytes(&mut s0);
         master.fill_bytes(&mut s1);
-        let dealer = TrustedDealer {
+        (
+            SeededDealer::server(s0),
+            SeededDealer::client(s1, Box::new(TrustedDealer::from_seeds(s0, s1))),
+        )
+    }
+
+    /// The dealer's side of a pair of parties seeded with `s0` and `s1`.
+    pub(crate) fn from_seeds(s0: [u8; 32], s1: [u8; 32]) -> Self {
+        TrustedDealer {
             p0: ChaCha12Rng::from_seed(s0),
             p1: ChaCha12Rng::from_seed(s1),
             masks: Masks::default(),
-        };
-        (
-            SeededDealer::server(s0),
-            SeededDealer::client(s1, Box::new(dealer)),
-        )
+        }
     }
 }
 

@@ -57,6 +57,26 @@ impl ConvGeometry {
 
     /// Checks that the kernel fits the padded input and the stride is positive.
     pub fn validate(&self) -> Result<(), MpcError> {
+        // Geometries also arrive from peers (a dealer's client, a server's architecture):
+        // bound every dimension first, so that the lengths below cannot overflow.
+        const MAX_DIM: usize = 1 << 16;
+        let dims = [
+            self.batch,
+            self.in_channels,
+            self.height,
+            self.width,
+            self.out_channels,
+            self.kernel_h,
+            self.kernel_w,
+            self.stride,
+            self.padding,
+        ];
+        if dims.iter().any(|&d| d > MAX_DIM) {
+            return Err(MpcError::invalid(
+                "conv2d",
+                format!("a dimension of {dims:?} is beyond {MAX_DIM}"),
+            ));
+        }
         if self.stride == 0 {
             return Err(MpcError::invalid("conv2d", "stride 0"));
         }

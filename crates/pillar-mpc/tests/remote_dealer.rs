@@ -1,0 +1,233 @@
+//! The dealer process: sessions over TCP, correlations that hold across the wire, a protocol
+//! run on them, and clear refusals of bad requests without taking the dealer down.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pillar_mpc::channel::memory_pair;
+use pillar_mpc::dealer::remote::{
+    DealerService, ServiceConfig, SessionId, join_session, open_session,
+};
+use pillar_mpc::dealer::{Dealer, DealerError, Need};
+use pillar_mpc::protocols::{arith, beaver};
+use pillar_mpc::{FixedPoint, Party, RingTensor, Session, Share};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A dealer on a free loopback port, serving in the background; returns its address.
+fn start(config: ServiceConfig) -> (String, Arc<DealerService>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let service = Arc::new(DealerService::new(config));
+    let serving = Arc::clone(&service);
+    std::thread::spawn(move || serving.serve(&listener));
+    (addr, service)
+}
+
+fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
+}
+
+fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_mul(*y)).collect()
+}
+
+fn matmul(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
+    pillar_mpc::kernels::matmul(m, k, n, a, b)
+}
+
+#[test]
+fn correlations_hold_across_the_wire() {
+    let (addr, service) = start(ServiceConfig::default());
+    let (id, mut d0) = open_session(&addr, TIMEOUT).unwrap();
+    assert_eq!(service.pending(), 1);
+    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    assert_eq!(service.pending(), 0);
+    assert_eq!((d0.party(), d1.party()), (Party::Server, Party::Client));
+
+    let announced = [
+        Need::WeightMask { n: 6 },
+        Need::Beaver { n: 5 },
+        Need::Matmul { m: 2, k: 3, n: 2 },
+        Need::MaskedMatmul {
+            m: 4,
+            k: 3,
+            n: 2,
+            mask: 0,
+        },
+    ];
+    d1.announce(&announced).unwrap();
+    let mut shares = Vec::new();
+    for need in &announced {
+        shares.push((d0.generate(need).unwrap(), d1.generate(need).unwrap()));
+    }
+    // One the client did not announce: fetched on demand.
+    let square = Need::Square { n: 7 };
+    let (p, q) = (d0.generate(&square).unwrap(), d1.generate(&square).unwrap());
+    let a = add(&p[..7], &q[..7]);
+    assert_eq!(add(&p[7..], &q[7..]), mul(&a, &a));
+
+    let mask = add(&shares[0].0, &shares[0].1);
+    let (p, q) = &shares[1];
+    let (a, b) = (add(&p[..5], &q[..5]), add(&p[5..10], &q[5..10]));
+    assert_eq!(add(&p[10..], &q[10..]), mul(&a, &b));
+    let (p, q) = &shares[2];
+    let (a, b) = (add(&p[..6], &q[..6]), add(&p[6..12], &q[6..12]));
+    assert_eq!(add(&p[12..], &q[12..]), matmul(2, 3, 2, &a, &b));
+    let (p, q) = &shares[3];
+    let a = add(&p[..12], &q[..12]);
+    assert_eq!(add(&p[12..], &q[12..]), matmul(4, 3, 2, &a, &mask));
+}
+
+#[test]
+fn a_protocol_runs_on_remote_dealers() {
+    let (addr, _service) = start(ServiceConfig::default());
+    let (id, d0) = open_session(&addr, TIMEOUT).unwrap();
+    let d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let (c0, c1) = memory_pair(TIMEOUT);
+    let fp = FixedPoint::default();
+    let x: Vec<f64> = (0..40).map(|i| f64::from(i) / 8.0 - 2.5).collect();
+    let y: Vec<f64> = (0..40).map(|i| 1.5 - f64::from(i) / 16.0).collect();
+    let tx = RingTensor::encode(fp, vec![40], &x).unwrap();
+    let ty = RingTensor::encode(fp, vec![40], &y).unwrap();
+    let party = |s: &mut Session| {
+        // Client holds x, server y, each shared as (v, 0) / (0, v).
+        let zero = RingTensor::zeros(vec![40]).unwrap();
+        let (sx, sy) = if s.party().is_server() {
+            (Share::new(zero), Share::new(ty.clone()))
+        } else {
+            (Share::new(tx.clone()), Share::new(zero))
+        };
+        s.prefetch(&beaver::mul_needs(40)).unwrap();
+        let z = beaver::mul(s, &sx, &sy).unwrap();
+        arith::reveal(s, &z).unwrap()
+    };
+    let mut s0 = Session::new(Party::Server, fp, c0, d0).unwrap();
+    let mut s1 = Session::new(Party::Client, fp, c1, d1).unwrap();
+    let (z0, z1) = std::thread::scope(|scope| {
+        let h = scope.spawn(|| party(&mut s1));
+        (party(&mut s0), h.join().unwrap())
+    });
+    assert_eq!(z0, z1);
+    for ((a, b), z) in x.iter().zip(&y).zip(z0.decode(fp)) {
+        assert!((a * b - z).abs() < 1e-3, "{a} * {b} gave {z}");
+    }
+}
+
+#[test]
+fn sessions_are_joined_once_and_unknown_ones_refused() {
+    let (addr, _service) = start(ServiceConfig::default());
+    let unknown: SessionId = "00112233445566778899aabbccddeeff".parse().unwrap();
+    let err = join_session(&addr, unknown, TIMEOUT).unwrap_err();
+    assert!(
+        matches!(&err, DealerError::Refused(m) if m.contains("no session 00112233")),
+        "{err}"
+    );
+    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+    assert_eq!(id.to_string().parse::<SessionId>().unwrap(), id);
+    join_session(&addr, id, TIMEOUT).unwrap();
+    let err = join_session(&addr, id, TIMEOUT).unwrap_err();
+    assert!(matches!(err, DealerError::Refused(_)), "{err}");
+    assert!("xyz".parse::<SessionId>().is_err());
+    assert!(
+        "0011223344556677889900aabbccddeeffzz"
+            .parse::<SessionId>()
+            .is_err()
+    );
+}
+
+#[test]
+fn sessions_expire() {
+    let (addr, service) = start(ServiceConfig {
+        expiry: Duration::from_millis(1),
+        ..ServiceConfig::default()
+    });
+    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(join_session(&addr, id, TIMEOUT).is_err());
+    // Opening another session sweeps the expired ones.
+    let (_id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+    assert_eq!(service.pending(), 1);
+}
+
+#[test]
+fn a_dealer_that_is_down_is_a_clear_error_at_once() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    let err = open_session(&addr, TIMEOUT).unwrap_err();
+    assert!(start.elapsed() < TIMEOUT);
+    assert!(
+        matches!(&err, DealerError::Unavailable(m) if m.contains("cannot reach the dealer at 127.0.0.1")),
+        "{err}"
+    );
+    assert!(open_session("no-such-host.invalid:1", TIMEOUT).is_err());
+}
+
+#[test]
+fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
+    let (addr, _service) = start(ServiceConfig {
+        max_need_words: 1 << 20,
+        ..ServiceConfig::default()
+    });
+    // Not a pillar peer at all.
+    let mut raw = TcpStream::connect(&addr).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    raw.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = raw.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "the dealer answered a stranger: {buf:?}");
+
+    // A client asking for more than the dealer serves gets the reason.
+    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let err = d1.generate(&Need::Beaver { n: 1 << 20 }).unwrap_err();
+    assert!(
+        matches!(&err, DealerError::Refused(m) if m.contains("beyond the limit")),
+        "{err}"
+    );
+    // Sizes whose products would overflow are refused before anything is allocated.
+    let err = d1
+        .generate(&Need::Matmul {
+            m: usize::MAX / 2,
+            k: 3,
+            n: 3,
+        })
+        .unwrap_err();
+    assert!(matches!(err, DealerError::Protocol(_)), "{err}");
+    // A mask never drawn.
+    for need in [Need::MaskedScale {
+        n: 4,
+        channels: 2,
+        inner: 2,
+        mask: 3,
+    }] {
+        let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+        let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+        let err = d1.generate(&need).unwrap_err();
+        assert!(matches!(err, DealerError::Refused(_)), "{err}");
+    }
+    // And still serves a well-formed session.
+    let (id, mut d0) = open_session(&addr, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let need = Need::Beaver { n: 3 };
+    let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
+    let (a, b) = (add(&p[..3], &q[..3]), add(&p[3..6], &q[3..6]));
+    assert_eq!(add(&p[6..], &q[6..]), mul(&a, &b));
+}
+
+#[test]
+fn a_client_asking_out_of_order_is_stopped() {
+    let (addr, _service) = start(ServiceConfig::default());
+    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    d1.announce(&[Need::Beaver { n: 2 }]).unwrap();
+    let err = d1.generate(&Need::Square { n: 2 }).unwrap_err();
+    assert!(matches!(err, DealerError::Mismatch { .. }), "{err}");
+}
