@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{bn, conv, every_op, linear, pillar_poly, tensor};
+use common::{every_op, tensor, with_loose_batchnorm};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
 use pillar_nn::exec::fixed::{self, FixedConfig};
 use pillar_nn::secure::{Layer, Plan, run_local};
-use pillar_nn::{Graph, NnError, Op, Pool, fold_batchnorm};
+use pillar_nn::{Graph, NnError, Op, fold_batchnorm};
 use proptest::prelude::*;
 
 const POLYS: [ActivationProtocol; 3] = [
@@ -18,27 +18,6 @@ const POLYS: [ActivationProtocol; 3] = [
     ActivationProtocol::HoneyBadger,
     ActivationProtocol::Crypten,
 ];
-
-/// A BatchNorm after a residual sum cannot be folded: the plan runs it as a product.
-fn with_loose_batchnorm() -> Graph {
-    let mut g = Graph::new(vec![2, 6, 6]);
-    g.chain("conv1", conv(3, 2, 3, 1, 1, 11));
-    let a = g.chain("act1", pillar_poly());
-    g.chain("conv2", conv(3, 3, 3, 1, 1, 13));
-    let b = g.chain("act2", pillar_poly());
-    g.push("add", Op::Add, vec![a, b]);
-    g.chain("bn", bn(3, 17));
-    g.chain(
-        "max",
-        Op::MaxPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
-    g.chain("flat", Op::Flatten);
-    g.chain("fc", linear(4, 27, 19, true));
-    g
-}
 
 fn options(protocol: ActivationProtocol) -> FixedConfig {
     FixedConfig {

@@ -14,8 +14,10 @@
 //! - **Online**: the client's input enters as `(0, x)`, the layers run, and the server sends
 //!   its share of the logits to the client, who alone learns them.
 
+mod check;
 mod local;
 mod plan;
+pub mod remote;
 mod run;
 
 pub use crate::exec::fixed::FixedConfig;

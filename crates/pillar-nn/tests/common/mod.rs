@@ -103,3 +103,24 @@ pub fn every_op() -> Graph {
     g.chain("fc2", linear(3, 5, 11, true));
     g
 }
+
+/// A BatchNorm after a residual sum cannot be folded: the plan runs it as a product.
+pub fn with_loose_batchnorm() -> Graph {
+    let mut g = Graph::new(vec![2, 6, 6]);
+    g.chain("conv1", conv(3, 2, 3, 1, 1, 11));
+    let a = g.chain("act1", pillar_poly());
+    g.chain("conv2", conv(3, 3, 3, 1, 1, 13));
+    let b = g.chain("act2", pillar_poly());
+    g.push("add", Op::Add, vec![a, b]);
+    g.chain("bn", bn(3, 17));
+    g.chain(
+        "max",
+        Op::MaxPool(Pool {
+            kernel: 2,
+            stride: 2,
+        }),
+    );
+    g.chain("flat", Op::Flatten);
+    g.chain("fc", linear(4, 27, 19, true));
+    g
+}

@@ -1,0 +1,312 @@
+//! Server and client as separate processes: the model owner serves, an image owner connects.
+//!
+//! # Protocol
+//! On a [`TcpChannel`] (whose handshake checks that one end is the server and the other the
+//! client), possibly under the link emulator:
+//! 1. The server asks its dealer for a session, then sends a [`Hello`]: the model's name, its
+//!    public [`Architecture`] and the session id the client must join, or why it cannot serve
+//!    (its dealer is down, say). JSON, as a length word and then the bytes packed into words.
+//! 2. The client checks the architecture ([`Architecture::validate`]), joins the dealer
+//!    session, and both run the per-connection setup ([`Connection::open`]).
+//! 3. Per request, the client sends the number of images (0 ends the connection), then both
+//!    run one batch ([`Connection::infer`]); only the client learns the logits.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pillar_mpc::channel::{Channel, Emulated, Link, TcpChannel};
+use pillar_mpc::dealer::remote::{SessionId, join_session, open_session};
+use pillar_mpc::{MpcError, Party, RingTensor, Session};
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Architecture, Plan};
+use super::run::{BatchReport, Connection, Phase};
+use crate::error::NnError;
+
+/// Largest hello accepted, in bytes (an architecture is a few kilobytes).
+const MAX_HELLO_BYTES: u64 = 16 << 20;
+
+/// Why a remote inference failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The two-party computation, its link or its dealer failed.
+    #[error(transparent)]
+    Mpc(#[from] MpcError),
+    /// The server cannot serve (it says why).
+    #[error("the server refused: {0}")]
+    Refused(String),
+    /// The peer sent something this version does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server's architecture cannot be run, or the input does not fit it.
+    #[error(transparent)]
+    Architecture(#[from] NnError),
+}
+
+impl From<pillar_mpc::channel::ChannelError> for RemoteError {
+    fn from(e: pillar_mpc::channel::ChannelError) -> Self {
+        RemoteError::Mpc(e.into())
+    }
+}
+
+impl From<pillar_mpc::dealer::DealerError> for RemoteError {
+    fn from(e: pillar_mpc::dealer::DealerError) -> Self {
+        RemoteError::Mpc(e.into())
+    }
+}
+
+/// What the server says first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Hello {
+    /// Ready to serve.
+    Ready {
+        /// The model's name (its file name), for the client's report.
+        model: String,
+        /// The public network.
+        architecture: Architecture,
+        /// The dealer session to join, 32 hex digits.
+        session: String,
+    },
+    /// Cannot serve.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+fn send_bytes(ch: &mut dyn Channel, bytes: &[u8]) -> Result<(), RemoteError> {
+    let words: Vec<u64> = bytes
+        .chunks(8)
+        .map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        })
+        .collect();
+    ch.exchange(&[bytes.len() as u64], &mut [])?;
+    ch.exchange(&words, &mut [])?;
+    Ok(())
+}
+
+fn recv_bytes(ch: &mut dyn Channel) -> Result<Vec<u8>, RemoteError> {
+    let mut len = [0u64];
+    ch.exchange(&[], &mut len)?;
+    if len[0] > MAX_HELLO_BYTES {
+        return Err(RemoteError::Protocol(format!(
+            "a message of {} bytes (at most {MAX_HELLO_BYTES})",
+            len[0]
+        )));
+    }
+    let n = len[0] as usize;
+    let mut words = vec![0u64; n.div_ceil(8)];
+    ch.exchange(&[], &mut words)?;
+    let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    bytes.truncate(n);
+    Ok(bytes)
+}
+
+/// How a server serves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The dealer's address.
+    pub dealer: String,
+    /// The emulated link to every client.
+    pub link: Link,
+    /// How long to wait for a client's next message, or the dealer.
+    pub timeout: Duration,
+    /// Most images in one request.
+    pub max_batch: usize,
+}
+
+/// What one client cost the server.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// The setup.
+    pub setup: Phase,
+    /// Per request.
+    pub batches: Vec<(usize, BatchReport)>,
+}
+
+impl Served {
+    /// Images classified.
+    pub fn images(&self) -> usize {
+        self.batches.iter().map(|(n, _)| n).sum()
+    }
+}
+
+/// Serves one client on `stream` with `plan` until it says goodbye.
+pub fn serve_client(
+    stream: TcpStream,
+    plan: &Plan,
+    model: &str,
+    options: &ServeOptions,
+) -> Result<Served, RemoteError> {
+    let tcp = TcpChannel::from_stream(stream, Party::Server, options.timeout)?;
+    let mut channel = Emulated::new(tcp, options.link);
+    let (id, dealer) = match open_session(&options.dealer, options.timeout) {
+        Ok(pair) => pair,
+        Err(e) => {
+            let hello = Hello::Refused {
+                reason: format!("the server has no dealer: {e}"),
+            };
+            send_json(&mut channel, &hello)?;
+            return Err(e.into());
+        }
+    };
+    let arch = &plan.architecture;
+    send_json(
+        &mut channel,
+        &Hello::Ready {
+            model: model.to_string(),
+            architecture: arch.clone(),
+            session: id.to_string(),
+        },
+    )?;
+    let mut s = Session::new(Party::Server, arch.fixed()?, channel, dealer)?;
+    let conn = Connection::open(&mut s, arch, Some(&plan.weights))?;
+    let mut served = Served {
+        setup: conn.setup,
+        batches: Vec::new(),
+    };
+    loop {
+        let n = s.exchange(&[], 1)?[0];
+        if n == 0 {
+            return Ok(served);
+        }
+        if n > options.max_batch as u64 {
+            return Err(RemoteError::Protocol(format!(
+                "the client asked for a batch of {n} images; this server takes at most {}",
+                options.max_batch
+            )));
+        }
+        let (_, report) = conn.infer(&mut s, n as usize, None)?;
+        served.batches.push((n as usize, report));
+    }
+}
+
+fn send_json(ch: &mut dyn Channel, hello: &Hello) -> Result<(), RemoteError> {
+    let bytes = serde_json::to_vec(hello)
+        .map_err(|e| RemoteError::Protocol(format!("cannot encode the hello: {e}")))?;
+    send_bytes(ch, &bytes)
+}
+
+/// Accepts clients on `listener` forever, one thread each, and calls `done` with each
+/// client's address and outcome. A failed client does not stop the others.
+pub fn serve(
+    listener: &TcpListener,
+    plan: Arc<Plan>,
+    model: &str,
+    options: &ServeOptions,
+    done: Arc<dyn Fn(SocketAddr, Result<Served, RemoteError>) + Send + Sync>,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept()?;
+        let (plan, model, options, done) = (
+            Arc::clone(&plan),
+            model.to_string(),
+            options.clone(),
+            Arc::clone(&done),
+        );
+        std::thread::spawn(move || done(peer, serve_client(stream, &plan, &model, &options)));
+    }
+}
+
+/// A connection to a server, before the setup.
+pub struct RemoteModel {
+    /// The model's name, as the server gives it.
+    pub model: String,
+    architecture: Architecture,
+    session: Session,
+}
+
+impl std::fmt::Debug for RemoteModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteModel")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a client's run cost it.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteReport {
+    /// The setup.
+    pub setup: Phase,
+    /// Per batch.
+    pub batches: Vec<BatchReport>,
+}
+
+impl RemoteModel {
+    /// Connects to the server at `server`, reads its hello, checks the architecture and
+    /// joins the dealer session at `dealer`.
+    pub fn connect(
+        server: &str,
+        dealer: &str,
+        link: Link,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
+        let tcp = TcpChannel::connect(server, Party::Client, timeout)?;
+        let mut channel = Emulated::new(tcp, link);
+        let bytes = recv_bytes(&mut channel)?;
+        let hello: Hello = serde_json::from_slice(&bytes)
+            .map_err(|e| RemoteError::Protocol(format!("a malformed hello: {e}")))?;
+        let (model, architecture, session) = match hello {
+            Hello::Ready {
+                model,
+                architecture,
+                session,
+            } => (model, architecture, session),
+            Hello::Refused { reason } => return Err(RemoteError::Refused(reason)),
+        };
+        architecture.validate()?;
+        let id: SessionId = session.parse()?;
+        let dealer = join_session(dealer, id, timeout)?;
+        let session = Session::new(Party::Client, architecture.fixed()?, channel, dealer)?;
+        Ok(RemoteModel {
+            model,
+            architecture,
+            session,
+        })
+    }
+
+    /// The network the server runs.
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    /// Runs the setup, then every batch (ring words at the architecture's `f`, `[n, ...]`),
+    /// calling `progress` with the images of each batch done, and says goodbye. Every batch
+    /// is checked against the architecture before anything is sent.
+    pub fn run(
+        mut self,
+        batches: &[RingTensor],
+        progress: &dyn Fn(usize),
+    ) -> Result<(Vec<RingTensor>, RemoteReport), RemoteError> {
+        for b in batches {
+            if self.architecture.check_input(b)? == 0 {
+                return Err(RemoteError::Protocol("an empty batch".into()));
+            }
+        }
+        let s = &mut self.session;
+        let conn = Connection::open(s, &self.architecture, None)?;
+        let mut report = RemoteReport {
+            setup: conn.setup,
+            batches: Vec::with_capacity(batches.len()),
+        };
+        let mut outputs = Vec::with_capacity(batches.len());
+        for b in batches {
+            let n = b.shape()[0];
+            s.exchange(&[n as u64], 0)?;
+            let (logits, batch) = conn.infer(s, n, Some(b))?;
+            outputs
+                .push(logits.ok_or_else(|| {
+                    RemoteError::Protocol("the client received no logits".into())
+                })?);
+            report.batches.push(batch);
+            progress(n);
+        }
+        s.exchange(&[0], 0)?;
+        Ok((outputs, report))
+    }
+}
