@@ -41,6 +41,13 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Measure the secure protocols' speed over emulated network links.
     Bench(commands::bench::BenchArgs),
+    /// Run the trusted dealer that hands servers and clients their correlated randomness.
+    Dealer(commands::dealer::DealerArgs),
+    /// Serve an ONNX model for secure inference: clients learn its outputs, never its weights.
+    Serve(commands::serve::ServeArgs),
+    /// Classify images with a served model by two-party computation: the server never sees
+    /// them.
+    Infer(commands::infer::InferArgs),
 }
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (index 15 in both v2 and v3; the sys
@@ -69,6 +76,9 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Dealer(args) => commands::dealer::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
+        Command::Infer(args) => commands::infer::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

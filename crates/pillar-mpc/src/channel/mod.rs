@@ -68,9 +68,16 @@ pub enum ChannelError {
     /// The connection was not opened by a pillar peer in the other role.
     #[error("handshake failed: {0}")]
     Handshake(String),
-    /// Any other socket error.
+    /// Any other socket error. (Not marked as the error's source: the message already holds
+    /// it, and a report that prints the chain would say it twice.)
     #[error("network error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ChannelError {
+    fn from(e: std::io::Error) -> Self {
+        ChannelError::Io(e)
+    }
 }
 
 /// A bidirectional link to the other party that counts rounds and bytes.

@@ -33,8 +33,8 @@ pub enum DealerError {
         /// What was asked for.
         got: Box<Need>,
     },
-    /// The dealer (or its connection) is gone.
-    #[error("the dealer is unavailable: {0}")]
+    /// The dealer (or its connection) is gone; the message says which and why.
+    #[error("{0}")]
     Unavailable(String),
     /// The dealer refused the request (an unknown or expired session, say).
     #[error("the dealer refused: {0}")]

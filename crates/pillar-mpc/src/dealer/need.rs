@@ -250,13 +250,13 @@ impl Need {
         let mask = match (self.mask(), self.mask_len()) {
             (Some(id), Some(len)) => {
                 let b = masks.0.get(id).ok_or_else(|| {
-                    DealerError::Unavailable(format!(
+                    DealerError::Protocol(format!(
                         "{self:?} uses weight mask {id}, but only {} were drawn",
                         masks.0.len()
                     ))
                 })?;
                 if b.len() != len {
-                    return Err(DealerError::Unavailable(format!(
+                    return Err(DealerError::Protocol(format!(
                         "{self:?} needs a weight mask of {len} elements; mask {id} has {}",
                         b.len()
                     )));

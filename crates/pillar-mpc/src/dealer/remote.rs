@@ -197,8 +197,14 @@ impl DealerService {
         };
         setup(&stream).map_err(|e| io_error("setting up the connection", &e))?;
         let mut hello = [0u8; 9];
+        match stream.read(&mut hello[..1]) {
+            // A connection closed before saying anything: a reachability probe.
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(io_error("reading the hello", &e)),
+        }
         stream
-            .read_exact(&mut hello)
+            .read_exact(&mut hello[1..])
             .map_err(|e| io_error("reading the hello", &e))?;
         if &hello[..8] != MAGIC {
             return Err(DealerError::Protocol(
@@ -419,9 +425,12 @@ pub fn open_session(
     let mut stream = connect(addr, ROLE_SERVER, timeout)?;
     read_status(&mut stream, addr)?;
     let mut reply = [0u8; 48];
-    stream
-        .read_exact(&mut reply)
-        .map_err(|e| io_error(&format!("reading the session from {addr}"), &e))?;
+    stream.read_exact(&mut reply).map_err(|e| {
+        io_error(
+            &format!("reading the session from the dealer at {addr}"),
+            &e,
+        )
+    })?;
     let mut id = [0u8; 16];
     let mut seed = [0u8; 32];
     id.copy_from_slice(&reply[..16]);
@@ -439,12 +448,12 @@ pub fn join_session(
     let mut stream = connect(addr, ROLE_CLIENT, timeout)?;
     stream
         .write_all(&id.0)
-        .map_err(|e| io_error(&format!("joining the session at {addr}"), &e))?;
+        .map_err(|e| io_error(&format!("joining the session at the dealer at {addr}"), &e))?;
     read_status(&mut stream, addr)?;
     let mut seed = [0u8; 32];
     stream
         .read_exact(&mut seed)
-        .map_err(|e| io_error(&format!("reading the seed from {addr}"), &e))?;
+        .map_err(|e| io_error(&format!("reading the seed from the dealer at {addr}"), &e))?;
     Ok(SeededDealer::client(
         seed,
         Box::new(RemoteCorrections {

@@ -33,6 +33,50 @@ impl DatasetKind {
         }
     }
 
+    /// Per-channel mean and standard deviation of its pixels scaled to [0, 1]: what training
+    /// subtracted and divided by, so what a client must apply to its own images.
+    pub fn normalisation(self) -> (Vec<f32>, Vec<f32>) {
+        match self {
+            DatasetKind::Mnist => (vec![mnist::MEAN], vec![mnist::STD]),
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+                (cifar::MEAN.to_vec(), cifar::STD.to_vec())
+            }
+            DatasetKind::Imagenet => (folder::MEAN.to_vec(), folder::STD.to_vec()),
+        }
+    }
+
+    /// The data set whose images have shape `[C, H, W]`, when only one has it: how a client
+    /// that knows only a model's input shape picks the normalisation.
+    pub fn for_shape(dims: &[usize]) -> Option<DatasetKind> {
+        match dims {
+            [1, 28, 28] => Some(DatasetKind::Mnist),
+            [3, 32, 32] => Some(DatasetKind::Cifar10),
+            [3, 224, 224] => Some(DatasetKind::Imagenet),
+            _ => None,
+        }
+    }
+
+    /// The classes' names, where the data set fixes them (an image folder's come from its
+    /// directory names).
+    pub fn class_names(self) -> Option<&'static [&'static str]> {
+        match self {
+            DatasetKind::Mnist => Some(&["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),
+            DatasetKind::Cifar10 => Some(&[
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ]),
+            DatasetKind::Cifar100 | DatasetKind::Imagenet => None,
+        }
+    }
+
     /// The paper's augmentation for this data set: crop with padding 4 and flips for the
     /// natural-image sets, none for digits (a flipped digit is another digit).
     pub fn default_augment(self) -> Augment {
@@ -105,8 +149,8 @@ impl DataSet {
                     train: m.train,
                     test: m.test,
                     classes: mnist::CLASSES,
-                    mean: vec![mnist::MEAN],
-                    std: vec![mnist::STD],
+                    mean: kind.normalisation().0,
+                    std: kind.normalisation().1,
                 }
             }
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
@@ -121,8 +165,8 @@ impl DataSet {
                     train,
                     test,
                     classes: variant.classes(),
-                    mean: cifar::MEAN.to_vec(),
-                    std: cifar::STD.to_vec(),
+                    mean: kind.normalisation().0,
+                    std: kind.normalisation().1,
                 }
             }
             DatasetKind::Imagenet => {
@@ -137,8 +181,8 @@ impl DataSet {
                     train,
                     test,
                     classes: classes.len(),
-                    mean: folder::MEAN.to_vec(),
-                    std: folder::STD.to_vec(),
+                    mean: kind.normalisation().0,
+                    std: kind.normalisation().1,
                 }
             }
         })
@@ -179,27 +223,26 @@ impl DataSet {
                     image.clear();
                     image.extend_from_slice(&split.image(i)?);
                     augment.apply_drawn(image, [c, h, w], draw, scratch);
-                    self.normalise_image(image, h * w, dst);
+                    normalise_image(&self.mean, &self.std, image, h * w, dst);
                     Ok(())
                 },
             )?;
         Ok(out)
     }
+}
 
-    /// Writes `(p / 255 - mean) / std` of every raw pixel of one `[C, H, W]` image to `dst`.
-    fn normalise_image(&self, image: &[u8], plane: usize, dst: &mut [f32]) {
-        for (ch, (pixels, out)) in image
-            .chunks_exact(plane.max(1))
-            .zip(dst.chunks_exact_mut(plane.max(1)))
-            .enumerate()
-        {
-            let (m, s) = (
-                self.mean[ch % self.mean.len()],
-                self.std[ch % self.std.len()],
-            );
-            for (o, &p) in out.iter_mut().zip(pixels) {
-                *o = (f32::from(p) / 255.0 - m) / s;
-            }
+/// Writes `(p / 255 - mean) / std` of every raw pixel of one `[C, H, W]` image to `dst`, with
+/// channel `c`'s `mean[c]` and `std[c]` (repeated if shorter).
+pub fn normalise_image(mean: &[f32], std: &[f32], image: &[u8], plane: usize, dst: &mut [f32]) {
+    for (ch, (pixels, out)) in image
+        .chunks_exact(plane.max(1))
+        .zip(dst.chunks_exact_mut(plane.max(1)))
+        .enumerate()
+    {
+        let m = mean.get(ch % mean.len().max(1)).copied().unwrap_or(0.0);
+        let s = std.get(ch % std.len().max(1)).copied().unwrap_or(1.0);
+        for (o, &p) in out.iter_mut().zip(pixels) {
+            *o = (f32::from(p) / 255.0 - m) / s;
         }
     }
 }

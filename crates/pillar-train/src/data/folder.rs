@@ -119,29 +119,64 @@ pub fn load_split(
 /// Errors name the file: [`DataError::Io`] when it cannot be opened, [`DataError::Folder`]
 /// when it does not decode.
 pub fn decode(path: &Path, geometry: Geometry) -> Result<Vec<u8>, DataError> {
+    let side = geometry.crop as usize;
+    decode_sized(path, [3, side, side], geometry.resize)
+}
+
+/// One image as channel-major bytes of `[c, h, w]` (`c` 1: luma, 3: RGB): resized so that its
+/// shorter side is `resize` (and it covers `h x w`), then centre-cropped to `h x w`.
+pub fn decode_sized(path: &Path, [c, h, w]: [usize; 3], resize: u32) -> Result<Vec<u8>, DataError> {
+    let bad = |detail: String| DataError::Folder {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let (Ok(ch), Ok(cw)) = (u32::try_from(h), u32::try_from(w)) else {
+        return Err(bad(format!("{h}x{w} is too large an image")));
+    };
+    if (c != 1 && c != 3) || ch == 0 || cw == 0 {
+        return Err(bad(format!(
+            "cannot make a [{c}, {h}, {w}] image: 1 (grey) or 3 (RGB) channels"
+        )));
+    }
     let reader = image::ImageReader::open(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let img = reader.decode().map_err(|e| DataError::Folder {
-        path: path.to_path_buf(),
-        detail: format!("cannot decode: {e}"),
-    })?;
-    let (w, h) = (img.width().max(1), img.height().max(1));
-    let scale = f64::from(geometry.resize) / f64::from(w.min(h));
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let img = reader
+        .decode()
+        .map_err(|e| bad(format!("cannot decode: {e}")))?;
+    let (iw, ih) = (img.width().max(1), img.height().max(1));
+    let scale = f64::from(resize.max(1)) / f64::from(iw.min(ih));
     let (nw, nh) = (
-        ((f64::from(w) * scale).round() as u32).max(geometry.crop),
-        ((f64::from(h) * scale).round() as u32).max(geometry.crop),
+        ((f64::from(iw) * scale).round() as u32).max(cw),
+        ((f64::from(ih) * scale).round() as u32).max(ch),
     );
-    let rgb = img.resize_exact(nw, nh, FilterType::Triangle).to_rgb8();
-    let (x0, y0) = ((nw - geometry.crop) / 2, (nh - geometry.crop) / 2);
-    let side = geometry.crop as usize;
-    let mut out = vec![0u8; 3 * side * side];
-    for y in 0..side {
-        for x in 0..side {
-            let p = rgb.get_pixel(x0 + x as u32, y0 + y as u32);
-            for c in 0..3 {
-                out[c * side * side + y * side + x] = p[c];
+    let resized = img.resize_exact(nw, nh, FilterType::Triangle);
+    let (x0, y0) = ((nw - cw) / 2, (nh - ch) / 2);
+    let mut out = vec![0u8; c * h * w];
+    let plane = h * w;
+    let mut put = |x: usize, y: usize, channel: usize, v: u8| out[channel * plane + y * w + x] = v;
+    if c == 1 {
+        let grey = resized.to_luma8();
+        for y in 0..h {
+            for x in 0..w {
+                put(x, y, 0, grey.get_pixel(x0 + x as u32, y0 + y as u32)[0]);
+            }
+        }
+    } else {
+        let rgb = resized.to_rgb8();
+        for y in 0..h {
+            for x in 0..w {
+                let p = rgb.get_pixel(x0 + x as u32, y0 + y as u32);
+                for (channel, &v) in p.0.iter().enumerate() {
+                    put(x, y, channel, v);
+                }
             }
         }
     }

@@ -113,7 +113,7 @@ pub enum DataError {
         record: usize,
     },
     /// A folder data set with something unusable in it.
-    #[error("{path}: {detail}")]
+    #[error("{}{detail}", if path.as_os_str().is_empty() { String::new() } else { format!("{}: ", path.display()) })]
     Folder {
         /// The folder or file.
         path: PathBuf,

@@ -3,6 +3,10 @@
 pub mod bench;
 pub mod bench_model;
 pub mod bench_train;
+pub mod dealer;
 pub mod eval;
 pub mod fit;
+pub mod infer;
+pub mod net;
+pub mod serve;
 pub mod train;

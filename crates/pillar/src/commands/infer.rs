@@ -1,0 +1,331 @@
+//! `pillar infer`: the image owner's side. It connects to a server, learns the model's public
+//! architecture, prepares its images to that input shape (decoded with `image` and normalised
+//! as the model's training data was, or taken from a data set), classifies them by two-party
+//! computation with the server and the dealer, and prints the top classes. Only this process
+//! ever sees the images and the logits.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{ArgGroup, Args};
+use indicatif::{ProgressBar, ProgressStyle};
+use pillar_nn::Tensor;
+use pillar_nn::exec::fixed;
+use pillar_nn::secure::remote::{RemoteModel, RemoteReport};
+use pillar_train::data::dataset::normalise_image;
+use pillar_train::data::folder::decode_sized;
+use pillar_train::data::{DataSet, DatasetKind};
+use serde::Serialize;
+
+use super::bench::bytes;
+use super::net::LinkArgs;
+
+/// Arguments of `pillar infer`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["input", "index"])))]
+pub struct InferArgs {
+    /// The server's address (`pillar serve --listen`).
+    #[arg(long)]
+    connect: String,
+
+    /// The dealer's address (`pillar dealer --listen`), the same the server uses.
+    #[arg(long)]
+    dealer: String,
+
+    /// Images to classify (PNG or JPEG), resized and centre-cropped to the model's input.
+    #[arg(long, num_args = 1..)]
+    input: Vec<PathBuf>,
+
+    /// Instead of files: test images of --dataset by index (comma-separated, e.g. 0,1,2).
+    #[arg(long, value_delimiter = ',')]
+    index: Vec<usize>,
+
+    /// The data set the model was trained on, for the normalisation and class names
+    /// [default: guessed from the input shape: 1x28x28 mnist, 3x32x32 cifar10, 3x224x224
+    /// imagenet].
+    #[arg(long)]
+    dataset: Option<DatasetKind>,
+
+    /// Directory with the data set's files (with --index; mnist is embedded).
+    #[arg(long)]
+    data: Option<PathBuf>,
+
+    /// Invert grey images (dark digits on a light background, where MNIST is light on dark).
+    #[arg(long)]
+    invert: bool,
+
+    /// Images per request [default: all in one].
+    #[arg(long)]
+    batch: Option<usize>,
+
+    /// Classes to show per image.
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    link: LinkArgs,
+}
+
+#[derive(Debug, Serialize)]
+struct Class {
+    class: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    probability: f64,
+    logit: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Image {
+    input: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<usize>,
+    predicted: usize,
+    top: Vec<Class>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    server: String,
+    protocol: String,
+    frac_bits: u32,
+    images: Vec<Image>,
+    requests: usize,
+    rounds_per_request: u64,
+    setup_s: f64,
+    offline_s: f64,
+    online_s: f64,
+    online_bytes_sent: u64,
+    online_bytes_received: u64,
+    setup_bytes_sent: u64,
+    offline_bytes: u64,
+}
+
+/// Runs `pillar infer`.
+pub fn run(args: &InferArgs) -> Result<()> {
+    let (link, timeout) = args.link.link()?;
+    if args.top_k == 0 || args.batch == Some(0) {
+        bail!("--top-k and --batch must be at least 1");
+    }
+    if let Some(missing) = args.input.iter().find(|p| !p.is_file()) {
+        bail!("{} is not a file", missing.display());
+    }
+    let model = RemoteModel::connect(&args.connect, &args.dealer, link, timeout)
+        .with_context(|| format!("cannot start a secure inference with {}", args.connect))?;
+    let arch = model.architecture().clone();
+    let &[c, h, w] = arch.input_shape.as_slice() else {
+        bail!(
+            "the server's model takes inputs of shape {:?}; pillar infer sends images, [C, H, W]",
+            arch.input_shape
+        );
+    };
+    let kind = match args
+        .dataset
+        .or_else(|| DatasetKind::for_shape(&arch.input_shape))
+    {
+        Some(kind) => kind,
+        None => bail!(
+            "the model's input is {:?}: pass --dataset to say how its training images were \
+             normalised",
+            arch.input_shape
+        ),
+    };
+    let (names, labels, pixels) = images(args, kind, [c, h, w])?;
+    let n = names.len();
+    let fp = arch.fixed()?;
+    let per = args.batch.unwrap_or(n).min(n);
+    let size = c * h * w;
+    let batches = pixels
+        .chunks(per * size)
+        .map(|chunk| {
+            let t = Tensor::new(vec![chunk.len() / size, c, h, w], chunk.to_vec())?;
+            fixed::encode(fp, &t)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot encode the images")?;
+
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(n as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("secure inference [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let model_name = model.model.clone();
+    let (logits, costs) = model
+        .run(&batches, &|k| bar.inc(k as u64))
+        .with_context(|| format!("the secure inference with {} failed", args.connect))?;
+    bar.finish_and_clear();
+
+    let classes = kind.class_names();
+    let mut out = Vec::with_capacity(n);
+    let values: Vec<f64> = logits.iter().flat_map(|l| l.decode(fp)).collect();
+    let k = values.len() / n.max(1);
+    for (i, (input, label)) in names.into_iter().zip(labels).enumerate() {
+        let top = top_k(&values[i * k..(i + 1) * k], args.top_k, classes);
+        out.push(Image {
+            input,
+            label,
+            predicted: top.first().map_or(0, |t| t.class),
+            top,
+        });
+    }
+    let report = summarise(args, &arch, model_name, out, &costs);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(())
+}
+
+/// Names, labels (for data set images) and normalised pixels of every image.
+type Images = (Vec<String>, Vec<Option<usize>>, Vec<f32>);
+
+fn images(args: &InferArgs, kind: DatasetKind, dims: [usize; 3]) -> Result<Images> {
+    let [c, h, w] = dims;
+    if !args.index.is_empty() {
+        let data = DataSet::load(kind, args.data.as_deref())
+            .with_context(|| format!("cannot load {kind}"))?;
+        if data.test.dims() != dims {
+            bail!(
+                "the server's model takes {dims:?} inputs, but {kind} images are {:?}",
+                data.test.dims()
+            );
+        }
+        if let Some(bad) = args.index.iter().find(|&&i| i >= data.test.len()) {
+            bail!(
+                "--index {bad}: {kind}'s test split has {} images",
+                data.test.len()
+            );
+        }
+        let pixels = data.normalise(&data.test, &args.index, None)?;
+        let names = args
+            .index
+            .iter()
+            .map(|i| format!("{kind} test #{i}"))
+            .collect();
+        let labels = args
+            .index
+            .iter()
+            .map(|&i| data.test.label(i).map(usize::from))
+            .collect();
+        return Ok((names, labels, pixels));
+    }
+    let (mean, std) = kind.normalisation();
+    // ImageNet's evaluation resizes the shorter side to 232 before the 224 crop.
+    let resize = if kind == DatasetKind::Imagenet {
+        (h * 232).div_ceil(224)
+    } else {
+        h.min(w)
+    };
+    let mut pixels = vec![0.0f32; args.input.len() * c * h * w];
+    for (path, dst) in args.input.iter().zip(pixels.chunks_mut(c * h * w)) {
+        let mut raw = decode_sized(path, dims, u32::try_from(resize).unwrap_or(u32::MAX))?;
+        if args.invert {
+            raw.iter_mut().for_each(|p| *p = 255 - *p);
+        }
+        normalise_image(&mean, &std, &raw, h * w, dst);
+    }
+    let names = args.input.iter().map(|p| p.display().to_string()).collect();
+    Ok((names, vec![None; args.input.len()], pixels))
+}
+
+fn top_k(logits: &[f64], k: usize, names: Option<&[&str]>) -> Vec<Class> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|class| Class {
+            class,
+            name: names.and_then(|n| n.get(class)).map(ToString::to_string),
+            probability: exp[class] / total,
+            logit: logits[class],
+        })
+        .collect()
+}
+
+fn summarise(
+    args: &InferArgs,
+    arch: &pillar_nn::secure::Architecture,
+    model: String,
+    images: Vec<Image>,
+    costs: &RemoteReport,
+) -> Report {
+    let sum = |f: &dyn Fn(&pillar_nn::secure::BatchReport) -> f64| -> f64 {
+        costs.batches.iter().map(f).sum()
+    };
+    let offline_words: usize = costs
+        .batches
+        .iter()
+        .zip(images.chunks(args.batch.unwrap_or(images.len()).max(1)))
+        .map(|(_, chunk)| arch.offline_words(chunk.len()).unwrap_or(0))
+        .sum();
+    Report {
+        model,
+        server: args.connect.clone(),
+        protocol: arch.options.activation.to_string(),
+        frac_bits: arch.options.frac_bits,
+        requests: costs.batches.len(),
+        rounds_per_request: costs.batches.first().map_or(0, |b| b.online.stats.rounds),
+        setup_s: costs.setup.time.as_secs_f64(),
+        offline_s: sum(&|b| b.offline.time.as_secs_f64()),
+        online_s: sum(&|b| b.online.time.as_secs_f64()),
+        online_bytes_sent: sum(&|b| b.online.stats.bytes_sent as f64) as u64,
+        online_bytes_received: sum(&|b| b.online.stats.bytes_received as f64) as u64,
+        setup_bytes_sent: costs.setup.stats.bytes_sent,
+        offline_bytes: 8 * offline_words as u64,
+        images,
+    }
+}
+
+fn print_text(r: &Report) {
+    println!(
+        "{} at {} ({}, {} rounds per request)",
+        r.model, r.server, r.protocol, r.rounds_per_request
+    );
+    let width = r.images.iter().map(|i| i.input.len()).max().unwrap_or(0);
+    for img in &r.images {
+        let top: Vec<String> = img
+            .top
+            .iter()
+            .map(|t| {
+                let name = t.name.clone().unwrap_or_else(|| t.class.to_string());
+                format!("{name} ({:.1}%)", 100.0 * t.probability)
+            })
+            .collect();
+        let label = img
+            .label
+            .map_or(String::new(), |l| format!("  [label {l}]"));
+        println!("  {:width$}  {}{label}", img.input, top.join("  "));
+    }
+    println!(
+        "{} in {}: online {:.3} s, {} sent and {} received; offline {:.3} s \
+         ({} from the dealer); setup {:.3} s",
+        count(r.images.len(), "image"),
+        count(r.requests, "request"),
+        r.online_s,
+        bytes(r.online_bytes_sent),
+        bytes(r.online_bytes_received),
+        r.offline_s,
+        bytes(r.offline_bytes),
+        r.setup_s
+    );
+}
+
+/// `1 image`, `3 images`.
+pub(crate) fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}

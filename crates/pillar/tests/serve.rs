@@ -1,0 +1,271 @@
+//! `pillar dealer`, `pillar serve` and `pillar infer` as three processes over TCP, as a user
+//! runs them: the client's classes are the fixed-point executor's, images from files and from
+//! the data set agree, and every failure is a clear error.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+
+use assert_cmd::Command;
+use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_nn::exec::fixed::{self, FixedConfig};
+use pillar_nn::{Tensor, fold_batchnorm};
+use pillar_train::data::{DataSet, DatasetKind};
+use predicates::str::contains;
+
+fn pillar() -> Command {
+    Command::cargo_bin("pillar").unwrap()
+}
+
+/// A background `pillar` process, killed when dropped.
+struct Service {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `pillar ARGS` and reads the address it prints when it listens.
+fn start(args: &[&str]) -> Service {
+    let mut child = Process::new(assert_cmd::cargo::cargo_bin!("pillar"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on"), "{args:?} printed {line:?}");
+    let addr = line.split_whitespace().last().unwrap().to_string();
+    Service { child, addr }
+}
+
+fn train(out: &Path) {
+    pillar()
+        .args([
+            "train", "--model", "convnet", "--epochs", "1", "--limit", "300", "--out",
+        ])
+        .arg(out)
+        .assert()
+        .success();
+}
+
+fn infer_json(server: &str, dealer: &str, args: &[&str]) -> serde_json::Value {
+    let output = pillar()
+        .args(["infer", "--connect", server, "--dealer", dealer, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn three_processes_classify_as_the_fixed_executor_does() {
+    let dir = tempfile::tempdir().unwrap();
+    train(dir.path());
+    let model = dir.path().join("model.onnx");
+    let dealer = start(&["dealer", "--listen", "127.0.0.1:0"]);
+    let server = start(&[
+        "serve",
+        "--model",
+        model.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--dealer",
+        &dealer.addr,
+        "--protocol",
+        "espn",
+    ]);
+    let indices = [0usize, 1, 2, 3, 4];
+    let report = infer_json(
+        &server.addr,
+        &dealer.addr,
+        &["--index", "0,1,2,3,4", "--batch", "2", "--top-k", "10"],
+    );
+    for key in [
+        "model",
+        "protocol",
+        "rounds_per_request",
+        "online_s",
+        "offline_s",
+        "setup_s",
+        "online_bytes_sent",
+        "offline_bytes",
+    ] {
+        assert!(!report[key].is_null(), "{key} missing in {report}");
+    }
+    assert_eq!(report["protocol"], "espn");
+    assert_eq!(report["requests"], 3);
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images.len(), 5);
+
+    // The same images through the fixed-point executor, in process.
+    let graph = fold_batchnorm(&pillar_nn::onnx::load(&model).unwrap()).unwrap();
+    let data = DataSet::load(DatasetKind::Mnist, None).unwrap();
+    let pixels = data.normalise(&data.test, &indices, None).unwrap();
+    let input = Tensor::new(vec![5, 1, 28, 28], pixels).unwrap();
+    let config = FixedConfig {
+        frac_bits: 16,
+        activation: ActivationProtocol::Espn,
+    };
+    let want = fixed::run(&graph, &input, &config).unwrap().logits;
+    for (i, img) in images.iter().enumerate() {
+        assert_eq!(img["label"], u64::from(data.test.label(i).unwrap()));
+        for class in img["top"].as_array().unwrap() {
+            let c = class["class"].as_u64().unwrap() as usize;
+            let got = class["logit"].as_f64().unwrap();
+            let expected = f64::from(want.data()[i * 10 + c]);
+            assert!(
+                (got - expected).abs() < 0.01,
+                "image {i} class {c}: {got} vs {expected}"
+            );
+        }
+    }
+
+    // A PNG of test image 0 is classified as the data set's image 0.
+    let raw = data.test.image(0).unwrap().to_vec();
+    let png = dir.path().join("digit.png");
+    image::GrayImage::from_raw(28, 28, raw)
+        .unwrap()
+        .save(&png)
+        .unwrap();
+    let from_file = infer_json(
+        &server.addr,
+        &dealer.addr,
+        &["--input", png.to_str().unwrap()],
+    );
+    assert_eq!(from_file["images"][0]["predicted"], images[0]["predicted"]);
+    let a = from_file["images"][0]["top"][0]["logit"].as_f64().unwrap();
+    let b = images[0]["top"][0]["logit"].as_f64().unwrap();
+    assert!((a - b).abs() < 0.01, "{a} vs {b}");
+
+    // Text output for people.
+    pillar()
+        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+        .args(["--index", "7"])
+        .assert()
+        .success()
+        .stdout(contains("mnist test #7"))
+        .stdout(contains("1 image in 1 request"));
+
+    // Bad input from the client: clear errors, and the server keeps serving.
+    pillar()
+        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+        .args(["--input", "no-such-file.png"])
+        .assert()
+        .failure()
+        .stderr(contains("no-such-file.png is not a file"));
+    let garbage = dir.path().join("garbage.png");
+    std::fs::write(&garbage, b"not an image").unwrap();
+    pillar()
+        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+        .args(["--input", garbage.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(contains("garbage.png"));
+    pillar()
+        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+        .args(["--index", "5000"])
+        .assert()
+        .failure()
+        .stderr(contains("--index 5000"));
+    let again = infer_json(&server.addr, &dealer.addr, &["--index", "3"]);
+    assert_eq!(again["images"][0]["predicted"], images[3]["predicted"]);
+}
+
+#[test]
+fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    // No server.
+    let nowhere = free();
+    pillar()
+        .args([
+            "infer",
+            "--connect",
+            &nowhere,
+            "--dealer",
+            &nowhere,
+            "--index",
+            "0",
+        ])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(contains(format!(
+            "cannot start a secure inference with {nowhere}"
+        )));
+    // A model that is not ONNX: refused before listening.
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"\x08\x07garbage").unwrap();
+    pillar()
+        .args([
+            "serve",
+            "--model",
+            bad.to_str().unwrap(),
+            "--dealer",
+            &nowhere,
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .assert()
+        .failure()
+        .stderr(contains("cannot load"));
+    // A server whose dealer is down refuses its clients, saying why.
+    train(dir.path());
+    let model = dir.path().join("model.onnx");
+    let server = start(&[
+        "serve",
+        "--model",
+        model.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--dealer",
+        &nowhere,
+    ]);
+    pillar()
+        .args([
+            "infer",
+            "--connect",
+            &server.addr,
+            "--dealer",
+            &nowhere,
+            "--index",
+            "0",
+        ])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(contains("the server has no dealer"))
+        .stderr(contains("cannot reach the dealer"));
+    // Bad link flags.
+    pillar()
+        .args([
+            "infer",
+            "--connect",
+            &server.addr,
+            "--dealer",
+            &nowhere,
+            "--index",
+            "0",
+        ])
+        .arg("--rtt-ms=-3")
+        .assert()
+        .failure()
+        .stderr(contains("--rtt-ms -3: a round-trip time"));
+}
