@@ -45,6 +45,9 @@ enum Command {
     Dealer(commands::dealer::DealerArgs),
     /// Serve an ONNX model for secure inference: clients learn its outputs, never its weights.
     Serve(commands::serve::ServeArgs),
+    /// The whole system on the embedded MNIST: fit, train a polynomial and a ReLU network,
+    /// classify digits securely over an emulated WAN, compare.
+    Demo(commands::demo::DemoArgs),
     /// Classify images with a served model by two-party computation: the server never sees
     /// them.
     Infer(commands::infer::InferArgs),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Dealer(args) => commands::dealer::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
         Command::Infer(args) => commands::infer::run(&args),
+        Command::Demo(args) => commands::demo::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

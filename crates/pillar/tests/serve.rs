@@ -269,3 +269,47 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
         .failure()
         .stderr(contains("--rtt-ms -3: a round-trip time"));
 }
+
+#[test]
+fn demo_trains_serves_and_compares_both_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    pillar()
+        .args([
+            "demo", "--epochs", "2", "--images", "3", "--rtt-ms", "0", "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("[4/4] classify"))
+        .stdout(contains("pillar serve --model"));
+    for file in [
+        "report.json",
+        "fit.png",
+        "fit.json",
+        "poly/model.onnx",
+        "poly/curves.png",
+        "relu/model.onnx",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let nets = report["networks"].as_array().unwrap();
+    assert_eq!(nets.len(), 2);
+    let rounds = |i: usize| nets[i]["rounds_per_image"].as_u64().unwrap();
+    // One round per linear and activation layer against about ten per exact ReLU layer.
+    assert!(rounds(0) < rounds(1), "{report}");
+    for net in nets {
+        assert_eq!(net["images"], 3);
+        assert!(net["max_logit_error"].as_f64().unwrap() < 0.05, "{net}");
+        assert!(net["plain_accuracy"].as_f64().unwrap() > 0.5, "{net}");
+    }
+    let fitted: Vec<f64> = report["polynomial"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_f64().unwrap())
+        .collect();
+    assert_eq!(fitted, pillar_fit::PAPER_RELU.to_vec());
+}

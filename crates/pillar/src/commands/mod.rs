@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_model;
 pub mod bench_train;
 pub mod dealer;
+pub mod demo;
 pub mod eval;
 pub mod fit;
 pub mod infer;

@@ -1,0 +1,418 @@
+//! `pillar demo`: the whole system in one command, on the embedded MNIST digits.
+//!
+//! 1. fit the degree-4 polynomial that replaces ReLU (exact integer least squares);
+//! 2. train a small CNN with it (PILLAR) and its twin with exact ReLU, and export both to ONNX;
+//! 3. start a dealer and one server per network, and connect a client to each, over TCP on
+//!    the loopback interface under an emulated WAN link;
+//! 4. classify a handful of test digits securely, one request per digit, with both networks.
+//!
+//! It prints what a newcomer wants to see (accuracy in the clear and encrypted, time and
+//! rounds per digit for polynomial and exact ReLU) and writes everything to one directory.
+//! The parties run as threads of this process, through the same code as `pillar dealer`,
+//! `pillar serve` and `pillar infer`, whose commands it prints for running them apart.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser};
+use indicatif::{ProgressBar, ProgressStyle};
+use pillar_fit::budget::Precision;
+use pillar_fit::{FitReport, FitSpec, Method, Target};
+use pillar_mpc::channel::Link;
+use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
+use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_nn::exec::fixed;
+use pillar_nn::secure::remote::{RemoteModel, ServeOptions, serve};
+use pillar_nn::secure::{FixedConfig, Plan};
+use pillar_nn::{Tensor, fold_batchnorm};
+use pillar_train::data::{DataSet, DatasetKind};
+use serde::Serialize;
+
+use super::bench::bytes;
+use super::train::TrainArgs;
+
+/// Arguments of `pillar demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the models, plots and report.
+    #[arg(long, default_value = "pillar-demo")]
+    out: PathBuf,
+
+    /// Training epochs of each network.
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+
+    /// Test digits to classify securely with each network.
+    #[arg(long, default_value_t = 8)]
+    images: usize,
+
+    /// Round-trip time of the emulated link between client and server, in milliseconds.
+    #[arg(long, default_value_t = 100.0)]
+    rtt_ms: f64,
+
+    /// Polynomial protocol: honeybadger, espn or crypten.
+    #[arg(long, default_value = "honeybadger")]
+    protocol: ActivationProtocol,
+}
+
+/// `pillar train`'s arguments, parsed from a command line the demo writes.
+#[derive(Debug, Parser)]
+struct TrainCli {
+    #[command(flatten)]
+    args: TrainArgs,
+}
+
+/// One network's results.
+#[derive(Debug, Serialize)]
+struct Network {
+    activation: String,
+    protocol: String,
+    model: PathBuf,
+    /// Test accuracy in floating point, all 1,996 test digits.
+    plain_accuracy: f64,
+    /// Digits classified securely.
+    images: usize,
+    secure_correct: usize,
+    /// Digits whose secure class is the floating-point class.
+    agree_with_plain: usize,
+    /// Largest |secure - float| logit.
+    max_logit_error: f64,
+    rounds_per_image: u64,
+    online_s_per_image: f64,
+    online_bytes_per_image: f64,
+    offline_bytes_per_image: f64,
+    setup_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    rtt_ms: f64,
+    polynomial: Vec<f64>,
+    polynomial_max_error: f64,
+    indices: Vec<usize>,
+    networks: Vec<Network>,
+    speedup: f64,
+}
+
+/// Runs `pillar demo`.
+pub fn run(args: &DemoArgs) -> Result<()> {
+    if args.images == 0 || args.epochs == 0 {
+        bail!("--images and --epochs must be at least 1");
+    }
+    if !(args.rtt_ms.is_finite() && args.rtt_ms >= 0.0) {
+        bail!(
+            "--rtt-ms {}: give a non-negative number of milliseconds",
+            args.rtt_ms
+        );
+    }
+    if args.protocol == ActivationProtocol::Relu {
+        bail!("--protocol relu: the demo compares a polynomial protocol with exact ReLU");
+    }
+    let start = Instant::now();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+
+    println!("[1/4] fit: ReLU on [-5, 5] by a degree-4 polynomial with 10-bit coefficients");
+    let fit = fit(&args.out)?;
+
+    println!(
+        "[2/4] train: a small CNN on the embedded MNIST digits, {} each, with the \
+         polynomial (PILLAR; its first epoch trains only the out-of-range penalty) and with \
+         exact ReLU",
+        super::infer::count(args.epochs, "epoch")
+    );
+    let poly = train(args, "poly", &fit.coefficients)?;
+    let relu = train(args, "relu", &fit.coefficients)?;
+
+    println!(
+        "[3/4] serve: a dealer, one server per network and their client, over TCP on \
+         127.0.0.1 with an emulated {} ms round trip",
+        args.rtt_ms
+    );
+    let link = Link::new(args.rtt_ms, None);
+    let dealer = start_dealer()?;
+    let data = DataSet::load(DatasetKind::Mnist, None)?;
+    let indices: Vec<usize> = (0..args.images.min(data.test.len())).collect();
+
+    println!(
+        "[4/4] classify: {} test digits, one secure request each, per network",
+        indices.len()
+    );
+    let mut networks = Vec::new();
+    for (name, dir, protocol) in [
+        ("polynomial", &poly, args.protocol),
+        ("exact ReLU", &relu, ActivationProtocol::Relu),
+    ] {
+        networks.push(classify(
+            name, dir, protocol, &dealer, link, &data, &indices,
+        )?);
+    }
+    let speedup = networks[1].online_s_per_image / networks[0].online_s_per_image.max(1e-9);
+    let report = Report {
+        rtt_ms: args.rtt_ms,
+        polynomial: fit.coefficients.clone(),
+        polynomial_max_error: fit.max_error,
+        indices,
+        networks,
+        speedup,
+    };
+    let json = args.out.join("report.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    summarise(args, &report, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn fit(out: &Path) -> Result<FitReport> {
+    let spec = FitSpec::new(Target::Relu, 4, 5.0, 10)?;
+    let report = FitReport::new(&spec, Method::Exact, Precision::default(), 5.0)?;
+    let scale = f64::from(report.bits).exp2();
+    let terms: Vec<String> = report
+        .coefficients
+        .iter()
+        .enumerate()
+        .map(|(j, c)| {
+            let a = c * scale;
+            let sign = if j == 0 {
+                ""
+            } else if a < 0.0 {
+                "- "
+            } else {
+                "+ "
+            };
+            let a = if j == 0 { a } else { a.abs() };
+            match j {
+                0 => format!("{a}"),
+                1 => format!("{sign}{a} x"),
+                _ => format!("{sign}{a} x^{j}"),
+            }
+        })
+        .collect();
+    let plot = out.join("fit.png");
+    crate::plot::fit(&report, &plot).with_context(|| format!("cannot draw {}", plot.display()))?;
+    std::fs::write(out.join("fit.json"), serde_json::to_string_pretty(&report)?)?;
+    println!(
+        "      p(x) = ({}) / {scale}; max error {:.3} on the range (plot: {})",
+        terms.join(" "),
+        report.max_error,
+        plot.display()
+    );
+    Ok(report)
+}
+
+/// Trains one network with `pillar train` and returns its directory.
+fn train(args: &DemoArgs, activation: &str, coefficients: &[f64]) -> Result<PathBuf> {
+    let dir = args.out.join(activation);
+    std::fs::create_dir_all(&dir)?;
+    // The fitted polynomial goes to training through a config file, as a user would pass it.
+    let config = dir.join("demo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "coefficients = [{}]\n",
+            coefficients
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )?;
+    let epochs = args.epochs.to_string();
+    let cli = TrainCli::try_parse_from([
+        "train".as_ref(),
+        "--model".as_ref(),
+        "convnet".as_ref(),
+        "--activation".as_ref(),
+        activation.as_ref(),
+        "--epochs".as_ref(),
+        epochs.as_ref(),
+        "--lr-warmup-epochs".as_ref(),
+        "1".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+    ])?;
+    super::train::run(&cli.args)?;
+    Ok(dir)
+}
+
+fn start_dealer() -> Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
+    let addr = listener.local_addr()?.to_string();
+    let service = Arc::new(DealerService::new(ServiceConfig::default()));
+    std::thread::spawn(move || service.serve(&listener));
+    Ok(addr)
+}
+
+fn start_server(plan: Plan, dealer: &str, link: Link) -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
+    let addr = listener.local_addr()?;
+    let options = ServeOptions {
+        dealer: dealer.to_string(),
+        link,
+        timeout: pillar_mpc::channel::DEFAULT_TIMEOUT,
+        max_batch: 1,
+    };
+    std::thread::spawn(move || {
+        serve(
+            &listener,
+            Arc::new(plan),
+            "model.onnx",
+            &options,
+            Arc::new(|peer, outcome| {
+                if let Err(e) = outcome {
+                    tracing::warn!("demo server: client {peer}: {e}");
+                }
+            }),
+        )
+    });
+    Ok(addr)
+}
+
+/// Serves `dir/model.onnx` and classifies `indices` through it, one request per digit.
+fn classify(
+    name: &str,
+    dir: &Path,
+    protocol: ActivationProtocol,
+    dealer: &str,
+    link: Link,
+    data: &DataSet,
+    indices: &[usize],
+) -> Result<Network> {
+    let model = dir.join("model.onnx");
+    let graph = pillar_nn::onnx::load(&model)?;
+    let config = FixedConfig {
+        frac_bits: 16,
+        activation: protocol,
+    };
+    let plan = Plan::compile(&graph, config)?;
+    let server = start_server(plan, dealer, link)?;
+    let client = RemoteModel::connect(
+        &server.to_string(),
+        dealer,
+        link,
+        pillar_mpc::channel::DEFAULT_TIMEOUT,
+    )?;
+    let fp = client.architecture().fixed()?;
+    let pixels = data.normalise(&data.test, indices, None)?;
+    let plain_input = Tensor::new(vec![indices.len(), 1, 28, 28], pixels.clone())?;
+    let plain = pillar_nn::exec::float::run(&fold_batchnorm(&graph)?, &plain_input)?;
+    let batches = pixels
+        .chunks(28 * 28)
+        .map(|p| fixed::encode(fp, &Tensor::new(vec![1, 1, 28, 28], p.to_vec())?))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bar = ProgressBar::new(indices.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("      {msg:12} [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(name.to_string());
+    let (logits, report) = client.run(&batches, &|n| bar.inc(n as u64))?;
+    bar.finish();
+
+    let classes = plain.shape()[1];
+    let argmax = |v: &[f64]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i)
+    };
+    let (mut correct, mut agree, mut worst) = (0, 0, 0.0f64);
+    for (i, (&index, l)) in indices.iter().zip(&logits).enumerate() {
+        let secure = l.decode(fp);
+        let float: Vec<f64> = plain.data()[i * classes..(i + 1) * classes]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let label = data.test.label(index).map(usize::from);
+        correct += usize::from(label == Some(argmax(&secure)));
+        agree += usize::from(argmax(&secure) == argmax(&float));
+        for (a, b) in secure.iter().zip(&float) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    let n = indices.len() as f64;
+    let per = |f: &dyn Fn(&pillar_nn::secure::BatchReport) -> f64| {
+        report.batches.iter().map(f).sum::<f64>() / n
+    };
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json"))?)?;
+    let arch = Plan::compile(&graph, config)?.architecture;
+    Ok(Network {
+        activation: name.to_string(),
+        protocol: protocol.to_string(),
+        model,
+        plain_accuracy: metrics["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+        images: indices.len(),
+        secure_correct: correct,
+        agree_with_plain: agree,
+        max_logit_error: worst,
+        rounds_per_image: report.batches.first().map_or(0, |b| b.online.stats.rounds),
+        online_s_per_image: per(&|b| b.online.time.as_secs_f64()),
+        online_bytes_per_image: per(&|b| {
+            (b.online.stats.bytes_sent + b.online.stats.bytes_received) as f64
+        }),
+        offline_bytes_per_image: 8.0 * arch.offline_words(1)? as f64,
+        setup_s: report.setup.time.as_secs_f64(),
+    })
+}
+
+fn summarise(args: &DemoArgs, r: &Report, seconds: f64) {
+    println!();
+    println!(
+        "{:<12} {:>14} {:>16} {:>7} {:>16} {:>19}",
+        "network",
+        "plain accuracy",
+        "secure correct",
+        "rounds",
+        "time per digit",
+        "traffic per digit"
+    );
+    for n in &r.networks {
+        println!(
+            "{:<12} {:>13.2}% {:>11}/{:<4} {:>7} {:>14.3} s {:>19}",
+            n.activation,
+            100.0 * n.plain_accuracy,
+            n.secure_correct,
+            n.images,
+            n.rounds_per_image,
+            n.online_s_per_image,
+            bytes(n.online_bytes_per_image as u64)
+        );
+    }
+    let poly = &r.networks[0];
+    println!(
+        "\nAt {} ms round trip, the polynomial network classifies a digit {:.1}x faster than \
+         exact ReLU ({} rounds instead of {}), and its secure classes equal the plaintext \
+         ones on {}/{} digits (largest logit error {:.3}).",
+        r.rtt_ms,
+        r.speedup,
+        poly.rounds_per_image,
+        r.networks[1].rounds_per_image,
+        poly.agree_with_plain,
+        poly.images,
+        poly.max_logit_error
+    );
+    let out = args.out.display();
+    println!("\nWritten to {out}/ in {seconds:.0} s:");
+    println!("  report.json            everything above, per network");
+    println!("  fit.png, fit.json      the polynomial against ReLU");
+    println!("  poly/, relu/           model.onnx, metrics.json, curves.png (training curves)");
+    println!("\nThe same, as three processes (each in its own terminal):");
+    println!("  pillar dealer --listen 127.0.0.1:7879");
+    println!(
+        "  pillar serve --model {out}/poly/model.onnx --listen 127.0.0.1:7878 \
+         --dealer 127.0.0.1:7879 --protocol {} --rtt-ms {}",
+        args.protocol, r.rtt_ms
+    );
+    println!(
+        "  pillar infer --connect 127.0.0.1:7878 --dealer 127.0.0.1:7879 --index 0,1,2 \
+         --rtt-ms {}",
+        r.rtt_ms
+    );
+}
