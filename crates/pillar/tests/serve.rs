@@ -226,6 +226,30 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
         .assert()
         .failure()
         .stderr(contains("cannot load"));
+    // A model with an operator the secure engine lacks: named, before listening.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pillar-nn/tests/fixtures/relu_cnn_op18.onnx");
+    let mut bytes = std::fs::read(fixture).unwrap();
+    for at in 0..bytes.len() - 4 {
+        if &bytes[at..at + 4] == b"Relu" {
+            bytes[at..at + 4].copy_from_slice(b"Selu");
+        }
+    }
+    let selu = dir.path().join("selu.onnx");
+    std::fs::write(&selu, bytes).unwrap();
+    pillar()
+        .args([
+            "serve",
+            "--model",
+            selu.to_str().unwrap(),
+            "--dealer",
+            &nowhere,
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .assert()
+        .failure()
+        .stdout(predicates::str::is_empty())
+        .stderr(contains("unsupported operator"));
     // A server whose dealer is down refuses its clients, saying why.
     train(dir.path());
     let model = dir.path().join("model.onnx");
