@@ -305,3 +305,59 @@ fn crop_shifts_and_flip_mirrors() {
     .apply(&mut cropped, [1, 4, 4], &mut rng, &mut scratch);
     assert!(cropped.iter().all(|&p| p == 0 || original.contains(&p)));
 }
+
+#[test]
+fn single_images_decode_to_any_model_input() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 40x20 RGB image: left half red, right half blue.
+    let img = image::RgbImage::from_fn(40, 20, |x, _| {
+        if x < 20 {
+            image::Rgb([255, 0, 0])
+        } else {
+            image::Rgb([0, 0, 255])
+        }
+    });
+    let png = dir.path().join("wide.png");
+    img.save(&png).unwrap();
+    // Shorter side to 10, so 20x10, centre-cropped to 10x10: columns 5..15 of the 20.
+    let rgb = folder::decode_sized(&png, [3, 10, 10], 10).unwrap();
+    assert_eq!(rgb.len(), 300);
+    let (red, blue) = (&rgb[..100], &rgb[200..]);
+    assert!(red[0] > 200 && blue[0] < 50, "left column is red");
+    assert!(red[9] < 50 && blue[9] > 200, "right column is blue");
+    // Grey: one channel of luma.
+    let grey = folder::decode_sized(&png, [1, 10, 10], 10).unwrap();
+    assert_eq!(grey.len(), 100);
+    assert!(grey[0] > grey[9], "red is lighter than blue");
+    // A model input that is no image, and a file that is none.
+    assert!(folder::decode_sized(&png, [2, 10, 10], 10).is_err());
+    let junk = dir.path().join("junk.jpg");
+    std::fs::write(&junk, b"not a jpeg").unwrap();
+    let e = folder::decode_sized(&junk, [1, 28, 28], 28).unwrap_err();
+    assert!(e.to_string().contains("junk.jpg"), "{e}");
+}
+
+#[test]
+fn data_sets_are_known_by_their_shape() {
+    assert_eq!(
+        DatasetKind::for_shape(&[1, 28, 28]),
+        Some(DatasetKind::Mnist)
+    );
+    assert_eq!(
+        DatasetKind::for_shape(&[3, 32, 32]),
+        Some(DatasetKind::Cifar10)
+    );
+    assert_eq!(DatasetKind::for_shape(&[3, 64, 64]), None);
+    assert_eq!(DatasetKind::Mnist.class_names().unwrap()[7], "7");
+    assert_eq!(DatasetKind::Cifar10.class_names().unwrap()[3], "cat");
+    let mnist = DataSet::load(DatasetKind::Mnist, None).unwrap();
+    assert_eq!(
+        DatasetKind::Mnist.normalisation(),
+        (mnist.mean.clone(), mnist.std.clone())
+    );
+    // The data set's normalisation of an image is the free function's.
+    let raw = mnist.test.image(0).unwrap().to_vec();
+    let mut one = vec![0.0f32; 784];
+    pillar_train::data::dataset::normalise_image(&mnist.mean, &mnist.std, &raw, 784, &mut one);
+    assert_eq!(one, mnist.normalise(&mnist.test, &[0], None).unwrap());
+}
