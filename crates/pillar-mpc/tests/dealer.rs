@@ -4,22 +4,14 @@
 
 mod common;
 
-use common::input;
+use common::{add, input, mul};
 use pillar_mpc::dealer::{Dealer, Need, TrustedDealer};
 use pillar_mpc::kernels::{ConvGeometry, conv2d, matmul};
 use pillar_mpc::protocols::beaver;
 use pillar_mpc::{Local, MpcError, Party, RingTensor};
 
-fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
-}
-
 fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x ^ y).collect()
-}
-
-fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().zip(b).map(|(x, y)| x.wrapping_mul(*y)).collect()
 }
 
 /// Both parties' shares of one `need`.

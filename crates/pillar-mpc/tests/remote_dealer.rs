@@ -2,11 +2,14 @@
 //! run on them, and clear refusals of bad requests without taking the dealer down.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{add, mul};
 use pillar_mpc::channel::memory_pair;
 use pillar_mpc::dealer::remote::{
     DealerService, ServiceConfig, SessionId, join_session, open_session,
@@ -25,14 +28,6 @@ fn start(config: ServiceConfig) -> (String, Arc<DealerService>) {
     let serving = Arc::clone(&service);
     std::thread::spawn(move || serving.serve(&listener));
     (addr, service)
-}
-
-fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
-}
-
-fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().zip(b).map(|(x, y)| x.wrapping_mul(*y)).collect()
 }
 
 fn matmul(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {

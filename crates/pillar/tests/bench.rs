@@ -2,13 +2,11 @@
 //! plot, and clear errors for bad arguments. Timings are printed, never asserted.
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
+mod common;
+
+use common::pillar;
 use predicates::str::contains;
 use serde_json::Value;
-
-fn pillar() -> Command {
-    Command::cargo_bin("pillar").unwrap()
-}
 
 /// Runs `pillar bench activations ARGS --json` and returns its rows.
 fn bench_json(args: &[&str]) -> Vec<Value> {
@@ -17,18 +15,7 @@ fn bench_json(args: &[&str]) -> Vec<Value> {
 
 /// Runs `pillar bench KIND ARGS --json`, which must succeed, and returns its rows.
 fn bench_rows(kind: &str, args: &[&str]) -> Vec<Value> {
-    let out = pillar()
-        .args(["bench", kind])
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_value(common::json(&[&["bench", kind], args].concat())).unwrap()
 }
 
 #[test]

@@ -2,22 +2,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
+mod common;
+
+use common::pillar;
 use predicates::prelude::*;
 use serde_json::Value;
 
-fn pillar() -> Command {
-    Command::cargo_bin("pillar").unwrap()
-}
-
+/// Runs `pillar fit ARGS --json`.
 fn json(args: &[&str]) -> Value {
-    let out = pillar()
-        .arg("fit")
-        .args(args)
-        .arg("--json")
-        .assert()
-        .success();
-    serde_json::from_slice(&out.get_output().stdout).unwrap()
+    common::json(&[&["fit"], args].concat())
 }
 
 #[test]

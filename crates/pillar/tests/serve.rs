@@ -7,16 +7,15 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command as Process, Stdio};
 
+mod common;
+
 use assert_cmd::Command;
+use common::pillar;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_nn::exec::fixed::{self, FixedConfig};
 use pillar_nn::{Tensor, fold_batchnorm};
 use pillar_train::data::{DataSet, DatasetKind};
 use predicates::str::contains;
-
-fn pillar() -> Command {
-    Command::cargo_bin("pillar").unwrap()
-}
 
 /// A background `pillar` process, killed when dropped.
 struct Service {
@@ -58,18 +57,16 @@ fn train(out: &Path) {
         .success();
 }
 
+/// `pillar infer` against `server` and `dealer`.
+fn infer(server: &str, dealer: &str) -> Command {
+    let mut cmd = pillar();
+    cmd.args(["infer", "--connect", server, "--dealer", dealer]);
+    cmd
+}
+
+/// Runs `pillar infer ... ARGS --json`, which must succeed.
 fn infer_json(server: &str, dealer: &str, args: &[&str]) -> serde_json::Value {
-    let output = pillar()
-        .args(["infer", "--connect", server, "--dealer", dealer, "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    common::json(&[&["infer", "--connect", server, "--dealer", dealer], args].concat())
 }
 
 #[test]
@@ -153,8 +150,7 @@ fn three_processes_classify_as_the_fixed_executor_does() {
     assert!((a - b).abs() < 0.01, "{a} vs {b}");
 
     // Text output for people.
-    pillar()
-        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+    infer(&server.addr, &dealer.addr)
         .args(["--index", "7"])
         .assert()
         .success()
@@ -162,22 +158,19 @@ fn three_processes_classify_as_the_fixed_executor_does() {
         .stdout(contains("1 image in 1 request"));
 
     // Bad input from the client: clear errors, and the server keeps serving.
-    pillar()
-        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+    infer(&server.addr, &dealer.addr)
         .args(["--input", "no-such-file.png"])
         .assert()
         .failure()
         .stderr(contains("no-such-file.png is not a file"));
     let garbage = dir.path().join("garbage.png");
     std::fs::write(&garbage, b"not an image").unwrap();
-    pillar()
-        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+    infer(&server.addr, &dealer.addr)
         .args(["--input", garbage.to_str().unwrap()])
         .assert()
         .failure()
         .stderr(contains("garbage.png"));
-    pillar()
-        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+    infer(&server.addr, &dealer.addr)
         .args(["--index", "5000"])
         .assert()
         .failure()

@@ -1,27 +1,14 @@
 //! `pillar train` and `pillar eval` as a user runs them: files written, JSON keys, errors.
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
-use predicates::str::contains;
+mod common;
 
-fn pillar() -> Command {
-    Command::cargo_bin("pillar").unwrap()
-}
+use common::pillar;
+use predicates::str::contains;
 
 /// Runs `pillar eval ARGS --json`, which must succeed, and returns its report.
 fn eval_json(args: &[&str]) -> serde_json::Value {
-    let output = pillar()
-        .arg("eval")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    common::json(&[&["eval"], args].concat())
 }
 
 #[test]

@@ -66,3 +66,13 @@ pub fn tensor(shape: &[usize], data: Vec<i64>) -> RingTensor {
 pub fn signed(t: &RingTensor) -> Vec<i64> {
     t.data().iter().map(|&v| v as i64).collect()
 }
+
+/// Elementwise sum mod 2^64: two additive shares put back together.
+pub fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
+}
+
+/// Elementwise product mod 2^64.
+pub fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_mul(*y)).collect()
+}

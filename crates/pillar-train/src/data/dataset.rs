@@ -138,20 +138,13 @@ impl DataSet {
                 ),
             })
         };
-        Ok(match kind {
+        let (train, test, classes) = match kind {
             DatasetKind::Mnist => {
                 let m = match dir {
                     Some(dir) => mnist::Mnist::load(dir)?,
                     None => mnist::Mnist::embedded()?,
                 };
-                DataSet {
-                    kind,
-                    train: m.train,
-                    test: m.test,
-                    classes: mnist::CLASSES,
-                    mean: kind.normalisation().0,
-                    std: kind.normalisation().1,
-                }
+                (m.train, m.test, mnist::CLASSES)
             }
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
                 let variant = if kind == DatasetKind::Cifar10 {
@@ -160,14 +153,7 @@ impl DataSet {
                     cifar::Variant::Hundred
                 };
                 let (train, test) = cifar::load(need_dir()?, variant)?;
-                DataSet {
-                    kind,
-                    train,
-                    test,
-                    classes: variant.classes(),
-                    mean: kind.normalisation().0,
-                    std: kind.normalisation().1,
-                }
+                (train, test, variant.classes())
             }
             DatasetKind::Imagenet => {
                 // Both splits are file lists, decoded batch by batch (see `folder`).
@@ -176,15 +162,17 @@ impl DataSet {
                 let geometry = folder::Geometry::default();
                 let train = folder::load_split(root, "train", &classes, geometry, None)?;
                 let test = folder::load_split(root, "val", &classes, geometry, None)?;
-                DataSet {
-                    kind,
-                    train,
-                    test,
-                    classes: classes.len(),
-                    mean: kind.normalisation().0,
-                    std: kind.normalisation().1,
-                }
+                (train, test, classes.len())
             }
+        };
+        let (mean, std) = kind.normalisation();
+        Ok(DataSet {
+            kind,
+            train,
+            test,
+            classes,
+            mean,
+            std,
         })
     }
 
