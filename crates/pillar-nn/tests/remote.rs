@@ -236,3 +236,51 @@ fn a_client_lost_mid_inference_does_not_stop_the_server() {
     assert_eq!(logits[0].shape(), &[1, 3]);
     assert!(outcomes(&served, 1)[0].is_ok());
 }
+
+#[test]
+fn garbage_and_broken_frames_do_not_stop_the_server() {
+    let dealer = start_dealer();
+    let (server, served) = start_server(&every_op(), &dealer);
+    let connect = || {
+        let s = TcpStream::connect(&server).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s
+    };
+    // Garbage instead of a handshake.
+    let mut raw = connect();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut sink = Vec::new();
+    let _ = raw.read_to_end(&mut sink);
+    // A handshake, then a frame of the wrong length where the hello's empty answer belongs.
+    let mut raw = connect();
+    raw.write_all(b"PILLAR01\x01").unwrap();
+    raw.write_all(&1000u64.to_le_bytes()).unwrap();
+    let _ = raw.read_to_end(&mut sink);
+    // A handshake, then a truncated frame header and a hang-up.
+    let mut raw = connect();
+    raw.write_all(b"PILLAR01\x01\x00\x00\x00").unwrap();
+    raw.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = raw.read_to_end(&mut sink);
+    let mut errors: Vec<String> = outcomes(&served, 3)
+        .into_iter()
+        .map(|r| r.unwrap_err())
+        .collect();
+    errors.sort();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("handshake")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("1000 ring words")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("closed")), "{errors:?}");
+    // The next honest client is served correctly.
+    let model = RemoteModel::connect(&server, &dealer, Link::default(), TIMEOUT).unwrap();
+    let x = encode(&[1, 2, 8, 8], 9);
+    let (logits, _) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
+    let want = fixed::run_encoded(&fold_batchnorm(&every_op()).unwrap(), &x, &config())
+        .unwrap()
+        .ring;
+    for (a, b) in logits[0].data().iter().zip(want.data()) {
+        assert!((*a as i64 - *b as i64).unsigned_abs() < 400);
+    }
+}
