@@ -47,6 +47,21 @@ fn start(args: &[&str]) -> Service {
     Service { child, addr }
 }
 
+/// `pillar serve` for `model` on a free port, with `extra` flags.
+fn start_server(model: &Path, dealer: &str, extra: &[&str]) -> Service {
+    let model = model.to_str().unwrap();
+    let args = [
+        "serve",
+        "--model",
+        model,
+        "--listen",
+        "127.0.0.1:0",
+        "--dealer",
+        dealer,
+    ];
+    start(&[&args[..], extra].concat())
+}
+
 fn train(out: &Path) {
     pillar()
         .args([
@@ -55,6 +70,22 @@ fn train(out: &Path) {
         .arg(out)
         .assert()
         .success();
+}
+
+/// `pillar serve --model MODEL`, which must fail before it listens.
+fn serve_refuses(model: &Path, dealer: &str) -> assert_cmd::assert::Assert {
+    pillar()
+        .args([
+            "serve",
+            "--model",
+            model.to_str().unwrap(),
+            "--dealer",
+            dealer,
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .assert()
+        .failure()
+        .stdout(predicates::str::is_empty())
 }
 
 /// `pillar infer` against `server` and `dealer`.
@@ -75,17 +106,7 @@ fn three_processes_classify_as_the_fixed_executor_does() {
     train(dir.path());
     let model = dir.path().join("model.onnx");
     let dealer = start(&["dealer", "--listen", "127.0.0.1:0"]);
-    let server = start(&[
-        "serve",
-        "--model",
-        model.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--dealer",
-        &dealer.addr,
-        "--protocol",
-        "espn",
-    ]);
+    let server = start_server(&model, &dealer.addr, &["--protocol", "espn"]);
     let indices = [0usize, 1, 2, 3, 4];
     let report = infer_json(
         &server.addr,
@@ -158,23 +179,22 @@ fn three_processes_classify_as_the_fixed_executor_does() {
         .stdout(contains("1 image in 1 request"));
 
     // Bad input from the client: clear errors, and the server keeps serving.
-    infer(&server.addr, &dealer.addr)
-        .args(["--input", "no-such-file.png"])
-        .assert()
-        .failure()
-        .stderr(contains("no-such-file.png is not a file"));
     let garbage = dir.path().join("garbage.png");
     std::fs::write(&garbage, b"not an image").unwrap();
-    infer(&server.addr, &dealer.addr)
-        .args(["--input", garbage.to_str().unwrap()])
-        .assert()
-        .failure()
-        .stderr(contains("garbage.png"));
-    infer(&server.addr, &dealer.addr)
-        .args(["--index", "5000"])
-        .assert()
-        .failure()
-        .stderr(contains("--index 5000"));
+    for (args, error) in [
+        (
+            ["--input", "no-such-file.png"],
+            "no-such-file.png is not a file",
+        ),
+        (["--input", garbage.to_str().unwrap()], "garbage.png"),
+        (["--index", "5000"], "--index 5000"),
+    ] {
+        infer(&server.addr, &dealer.addr)
+            .args(args)
+            .assert()
+            .failure()
+            .stderr(contains(error));
+    }
     let again = infer_json(&server.addr, &dealer.addr, &["--index", "3"]);
     assert_eq!(again["images"][0]["predicted"], images[3]["predicted"]);
 }
@@ -188,16 +208,8 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
     };
     // No server.
     let nowhere = free();
-    pillar()
-        .args([
-            "infer",
-            "--connect",
-            &nowhere,
-            "--dealer",
-            &nowhere,
-            "--index",
-            "0",
-        ])
+    infer(&nowhere, &nowhere)
+        .args(["--index", "0"])
         .timeout(std::time::Duration::from_secs(30))
         .assert()
         .failure()
@@ -207,18 +219,7 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
     // A model that is not ONNX: refused before listening.
     let bad = dir.path().join("bad.onnx");
     std::fs::write(&bad, b"\x08\x07garbage").unwrap();
-    pillar()
-        .args([
-            "serve",
-            "--model",
-            bad.to_str().unwrap(),
-            "--dealer",
-            &nowhere,
-        ])
-        .args(["--listen", "127.0.0.1:0"])
-        .assert()
-        .failure()
-        .stderr(contains("cannot load"));
+    serve_refuses(&bad, &nowhere).stderr(contains("cannot load"));
     // A model with an operator the secure engine lacks: named, before listening.
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../pillar-nn/tests/fixtures/relu_cnn_op18.onnx");
@@ -230,57 +231,21 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
     }
     let selu = dir.path().join("selu.onnx");
     std::fs::write(&selu, bytes).unwrap();
-    pillar()
-        .args([
-            "serve",
-            "--model",
-            selu.to_str().unwrap(),
-            "--dealer",
-            &nowhere,
-        ])
-        .args(["--listen", "127.0.0.1:0"])
-        .assert()
-        .failure()
-        .stdout(predicates::str::is_empty())
-        .stderr(contains("unsupported operator"));
+    serve_refuses(&selu, &nowhere).stderr(contains("unsupported operator"));
     // A server whose dealer is down refuses its clients, saying why.
     train(dir.path());
     let model = dir.path().join("model.onnx");
-    let server = start(&[
-        "serve",
-        "--model",
-        model.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--dealer",
-        &nowhere,
-    ]);
-    pillar()
-        .args([
-            "infer",
-            "--connect",
-            &server.addr,
-            "--dealer",
-            &nowhere,
-            "--index",
-            "0",
-        ])
+    let server = start_server(&model, &nowhere, &[]);
+    infer(&server.addr, &nowhere)
+        .args(["--index", "0"])
         .timeout(std::time::Duration::from_secs(30))
         .assert()
         .failure()
         .stderr(contains("the server has no dealer"))
         .stderr(contains("cannot reach the dealer"));
     // Bad link flags.
-    pillar()
-        .args([
-            "infer",
-            "--connect",
-            &server.addr,
-            "--dealer",
-            &nowhere,
-            "--index",
-            "0",
-        ])
+    infer(&server.addr, &nowhere)
+        .args(["--index", "0"])
         .arg("--rtt-ms=-3")
         .assert()
         .failure()
