@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use std::net::TcpListener;
 
-use crate::channel::{Channel, DEFAULT_TIMEOUT, Emulated, Link, TcpChannel, memory_pair};
+use crate::channel::{
+    Channel, DEFAULT_TIMEOUT, Emulated, Identity, Link, Security, TcpChannel, memory_pair,
+};
 use crate::dealer::TrustedDealer;
 use crate::error::MpcError;
 use crate::party::Party;
@@ -20,8 +22,11 @@ pub enum Transport {
     /// Queues in memory: no copies through the kernel.
     #[default]
     Memory,
-    /// A TCP connection over the loopback interface: the real framing and sockets.
+    /// A plaintext TCP connection over the loopback interface: the real framing and sockets.
     Tcp,
+    /// The same inside Noise, with a fresh key pair per party: what a deployment pays for
+    /// encryption and authentication.
+    Noise,
 }
 
 impl Transport {
@@ -32,14 +37,26 @@ impl Transport {
                 let (a, b) = memory_pair(timeout);
                 Ok([Box::new(a), Box::new(b)])
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Noise => {
+                let (server_security, client_security) = if self == Transport::Noise {
+                    let (server, client) = (Identity::generate(), Identity::generate());
+                    let (server_key, client_key) = (server.public(), client.public());
+                    (
+                        Security::noise(server, vec![client_key]),
+                        Security::noise(client, vec![server_key]),
+                    )
+                } else {
+                    (Security::Plaintext, Security::Plaintext)
+                };
                 let io = |e: std::io::Error| MpcError::Channel(e.into());
                 let listener = TcpListener::bind("127.0.0.1:0").map_err(io)?;
                 let addr = listener.local_addr().map_err(io)?;
                 let (server, client) = std::thread::scope(|scope| {
-                    let client =
-                        scope.spawn(move || TcpChannel::connect(addr, Party::Client, timeout));
-                    let server = TcpChannel::accept(&listener, Party::Server, timeout);
+                    let client = scope.spawn(move || {
+                        TcpChannel::connect(addr, Party::Client, &client_security, timeout)
+                    });
+                    let server =
+                        TcpChannel::accept(&listener, Party::Server, &server_security, timeout);
                     (server, client.join())
                 });
                 let client = client.map_err(|_| {

@@ -159,8 +159,16 @@ pub(crate) fn check_same_shape(
 
 /// This party's additive share of a secret tensor: the secret is the wrapping sum of both
 /// parties' shares. A distinct type so that a share is never mistaken for a public value.
+/// Its words are wiped when it is dropped: a share alone reveals nothing, but a memory dump
+/// of both parties' would.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share(RingTensor);
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0.data);
+    }
+}
 
 impl Share {
     /// Wraps this party's share.
@@ -174,8 +182,11 @@ impl Share {
     }
 
     /// The underlying ring tensor, by value.
-    pub fn into_tensor(self) -> RingTensor {
-        self.0
+    pub fn into_tensor(mut self) -> RingTensor {
+        RingTensor {
+            shape: std::mem::take(&mut self.0.shape),
+            data: std::mem::take(&mut self.0.data),
+        }
     }
 
     /// The shape.
@@ -200,6 +211,6 @@ impl Share {
 
     /// The same share under another shape.
     pub fn reshape(self, shape: Vec<usize>) -> Result<Share, MpcError> {
-        Ok(Share(self.0.reshape(shape)?))
+        Ok(Share(self.into_tensor().reshape(shape)?))
     }
 }

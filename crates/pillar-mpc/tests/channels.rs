@@ -1,12 +1,14 @@
-//! Transports: TCP framing, the handshake, and every way a peer can misbehave ending in an
-//! error rather than a panic or a hang. The emulator's delay is checked from below only.
+//! Transports: TCP framing in plaintext and inside Noise, the handshake, and every way a peer
+//! can misbehave ending in an error rather than a panic or a hang. The emulator's delay is checked from below only.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use pillar_mpc::channel::{Channel, ChannelError, Emulated, Link, TcpChannel, memory_pair};
+use pillar_mpc::channel::{
+    Channel, ChannelError, Emulated, Identity, Link, Security, TcpChannel, memory_pair,
+};
 use pillar_mpc::protocols::arith::{reveal, share};
 use pillar_mpc::protocols::poly::espn;
 use pillar_mpc::protocols::relu;
@@ -17,22 +19,37 @@ const T: Duration = Duration::from_secs(5);
 /// A hand-made client that has said hello and read the server's.
 fn raw_client(addr: std::net::SocketAddr, read_hello: bool) -> TcpStream {
     let mut raw = TcpStream::connect(addr).unwrap();
-    raw.write_all(b"PILLAR01\x01").unwrap();
+    raw.write_all(b"PILLAR2\x00PILLAR01\x01").unwrap();
     if read_hello {
-        let mut hello = [0u8; 9];
+        let mut hello = [0u8; 8 + 9];
         raw.read_exact(&mut hello).unwrap();
     }
     raw
 }
 
-fn tcp_pair() -> (TcpChannel, TcpChannel) {
+/// Securities of a server and a client that trust each other: Noise, or both plaintext.
+fn securities(noise: bool) -> (Security, Security) {
+    if !noise {
+        return (Security::Plaintext, Security::Plaintext);
+    }
+    let (s, c) = (Identity::generate(), Identity::generate());
+    let (sk, ck) = (s.public(), c.public());
+    (Security::noise(s, vec![ck]), Security::noise(c, vec![sk]))
+}
+
+fn tcp_pair_with(noise: bool) -> (TcpChannel, TcpChannel) {
+    let (server, client) = securities(noise);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::scope(|s| {
-        let h = s.spawn(|| TcpChannel::accept(&listener, Party::Server, T).unwrap());
-        let client = TcpChannel::connect(addr, Party::Client, T).unwrap();
+        let h = s.spawn(|| TcpChannel::accept(&listener, Party::Server, &server, T).unwrap());
+        let client = TcpChannel::connect(addr, Party::Client, &client, T).unwrap();
         (h.join().unwrap(), client)
     })
+}
+
+fn tcp_pair() -> (TcpChannel, TcpChannel) {
+    tcp_pair_with(false)
 }
 
 /// Runs `peer` against a server accepting on loopback with `timeout`, and returns what
@@ -46,14 +63,27 @@ fn against_raw_peer<R>(
     let addr = listener.local_addr().unwrap();
     std::thread::scope(|s| {
         s.spawn(move || peer(addr));
-        server(TcpChannel::accept(&listener, Party::Server, timeout))
+        server(TcpChannel::accept(
+            &listener,
+            Party::Server,
+            &Security::Plaintext,
+            timeout,
+        ))
     })
 }
 
 #[test]
-fn tcp_exchanges_small_and_large_frames_both_ways() {
-    let (mut a, mut b) = tcp_pair();
-    for n in [0usize, 1, 3, 5000, 1 << 20] {
+fn tcp_exchanges_small_and_large_frames_both_ways_in_plaintext_and_noise() {
+    for noise in [false, true] {
+        exchanges_small_and_large_frames(noise);
+    }
+}
+
+fn exchanges_small_and_large_frames(noise: bool) {
+    let (mut a, mut b) = tcp_pair_with(noise);
+    assert_eq!(a.peer().is_some(), noise);
+    assert_eq!(b.peer().is_some(), noise);
+    for n in [0usize, 1, 3, 5000, 8191, 8192, 1 << 20] {
         let xa: Vec<u64> = (0..n as u64)
             .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .collect();
@@ -72,14 +102,14 @@ fn tcp_exchanges_small_and_large_frames_both_ways() {
         assert_eq!(rb, xa);
     }
     let st = a.stats();
-    assert_eq!(st.rounds, 5);
-    assert_eq!(st.bytes_sent, 8 * (1 + 3 + 5000 + (1 << 20)));
+    assert_eq!(st.rounds, 7);
+    assert_eq!(st.bytes_sent, 8 * (1 + 3 + 5000 + 8191 + 8192 + (1 << 20)));
     assert_eq!(st.bytes_sent, st.bytes_received);
 }
 
 #[test]
-fn a_protocol_runs_over_tcp() {
-    let (c0, c1) = tcp_pair();
+fn a_protocol_runs_over_noise() {
+    let (c0, c1) = tcp_pair_with(true);
     let (d0, d1) = TrustedDealer::pair_from_seed(9);
     let fp = FixedPoint::default();
     let xs = [-2.0, -0.5, 0.0, 1.25, 3.0];
@@ -112,8 +142,14 @@ fn local_parties_over_loopback_tcp_compute_an_exact_relu() {
             .map(|&v| v as u64)
             .collect(),
     );
+    for transport in [Transport::Tcp, Transport::Noise] {
+        exact_relu_over(transport, &x);
+    }
+}
+
+fn exact_relu_over(transport: Transport, x: &RingTensor) {
     let local = Local {
-        transport: Transport::Tcp,
+        transport,
         ..Local::seeded(4)
     };
     let [a, b] = local
@@ -121,7 +157,7 @@ fn local_parties_over_loopback_tcp_compute_an_exact_relu() {
             let sh = share(
                 s,
                 Party::Client,
-                (s.party() == Party::Client).then_some(&x),
+                (s.party() == Party::Client).then_some(x),
                 &[6],
             )?;
             let y = relu::relu(s, &sh)?;
@@ -204,11 +240,11 @@ fn the_handshake_rejects_strangers_and_same_roles() {
         },
         |server| server.unwrap_err(),
     );
-    assert!(err.to_string().contains("not a pillar party"), "{err}");
+    assert!(err.to_string().contains("not a pillar"), "{err}");
     let err = against_raw_peer(
         T,
         |addr| {
-            let _ = TcpChannel::connect(addr, Party::Server, T);
+            let _ = TcpChannel::connect(addr, Party::Server, &Security::Plaintext, T);
         },
         |server| server.unwrap_err(),
     );

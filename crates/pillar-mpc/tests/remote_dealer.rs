@@ -6,11 +6,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use common::{add, mul};
-use pillar_mpc::channel::memory_pair;
+use pillar_mpc::channel::{Identity, Security, memory_pair};
 use pillar_mpc::dealer::remote::{
     DealerService, ServiceConfig, SessionId, join_session, open_session,
 };
@@ -20,11 +20,32 @@ use pillar_mpc::{FixedPoint, Party, RingTensor, Session, Share};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Links of the dealer, a server and a client, each pinning the others' keys.
+struct Keys {
+    dealer: Security,
+    server: Security,
+    client: Security,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| {
+    let (d, s, c) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    let (dk, sk, ck) = (d.public(), s.public(), c.public());
+    Keys {
+        dealer: Security::noise(d, vec![sk, ck]),
+        server: Security::noise(s, vec![dk]),
+        client: Security::noise(c, vec![dk]),
+    }
+});
+
 /// A dealer on a free loopback port, serving in the background; returns its address.
 fn start(config: ServiceConfig) -> (String, Arc<DealerService>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let service = Arc::new(DealerService::new(config));
+    let service = Arc::new(DealerService::new(config, KEYS.dealer.clone()));
     let serving = Arc::clone(&service);
     std::thread::spawn(move || serving.serve(&listener));
     (addr, service)
@@ -37,9 +58,9 @@ fn matmul(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
 #[test]
 fn correlations_hold_across_the_wire() {
     let (addr, service) = start(ServiceConfig::default());
-    let (id, mut d0) = open_session(&addr, TIMEOUT).unwrap();
+    let (id, mut d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
     assert_eq!(service.pending(), 1);
-    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     assert_eq!(service.pending(), 0);
     assert_eq!((d0.party(), d1.party()), (Party::Server, Party::Client));
 
@@ -80,8 +101,8 @@ fn correlations_hold_across_the_wire() {
 #[test]
 fn a_protocol_runs_on_remote_dealers() {
     let (addr, _service) = start(ServiceConfig::default());
-    let (id, d0) = open_session(&addr, TIMEOUT).unwrap();
-    let d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let (id, d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let (c0, c1) = memory_pair(TIMEOUT);
     let fp = FixedPoint::default();
     let x: Vec<f64> = (0..40).map(|i| f64::from(i) / 8.0 - 2.5).collect();
@@ -116,15 +137,15 @@ fn a_protocol_runs_on_remote_dealers() {
 fn sessions_are_joined_once_and_unknown_ones_refused() {
     let (addr, _service) = start(ServiceConfig::default());
     let unknown: SessionId = "00112233445566778899aabbccddeeff".parse().unwrap();
-    let err = join_session(&addr, unknown, TIMEOUT).unwrap_err();
+    let err = join_session(&addr, unknown, &KEYS.client, TIMEOUT).unwrap_err();
     assert!(
         matches!(&err, DealerError::Refused(m) if m.contains("no session 00112233")),
         "{err}"
     );
-    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
     assert_eq!(id.to_string().parse::<SessionId>().unwrap(), id);
-    join_session(&addr, id, TIMEOUT).unwrap();
-    let err = join_session(&addr, id, TIMEOUT).unwrap_err();
+    join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
+    let err = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap_err();
     assert!(matches!(err, DealerError::Refused(_)), "{err}");
     assert!("xyz".parse::<SessionId>().is_err());
     assert!(
@@ -140,11 +161,11 @@ fn sessions_expire() {
         expiry: Duration::from_millis(1),
         ..ServiceConfig::default()
     });
-    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    assert!(join_session(&addr, id, TIMEOUT).is_err());
+    assert!(join_session(&addr, id, &KEYS.client, TIMEOUT).is_err());
     // Opening another session sweeps the expired ones.
-    let (_id, _d0) = open_session(&addr, TIMEOUT).unwrap();
+    let (_id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
     assert_eq!(service.pending(), 1);
 }
 
@@ -156,13 +177,13 @@ fn a_dealer_that_is_down_is_a_clear_error_at_once() {
     };
     let addr = format!("127.0.0.1:{port}");
     let start = Instant::now();
-    let err = open_session(&addr, TIMEOUT).unwrap_err();
+    let err = open_session(&addr, &KEYS.server, TIMEOUT).unwrap_err();
     assert!(start.elapsed() < TIMEOUT);
     assert!(
         matches!(&err, DealerError::Unavailable(m) if m.contains("cannot reach the dealer at 127.0.0.1")),
         "{err}"
     );
-    assert!(open_session("no-such-host.invalid:1", TIMEOUT).is_err());
+    assert!(open_session("no-such-host.invalid:1", &KEYS.server, TIMEOUT).is_err());
 }
 
 #[test]
@@ -180,8 +201,8 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
     assert!(buf.is_empty(), "the dealer answered a stranger: {buf:?}");
 
     // A client asking for more than the dealer serves gets the reason.
-    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
-    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let err = d1.generate(&Need::Beaver { n: 1 << 20 }).unwrap_err();
     assert!(
         matches!(&err, DealerError::Refused(m) if m.contains("beyond the limit")),
@@ -197,8 +218,8 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
         .unwrap_err();
     assert!(matches!(err, DealerError::Protocol(_)), "{err}");
     // A mask never drawn.
-    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
-    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let need = Need::MaskedScale {
         n: 4,
         channels: 2,
@@ -211,8 +232,8 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
         "{err}"
     );
     // And still serves a well-formed session.
-    let (id, mut d0) = open_session(&addr, TIMEOUT).unwrap();
-    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let (id, mut d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let need = Need::Beaver { n: 3 };
     let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
     let (a, b) = (add(&p[..3], &q[..3]), add(&p[3..6], &q[3..6]));
@@ -222,9 +243,48 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
 #[test]
 fn a_client_asking_out_of_order_is_stopped() {
     let (addr, _service) = start(ServiceConfig::default());
-    let (id, _d0) = open_session(&addr, TIMEOUT).unwrap();
-    let mut d1 = join_session(&addr, id, TIMEOUT).unwrap();
+    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     d1.announce(&[Need::Beaver { n: 2 }]).unwrap();
     let err = d1.generate(&Need::Square { n: 2 }).unwrap_err();
     assert!(matches!(err, DealerError::Mismatch { .. }), "{err}");
+}
+
+#[test]
+fn the_dealer_serves_only_the_parties_it_trusts() {
+    let (addr, service) = start(ServiceConfig::default());
+    // A server whose key the dealer does not know gets no session, and hears why.
+    let stranger = Identity::generate();
+    let stranger_key = stranger.public().to_string();
+    let dealer_key = match &KEYS.dealer {
+        Security::Noise { identity, .. } => identity.public(),
+        Security::Plaintext => unreachable!(),
+    };
+    let security = Security::noise(stranger, vec![dealer_key]);
+    let err = open_session(&addr, &security, TIMEOUT).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("refused") && message.contains(&stranger_key),
+        "{message}"
+    );
+    assert_eq!(service.pending(), 0);
+    // A party that pins another key for the dealer stops before sending anything.
+    let impostor = Identity::generate().public();
+    let security = Security::noise(Identity::generate(), vec![impostor]);
+    let err = open_session(&addr, &security, TIMEOUT).unwrap_err();
+    assert!(
+        err.to_string().contains("not among the keys trusted"),
+        "{err}"
+    );
+    // Plaintext is refused with the reason.
+    let err = open_session(&addr, &Security::Plaintext, TIMEOUT).unwrap_err();
+    assert!(err.to_string().contains("requires Noise"), "{err}");
+    assert_eq!(service.pending(), 0);
+    // The trusted parties are served.
+    let (id, mut d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
+    let need = Need::Square { n: 2 };
+    let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
+    let a = add(&p[..2], &q[..2]);
+    assert_eq!(add(&p[2..], &q[2..]), mul(&a, &a));
 }

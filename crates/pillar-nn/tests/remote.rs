@@ -1,6 +1,7 @@
-//! Server and client over TCP with a dealer process: the client gets the fixed executor's
-//! logits, a received architecture is checked, and a failing client or dealer is a clear error
-//! while the server goes on serving.
+//! Server and client over TCP with a dealer process, on Noise links with pinned keys: the
+//! client gets the fixed executor's logits, a received architecture is checked, and a failing,
+//! tampering or untrusted client, or a missing dealer, is a clear error while the server goes
+//! on serving.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -11,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{every_op, tensor, with_loose_batchnorm};
-use pillar_mpc::channel::Link;
+use pillar_mpc::channel::{Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_nn::exec::fixed::{self, FixedConfig};
-use pillar_nn::secure::remote::{RemoteError, RemoteModel, ServeOptions, Served, serve};
+use pillar_nn::secure::remote::{Links, RemoteError, RemoteModel, ServeOptions, Served, serve};
 use pillar_nn::secure::{Layer, Plan};
 use pillar_nn::{Graph, fold_batchnorm};
 
@@ -29,18 +30,72 @@ fn config() -> FixedConfig {
     }
 }
 
-fn start_dealer() -> String {
+/// A key pair per process, each pinning the others' public keys.
+struct Keys {
+    dealer: Arc<Identity>,
+    server: Arc<Identity>,
+    client: Arc<Identity>,
+}
+
+fn noise(me: &Arc<Identity>, peers: &[&Arc<Identity>]) -> Security {
+    Security::Noise {
+        identity: Arc::clone(me),
+        trusted: Arc::new(peers.iter().map(|p| p.public()).collect()),
+    }
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            dealer: Arc::new(Identity::generate()),
+            server: Arc::new(Identity::generate()),
+            client: Arc::new(Identity::generate()),
+        }
+    }
+
+    fn dealer(&self) -> Security {
+        noise(&self.dealer, &[&self.server, &self.client])
+    }
+
+    fn server(&self) -> Links {
+        Links {
+            peer: noise(&self.server, &[&self.client]),
+            dealer: noise(&self.server, &[&self.dealer]),
+        }
+    }
+
+    fn client(&self) -> Links {
+        Links {
+            peer: noise(&self.client, &[&self.server]),
+            dealer: noise(&self.client, &[&self.dealer]),
+        }
+    }
+}
+
+fn start_dealer_with(security: Security) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let service = Arc::new(DealerService::new(ServiceConfig::default()));
+    let service = Arc::new(DealerService::new(ServiceConfig::default(), security));
     std::thread::spawn(move || service.serve(&listener));
     addr
+}
+
+/// A dealer, a server for `g` and the keys of a client they both trust.
+fn start(g: &Graph) -> (Keys, String, String, Outcomes) {
+    let keys = Keys::new();
+    let dealer = start_dealer_with(keys.dealer());
+    let (server, outcomes) = start_server(g, &dealer, keys.server());
+    (keys, dealer, server, outcomes)
+}
+
+fn connect(server: &str, dealer: &str, keys: &Keys) -> Result<RemoteModel, RemoteError> {
+    RemoteModel::connect(server, dealer, Link::default(), &keys.client(), TIMEOUT)
 }
 
 type Outcomes = Arc<Mutex<Vec<Result<Served, String>>>>;
 
 /// A server for `g` on a free port; its clients' outcomes are collected.
-fn start_server(g: &Graph, dealer: &str) -> (String, Outcomes) {
+fn start_server(g: &Graph, dealer: &str, security: Links) -> (String, Outcomes) {
     let plan = Arc::new(Plan::compile(g, config()).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -51,6 +106,8 @@ fn start_server(g: &Graph, dealer: &str) -> (String, Outcomes) {
         link: Link::default(),
         timeout: TIMEOUT,
         max_batch: 64,
+        max_clients: 8,
+        security,
     };
     std::thread::spawn(move || {
         serve(
@@ -83,10 +140,9 @@ fn encode(shape: &[usize], seed: u64) -> RingTensor {
 
 #[test]
 fn a_client_gets_the_fixed_executors_logits_over_tcp() {
-    let dealer = start_dealer();
     let g = every_op();
-    let (server, served) = start_server(&g, &dealer);
-    let model = RemoteModel::connect(&server, &dealer, Link::default(), TIMEOUT).unwrap();
+    let (keys, dealer, server, served) = start(&g);
+    let model = connect(&server, &dealer, &keys).unwrap();
     assert_eq!(model.model, "test-model");
     let arch = model.architecture().clone();
     assert_eq!(arch.input_shape, vec![2, 8, 8]);
@@ -163,8 +219,9 @@ fn a_server_without_its_dealer_refuses_clearly() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let (server, served) = start_server(&every_op(), &down);
-    let err = RemoteModel::connect(&server, &down, Link::default(), TIMEOUT).unwrap_err();
+    let keys = Keys::new();
+    let (server, served) = start_server(&every_op(), &down, keys.server());
+    let err = connect(&server, &down, &keys).unwrap_err();
     assert!(
         matches!(&err, RemoteError::Refused(m) if m.contains("cannot reach the dealer")),
         "{err}"
@@ -175,9 +232,8 @@ fn a_server_without_its_dealer_refuses_clearly() {
 
 #[test]
 fn a_wrong_input_is_refused_before_any_traffic() {
-    let dealer = start_dealer();
-    let (server, served) = start_server(&every_op(), &dealer);
-    let model = RemoteModel::connect(&server, &dealer, Link::default(), TIMEOUT).unwrap();
+    let (keys, dealer, server, served) = start(&every_op());
+    let model = connect(&server, &dealer, &keys).unwrap();
     let err = model.run(&[encode(&[1, 3, 8, 8], 1)], &|_| {}).unwrap_err();
     assert!(matches!(err, RemoteError::Architecture(_)), "{err}");
     // The server saw the client leave during the setup.
@@ -216,14 +272,14 @@ fn cutting_proxy(to: String, limit: usize) -> String {
 
 #[test]
 fn a_client_lost_mid_inference_does_not_stop_the_server() {
-    let dealer = start_dealer();
-    let (server, served) = start_server(&every_op(), &dealer);
-    // Past the handshake (9 bytes), the hello's two empty frames, the setup's opening and the
-    // batch size, into the first layer's opening.
+    let (keys, dealer, server, served) = start(&every_op());
+    // Past the preamble and Noise handshake (under 200 bytes), the party handshake (9 bytes
+    // and a tag), the hello's two empty frames, the setup's opening and the batch size, into
+    // the first layer's opening.
     let arch = Plan::compile(&every_op(), config()).unwrap().architecture;
-    let limit = 9 + 2 * 8 + (8 + 8 * arch.setup_words()) + 16 + 1000;
+    let limit = 200 + 9 + 2 * 8 + (8 + 8 * arch.setup_words()) + 16 + 6 * 18 + 1000;
     let proxy = cutting_proxy(server.clone(), limit);
-    let model = RemoteModel::connect(&proxy, &dealer, Link::default(), TIMEOUT).unwrap();
+    let model = connect(&proxy, &dealer, &keys).unwrap();
     let err = model.run(&[encode(&[4, 2, 8, 8], 1)], &|_| {}).unwrap_err();
     assert!(matches!(err, RemoteError::Mpc(_)), "{err}");
     eprintln!("client: {err}");
@@ -231,7 +287,7 @@ fn a_client_lost_mid_inference_does_not_stop_the_server() {
     let lost = lost[0].as_ref().unwrap_err();
     assert!(lost.contains("closed"), "{lost}");
     // The next client is served.
-    let model = RemoteModel::connect(&server, &dealer, Link::default(), TIMEOUT).unwrap();
+    let model = connect(&server, &dealer, &keys).unwrap();
     let (logits, _) = model.run(&[encode(&[1, 2, 8, 8], 3)], &|_| {}).unwrap();
     assert_eq!(logits[0].shape(), &[1, 3]);
     assert!(outcomes(&served, 1)[0].is_ok());
@@ -239,8 +295,9 @@ fn a_client_lost_mid_inference_does_not_stop_the_server() {
 
 #[test]
 fn garbage_and_broken_frames_do_not_stop_the_server() {
-    let dealer = start_dealer();
-    let (server, served) = start_server(&every_op(), &dealer);
+    // Plaintext, so that the frames can be forged without a key.
+    let dealer = start_dealer_with(Security::Plaintext);
+    let (server, served) = start_server(&every_op(), &dealer, Links::plaintext());
     let connect = || {
         let s = TcpStream::connect(&server).unwrap();
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -253,12 +310,13 @@ fn garbage_and_broken_frames_do_not_stop_the_server() {
     let _ = raw.read_to_end(&mut sink);
     // A handshake, then a frame of the wrong length where the hello's empty answer belongs.
     let mut raw = connect();
-    raw.write_all(b"PILLAR01\x01").unwrap();
+    raw.write_all(b"PILLAR2\x00PILLAR01\x01").unwrap();
     raw.write_all(&1000u64.to_le_bytes()).unwrap();
     let _ = raw.read_to_end(&mut sink);
     // A handshake, then a truncated frame header and a hang-up.
     let mut raw = connect();
-    raw.write_all(b"PILLAR01\x01\x00\x00\x00").unwrap();
+    raw.write_all(b"PILLAR2\x00PILLAR01\x01\x00\x00\x00")
+        .unwrap();
     raw.shutdown(std::net::Shutdown::Write).unwrap();
     let _ = raw.read_to_end(&mut sink);
     let mut errors: Vec<String> = outcomes(&served, 3)
@@ -274,7 +332,14 @@ fn garbage_and_broken_frames_do_not_stop_the_server() {
     );
     assert!(errors.iter().any(|e| e.contains("closed")), "{errors:?}");
     // The next honest client is served correctly.
-    let model = RemoteModel::connect(&server, &dealer, Link::default(), TIMEOUT).unwrap();
+    let model = RemoteModel::connect(
+        &server,
+        &dealer,
+        Link::default(),
+        &Links::plaintext(),
+        TIMEOUT,
+    )
+    .unwrap();
     let x = encode(&[1, 2, 8, 8], 9);
     let (logits, _) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
     let want = fixed::run_encoded(&fold_batchnorm(&every_op()).unwrap(), &x, &config())
@@ -283,4 +348,199 @@ fn garbage_and_broken_frames_do_not_stop_the_server() {
     for (a, b) in logits[0].data().iter().zip(want.data()) {
         assert!((*a as i64 - *b as i64).unsigned_abs() < 400);
     }
+}
+
+#[test]
+fn untrusted_and_plaintext_clients_are_turned_away() {
+    let (keys, dealer, server, served) = start(&every_op());
+    // A client whose key the server does not trust.
+    let stranger = Arc::new(Identity::generate());
+    let links = Links {
+        peer: noise(&stranger, &[&keys.server]),
+        dealer: noise(&stranger, &[&keys.dealer]),
+    };
+    let err = RemoteModel::connect(&server, &dealer, Link::default(), &links, TIMEOUT).unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.contains("refused") && err.contains(&stranger.public().to_string()),
+        "{err}"
+    );
+    let refused = outcomes(&served, 1);
+    let refused = refused[0].as_ref().unwrap_err();
+    assert!(
+        refused.contains("not among the keys trusted by this end"),
+        "{refused}"
+    );
+    // A client that pins another key for the server.
+    let impostor = Arc::new(Identity::generate());
+    let links = Links {
+        peer: noise(&keys.client, &[&impostor]),
+        dealer: noise(&keys.client, &[&keys.dealer]),
+    };
+    let err = RemoteModel::connect(&server, &dealer, Link::default(), &links, TIMEOUT).unwrap_err();
+    assert!(
+        err.to_string().contains("not among the keys trusted"),
+        "{err}"
+    );
+    let refused = outcomes(&served, 1);
+    assert!(
+        refused[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("refused this connection")
+    );
+    // A plaintext client is told at once, and so is the server.
+    let err = RemoteModel::connect(
+        &server,
+        &dealer,
+        Link::default(),
+        &Links::plaintext(),
+        TIMEOUT,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("requires Noise"), "{err}");
+    let refused = outcomes(&served, 1);
+    let refused = refused[0].as_ref().unwrap_err();
+    assert!(refused.contains("--insecure-plaintext"), "{refused}");
+    // The trusted client is served.
+    let model = connect(&server, &dealer, &keys).unwrap();
+    let (logits, _) = model.run(&[encode(&[1, 2, 8, 8], 4)], &|_| {}).unwrap();
+    assert_eq!(logits[0].shape(), &[1, 3]);
+}
+
+/// What a man in the middle does to the client's Noise messages.
+#[derive(Clone, Copy)]
+enum Tamper {
+    /// Sends message `k - 1` again in place of message `k`.
+    Replay(usize),
+    /// Flips one bit of message `k`.
+    Flip(usize),
+}
+
+/// Forwards one connection to `to`, reading the client's side as Noise messages (an 8-byte
+/// preamble, then 2-byte big-endian lengths) and tampering with one of them.
+fn tampering_proxy(to: String, tamper: Tamper) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(to).unwrap();
+        let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut s_read, &mut c_write);
+            let _ = c_write.shutdown(std::net::Shutdown::Both);
+        });
+        let mut preamble = [0u8; 8];
+        c_read.read_exact(&mut preamble).unwrap();
+        s_write.write_all(&preamble).unwrap();
+        let mut previous = Vec::new();
+        for k in 0.. {
+            let mut len = [0u8; 2];
+            if c_read.read_exact(&mut len).is_err() {
+                break;
+            }
+            let mut message = len.to_vec();
+            message.resize(2 + usize::from(u16::from_be_bytes(len)), 0);
+            if c_read.read_exact(&mut message[2..]).is_err() {
+                break;
+            }
+            let out = match tamper {
+                Tamper::Replay(at) if k == at => previous.clone(),
+                Tamper::Flip(at) if k == at => {
+                    let mut m = message.clone();
+                    let last = m.len() - 1;
+                    m[last / 2 + 1] ^= 0x10;
+                    m
+                }
+                _ => message.clone(),
+            };
+            if s_write.write_all(&out).is_err() {
+                break;
+            }
+            previous = message;
+        }
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+    addr
+}
+
+#[test]
+fn replayed_and_altered_messages_end_the_connection_and_nothing_else() {
+    let (keys, dealer, server, served) = start(&every_op());
+    // Client messages 0 and 1 are the handshake, 2 its verdict on the server's key, 3 the
+    // party hello; frames follow.
+    for tamper in [
+        Tamper::Replay(4),
+        Tamper::Flip(2),
+        Tamper::Flip(3),
+        Tamper::Flip(6),
+        Tamper::Replay(7),
+    ] {
+        let proxy = tampering_proxy(server.clone(), tamper);
+        let outcome = connect(&proxy, &dealer, &keys)
+            .and_then(|model| model.run(&[encode(&[2, 2, 8, 8], 1)], &|_| {}));
+        assert!(outcome.is_err(), "a tampered connection gave a result");
+        let seen = outcomes(&served, 1);
+        let seen = seen[0].as_ref().unwrap_err();
+        assert!(seen.contains("failed authentication"), "{seen}");
+    }
+    let model = connect(&server, &dealer, &keys).unwrap();
+    let x = encode(&[1, 2, 8, 8], 9);
+    let (logits, _) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
+    let want = fixed::run_encoded(&fold_batchnorm(&every_op()).unwrap(), &x, &config())
+        .unwrap()
+        .ring;
+    for (a, b) in logits[0].data().iter().zip(want.data()) {
+        assert!((*a as i64 - *b as i64).unsigned_abs() < 400);
+    }
+}
+
+/// Forwards one connection to `to`; from `to` back to the client, only the first `limit`
+/// bytes go through, and then nothing, with the connection left open: a stalled peer.
+fn stalling_proxy(to: String, limit: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(to).unwrap();
+        let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut c_read, &mut s_write));
+        let mut sent = 0;
+        let mut buf = [0u8; 4096];
+        while sent < limit {
+            let n = match s_read.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n.min(limit - sent),
+            };
+            if c_write.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            sent += n;
+        }
+        // Hold the sockets, say nothing more.
+        std::thread::sleep(Duration::from_secs(30));
+        drop((client, server));
+    });
+    addr
+}
+
+#[test]
+fn a_dealer_that_stops_sending_times_out_and_the_server_goes_on() {
+    let (keys, dealer, server, served) = start(&every_op());
+    // Through the preamble, the handshake and the seed, into the corrections.
+    let stalled = stalling_proxy(dealer.clone(), 600);
+    let short = Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let outcome = RemoteModel::connect(&server, &stalled, Link::default(), &keys.client(), short)
+        .and_then(|model| model.run(&[encode(&[2, 2, 8, 8], 1)], &|_| {}));
+    let err = outcome.expect_err("a stalled dealer gave a result");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The server saw its client go, and serves the next one.
+    assert!(outcomes(&served, 1)[0].is_err());
+    let model = connect(&server, &dealer, &keys).unwrap();
+    let (logits, _) = model.run(&[encode(&[1, 2, 8, 8], 2)], &|_| {}).unwrap();
+    assert_eq!(logits[0].shape(), &[1, 3]);
 }

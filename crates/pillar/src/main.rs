@@ -41,6 +41,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Measure the secure protocols' speed over emulated network links.
     Bench(commands::bench::BenchArgs),
+    /// Make a key pair for a dealer, server or client: links are encrypted and pinned to keys.
+    Keygen(commands::keygen::KeygenArgs),
     /// Run the trusted dealer that hands servers and clients their correlated randomness.
     Dealer(commands::dealer::DealerArgs),
     /// Serve an ONNX model for secure inference: clients learn its outputs, never its weights.
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Keygen(args) => commands::keygen::run(&args),
         Command::Dealer(args) => commands::dealer::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
         Command::Infer(args) => commands::infer::run(&args),

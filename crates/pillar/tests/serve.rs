@@ -1,6 +1,7 @@
-//! `pillar dealer`, `pillar serve` and `pillar infer` as three processes over TCP, as a user
-//! runs them: the client's classes are the fixed-point executor's, images from files and from
-//! the data set agree, and every failure is a clear error.
+//! `pillar dealer`, `pillar serve` and `pillar infer` as three processes over TCP with keys
+//! from `pillar keygen`, as a user runs them: the client's classes are the fixed-point
+//! executor's, images from files and from the data set agree, a stranger's key is turned
+//! away, and every failure is a clear error.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -72,6 +73,69 @@ fn train(out: &Path) {
         .success();
 }
 
+/// Key pairs from `pillar keygen` for a dealer, a server and a client, and each one's flags.
+struct Keys {
+    dealer: Vec<String>,
+    server: Vec<String>,
+    client: Vec<String>,
+}
+
+impl Keys {
+    fn new(dir: &Path) -> Keys {
+        let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        for who in ["dealer", "server", "client"] {
+            let out = pillar()
+                .args(["keygen", "--out"])
+                .arg(dir.join(who))
+                .assert()
+                .success();
+            let printed = String::from_utf8_lossy(&out.get_output().stdout)
+                .trim()
+                .to_string();
+            let public = std::fs::read_to_string(file(&format!("{who}.pub"))).unwrap();
+            assert!(public.contains(&printed), "{printed} vs {public}");
+        }
+        let flags = |args: &[&str]| -> Vec<String> {
+            args.iter()
+                .map(|a| match a.strip_prefix('@') {
+                    Some(name) => file(name),
+                    None => a.to_string(),
+                })
+                .collect()
+        };
+        Keys {
+            dealer: flags(&[
+                "--key",
+                "@dealer.key",
+                "--trust",
+                "@server.pub",
+                "--trust",
+                "@client.pub",
+            ]),
+            server: flags(&[
+                "--key",
+                "@server.key",
+                "--trust",
+                "@client.pub",
+                "--dealer-key",
+                "@dealer.pub",
+            ]),
+            client: flags(&[
+                "--key",
+                "@client.key",
+                "--trust",
+                "@server.pub",
+                "--dealer-key",
+                "@dealer.pub",
+            ]),
+        }
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// `pillar serve --model MODEL`, which must fail before it listens.
 fn serve_refuses(model: &Path, dealer: &str) -> assert_cmd::assert::Assert {
     pillar()
@@ -82,22 +146,24 @@ fn serve_refuses(model: &Path, dealer: &str) -> assert_cmd::assert::Assert {
             "--dealer",
             dealer,
         ])
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--insecure-plaintext"])
         .assert()
         .failure()
         .stdout(predicates::str::is_empty())
 }
 
-/// `pillar infer` against `server` and `dealer`.
-fn infer(server: &str, dealer: &str) -> Command {
+/// `pillar infer` against `server` and `dealer` with the key flags `keys`.
+fn infer(server: &str, dealer: &str, keys: &[String]) -> Command {
     let mut cmd = pillar();
-    cmd.args(["infer", "--connect", server, "--dealer", dealer]);
+    cmd.args(["infer", "--connect", server, "--dealer", dealer])
+        .args(keys);
     cmd
 }
 
 /// Runs `pillar infer ... ARGS --json`, which must succeed.
-fn infer_json(server: &str, dealer: &str, args: &[&str]) -> serde_json::Value {
-    common::json(&[&["infer", "--connect", server, "--dealer", dealer], args].concat())
+fn infer_json(server: &str, dealer: &str, keys: &[String], args: &[&str]) -> serde_json::Value {
+    let base = ["infer", "--connect", server, "--dealer", dealer];
+    common::json(&[&base[..], &strs(keys), args].concat())
 }
 
 #[test]
@@ -105,12 +171,24 @@ fn three_processes_classify_as_the_fixed_executor_does() {
     let dir = tempfile::tempdir().unwrap();
     train(dir.path());
     let model = dir.path().join("model.onnx");
-    let dealer = start(&["dealer", "--listen", "127.0.0.1:0"]);
-    let server = start_server(&model, &dealer.addr, &["--protocol", "espn"]);
+    let keys = Keys::new(dir.path());
+    let dealer = start(
+        &[
+            &["dealer", "--listen", "127.0.0.1:0"][..],
+            &strs(&keys.dealer),
+        ]
+        .concat(),
+    );
+    let server = start_server(
+        &model,
+        &dealer.addr,
+        &[&["--protocol", "espn"][..], &strs(&keys.server)].concat(),
+    );
     let indices = [0usize, 1, 2, 3, 4];
     let report = infer_json(
         &server.addr,
         &dealer.addr,
+        &keys.client,
         &["--index", "0,1,2,3,4", "--batch", "2", "--top-k", "10"],
     );
     for key in [
@@ -163,6 +241,7 @@ fn three_processes_classify_as_the_fixed_executor_does() {
     let from_file = infer_json(
         &server.addr,
         &dealer.addr,
+        &keys.client,
         &["--input", png.to_str().unwrap()],
     );
     assert_eq!(from_file["images"][0]["predicted"], images[0]["predicted"]);
@@ -171,7 +250,7 @@ fn three_processes_classify_as_the_fixed_executor_does() {
     assert!((a - b).abs() < 0.01, "{a} vs {b}");
 
     // Text output for people.
-    infer(&server.addr, &dealer.addr)
+    infer(&server.addr, &dealer.addr, &keys.client)
         .args(["--index", "7"])
         .assert()
         .success()
@@ -189,13 +268,44 @@ fn three_processes_classify_as_the_fixed_executor_does() {
         (["--input", garbage.to_str().unwrap()], "garbage.png"),
         (["--index", "5000"], "--index 5000"),
     ] {
-        infer(&server.addr, &dealer.addr)
+        infer(&server.addr, &dealer.addr, &keys.client)
             .args(args)
             .assert()
             .failure()
             .stderr(contains(error));
     }
-    let again = infer_json(&server.addr, &dealer.addr, &["--index", "3"]);
+    // Keys: none given, a stranger's, the server's own pinned as the dealer's.
+    infer(&server.addr, &dealer.addr, &[])
+        .args(["--index", "0"])
+        .assert()
+        .failure()
+        .stderr(contains("pillar keygen"));
+    let stranger = dir.path().join("stranger");
+    pillar()
+        .args(["keygen", "--out"])
+        .arg(&stranger)
+        .assert()
+        .success();
+    let mut stranger_flags = keys.client.clone();
+    stranger_flags[1] = format!("{}.key", stranger.display());
+    infer(&server.addr, &dealer.addr, &stranger_flags)
+        .args(["--index", "0"])
+        .assert()
+        .failure()
+        .stderr(contains("refused this connection"));
+    infer(&server.addr, &dealer.addr, &[])
+        .args(["--index", "0", "--insecure-plaintext"])
+        .assert()
+        .failure()
+        .stderr(contains("requires Noise"));
+    // keygen never overwrites a key.
+    pillar()
+        .args(["keygen", "--out"])
+        .arg(&stranger)
+        .assert()
+        .failure()
+        .stderr(contains("stranger.key"));
+    let again = infer_json(&server.addr, &dealer.addr, &keys.client, &["--index", "3"]);
     assert_eq!(again["images"][0]["predicted"], images[3]["predicted"]);
 }
 
@@ -208,7 +318,8 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
     };
     // No server.
     let nowhere = free();
-    infer(&nowhere, &nowhere)
+    let plain = vec!["--insecure-plaintext".to_string()];
+    infer(&nowhere, &nowhere, &plain)
         .args(["--index", "0"])
         .timeout(std::time::Duration::from_secs(30))
         .assert()
@@ -235,8 +346,8 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
     // A server whose dealer is down refuses its clients, saying why.
     train(dir.path());
     let model = dir.path().join("model.onnx");
-    let server = start_server(&model, &nowhere, &[]);
-    infer(&server.addr, &nowhere)
+    let server = start_server(&model, &nowhere, &["--insecure-plaintext"]);
+    infer(&server.addr, &nowhere, &plain)
         .args(["--index", "0"])
         .timeout(std::time::Duration::from_secs(30))
         .assert()
@@ -244,7 +355,7 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
         .stderr(contains("the server has no dealer"))
         .stderr(contains("cannot reach the dealer"));
     // Bad link flags.
-    infer(&server.addr, &nowhere)
+    infer(&server.addr, &nowhere, &plain)
         .args(["--index", "0"])
         .arg("--rtt-ms=-3")
         .assert()

@@ -7,10 +7,12 @@
 
 mod emulator;
 mod memory;
+pub mod secure;
 mod tcp;
 
 pub use emulator::{Emulated, Link};
 pub use memory::{MemoryChannel, memory_pair};
+pub use secure::{Identity, PublicKey, Security};
 pub use tcp::TcpChannel;
 pub(crate) use tcp::write_frame;
 
@@ -65,9 +67,13 @@ pub enum ChannelError {
         /// Words the frame holds.
         got: u64,
     },
-    /// The connection was not opened by a pillar peer in the other role.
+    /// The connection was not opened by a pillar peer in the other role, or the peer's key
+    /// is not trusted (or it does not trust ours).
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// An encrypted message failed authentication: altered, replayed or reordered on the way.
+    #[error("{}", secure::Integrity)]
+    Integrity,
     /// Any other socket error. (Not marked as the error's source: the message already holds
     /// it, and a report that prints the chain would say it twice.)
     #[error("network error: {0}")]

@@ -1,4 +1,5 @@
-//! Two processes: length-prefixed frames of little-endian ring words over TCP.
+//! Two processes: length-prefixed frames of little-endian ring words over TCP, inside a
+//! Noise stream ([`Security`]) unless plaintext was asked for.
 //!
 //! A frame is an 8-byte little-endian word count followed by the words. The words go to the
 //! socket straight from the protocol's buffer and come back straight into it (no per-message
@@ -10,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use super::secure::{PublicKey, Security, Stream, StreamReader, StreamWriter, is_integrity};
 use super::{Channel, ChannelError, Stats};
 use crate::party::Party;
 
@@ -20,8 +22,9 @@ const INLINE_WRITE_BYTES: usize = 16 * 1024;
 /// A TCP link to the peer.
 #[derive(Debug)]
 pub struct TcpChannel {
-    reader: TcpStream,
-    writer: TcpStream,
+    reader: StreamReader,
+    writer: StreamWriter,
+    peer: Option<PublicKey>,
     timeout: Duration,
     stats: Stats,
 }
@@ -31,12 +34,13 @@ impl TcpChannel {
     pub fn connect(
         addr: impl ToSocketAddrs,
         party: Party,
+        security: &Security,
         timeout: Duration,
     ) -> Result<Self, ChannelError> {
         let mut last = None;
         for a in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&a, timeout) {
-                Ok(stream) => return TcpChannel::from_stream(stream, party, timeout),
+                Ok(stream) => return TcpChannel::open(stream, party, security, timeout, true),
                 Err(e) => last = Some(e),
             }
         }
@@ -49,25 +53,43 @@ impl TcpChannel {
     pub fn accept(
         listener: &TcpListener,
         party: Party,
+        security: &Security,
         timeout: Duration,
     ) -> Result<Self, ChannelError> {
         let (stream, _) = listener.accept()?;
-        TcpChannel::from_stream(stream, party, timeout)
+        TcpChannel::from_stream(stream, party, security, timeout)
     }
 
-    /// Sets up a connected stream and checks that the peer is pillar in the other role.
+    /// Sets up a connection accepted by this side: the handshake `security` asks for, then a
+    /// check that the peer is pillar in the other role.
     pub fn from_stream(
         stream: TcpStream,
         party: Party,
+        security: &Security,
         timeout: Duration,
+    ) -> Result<Self, ChannelError> {
+        TcpChannel::open(stream, party, security, timeout, false)
+    }
+
+    /// The handshakes on a connected stream; the side that connected is the `initiator`.
+    fn open(
+        stream: TcpStream,
+        party: Party,
+        security: &Security,
+        timeout: Duration,
+        initiator: bool,
     ) -> Result<Self, ChannelError> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let writer = stream.try_clone()?;
+        let stream = Stream::establish(stream, security, initiator, "parties")
+            .map_err(|e| classify(e, timeout))?;
+        let peer = stream.peer();
+        let (reader, writer) = stream.split();
         let mut channel = TcpChannel {
-            reader: stream,
+            reader,
             writer,
+            peer,
             timeout,
             stats: Stats::default(),
         };
@@ -97,65 +119,82 @@ impl TcpChannel {
     }
 
     fn io(&self, e: io::Error) -> ChannelError {
-        match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                ChannelError::Timeout(self.timeout)
-            }
-            io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => ChannelError::Closed,
-            _ => ChannelError::Io(e),
-        }
+        classify(e, self.timeout)
     }
 
-    fn read_frame(&mut self, recv: &mut [u64]) -> Result<(), ChannelError> {
-        let mut header = [0u8; 8];
-        self.reader
-            .read_exact(&mut header)
-            .map_err(|e| self.io(e))?;
-        let words = u64::from_le_bytes(header);
-        if words != recv.len() as u64 {
-            return Err(ChannelError::FrameLength {
-                expected: recv.len(),
-                got: words,
-            });
-        }
-        self.reader
-            .read_exact(bytemuck::cast_slice_mut(recv))
-            .map_err(|e| self.io(e))?;
-        for w in recv.iter_mut() {
-            *w = u64::from_le(*w);
-        }
-        Ok(())
+    /// The peer's authenticated key (`None` on a plaintext channel).
+    pub fn peer(&self) -> Option<PublicKey> {
+        self.peer
     }
 }
 
-/// Writes one frame: the word count, then the words, little-endian.
-pub(crate) fn write_frame(writer: &mut impl Write, send: &[u64]) -> io::Result<()> {
-    writer.write_all(&(send.len() as u64).to_le_bytes())?;
-    if cfg!(target_endian = "little") {
-        writer.write_all(bytemuck::cast_slice(send))
-    } else {
-        let bytes: Vec<u8> = send.iter().flat_map(|w| w.to_le_bytes()).collect();
-        writer.write_all(&bytes)
+/// What an I/O error means for the protocol.
+fn classify(e: io::Error, timeout: Duration) -> ChannelError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ChannelError::Timeout(timeout),
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => ChannelError::Closed,
+        io::ErrorKind::PermissionDenied => ChannelError::Handshake(e.to_string()),
+        io::ErrorKind::InvalidData if is_integrity(&e) => ChannelError::Integrity,
+        _ => ChannelError::Io(e),
     }
+}
+
+fn read_frame(
+    reader: &mut impl Read,
+    recv: &mut [u64],
+    timeout: Duration,
+) -> Result<(), ChannelError> {
+    let mut header = [0u8; 8];
+    reader
+        .read_exact(&mut header)
+        .map_err(|e| classify(e, timeout))?;
+    let words = u64::from_le_bytes(header);
+    if words != recv.len() as u64 {
+        return Err(ChannelError::FrameLength {
+            expected: recv.len(),
+            got: words,
+        });
+    }
+    reader
+        .read_exact(bytemuck::cast_slice_mut(recv))
+        .map_err(|e| classify(e, timeout))?;
+    for w in recv.iter_mut() {
+        *w = u64::from_le(*w);
+    }
+    Ok(())
+}
+
+/// Writes one frame: the word count, then the words, little-endian. A small frame goes out
+/// in one write (one packet, one Noise message).
+pub(crate) fn write_frame(writer: &mut impl Write, send: &[u64]) -> io::Result<()> {
+    let header = (send.len() as u64).to_le_bytes();
+    if cfg!(target_endian = "little") && 8 * send.len() > INLINE_WRITE_BYTES {
+        writer.write_all(&header)?;
+        return writer.write_all(bytemuck::cast_slice(send));
+    }
+    let mut bytes = Vec::with_capacity(8 + 8 * send.len());
+    bytes.extend_from_slice(&header);
+    bytes.extend(send.iter().flat_map(|w| w.to_le_bytes()));
+    writer.write_all(&bytes)
 }
 
 impl Channel for TcpChannel {
     fn exchange(&mut self, send: &[u64], recv: &mut [u64]) -> Result<(), ChannelError> {
         if 8 * send.len() <= INLINE_WRITE_BYTES {
             write_frame(&mut self.writer, send).map_err(|e| self.io(e))?;
-            self.read_frame(recv)?;
+            read_frame(&mut self.reader, recv, self.timeout)?;
         } else {
-            let mut writer = self.writer.try_clone()?;
+            let (writer, reader, timeout) = (&mut self.writer, &mut self.reader, self.timeout);
             let (written, read) = std::thread::scope(|scope| {
-                let handle = scope.spawn(move || write_frame(&mut writer, send));
-                let read = self.read_frame(recv);
+                let handle = scope.spawn(move || write_frame(writer, send));
+                let read = read_frame(reader, recv, timeout);
                 (handle.join(), read)
             });
             match written {
-                Ok(result) => result.map_err(|e| self.io(e))?,
+                Ok(result) => result.map_err(|e| classify(e, timeout))?,
                 Err(_) => return Err(ChannelError::Closed),
             }
             read?;

@@ -17,6 +17,10 @@
 //! joined session) carries a message, as does a correction frame whose count is
 //! [`REFUSAL`]. A session is joined at most once, and one never joined expires.
 //!
+//! Every connection runs inside a [`Stream`]: Noise with pinned keys unless plaintext was
+//! asked for, so nobody on the path learns a seed or a correction, and only the parties whose
+//! keys the dealer trusts get any.
+//!
 //! The dealer sees both seeds, so it must not collude with either party: the paper's trusted
 //! third party. Every size a client announces is checked ([`Need::check`]) before anything is
 //! allocated.
@@ -31,7 +35,10 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 
+use zeroize::Zeroizing;
+
 use super::{CorrectionSource, DealerError, Need, SeededDealer, TrustedDealer};
+use crate::channel::secure::{Security, Stream, StreamReader, is_integrity, is_silent};
 use crate::channel::write_frame;
 
 const MAGIC: &[u8; 8] = b"PILLARD1";
@@ -100,12 +107,14 @@ impl Default for ServiceConfig {
 
 struct Pending {
     created: Instant,
-    seeds: ([u8; 32], [u8; 32]),
+    /// Both parties' seeds: wiped when the session is joined, expires or the dealer stops.
+    seeds: Zeroizing<[[u8; 32]; 2]>,
 }
 
 /// The dealer process: sessions waiting for their client, and the serving loop.
 pub struct DealerService {
     config: ServiceConfig,
+    security: Security,
     pending: Mutex<HashMap<SessionId, Pending>>,
 }
 
@@ -113,6 +122,7 @@ impl std::fmt::Debug for DealerService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DealerService")
             .field("config", &self.config)
+            .field("security", &self.security.name())
             .field("pending", &self.pending())
             .finish()
     }
@@ -129,11 +139,17 @@ fn io_error(what: &str, e: &io::Error) -> DealerError {
         | io::ErrorKind::BrokenPipe => {
             DealerError::Unavailable(format!("{what}: the connection closed"))
         }
+        io::ErrorKind::PermissionDenied => {
+            DealerError::Unavailable(format!("{what}: handshake failed: {e}"))
+        }
+        io::ErrorKind::InvalidData if is_integrity(e) => {
+            DealerError::Protocol(format!("{what}: {e}"))
+        }
         _ => DealerError::Unavailable(format!("{what}: {e}")),
     }
 }
 
-fn refuse(stream: &mut TcpStream, status: bool, message: &str) -> io::Result<()> {
+fn refuse(stream: &mut impl Write, status: bool, message: &str) -> io::Result<()> {
     let bytes = &message.as_bytes()[..message.len().min(MAX_MESSAGE_BYTES as usize)];
     let mut out = Vec::with_capacity(13 + bytes.len());
     if status {
@@ -146,7 +162,7 @@ fn refuse(stream: &mut TcpStream, status: bool, message: &str) -> io::Result<()>
     stream.write_all(&out)
 }
 
-fn read_message(stream: &mut TcpStream) -> Result<String, DealerError> {
+fn read_message(stream: &mut impl Read) -> Result<String, DealerError> {
     let mut len = [0u8; 4];
     stream
         .read_exact(&mut len)
@@ -160,10 +176,12 @@ fn read_message(stream: &mut TcpStream) -> Result<String, DealerError> {
 }
 
 impl DealerService {
-    /// A dealer with no sessions yet.
-    pub fn new(config: ServiceConfig) -> Self {
+    /// A dealer with no sessions yet, whose connections are protected by `security` (with
+    /// Noise, it serves only the parties whose keys it trusts).
+    pub fn new(config: ServiceConfig, security: Security) -> Self {
         DealerService {
             config,
+            security,
             pending: Mutex::new(HashMap::new()),
         }
     }
@@ -188,23 +206,24 @@ impl DealerService {
     }
 
     /// Serves one connection: a server asking for a session, or a client joining one.
-    pub fn handle(&self, mut stream: TcpStream) -> Result<(), DealerError> {
+    pub fn handle(&self, tcp: TcpStream) -> Result<(), DealerError> {
         let timeout = Some(self.config.timeout);
         let setup = |s: &TcpStream| {
             s.set_nodelay(true)?;
             s.set_read_timeout(timeout)?;
             s.set_write_timeout(timeout)
         };
-        setup(&stream).map_err(|e| io_error("setting up the connection", &e))?;
-        let mut hello = [0u8; 9];
-        match stream.read(&mut hello[..1]) {
+        setup(&tcp).map_err(|e| io_error("setting up the connection", &e))?;
+        let mut stream = match Stream::establish(tcp, &self.security, false, "dealer") {
+            Ok(stream) => stream,
             // A connection closed before saying anything: a reachability probe.
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => return Err(io_error("reading the hello", &e)),
-        }
+            Err(e) if is_silent(&e) => return Ok(()),
+            Err(e) => return Err(io_error("opening the connection", &e)),
+        };
+        let mut hello = [0u8; 9];
         stream
-            .read_exact(&mut hello[1..])
+            .reader()
+            .read_exact(&mut hello)
             .map_err(|e| io_error("reading the hello", &e))?;
         if &hello[..8] != MAGIC {
             return Err(DealerError::Protocol(
@@ -216,20 +235,23 @@ impl DealerService {
             ROLE_CLIENT => self.join(stream),
             role => {
                 let detail = format!("unknown role {role}");
-                let _ = refuse(&mut stream, true, &detail);
+                let _ = refuse(stream.writer(), true, &detail);
                 Err(DealerError::Protocol(detail))
             }
         }
     }
 
-    fn open(&self, stream: &mut TcpStream) -> Result<(), DealerError> {
+    fn open(&self, stream: &mut Stream) -> Result<(), DealerError> {
         let mut rng: ChaCha12Rng = rand::make_rng();
         let mut id = [0u8; 16];
-        let (mut s0, mut s1) = ([0u8; 32], [0u8; 32]);
+        let mut seeds = Zeroizing::new([[0u8; 32]; 2]);
         rng.fill_bytes(&mut id);
-        rng.fill_bytes(&mut s0);
-        rng.fill_bytes(&mut s1);
+        seeds.iter_mut().for_each(|s| rng.fill_bytes(s));
         let id = SessionId(id);
+        let mut reply = Zeroizing::new(Vec::with_capacity(49));
+        reply.push(STATUS_OK);
+        reply.extend_from_slice(&id.0);
+        reply.extend_from_slice(&seeds[0]);
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             let expiry = self.config.expiry;
@@ -238,15 +260,11 @@ impl DealerService {
                 id,
                 Pending {
                     created: Instant::now(),
-                    seeds: (s0, s1),
+                    seeds,
                 },
             );
         }
-        let mut reply = Vec::with_capacity(49);
-        reply.push(STATUS_OK);
-        reply.extend_from_slice(&id.0);
-        reply.extend_from_slice(&s0);
-        if let Err(e) = stream.write_all(&reply) {
+        if let Err(e) = stream.writer().write_all(&reply) {
             self.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -257,9 +275,10 @@ impl DealerService {
         Ok(())
     }
 
-    fn join(&self, mut stream: TcpStream) -> Result<(), DealerError> {
+    fn join(&self, mut stream: Stream) -> Result<(), DealerError> {
         let mut id = [0u8; 16];
         stream
+            .reader()
             .read_exact(&mut id)
             .map_err(|e| io_error("reading the session id", &e))?;
         let id = SessionId(id);
@@ -274,18 +293,19 @@ impl DealerService {
                 let detail = format!(
                     "no session {id}: it was never opened, has expired or was joined already"
                 );
-                let _ = refuse(&mut stream, true, &detail);
+                let _ = refuse(stream.writer(), true, &detail);
                 return Err(DealerError::Refused(detail));
             }
         };
-        let mut reply = Vec::with_capacity(33);
+        let mut reply = Zeroizing::new(Vec::with_capacity(33));
         reply.push(STATUS_OK);
-        reply.extend_from_slice(&seeds.1);
+        reply.extend_from_slice(&seeds[1]);
         stream
+            .writer()
             .write_all(&reply)
             .map_err(|e| io_error("answering the client", &e))?;
         tracing::info!("dealer: session {id} joined");
-        self.serve_corrections(stream, TrustedDealer::from_seeds(seeds.0, seeds.1))?;
+        self.serve_corrections(stream, TrustedDealer::from_seeds(seeds[0], seeds[1]))?;
         tracing::info!("dealer: session {id} closed");
         Ok(())
     }
@@ -293,12 +313,10 @@ impl DealerService {
     /// Reads announcements and streams their corrections until the client hangs up.
     fn serve_corrections(
         &self,
-        mut stream: TcpStream,
+        stream: Stream,
         mut dealer: TrustedDealer,
     ) -> Result<(), DealerError> {
-        let mut writer = stream
-            .try_clone()
-            .map_err(|e| io_error("setting up the connection", &e))?;
+        let (mut reader, mut writer) = stream.split();
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::sync_channel::<Result<Vec<u64>, String>>(AHEAD);
             let sender = scope.spawn(move || -> Result<(), DealerError> {
@@ -316,7 +334,7 @@ impl DealerService {
             });
             let computed = (|| -> Result<(), DealerError> {
                 loop {
-                    let Some(needs) = self.read_announcement(&mut stream)? else {
+                    let Some(needs) = self.read_announcement(&mut reader)? else {
                         return Ok(());
                     };
                     for need in &needs {
@@ -342,7 +360,10 @@ impl DealerService {
     }
 
     /// The next announcement, or `None` when the client closed the connection between them.
-    fn read_announcement(&self, stream: &mut TcpStream) -> Result<Option<Vec<Need>>, DealerError> {
+    fn read_announcement(
+        &self,
+        stream: &mut StreamReader,
+    ) -> Result<Option<Vec<Need>>, DealerError> {
         stream
             .set_read_timeout(Some(self.config.idle))
             .map_err(|e| io_error("waiting for the client", &e))?;
@@ -371,7 +392,12 @@ impl DealerService {
     }
 }
 
-fn connect(addr: &str, role: u8, timeout: Duration) -> Result<TcpStream, DealerError> {
+fn connect(
+    addr: &str,
+    role: u8,
+    security: &Security,
+    timeout: Duration,
+) -> Result<Stream, DealerError> {
     let unavailable = |detail: String| {
         DealerError::Unavailable(format!("cannot reach the dealer at {addr}: {detail}"))
     };
@@ -381,17 +407,20 @@ fn connect(addr: &str, role: u8, timeout: Duration) -> Result<TcpStream, DealerE
     let mut last = "no address".to_string();
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
-            Ok(mut stream) => {
+            Ok(tcp) => {
                 let set = |s: &TcpStream| {
                     s.set_nodelay(true)?;
                     s.set_read_timeout(Some(timeout))?;
                     s.set_write_timeout(Some(timeout))
                 };
-                set(&stream).map_err(|e| unavailable(e.to_string()))?;
+                set(&tcp).map_err(|e| unavailable(e.to_string()))?;
+                let mut stream = Stream::establish(tcp, security, true, "dealer")
+                    .map_err(|e| io_error(&format!("the dealer at {addr}"), &e))?;
                 let mut hello = [0u8; 9];
                 hello[..8].copy_from_slice(MAGIC);
                 hello[8] = role;
                 stream
+                    .writer()
                     .write_all(&hello)
                     .map_err(|e| unavailable(e.to_string()))?;
                 return Ok(stream);
@@ -402,7 +431,7 @@ fn connect(addr: &str, role: u8, timeout: Duration) -> Result<TcpStream, DealerE
     Err(unavailable(last))
 }
 
-fn read_status(stream: &mut TcpStream, addr: &str) -> Result<(), DealerError> {
+fn read_status(stream: &mut StreamReader, addr: &str) -> Result<(), DealerError> {
     let mut status = [0u8; 1];
     stream
         .read_exact(&mut status)
@@ -420,22 +449,26 @@ fn read_status(stream: &mut TcpStream, addr: &str) -> Result<(), DealerError> {
 /// hand to the client) and the server's dealer.
 pub fn open_session(
     addr: &str,
+    security: &Security,
     timeout: Duration,
 ) -> Result<(SessionId, SeededDealer), DealerError> {
-    let mut stream = connect(addr, ROLE_SERVER, timeout)?;
-    read_status(&mut stream, addr)?;
-    let mut reply = [0u8; 48];
-    stream.read_exact(&mut reply).map_err(|e| {
-        io_error(
-            &format!("reading the session from the dealer at {addr}"),
-            &e,
-        )
-    })?;
+    let mut stream = connect(addr, ROLE_SERVER, security, timeout)?;
+    read_status(stream.reader(), addr)?;
+    let mut reply = Zeroizing::new([0u8; 48]);
+    stream
+        .reader()
+        .read_exact(reply.as_mut_slice())
+        .map_err(|e| {
+            io_error(
+                &format!("reading the session from the dealer at {addr}"),
+                &e,
+            )
+        })?;
     let mut id = [0u8; 16];
-    let mut seed = [0u8; 32];
+    let mut seed = Zeroizing::new([0u8; 32]);
     id.copy_from_slice(&reply[..16]);
     seed.copy_from_slice(&reply[16..]);
-    Ok((SessionId(id), SeededDealer::server(seed)))
+    Ok((SessionId(id), SeededDealer::server(*seed)))
 }
 
 /// The client's side: joins session `id` at the dealer at `addr`; the returned dealer
@@ -443,19 +476,22 @@ pub fn open_session(
 pub fn join_session(
     addr: &str,
     id: SessionId,
+    security: &Security,
     timeout: Duration,
 ) -> Result<SeededDealer, DealerError> {
-    let mut stream = connect(addr, ROLE_CLIENT, timeout)?;
+    let mut stream = connect(addr, ROLE_CLIENT, security, timeout)?;
     stream
+        .writer()
         .write_all(&id.0)
         .map_err(|e| io_error(&format!("joining the session at the dealer at {addr}"), &e))?;
-    read_status(&mut stream, addr)?;
-    let mut seed = [0u8; 32];
+    read_status(stream.reader(), addr)?;
+    let mut seed = Zeroizing::new([0u8; 32]);
     stream
-        .read_exact(&mut seed)
+        .reader()
+        .read_exact(seed.as_mut_slice())
         .map_err(|e| io_error(&format!("reading the seed from the dealer at {addr}"), &e))?;
     Ok(SeededDealer::client(
-        seed,
+        *seed,
         Box::new(RemoteCorrections {
             stream,
             announced: VecDeque::new(),
@@ -465,7 +501,7 @@ pub fn join_session(
 
 /// Party 1's corrections, read from the dealer in the order announced.
 struct RemoteCorrections {
-    stream: TcpStream,
+    stream: Stream,
     announced: VecDeque<Need>,
 }
 
@@ -480,6 +516,7 @@ impl CorrectionSource for RemoteCorrections {
         frame.extend_from_slice(&(json.len() as u64).to_le_bytes());
         frame.extend_from_slice(&json);
         self.stream
+            .writer()
             .write_all(&frame)
             .map_err(|e| io_error("announcing to the dealer", &e))?;
         self.announced.extend(needs.iter().cloned());
@@ -502,11 +539,12 @@ impl CorrectionSource for RemoteCorrections {
         }
         let mut header = [0u8; 8];
         self.stream
+            .reader()
             .read_exact(&mut header)
             .map_err(|e| io_error("reading a correction from the dealer", &e))?;
         let count = u64::from_le_bytes(header);
         if count == REFUSAL {
-            return Err(DealerError::Refused(read_message(&mut self.stream)?));
+            return Err(DealerError::Refused(read_message(self.stream.reader())?));
         }
         let expected = need.correction_words();
         if count != expected as u64 {
@@ -518,6 +556,7 @@ impl CorrectionSource for RemoteCorrections {
         }
         let mut words = vec![0u64; expected];
         self.stream
+            .reader()
             .read_exact(bytemuck::cast_slice_mut(&mut words))
             .map_err(|e| io_error("reading a correction from the dealer", &e))?;
         for w in &mut words {

@@ -47,6 +47,26 @@ impl std::fmt::Debug for SeededDealer {
     }
 }
 
+/// Overwrites a generator's state, so the randomness behind shares and masks does not
+/// outlive the session in memory (`black_box` keeps the store from being optimised away).
+fn wipe(rng: &mut ChaCha12Rng) {
+    *rng = ChaCha12Rng::from_seed([0; 32]);
+    std::hint::black_box(rng);
+}
+
+impl Drop for SeededDealer {
+    fn drop(&mut self) {
+        wipe(&mut self.rng);
+    }
+}
+
+impl Drop for TrustedDealer {
+    fn drop(&mut self) {
+        wipe(&mut self.p0);
+        wipe(&mut self.p1);
+    }
+}
+
 impl SeededDealer {
     /// Party 0's dealer from its seed: it never hears from the dealer again.
     pub fn server(seed: [u8; 32]) -> Self {

@@ -1,8 +1,9 @@
 //! Server and client as separate processes: the model owner serves, an image owner connects.
 //!
 //! # Protocol
-//! On a [`TcpChannel`] (whose handshake checks that one end is the server and the other the
-//! client), possibly under the link emulator:
+//! On a [`TcpChannel`] (Noise with pinned keys unless plaintext was asked for; its handshake
+//! also checks that one end is the server and the other the client), possibly under the link
+//! emulator:
 //! 1. The server asks its dealer for a session, then sends a [`Hello`]: the model's name, its
 //!    public [`Architecture`] and the session id the client must join, or why it cannot serve
 //!    (its dealer is down, say). JSON, as a length word and then the bytes packed into words.
@@ -13,9 +14,10 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pillar_mpc::channel::{Channel, Emulated, Link, TcpChannel};
+use pillar_mpc::channel::{Channel, Emulated, Link, Security, TcpChannel};
 use pillar_mpc::dealer::remote::{SessionId, join_session, open_session};
 use pillar_mpc::{MpcError, Party, RingTensor, Session};
 use serde::{Deserialize, Serialize};
@@ -117,6 +119,30 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// Most images in one request.
     pub max_batch: usize,
+    /// Most clients served at once; more are told the server is busy.
+    pub max_clients: usize,
+    /// How links to clients and to the dealer are protected.
+    pub security: Links,
+}
+
+/// How a party protects its two links. Each trusts its own keys, so a key pinned for the
+/// dealer cannot pass for a client, nor a client's for the dealer.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// The link to the other party.
+    pub peer: Security,
+    /// The link to the dealer.
+    pub dealer: Security,
+}
+
+impl Links {
+    /// No encryption or authentication on either link (benchmarks and tests).
+    pub fn plaintext() -> Links {
+        Links {
+            peer: Security::Plaintext,
+            dealer: Security::Plaintext,
+        }
+    }
 }
 
 /// What one client cost the server.
@@ -142,18 +168,44 @@ pub fn serve_client(
     model: &str,
     options: &ServeOptions,
 ) -> Result<Served, RemoteError> {
-    let tcp = TcpChannel::from_stream(stream, Party::Server, options.timeout)?;
+    serve_checked(stream, plan, model, options, None)
+}
+
+/// Serves one client, or tells it why not (`busy`) once the link is up.
+fn serve_checked(
+    stream: TcpStream,
+    plan: &Plan,
+    model: &str,
+    options: &ServeOptions,
+    busy: Option<String>,
+) -> Result<Served, RemoteError> {
+    let tcp = TcpChannel::from_stream(
+        stream,
+        Party::Server,
+        &options.security.peer,
+        options.timeout,
+    )?;
     let mut channel = Emulated::new(tcp, options.link);
-    let (id, dealer) = match open_session(&options.dealer, options.timeout) {
-        Ok(pair) => pair,
-        Err(e) => {
-            let hello = Hello::Refused {
-                reason: format!("the server has no dealer: {e}"),
-            };
-            send_json(&mut channel, &hello)?;
-            return Err(e.into());
-        }
-    };
+    if let Some(reason) = busy {
+        send_json(
+            &mut channel,
+            &Hello::Refused {
+                reason: reason.clone(),
+            },
+        )?;
+        return Err(RemoteError::Refused(reason));
+    }
+    let (id, dealer) =
+        match open_session(&options.dealer, &options.security.dealer, options.timeout) {
+            Ok(pair) => pair,
+            Err(e) => {
+                let hello = Hello::Refused {
+                    reason: format!("the server has no dealer: {e}"),
+                };
+                send_json(&mut channel, &hello)?;
+                return Err(e.into());
+            }
+        };
     let arch = &plan.architecture;
     send_json(
         &mut channel,
@@ -192,7 +244,8 @@ fn send_json(ch: &mut dyn Channel, hello: &Hello) -> Result<(), RemoteError> {
 }
 
 /// Accepts clients on `listener` forever, one thread each, and calls `done` with each
-/// client's address and outcome. A failed client does not stop the others.
+/// client's address and outcome. A failed client does not stop the others; beyond
+/// `max_clients` at once, a client is told the server is busy.
 pub fn serve(
     listener: &TcpListener,
     plan: Arc<Plan>,
@@ -200,15 +253,28 @@ pub fn serve(
     options: &ServeOptions,
     done: Arc<dyn Fn(SocketAddr, Result<Served, RemoteError>) + Send + Sync>,
 ) -> std::io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, peer) = listener.accept()?;
-        let (plan, model, options, done) = (
+        let (plan, model, options, done, active) = (
             Arc::clone(&plan),
             model.to_string(),
             options.clone(),
             Arc::clone(&done),
+            Arc::clone(&active),
         );
-        std::thread::spawn(move || done(peer, serve_client(stream, &plan, &model, &options)));
+        std::thread::spawn(move || {
+            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+            let busy = (now > options.max_clients).then(|| {
+                format!(
+                    "the server is busy ({} clients at once at most): try again later",
+                    options.max_clients
+                )
+            });
+            let outcome = serve_checked(stream, &plan, &model, &options, busy);
+            active.fetch_sub(1, Ordering::SeqCst);
+            done(peer, outcome)
+        });
     }
 }
 
@@ -239,14 +305,15 @@ pub struct RemoteReport {
 
 impl RemoteModel {
     /// Connects to the server at `server`, reads its hello, checks the architecture and
-    /// joins the dealer session at `dealer`.
+    /// joins the dealer session at `dealer`; both links are protected by `security`.
     pub fn connect(
         server: &str,
         dealer: &str,
         link: Link,
+        security: &Links,
         timeout: Duration,
     ) -> Result<Self, RemoteError> {
-        let tcp = TcpChannel::connect(server, Party::Client, timeout)?;
+        let tcp = TcpChannel::connect(server, Party::Client, &security.peer, timeout)?;
         let mut channel = Emulated::new(tcp, link);
         let bytes = recv_bytes(&mut channel)?;
         let hello: Hello = serde_json::from_slice(&bytes)
@@ -261,7 +328,7 @@ impl RemoteModel {
         };
         architecture.validate()?;
         let id: SessionId = session.parse()?;
-        let dealer = join_session(dealer, id, timeout)?;
+        let dealer = join_session(dealer, id, &security.dealer, timeout)?;
         let session = Session::new(Party::Client, architecture.fixed()?, channel, dealer)?;
         Ok(RemoteModel {
             model,

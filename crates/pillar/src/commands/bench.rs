@@ -133,7 +133,8 @@ pub struct ActivationsArgs {
     #[arg(long, default_value_t = 6.0)]
     input_range: f64,
 
-    /// Carry the messages over in-memory queues or a loopback TCP connection.
+    /// Carry the messages over in-memory queues, or a loopback TCP connection in plaintext or
+    /// inside Noise.
     #[arg(long, value_enum, default_value_t = TransportArg::Memory)]
     transport: TransportArg,
 }
@@ -143,8 +144,10 @@ pub struct ActivationsArgs {
 enum TransportArg {
     /// In-memory queues between two threads.
     Memory,
-    /// A TCP connection over the loopback interface (the real framing and sockets).
+    /// A plaintext TCP connection over the loopback interface (the real framing and sockets).
     Tcp,
+    /// The same inside Noise (encrypted and authenticated, fresh keys): what security costs.
+    Noise,
 }
 
 /// Runs `pillar bench`.
@@ -187,6 +190,7 @@ fn config(args: &ActivationsArgs) -> Result<Config> {
         transport: match args.transport {
             TransportArg::Memory => Transport::Memory,
             TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Noise => Transport::Noise,
         },
     })
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 
-use super::net::announce_listening;
+use super::net::{KeyArgs, announce_listening};
 
 /// Arguments of `pillar dealer`.
 #[derive(Debug, Args)]
@@ -27,6 +27,10 @@ pub struct DealerArgs {
     /// Give up on a message in progress after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
+
+    /// The dealer's key, and the servers' and clients' public keys (`--trust`, once each).
+    #[command(flatten)]
+    keys: KeyArgs,
 }
 
 /// Runs `pillar dealer` until it is killed.
@@ -34,15 +38,17 @@ pub fn run(args: &DealerArgs) -> Result<()> {
     if args.expiry_s == 0 || args.timeout_s == 0 {
         bail!("--expiry-s and --timeout-s must be at least 1");
     }
+    let security = args.keys.security("each server's and client's")?;
     let listener = TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!("dealer links: {}", args.keys.describe());
     let config = ServiceConfig {
         expiry: Duration::from_secs(args.expiry_s),
         timeout: Duration::from_secs(args.timeout_s),
         ..ServiceConfig::default()
     };
     announce_listening("pillar dealer", listener.local_addr()?)?;
-    Arc::new(DealerService::new(config))
+    Arc::new(DealerService::new(config, security))
         .serve(&listener)
         .context("the dealer stopped accepting connections")
 }

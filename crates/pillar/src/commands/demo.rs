@@ -21,11 +21,11 @@ use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_fit::budget::Precision;
 use pillar_fit::{FitReport, FitSpec, Method, Target};
-use pillar_mpc::channel::Link;
+use pillar_mpc::channel::{Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_nn::exec::fixed;
-use pillar_nn::secure::remote::{RemoteModel, ServeOptions, serve};
+use pillar_nn::secure::remote::{Links, RemoteModel, ServeOptions, serve};
 use pillar_nn::secure::{FixedConfig, Plan};
 use pillar_nn::{Tensor, fold_batchnorm};
 use pillar_train::data::{DataSet, DatasetKind};
@@ -133,7 +133,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         args.rtt_ms
     );
     let link = Link::new(args.rtt_ms, None);
-    let dealer = start_dealer()?;
+    let keys = Keys::new();
+    let dealer = start_dealer(&keys)?;
     let data = DataSet::load(DatasetKind::Mnist, None)?;
     let indices: Vec<usize> = (0..args.images.min(data.test.len())).collect();
 
@@ -147,7 +148,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         ("exact ReLU", &relu, ActivationProtocol::Relu),
     ] {
         networks.push(classify(
-            name, dir, protocol, &dealer, link, &data, &indices,
+            name, dir, protocol, &dealer, &keys, link, &data, &indices,
         )?);
     }
     let speedup = networks[1].online_s_per_image / networks[0].online_s_per_image.max(1e-9);
@@ -240,15 +241,58 @@ fn train(args: &DemoArgs, activation: &str, coefficients: &[f64]) -> Result<Path
     Ok(dir)
 }
 
-fn start_dealer() -> Result<String> {
+/// A fresh key pair per process, each pinning the others' public keys: the demo's links
+/// are encrypted and authenticated as a deployment's are.
+struct Keys {
+    dealer: Arc<Identity>,
+    server: Arc<Identity>,
+    client: Arc<Identity>,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            dealer: Arc::new(Identity::generate()),
+            server: Arc::new(Identity::generate()),
+            client: Arc::new(Identity::generate()),
+        }
+    }
+
+    fn noise(identity: &Arc<Identity>, trusted: &[&Arc<Identity>]) -> Security {
+        Security::Noise {
+            identity: Arc::clone(identity),
+            trusted: Arc::new(trusted.iter().map(|i| i.public()).collect()),
+        }
+    }
+
+    fn dealer(&self) -> Security {
+        Self::noise(&self.dealer, &[&self.server, &self.client])
+    }
+
+    fn server(&self) -> Links {
+        Links {
+            peer: Self::noise(&self.server, &[&self.client]),
+            dealer: Self::noise(&self.server, &[&self.dealer]),
+        }
+    }
+
+    fn client(&self) -> Links {
+        Links {
+            peer: Self::noise(&self.client, &[&self.server]),
+            dealer: Self::noise(&self.client, &[&self.dealer]),
+        }
+    }
+}
+
+fn start_dealer(keys: &Keys) -> Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
     let addr = listener.local_addr()?.to_string();
-    let service = Arc::new(DealerService::new(ServiceConfig::default()));
+    let service = Arc::new(DealerService::new(ServiceConfig::default(), keys.dealer()));
     std::thread::spawn(move || service.serve(&listener));
     Ok(addr)
 }
 
-fn start_server(plan: Plan, dealer: &str, link: Link) -> Result<SocketAddr> {
+fn start_server(plan: Plan, dealer: &str, security: Links, link: Link) -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
     let addr = listener.local_addr()?;
     let options = ServeOptions {
@@ -256,6 +300,8 @@ fn start_server(plan: Plan, dealer: &str, link: Link) -> Result<SocketAddr> {
         link,
         timeout: pillar_mpc::channel::DEFAULT_TIMEOUT,
         max_batch: 1,
+        max_clients: 4,
+        security,
     };
     std::thread::spawn(move || {
         serve(
@@ -279,6 +325,7 @@ fn classify(
     dir: &Path,
     protocol: ActivationProtocol,
     dealer: &str,
+    keys: &Keys,
     link: Link,
     data: &DataSet,
     indices: &[usize],
@@ -290,11 +337,12 @@ fn classify(
         activation: protocol,
     };
     let plan = Plan::compile(&graph, config)?;
-    let server = start_server(plan, dealer, link)?;
+    let server = start_server(plan, dealer, keys.server(), link)?;
     let client = RemoteModel::connect(
         &server.to_string(),
         dealer,
         link,
+        &keys.client(),
         pillar_mpc::channel::DEFAULT_TIMEOUT,
     )?;
     let fp = client.architecture().fixed()?;
@@ -403,16 +451,21 @@ fn summarise(args: &DemoArgs, r: &Report, seconds: f64) {
     println!("  report.json            everything above, per network");
     println!("  fit.png, fit.json      the polynomial against ReLU");
     println!("  poly/, relu/           model.onnx, metrics.json, curves.png (training curves)");
-    println!("\nThe same, as three processes (each in its own terminal):");
-    println!("  pillar dealer --listen 127.0.0.1:7879");
+    println!("\nThe same, as three processes (keys once, then each in its own terminal):");
+    println!("  for p in dealer server client; do pillar keygen --out keys/$p; done");
+    println!(
+        "  pillar dealer --listen 127.0.0.1:7879 --key keys/dealer.key \
+         --trust keys/server.pub --trust keys/client.pub"
+    );
     println!(
         "  pillar serve --model {out}/poly/model.onnx --listen 127.0.0.1:7878 \
-         --dealer 127.0.0.1:7879 --protocol {} --rtt-ms {}",
+         --dealer 127.0.0.1:7879 --protocol {} --rtt-ms {} --key keys/server.key \
+         --trust keys/client.pub --dealer-key keys/dealer.pub",
         args.protocol, r.rtt_ms
     );
     println!(
         "  pillar infer --connect 127.0.0.1:7878 --dealer 127.0.0.1:7879 --index 0,1,2 \
-         --rtt-ms {}",
+         --rtt-ms {} --key keys/client.key --trust keys/server.pub --dealer-key keys/dealer.pub",
         r.rtt_ms
     );
 }

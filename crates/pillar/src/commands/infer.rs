@@ -18,7 +18,7 @@ use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
 
 use super::bench::bytes;
-use super::net::LinkArgs;
+use super::net::{KeyArgs, LinkArgs};
 
 /// Arguments of `pillar infer`.
 #[derive(Debug, Args)]
@@ -68,6 +68,14 @@ pub struct InferArgs {
 
     #[command(flatten)]
     link: LinkArgs,
+
+    /// The client's key and the server's public key (`--trust`).
+    #[command(flatten)]
+    keys: KeyArgs,
+
+    /// The dealer's public key (its .pub file or the 64 hex digits).
+    #[arg(long, value_name = "KEY")]
+    dealer_key: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,7 +123,8 @@ pub fn run(args: &InferArgs) -> Result<()> {
     if let Some(missing) = args.input.iter().find(|p| !p.is_file()) {
         bail!("{} is not a file", missing.display());
     }
-    let model = RemoteModel::connect(&args.connect, &args.dealer, link, timeout)
+    let security = args.keys.links(&args.dealer_key, "the server's")?;
+    let model = RemoteModel::connect(&args.connect, &args.dealer, link, &security, timeout)
         .with_context(|| format!("cannot start a secure inference with {}", args.connect))?;
     let arch = model.architecture().clone();
     let &[c, h, w] = arch.input_shape.as_slice() else {

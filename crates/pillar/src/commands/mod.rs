@@ -8,6 +8,7 @@ pub mod demo;
 pub mod eval;
 pub mod fit;
 pub mod infer;
+pub mod keygen;
 pub mod net;
 pub mod serve;
 pub mod train;

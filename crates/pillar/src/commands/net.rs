@@ -1,13 +1,16 @@
-//! What the networked commands (`dealer`, `serve`, `infer`) share: the emulated link, the
-//! timeout, and the line that tells scripts where a service listens.
+//! What the networked commands (`dealer`, `serve`, `infer`) share: keys, the emulated link,
+//! the timeout, and the line that tells scripts where a service listens.
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use pillar_mpc::channel::Link;
+use pillar_mpc::channel::{Identity, Link, PublicKey, Security};
+use pillar_nn::secure::remote::Links;
 
 /// The link to the peer, and how long to wait for it.
 #[derive(Debug, Clone, Args)]
@@ -72,4 +75,92 @@ pub fn announce_listening(what: &str, addr: SocketAddr) -> Result<()> {
     writeln!(out, "{what} listening on {addr}")?;
     out.flush()?;
     Ok(())
+}
+
+/// This process's key and the peers it trusts, or plaintext by name.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// This process's secret key (written by `pillar keygen`). Links are Noise-encrypted and
+    /// mutually authenticated with it.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// A peer's public key: its `.pub` file or the 64 hex digits. Repeat for each peer; no
+    /// one else gets in.
+    #[arg(long = "trust", value_name = "KEY")]
+    pub trust: Vec<String>,
+
+    /// Run without encryption or authentication: anyone on the path reads every share and
+    /// anyone can connect. For benchmarks and trusted networks only.
+    #[arg(long, conflicts_with_all = ["key", "trust"])]
+    pub insecure_plaintext: bool,
+}
+
+impl KeyArgs {
+    /// This process's identity, or `None` for plaintext.
+    pub fn identity(&self) -> Result<Option<Arc<Identity>>> {
+        if self.insecure_plaintext {
+            return Ok(None);
+        }
+        let Some(path) = &self.key else {
+            bail!(
+                "links are encrypted by default: give --key (make one with `pillar keygen --out NAME`) and --trust for each peer's public key, or run with --insecure-plaintext"
+            );
+        };
+        Ok(Some(Arc::new(Identity::load(path)?)))
+    }
+
+    /// The keys given with `flag` (`--trust` or `--dealer-key`), at least one.
+    pub fn keys(texts: &[String], flag: &str, whose: &str) -> Result<Arc<Vec<PublicKey>>> {
+        if texts.is_empty() {
+            bail!("{flag}: give {whose} public key (its .pub file from `pillar keygen`)");
+        }
+        let keys = texts
+            .iter()
+            .map(|t| PublicKey::load(t).with_context(|| format!("{flag} {t}")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(keys))
+    }
+
+    /// Security for links to the peers in `--trust`.
+    pub fn security(&self, whose: &str) -> Result<Security> {
+        match self.identity()? {
+            None => Ok(Security::Plaintext),
+            Some(identity) => Ok(Security::Noise {
+                identity,
+                trusted: Self::keys(&self.trust, "--trust", whose)?,
+            }),
+        }
+    }
+
+    /// Security for a party's two links: the peer in `--trust`, the dealer in `dealer_key`.
+    pub fn links(&self, dealer_key: &[String], peer: &str) -> Result<Links> {
+        match self.identity()? {
+            None => {
+                if !dealer_key.is_empty() {
+                    bail!("--dealer-key makes no sense with --insecure-plaintext");
+                }
+                Ok(Links::plaintext())
+            }
+            Some(identity) => Ok(Links {
+                peer: Security::Noise {
+                    identity: Arc::clone(&identity),
+                    trusted: Self::keys(&self.trust, "--trust", peer)?,
+                },
+                dealer: Security::Noise {
+                    identity,
+                    trusted: Self::keys(dealer_key, "--dealer-key", "the dealer's")?,
+                },
+            }),
+        }
+    }
+
+    /// `"noise"` or `"plaintext (insecure)"`, for the start-up line.
+    pub fn describe(&self) -> &'static str {
+        if self.insecure_plaintext {
+            "plaintext (insecure)"
+        } else {
+            "noise"
+        }
+    }
 }

@@ -15,7 +15,7 @@ use pillar_nn::secure::{FixedConfig, Plan};
 
 use super::bench::bytes;
 use super::infer::count;
-use super::net::{LinkArgs, announce_listening};
+use super::net::{KeyArgs, LinkArgs, announce_listening};
 
 /// Arguments of `pillar serve`.
 #[derive(Debug, Args)]
@@ -45,6 +45,18 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256)]
     max_batch: usize,
 
+    /// Most clients served at once; more are told to try again later.
+    #[arg(long, default_value_t = 64)]
+    max_clients: usize,
+
+    /// The server's key and the clients' public keys (`--trust`, once each).
+    #[command(flatten)]
+    keys: KeyArgs,
+
+    /// The dealer's public key (its .pub file or the 64 hex digits).
+    #[arg(long, value_name = "KEY")]
+    dealer_key: Vec<String>,
+
     #[command(flatten)]
     link: LinkArgs,
 }
@@ -52,9 +64,10 @@ pub struct ServeArgs {
 /// Runs `pillar serve` until it is killed.
 pub fn run(args: &ServeArgs) -> Result<()> {
     let (link, timeout) = args.link.link()?;
-    if args.max_batch == 0 {
-        bail!("--max-batch must be at least 1");
+    if args.max_batch == 0 || args.max_clients == 0 {
+        bail!("--max-batch and --max-clients must be at least 1");
     }
+    let security = args.keys.links(&args.dealer_key, "each client's")?;
     let graph = pillar_nn::onnx::load(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?;
     let config = FixedConfig {
@@ -71,13 +84,14 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let arch = &plan.architecture;
     eprintln!(
-        "serving {name}: input {:?}, {} layers, {} rounds per request under {}{}; dealer {}",
+        "serving {name}: input {:?}, {} layers, {} rounds per request under {}{}; dealer {}; links {}",
         arch.input_shape,
         arch.steps.len(),
         arch.rounds(),
         args.protocol,
         args.link.describe(),
-        args.dealer
+        args.dealer,
+        args.keys.describe()
     );
     if let Err(e) = probe(&args.dealer, timeout) {
         eprintln!(
@@ -91,6 +105,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         link,
         timeout,
         max_batch: args.max_batch,
+        max_clients: args.max_clients,
+        security,
     };
     serve(&listener, Arc::new(plan), &name, &options, Arc::new(report))
         .context("the server stopped accepting connections")
