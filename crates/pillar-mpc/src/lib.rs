@@ -23,6 +23,8 @@
 pub mod channel;
 pub mod dealer;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kernels;
 mod local;
 mod party;

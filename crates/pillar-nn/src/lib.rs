@@ -11,6 +11,8 @@
 mod error;
 pub mod exec;
 mod fold;
+#[doc(hidden)]
+pub mod fuzzing;
 mod graph;
 mod linalg;
 pub mod onnx;

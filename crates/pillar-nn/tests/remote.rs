@@ -544,3 +544,74 @@ fn a_dealer_that_stops_sending_times_out_and_the_server_goes_on() {
     let (logits, _) = model.run(&[encode(&[1, 2, 8, 8], 2)], &|_| {}).unwrap();
     assert_eq!(logits[0].shape(), &[1, 3]);
 }
+
+#[test]
+fn eight_concurrent_clients_each_get_their_own_correct_logits() {
+    let g = every_op();
+    let (keys, dealer, server, served) = start(&g);
+    let folded = fold_batchnorm(&g).unwrap();
+    let clients = 8;
+    std::thread::scope(|scope| {
+        for c in 0..clients {
+            let (server, dealer, keys, folded) = (&server, &dealer, &keys, &folded);
+            scope.spawn(move || {
+                let batches = [
+                    encode(&[2, 2, 8, 8], 100 + c as u64),
+                    encode(&[1, 2, 8, 8], 200 + c as u64),
+                ];
+                let model = connect(server, dealer, keys).unwrap();
+                let (logits, _) = model.run(&batches, &|_| {}).unwrap();
+                for (x, got) in batches.iter().zip(&logits) {
+                    let want = fixed::run_encoded(folded, x, &config()).unwrap().ring;
+                    for (a, b) in got.data().iter().zip(want.data()) {
+                        assert!((*a as i64 - *b as i64).unsigned_abs() < 400, "client {c}");
+                    }
+                }
+            });
+        }
+    });
+    let seen = outcomes(&served, clients);
+    assert_eq!(seen.len(), clients);
+    assert!(
+        seen.iter()
+            .all(|r| r.as_ref().is_ok_and(|s| s.images() == 3))
+    );
+}
+
+#[test]
+fn clients_beyond_the_limit_are_told_the_server_is_busy() {
+    let keys = Keys::new();
+    let dealer = start_dealer_with(keys.dealer());
+    let plan = Arc::new(Plan::compile(&every_op(), config()).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap().to_string();
+    let options = ServeOptions {
+        dealer: dealer.clone(),
+        link: Link::default(),
+        timeout: TIMEOUT,
+        max_batch: 4,
+        max_clients: 1,
+        security: keys.server(),
+    };
+    std::thread::spawn(move || serve(&listener, plan, "m", &options, Arc::new(|_, _| {})));
+    // The first client holds its connection (set up, nothing asked yet).
+    let first = connect(&server, &dealer, &keys).unwrap();
+    let err = connect(&server, &dealer, &keys).unwrap_err();
+    assert!(
+        matches!(&err, RemoteError::Refused(m) if m.contains("busy")),
+        "{err}"
+    );
+    // Once it is done, the next one is served.
+    first.run(&[encode(&[1, 2, 8, 8], 1)], &|_| {}).unwrap();
+    // (The server frees the slot when it has read the goodbye: allow it a moment.)
+    let model = (0..100)
+        .find_map(|_| {
+            let attempt = connect(&server, &dealer, &keys);
+            if attempt.is_err() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            attempt.ok()
+        })
+        .expect("the server stayed busy");
+    model.run(&[encode(&[1, 2, 8, 8], 2)], &|_| {}).unwrap();
+}

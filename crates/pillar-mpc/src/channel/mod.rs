@@ -14,7 +14,7 @@ pub use emulator::{Emulated, Link};
 pub use memory::{MemoryChannel, memory_pair};
 pub use secure::{Identity, PublicKey, Security};
 pub use tcp::TcpChannel;
-pub(crate) use tcp::write_frame;
+pub(crate) use tcp::{read_frame, write_frame};
 
 use std::time::Duration;
 

@@ -89,6 +89,14 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// The public key of a fixed secret, for fuzz targets and tests that need a key to trust.
+    #[doc(hidden)]
+    pub fn from_secret_for_fuzzing(secret: [u8; 32]) -> PublicKey {
+        Identity::from_secret(Zeroizing::new(secret)).public()
+    }
+}
+
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
@@ -312,7 +320,7 @@ impl Stream {
         initiator: bool,
         context: &str,
     ) -> io::Result<Stream> {
-        preamble(&tcp, security, initiator)?;
+        preamble(&mut &tcp, security, initiator)?;
         let writer_tcp = tcp.try_clone()?;
         let Security::Noise { identity, trusted } = security else {
             return Ok(Stream {
@@ -324,7 +332,8 @@ impl Stream {
                 peer: None,
             });
         };
-        let (state, peer, verdict) = noise_handshake(&tcp, identity, trusted, initiator, context)?;
+        let (state, peer, verdict) =
+            noise_handshake(&mut &tcp, identity, trusted, initiator, context)?;
         let state = Arc::new(state);
         let mut stream = Stream {
             reader: StreamReader {
@@ -388,26 +397,30 @@ impl Stream {
 /// plaintext peer meeting an encrypted one is told so at once instead of waiting out a
 /// handshake the other side will never send. The initiator speaks first, so a responder
 /// says nothing to a connection that says nothing, or nonsense.
-fn preamble(tcp: &TcpStream, security: &Security, initiator: bool) -> io::Result<()> {
+pub(crate) fn preamble<S: Read + Write>(
+    io: &mut S,
+    security: &Security,
+    initiator: bool,
+) -> io::Result<()> {
     let mode = u8::from(security.is_encrypted());
     let mut ours = [0u8; 8];
     ours[..7].copy_from_slice(PREAMBLE);
     ours[7] = mode;
     if initiator {
-        (&*tcp).write_all(&ours)?;
+        io.write_all(&ours)?;
     }
     let mut theirs = [0u8; 8];
-    if (&*tcp).read(&mut theirs[..1])? == 0 {
+    if io.read(&mut theirs[..1])? == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, Silent));
     }
-    (&*tcp).read_exact(&mut theirs[1..])?;
+    io.read_exact(&mut theirs[1..])?;
     if &theirs[..7] != PREAMBLE {
         return Err(handshake_error(
             "the peer is not a pillar process of this version",
         ));
     }
     if !initiator {
-        (&*tcp).write_all(&ours)?;
+        io.write_all(&ours)?;
     }
     match (mode, theirs[7]) {
         (a, b) if a == b => Ok(()),
@@ -439,8 +452,8 @@ fn linger(tcp: &TcpStream) {
     }
 }
 
-fn noise_handshake(
-    tcp: &TcpStream,
+pub(crate) fn noise_handshake<S: Read + Write>(
+    io: &mut S,
     identity: &Identity,
     trusted: &[PublicKey],
     initiator: bool,
@@ -463,17 +476,16 @@ fn noise_handshake(
     .map_err(snow_error)?;
     let mut message = vec![0u8; MAX_MESSAGE];
     let mut payload = Zeroizing::new(vec![0u8; MAX_MESSAGE]);
-    let (mut reader, mut writer) = (tcp, tcp);
     while !hs.is_handshake_finished() {
         if hs.is_my_turn() {
             let len = hs.write_message(&[], &mut message).map_err(snow_error)?;
-            writer.write_all(&(len as u16).to_be_bytes())?;
-            writer.write_all(&message[..len])?;
+            io.write_all(&(len as u16).to_be_bytes())?;
+            io.write_all(&message[..len])?;
         } else {
             let mut len = [0u8; 2];
-            reader.read_exact(&mut len)?;
+            io.read_exact(&mut len)?;
             let len = usize::from(u16::from_be_bytes(len));
-            reader.read_exact(&mut message[..len])?;
+            io.read_exact(&mut message[..len])?;
             hs.read_message(&message[..len], &mut payload)
                 .map_err(|e| {
                     handshake_error(format!(

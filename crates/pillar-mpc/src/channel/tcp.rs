@@ -142,7 +142,8 @@ fn classify(e: io::Error, timeout: Duration) -> ChannelError {
     }
 }
 
-fn read_frame(
+/// Reads one frame of exactly `recv.len()` words.
+pub(crate) fn read_frame(
     reader: &mut impl Read,
     recv: &mut [u64],
     timeout: Duration,

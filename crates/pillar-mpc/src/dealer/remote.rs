@@ -386,10 +386,15 @@ impl DealerService {
         stream
             .read_exact(&mut bytes)
             .map_err(|e| io_error("reading an announcement", &e))?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| DealerError::Protocol(format!("a malformed announcement: {e}")))
+        decode_announcement(&bytes).map(Some)
     }
+}
+
+/// The needs a client announces, from the JSON it sent. Sizes are checked one by one when
+/// each is served ([`Need::check`]), before anything is allocated for it.
+pub fn decode_announcement(bytes: &[u8]) -> Result<Vec<Need>, DealerError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| DealerError::Protocol(format!("a malformed announcement: {e}")))
 }
 
 fn connect(

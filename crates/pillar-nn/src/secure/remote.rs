@@ -278,6 +278,24 @@ pub fn serve(
     }
 }
 
+/// What a client makes of the server's hello: the model's name, its checked architecture
+/// and the dealer session to join, or the server's refusal.
+pub fn decode_hello(bytes: &[u8]) -> Result<(String, Architecture, SessionId), RemoteError> {
+    let hello: Hello = serde_json::from_slice(bytes)
+        .map_err(|e| RemoteError::Protocol(format!("a malformed hello: {e}")))?;
+    match hello {
+        Hello::Ready {
+            model,
+            architecture,
+            session,
+        } => {
+            architecture.validate()?;
+            Ok((model, architecture, session.parse()?))
+        }
+        Hello::Refused { reason } => Err(RemoteError::Refused(reason)),
+    }
+}
+
 /// A connection to a server, before the setup.
 pub struct RemoteModel {
     /// The model's name, as the server gives it.
@@ -316,18 +334,7 @@ impl RemoteModel {
         let tcp = TcpChannel::connect(server, Party::Client, &security.peer, timeout)?;
         let mut channel = Emulated::new(tcp, link);
         let bytes = recv_bytes(&mut channel)?;
-        let hello: Hello = serde_json::from_slice(&bytes)
-            .map_err(|e| RemoteError::Protocol(format!("a malformed hello: {e}")))?;
-        let (model, architecture, session) = match hello {
-            Hello::Ready {
-                model,
-                architecture,
-                session,
-            } => (model, architecture, session),
-            Hello::Refused { reason } => return Err(RemoteError::Refused(reason)),
-        };
-        architecture.validate()?;
-        let id: SessionId = session.parse()?;
+        let (model, architecture, id) = decode_hello(&bytes)?;
         let dealer = join_session(dealer, id, &security.dealer, timeout)?;
         let session = Session::new(Party::Client, architecture.fixed()?, channel, dealer)?;
         Ok(RemoteModel {

@@ -78,9 +78,23 @@ pub struct ProtocolRuns {
     /// Draw time against round-trip time, one line per protocol, into this PNG.
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
+
+    /// Carry the messages over in-memory queues, or a loopback TCP connection in plaintext or
+    /// inside Noise (what encryption and authentication cost).
+    #[arg(long, value_enum, default_value_t = TransportArg::Memory)]
+    pub transport: TransportArg,
 }
 
 impl ProtocolRuns {
+    /// The transport between the two local parties.
+    pub fn transport(&self) -> Transport {
+        match self.transport {
+            TransportArg::Memory => Transport::Memory,
+            TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Noise => Transport::Noise,
+        }
+    }
+
     /// Checks these and the round-trip times; returns the fixed-point format.
     pub fn check(&self, rtt_ms: &[f64]) -> Result<FixedPoint> {
         if self.repeats == 0 {
@@ -132,16 +146,11 @@ pub struct ActivationsArgs {
     /// Inputs are uniform in [-RANGE, RANGE].
     #[arg(long, default_value_t = 6.0)]
     input_range: f64,
-
-    /// Carry the messages over in-memory queues, or a loopback TCP connection in plaintext or
-    /// inside Noise.
-    #[arg(long, value_enum, default_value_t = TransportArg::Memory)]
-    transport: TransportArg,
 }
 
 /// `--transport`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum TransportArg {
+pub enum TransportArg {
     /// In-memory queues between two threads.
     Memory,
     /// A plaintext TCP connection over the loopback interface (the real framing and sockets).
@@ -187,11 +196,7 @@ fn config(args: &ActivationsArgs) -> Result<Config> {
         coefficients,
         input_range: args.input_range,
         seed: args.runs.seed,
-        transport: match args.transport {
-            TransportArg::Memory => Transport::Memory,
-            TransportArg::Tcp => Transport::Tcp,
-            TransportArg::Noise => Transport::Noise,
-        },
+        transport: args.runs.transport(),
     })
 }
 

@@ -1,7 +1,8 @@
 //! `pillar bench model`: one secure inference of a whole network under each protocol and
 //! emulated link (the paper's Figures 7-10).
 //!
-//! Both parties run in this process, a thread each, over an in-memory channel that delays
+//! Both parties run in this process, a thread each, over an in-memory channel (or loopback
+//! TCP, plaintext or Noise: `--transport`) that delays
 //! every message by half the round-trip time (plus the serialisation delay under a bandwidth
 //! cap). One connection per protocol and link: its setup (opening the weight masks) runs once
 //! and is reported apart; then each repeat fetches its correlations (offline, timed apart)
@@ -60,6 +61,8 @@ pub struct ModelBenchArgs {
 pub struct ModelRow {
     model: String,
     protocol: String,
+    /// memory, tcp (plaintext) or noise.
+    transport: String,
     rtt_ms: f64,
     bandwidth_mbps: Option<f64>,
     /// Online rounds of one inference (the layers', plus one to deliver the logits).
@@ -158,6 +161,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
             let local = Local {
                 link: Link::new(rtt, args.runs.bandwidth_mbps),
                 seed: Some(args.runs.seed),
+                transport: args.runs.transport(),
                 ..Local::default()
             };
             let (_, report) = run_local(&plan, &batches, &local, &|k| bar.inc(k as u64))
@@ -170,6 +174,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
             rows.push(ModelRow {
                 model: name.clone(),
                 protocol: protocol.to_string(),
+                transport: format!("{:?}", args.runs.transport()).to_lowercase(),
                 rtt_ms: rtt,
                 bandwidth_mbps: args.runs.bandwidth_mbps,
                 rounds: first.rounds,
@@ -216,8 +221,10 @@ fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
         .map_or("unlimited bandwidth".to_string(), |b| format!("{b} Mbit/s"));
     let _ = writeln!(
         out,
-        "{name}, batch 1, f = {}, {bw}, median of {} inferences (online phase)",
-        args.runs.frac_bits, args.runs.repeats
+        "{name}, batch 1, f = {}, {bw}, {} transport, median of {} inferences (online phase)",
+        args.runs.frac_bits,
+        format!("{:?}", args.runs.transport()).to_lowercase(),
+        args.runs.repeats
     );
     let _ = writeln!(
         out,

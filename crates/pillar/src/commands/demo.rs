@@ -134,7 +134,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     );
     let link = Link::new(args.rtt_ms, None);
     let keys = Keys::new();
-    let dealer = start_dealer(&keys)?;
+    let net = Net {
+        dealer: start_dealer(&keys)?,
+        keys,
+        link,
+    };
     let data = DataSet::load(DatasetKind::Mnist, None)?;
     let indices: Vec<usize> = (0..args.images.min(data.test.len())).collect();
 
@@ -147,9 +151,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         ("polynomial", &poly, args.protocol),
         ("exact ReLU", &relu, ActivationProtocol::Relu),
     ] {
-        networks.push(classify(
-            name, dir, protocol, &dealer, &keys, link, &data, &indices,
-        )?);
+        networks.push(classify(name, dir, protocol, &net, &data, &indices)?);
     }
     let speedup = networks[1].online_s_per_image / networks[0].online_s_per_image.max(1e-9);
     let report = Report {
@@ -241,6 +243,13 @@ fn train(args: &DemoArgs, activation: &str, coefficients: &[f64]) -> Result<Path
     Ok(dir)
 }
 
+/// Where the dealer listens, the keys and the emulated link.
+struct Net {
+    dealer: String,
+    keys: Keys,
+    link: Link,
+}
+
 /// A fresh key pair per process, each pinning the others' public keys: the demo's links
 /// are encrypted and authenticated as a deployment's are.
 struct Keys {
@@ -324,9 +333,7 @@ fn classify(
     name: &str,
     dir: &Path,
     protocol: ActivationProtocol,
-    dealer: &str,
-    keys: &Keys,
-    link: Link,
+    net: &Net,
     data: &DataSet,
     indices: &[usize],
 ) -> Result<Network> {
@@ -337,12 +344,12 @@ fn classify(
         activation: protocol,
     };
     let plan = Plan::compile(&graph, config)?;
-    let server = start_server(plan, dealer, keys.server(), link)?;
+    let server = start_server(plan, &net.dealer, net.keys.server(), net.link)?;
     let client = RemoteModel::connect(
         &server.to_string(),
-        dealer,
-        link,
-        &keys.client(),
+        &net.dealer,
+        net.link,
+        &net.keys.client(),
         pillar_mpc::channel::DEFAULT_TIMEOUT,
     )?;
     let fp = client.architecture().fixed()?;

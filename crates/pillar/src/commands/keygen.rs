@@ -3,7 +3,7 @@
 //! (`--trust`, `--dealer-key`), once, by whatever channel the operators already trust.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -18,7 +18,7 @@ pub struct KeygenArgs {
     out: PathBuf,
 }
 
-fn with_suffix(path: &PathBuf, suffix: &str) -> PathBuf {
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
     name.push(suffix);
     PathBuf::from(name)

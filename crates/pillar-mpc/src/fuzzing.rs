@@ -1,0 +1,80 @@
+//! Entry points for the fuzz targets under `fuzz/`: the decoders a peer's bytes reach, driven
+//! from a byte slice instead of a socket. Each must return (an error, usually) and never
+//! panic, hang or allocate beyond its bounds, whatever the input.
+
+use std::io::{self, Cursor, Read, Write};
+use std::time::Duration;
+
+use crate::channel::read_frame;
+use crate::channel::secure::{self, Identity, PublicKey, Security};
+use crate::dealer::remote::decode_announcement;
+use crate::dealer::{CorrectionSource, TrustedDealer};
+
+/// A peer whose bytes are `input`; what we send is dropped.
+struct Peer<'a>(Cursor<&'a [u8]>);
+
+impl Read for Peer<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Peer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Frames of ring words: the first byte of `input` picks how many frames of which lengths
+/// this side expects; the rest is what the peer sent.
+pub fn frames(input: &[u8]) {
+    let Some((&pick, rest)) = input.split_first() else {
+        return;
+    };
+    let mut peer = Peer(Cursor::new(rest));
+    for k in 0..usize::from(pick % 8) + 1 {
+        let mut words = vec![0u64; (usize::from(pick) * 7 + k * 13) % 97];
+        if read_frame(&mut peer, &mut words, Duration::from_secs(1)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The start of a connection as the side that accepted it: the preamble, then (the first
+/// byte of `input` odd) a Noise handshake with a fixed key that trusts one fixed peer.
+pub fn handshake(input: &[u8]) {
+    let Some((&pick, rest)) = input.split_first() else {
+        return;
+    };
+    let mut peer = Peer(Cursor::new(rest));
+    let security = if pick % 2 == 1 {
+        let trusted = PublicKey::from_secret_for_fuzzing([7; 32]);
+        Security::noise(Identity::from_secret([3; 32].into()), vec![trusted])
+    } else {
+        Security::Plaintext
+    };
+    if secure::preamble(&mut peer, &security, false).is_err() {
+        return;
+    }
+    if let Security::Noise { identity, trusted } = &security {
+        let _ = secure::noise_handshake(&mut peer, identity, trusted, false, "fuzz");
+    }
+}
+
+/// A client's announcement to the dealer, and the corrections for every need that passes
+/// the size check (at most 4,096 words each, to keep runs fast).
+pub fn announcement(input: &[u8]) {
+    let Ok(needs) = decode_announcement(input) else {
+        return;
+    };
+    let mut dealer = TrustedDealer::from_seeds([1; 32], [2; 32]);
+    for need in &needs {
+        if need.check(4096).is_err() || dealer.correction(need).is_err() {
+            return;
+        }
+    }
+}
