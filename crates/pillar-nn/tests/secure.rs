@@ -196,3 +196,26 @@ fn bad_graphs_and_inputs_are_errors() {
     let e = run_local(&plan, &[wrong], &Local::seeded(1), &|_| {}).unwrap_err();
     assert!(e.to_string().contains("[2, 8, 8]"), "{e}");
 }
+
+#[test]
+fn a_plan_runs_at_its_own_fixed_point_whatever_the_local_default() {
+    // The sessions once took `Local::fixed` (16 by default) whatever the plan was compiled
+    // for, and every logit was garbage at any other f.
+    let g = every_op();
+    for frac_bits in [12, 20] {
+        let config = FixedConfig {
+            frac_bits,
+            activation: ActivationProtocol::HoneyBadger,
+        };
+        let plan = Plan::compile(&g, config).unwrap();
+        let fp = pillar_mpc::FixedPoint::new(frac_bits).unwrap();
+        let x = fixed::encode(fp, &tensor(&[2, 2, 8, 8], 5, 1.5)).unwrap();
+        let (secure, _) =
+            run_local(&plan, std::slice::from_ref(&x), &Local::seeded(3), &|_| {}).unwrap();
+        let want = fixed::run_encoded(&fold_batchnorm(&g).unwrap(), &x, &config).unwrap();
+        for (a, b) in secure[0].data().iter().zip(want.ring.data()) {
+            let err = fp.decode(a.wrapping_sub(*b));
+            assert!(err.abs() < 0.05, "f = {frac_bits}: {err}");
+        }
+    }
+}

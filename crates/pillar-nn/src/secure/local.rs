@@ -19,13 +19,20 @@ pub struct LocalReport {
 
 /// Runs `plan` on `batches` (each `[n, ...input_shape]`, ring words at the plan's `f`) over
 /// one connection, and returns the logits (ring words) of each batch with the costs. The
-/// client calls `progress` with the images done after each batch.
+/// client calls `progress` with the images done after each batch. The sessions take their
+/// fixed-point format from the plan, whatever `local.fixed` says: the plan's layers were
+/// compiled for it.
 pub fn run_local(
     plan: &Plan,
     batches: &[RingTensor],
     local: &Local,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(Vec<RingTensor>, LocalReport), MpcError> {
+    let fixed = plan.architecture.fixed().map_err(|e| MpcError::Invalid {
+        op: "secure plan",
+        detail: e.to_string(),
+    })?;
+    let local = &Local { fixed, ..*local };
     for b in batches {
         plan.architecture
             .check_input(b)
