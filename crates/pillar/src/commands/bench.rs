@@ -39,6 +39,14 @@ enum BenchCommand {
     /// the weight masks) is reported apart, then each repeat fetches its correlations (timed
     /// apart) and runs the online phase. Random weights; a fixed seed (--seed).
     Model(super::bench_model::ModelBenchArgs),
+    /// Concurrent clients against one server for a bounded time: every result checked,
+    /// throughput and peak memory reported.
+    ///
+    /// A dealer, a server and N client threads in this process, over loopback TCP (Noise by
+    /// default). Each client opens connections one after another and sends single-image
+    /// requests on each; its logits must equal the fixed-point executor's. Random weights and
+    /// inputs from a fixed seed (--seed).
+    Load(super::bench_load::LoadBenchArgs),
 }
 
 /// What both secure benchmarks vary and repeat (protocols, link bandwidth, repeats, format,
@@ -165,6 +173,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         BenchCommand::Activations(a) => run_activations(a),
         BenchCommand::Train(a) => super::bench_train::run(a),
         BenchCommand::Model(a) => super::bench_model::run(a),
+        BenchCommand::Load(a) => super::bench_load::run(a),
     }
 }
 

@@ -94,21 +94,23 @@ impl Timed for ModelRow {
     }
 }
 
-fn random_graph(args: &ModelBenchArgs) -> Result<(Graph, String)> {
-    if args.model.ends_with(".onnx") || Path::new(&args.model).exists() {
-        let g = pillar_nn::onnx::load(Path::new(&args.model))
-            .with_context(|| format!("cannot load {}", args.model))?;
-        return Ok((g, args.model.clone()));
+/// `model` as a graph: an ONNX file, or a paper architecture for `dataset_shape` with random
+/// weights drawn from `seed`. Also its name for reports.
+pub fn random_graph(model: &str, dataset_shape: DatasetKind, seed: u64) -> Result<(Graph, String)> {
+    if model.ends_with(".onnx") || Path::new(model).exists() {
+        let g = pillar_nn::onnx::load(Path::new(model))
+            .with_context(|| format!("cannot load {model}"))?;
+        return Ok((g, model.to_string()));
     }
-    let arch: Architecture = args.model.parse().map_err(anyhow::Error::msg)?;
-    let (shape, classes) = match args.dataset_shape {
+    let arch: Architecture = model.parse().map_err(anyhow::Error::msg)?;
+    let (shape, classes) = match dataset_shape {
         DatasetKind::Mnist => ([1, 28, 28], 10),
         DatasetKind::Cifar10 => ([3, 32, 32], 10),
         DatasetKind::Cifar100 => ([3, 32, 32], 100),
         DatasetKind::Imagenet => ([3, 224, 224], 1000),
     };
     let device = burn::tensor::Device::flex();
-    device.seed(args.runs.seed);
+    device.seed(seed);
     let coefficients = pillar_fit::PAPER_RELU.to_vec();
     let act = move || Activation::poly(coefficients.clone(), 5.0, true);
     let net = arch
@@ -116,13 +118,13 @@ fn random_graph(args: &ModelBenchArgs) -> Result<(Graph, String)> {
         .map_err(anyhow::Error::msg)?;
     let g = pillar_train::model::export::to_graph(&net)
         .context("cannot export the network to a graph")?;
-    Ok((g, format!("{arch} ({})", args.dataset_shape)))
+    Ok((g, format!("{arch} ({dataset_shape})")))
 }
 
 /// Runs `pillar bench model`.
 pub fn run(args: &ModelBenchArgs) -> Result<()> {
     let fp = args.runs.check(&args.rtt_ms)?;
-    let (graph, name) = random_graph(args)?;
+    let (graph, name) = random_graph(&args.model, args.dataset_shape, args.runs.seed)?;
     let n: usize = graph.input_shape.iter().product();
     let mut rng_state = args.runs.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let pixels: Vec<f64> = (0..n)

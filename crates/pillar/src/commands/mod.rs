@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments, and what it prints.
 
 pub mod bench;
+pub mod bench_load;
 pub mod bench_model;
 pub mod bench_train;
 pub mod dealer;

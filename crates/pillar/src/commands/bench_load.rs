@@ -1,0 +1,348 @@
+//! `pillar bench load`: N honest clients at once against one server, for a bounded time.
+//! What a deployment needs to know beyond one inference's latency: that concurrent clients
+//! each get their own correct result, how many images per second the server sustains, and
+//! how much memory that takes.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use pillar_mpc::channel::{Identity, Link, Security};
+use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
+use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::{FixedPoint, RingTensor};
+use pillar_nn::exec::fixed::{self, FixedConfig};
+use pillar_nn::secure::Plan;
+use pillar_nn::secure::remote::{Links, RemoteModel, ServeOptions, serve};
+use pillar_train::data::DatasetKind;
+use serde::Serialize;
+
+/// Arguments of `pillar bench load`.
+#[derive(Debug, Args)]
+pub struct LoadBenchArgs {
+    /// A paper architecture with random weights, or an ONNX file.
+    #[arg(long, default_value = "convnet")]
+    model: String,
+
+    /// Input shape and classes of the built-in architectures.
+    #[arg(long, default_value = "mnist")]
+    dataset_shape: DatasetKind,
+
+    /// Numbers of concurrent clients to try, in turn (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    clients: Vec<usize>,
+
+    /// How long each number of clients runs, in seconds (requests under way finish).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+
+    /// Single-image requests per connection.
+    #[arg(long, default_value_t = 4)]
+    requests: usize,
+
+    /// How polynomial activations run.
+    #[arg(long, default_value = "honeybadger")]
+    protocol: ActivationProtocol,
+
+    /// Encrypted links (fresh keys per process) or plaintext.
+    #[arg(long, value_enum, default_value_t = LinksArg::Noise)]
+    links: LinksArg,
+
+    /// Emulated round-trip time between clients and server, in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    rtt_ms: f64,
+
+    /// Seed of the weights and inputs (benchmarks only).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Print the rows as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--links`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LinksArg {
+    /// Noise XX with pinned keys.
+    Noise,
+    /// No encryption or authentication.
+    Plaintext,
+}
+
+/// One number of clients.
+#[derive(Debug, Clone, Serialize)]
+struct LoadRow {
+    clients: usize,
+    links: String,
+    seconds: f64,
+    images: u64,
+    connections: u64,
+    images_per_s: f64,
+    /// Results that differed from the fixed-point executor's (must be 0).
+    wrong: u64,
+    /// Requests or connections that failed (must be 0).
+    failed: u64,
+    /// Largest resident memory of this process (dealer, server and clients together) seen
+    /// while these clients ran, sampled every 50 ms.
+    peak_rss_mib: f64,
+}
+
+/// This process's resident memory now, from /proc (Linux), in MiB.
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Links for a dealer, a server and its clients.
+struct Deployment {
+    dealer: Security,
+    server: Links,
+    client: Links,
+}
+
+impl Deployment {
+    fn new(links: LinksArg) -> Deployment {
+        if links == LinksArg::Plaintext {
+            return Deployment {
+                dealer: Security::Plaintext,
+                server: Links::plaintext(),
+                client: Links::plaintext(),
+            };
+        }
+        let (d, s, c) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let (dk, sk, ck) = (d.public(), s.public(), c.public());
+        let (s, c) = (Arc::new(s), Arc::new(c));
+        let noise = |me: &Arc<Identity>, peer| Security::Noise {
+            identity: Arc::clone(me),
+            trusted: Arc::new(vec![peer]),
+        };
+        Deployment {
+            dealer: Security::noise(d, vec![sk, ck]),
+            server: Links {
+                peer: noise(&s, ck),
+                dealer: noise(&s, dk),
+            },
+            client: Links {
+                peer: noise(&c, sk),
+                dealer: noise(&c, dk),
+            },
+        }
+    }
+}
+
+/// Runs `pillar bench load`.
+pub fn run(args: &LoadBenchArgs) -> Result<()> {
+    if args.clients.is_empty() || args.clients.contains(&0) || args.requests == 0 {
+        bail!("--clients and --requests must be at least 1");
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        bail!("--seconds {}: give a positive duration", args.seconds);
+    }
+    let (graph, name) =
+        super::bench_model::random_graph(&args.model, args.dataset_shape, args.seed)?;
+    let config = FixedConfig {
+        frac_bits: 16,
+        activation: args.protocol,
+    };
+    let plan =
+        Arc::new(Plan::compile(&graph, config).with_context(|| format!("cannot run {name}"))?);
+    let folded = pillar_nn::fold_batchnorm(&graph)?;
+    let fp = FixedPoint::new(config.frac_bits)?;
+    let mut shape = vec![1];
+    shape.extend_from_slice(&graph.input_shape);
+    let inputs: Vec<RingTensor> = (0..16u64)
+        .map(|k| {
+            let t = pillar_nn::Tensor::new(
+                shape.clone(),
+                (0..shape.iter().product::<usize>())
+                    .map(|i| {
+                        let h =
+                            (i as u64 ^ (k << 32) ^ args.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        (h >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+                    })
+                    .collect(),
+            )?;
+            Ok(fixed::encode(fp, &t)?)
+        })
+        .collect::<Result<_>>()?;
+    let expected: Vec<RingTensor> = inputs
+        .iter()
+        .map(|x| Ok(fixed::run_encoded(&folded, x, &config)?.ring))
+        .collect::<Result<_>>()?;
+
+    let deployment = Deployment::new(args.links);
+    let dealer_listener = TcpListener::bind("127.0.0.1:0")?;
+    let dealer = dealer_listener.local_addr()?.to_string();
+    let service = Arc::new(DealerService::new(
+        ServiceConfig::default(),
+        deployment.dealer.clone(),
+    ));
+    std::thread::spawn(move || service.serve(&dealer_listener));
+    let link = Link::new(args.rtt_ms, None);
+
+    eprintln!(
+        "{name}: {} under {}, {} links, {} single-image requests per connection, {} s per row",
+        plan.architecture.rounds(),
+        args.protocol,
+        format!("{:?}", args.links).to_lowercase(),
+        args.requests,
+        args.seconds
+    );
+    let mut rows = Vec::new();
+    for &clients in &args.clients {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let server = listener.local_addr()?.to_string();
+        let options = ServeOptions {
+            dealer: dealer.clone(),
+            link,
+            timeout: pillar_mpc::channel::DEFAULT_TIMEOUT,
+            max_batch: 1,
+            // Headroom: a client that reconnects at once may arrive before the server has
+            // freed the slot of its last connection (the busy refusal is tested elsewhere).
+            max_clients: 2 * clients,
+            security: deployment.server.clone(),
+        };
+        let served = Arc::clone(&plan);
+        std::thread::spawn(move || serve(&listener, served, "load", &options, Arc::new(|_, _| {})));
+        let (images, connections, wrong, failed) = (
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+        );
+        let done = AtomicBool::new(false);
+        let peak = std::sync::Mutex::new(rss_mib().unwrap_or(0.0));
+        let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    if let (Some(now), Ok(mut p)) = (rss_mib(), peak.lock()) {
+                        *p = p.max(now);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            let workers: Vec<_> = (0..clients)
+                .map(|c| {
+                    let (server, dealer, deployment) = (&server, &dealer, &deployment);
+                    let (inputs, expected) = (&inputs, &expected);
+                    let (images, connections, wrong, failed) =
+                        (&images, &connections, &wrong, &failed);
+                    scope.spawn(move || {
+                        let mut k = c;
+                        while Instant::now() < deadline {
+                            let batch: Vec<usize> =
+                                (0..args.requests).map(|j| (k + j) % inputs.len()).collect();
+                            k += args.requests;
+                            let xs: Vec<RingTensor> =
+                                batch.iter().map(|&i| inputs[i].clone()).collect();
+                            let outcome = RemoteModel::connect(
+                                server,
+                                dealer,
+                                link,
+                                &deployment.client,
+                                pillar_mpc::channel::DEFAULT_TIMEOUT,
+                            )
+                            .and_then(|m| m.run(&xs, &|_| {}));
+                            match outcome {
+                                Ok((logits, _)) => {
+                                    connections.fetch_add(1, Ordering::Relaxed);
+                                    for (got, &i) in logits.iter().zip(&batch) {
+                                        images.fetch_add(1, Ordering::Relaxed);
+                                        let off = got.data().iter().zip(expected[i].data()).any(
+                                            |(a, b)| (*a as i64 - *b as i64).unsigned_abs() >= 400,
+                                        );
+                                        if off {
+                                            wrong.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!("client {c}: {e}");
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                let _ = w.join();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        let seconds = start.elapsed().as_secs_f64();
+        let images = images.into_inner();
+        let row = LoadRow {
+            clients,
+            links: format!("{:?}", args.links).to_lowercase(),
+            seconds,
+            images,
+            connections: connections.into_inner(),
+            images_per_s: images as f64 / seconds,
+            wrong: wrong.into_inner(),
+            failed: failed.into_inner(),
+            peak_rss_mib: peak.into_inner().unwrap_or(0.0),
+        };
+        if !args.json {
+            eprintln!(
+                "{:>3} clients: {:>6} images in {:.1} s, {:>7.1} images/s, {} wrong, {} failed, peak RSS {:.0} MiB",
+                row.clients,
+                row.images,
+                row.seconds,
+                row.images_per_s,
+                row.wrong,
+                row.failed,
+                row.peak_rss_mib
+            );
+        }
+        rows.push(row);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", table(&name, &rows));
+    }
+    let bad: u64 = rows.iter().map(|r| r.wrong + r.failed).sum();
+    if bad > 0 {
+        bail!("{bad} requests failed or gave wrong logits");
+    }
+    Ok(())
+}
+
+fn table(name: &str, rows: &[LoadRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{name}: concurrent clients, every result checked");
+    let _ = writeln!(
+        out,
+        "{:>8} {:>10} {:>8} {:>12} {:>10} {:>6} {:>7} {:>10}",
+        "clients", "links", "images", "connections", "images/s", "wrong", "failed", "peak MiB"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:>8} {:>10} {:>8} {:>12} {:>10.1} {:>6} {:>7} {:>10.0}",
+            r.clients,
+            r.links,
+            r.images,
+            r.connections,
+            r.images_per_s,
+            r.wrong,
+            r.failed,
+            r.peak_rss_mib
+        );
+    }
+    out
+}
