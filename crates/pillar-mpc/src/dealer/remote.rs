@@ -59,6 +59,18 @@ const AHEAD: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId([u8; 16]);
 
+impl SessionId {
+    /// The first 8 hex digits, for logs: the whole id lets whoever holds it (and a key the
+    /// dealer trusts) join the session, so it is never logged.
+    pub fn tag(&self) -> String {
+        self.0[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            + "…"
+    }
+}
+
 impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
@@ -271,7 +283,7 @@ impl DealerService {
                 .remove(&id);
             return Err(io_error("answering the server", &e));
         }
-        tracing::info!("dealer: opened session {id}");
+        tracing::info!("dealer: opened session {}", id.tag());
         Ok(())
     }
 
@@ -304,9 +316,9 @@ impl DealerService {
             .writer()
             .write_all(&reply)
             .map_err(|e| io_error("answering the client", &e))?;
-        tracing::info!("dealer: session {id} joined");
+        tracing::info!("dealer: session {} joined", id.tag());
         self.serve_corrections(stream, TrustedDealer::from_seeds(seeds[0], seeds[1]))?;
-        tracing::info!("dealer: session {id} closed");
+        tracing::info!("dealer: session {} closed", id.tag());
         Ok(())
     }
 
