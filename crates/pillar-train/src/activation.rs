@@ -5,6 +5,10 @@
 //! secure protocols evaluate. In training mode (an autodiff device) PILLAR clamps the input to
 //! `[-range, range]` after the penalty has seen it; at inference nothing is clamped, because
 //! the secure engine cannot clamp without the comparisons the polynomial exists to avoid.
+//!
+//! On the CPU the clamp and polynomial, the penalty and the recorded statistics each run as
+//! one pass with a handwritten backward ([`crate::fused`]); elsewhere they are burn tensor
+//! compositions.
 
 use burn::module::{Module, RunningState};
 use burn::tensor::Tensor;
@@ -88,12 +92,8 @@ impl Activation {
                 clamp,
             } => {
                 tape.penalise(&x);
-                let x = if *clamp && training {
-                    x.clamp(-range, *range)
-                } else {
-                    x
-                };
-                horner(x, coefficients)
+                let clamp = (*clamp && training).then_some(*range);
+                crate::fused::poly(x, coefficients, clamp)
             }
         };
         tape.output(&y);
@@ -117,6 +117,9 @@ impl Activation {
 /// `|x|^e` by repeated squaring: burn's CPU backend evaluates integer powers above 2 with a
 /// scalar `powf` per element, which was 9% of a PILLAR training step; a handful of tensor
 /// multiplications (forward and backward) are vectorised. Even powers skip the `abs`.
+///
+/// On the CPU the penalty goes through [`crate::fused::penalty`] (one pass); this composition
+/// is the path for other backends and the definition the fused kernel is tested against.
 pub fn abs_pow<const D: usize>(x: Tensor<D>, e: u32) -> Tensor<D> {
     let (mut base, mut e) = if e.is_multiple_of(2) {
         (x.clone().mul(x), e / 2)
@@ -140,6 +143,9 @@ pub fn abs_pow<const D: usize>(x: Tensor<D>, e: u32) -> Tensor<D> {
 }
 
 /// `sum_k c_k x^k` by Horner's rule.
+///
+/// On the CPU the activation goes through [`crate::fused::poly`] (one pass, same order of
+/// operations); this composition is the path for other backends and its reference.
 pub fn horner<const D: usize>(x: Tensor<D>, coefficients: &[f64]) -> Tensor<D> {
     let mut rev = coefficients.iter().rev();
     let top = rev.next().copied().unwrap_or(0.0);
@@ -327,16 +333,13 @@ impl Tape {
 
     fn record<const D: usize>(&mut self, x: &Tensor<D>, range: f64) {
         let count = x.shape().num_elements();
-        let abs = x.clone().detach().abs().flatten::<1>(0, D - 1);
-        let oor = abs.clone().greater_equal_elem(range).float().sum();
-        let stats = Tensor::cat(vec![oor, abs.clone().max(), abs.sum()], 0);
-        self.records.push((stats, count));
+        self.records.push((crate::fused::stats(x, range), count));
     }
 
     fn penalise<const D: usize>(&mut self, x: &Tensor<D>) {
         if let Some((p, r)) = self.penalty {
-            let scaled = x.clone().div_scalar(r);
-            self.terms.push(abs_pow(scaled, p.exponent).sum());
+            self.terms
+                .push(crate::fused::penalty(x.clone(), r, p.exponent));
         }
     }
 

@@ -6,6 +6,9 @@
 //!   largest input, PILLAR's penalty.
 //! - [`penalty`]: the penalty and its 4-epoch warm-up; [`schedule`]: the learning rate.
 //! - [`model`]: the paper's architectures and the export to the pillar-nn graph.
+//! - [`conv`]: the CPU convolution (im2col + GEMM in NCHW, handwritten backward);
+//!   [`fused`]: the activation, its penalty and statistics as single passes; [`norm`]: batch
+//!   normalisation in training, likewise; [`pool`]: average pooling.
 //! - [`train`]: the loop (validation-based selection, checkpoints, escape detection, QuaIL).
 //! - [`device`]: the CPU backend, or a GPU through wgpu (cargo feature `wgpu`).
 //! - [`data`]: MNIST (10,000 real digits embedded), CIFAR-10/100, image folders.
@@ -13,11 +16,15 @@
 pub mod activation;
 pub mod bench;
 pub mod config;
+pub mod conv;
 pub mod data;
 pub mod device;
+pub mod fused;
 pub mod metrics;
 pub mod model;
+pub mod norm;
 pub mod penalty;
+pub mod pool;
 pub mod schedule;
 pub mod train;
 

@@ -5,8 +5,8 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::tensor::Tensor;
-use burn::tensor::module::{avg_pool2d, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
 
 use crate::activation::{Activation, Tape};
 
@@ -76,16 +76,15 @@ impl Layer {
     /// Applies the layer.
     pub fn forward(&self, x: Flow, tape: &mut Tape) -> Flow {
         match (self, x) {
-            (Layer::Conv(conv), Flow::Image(x)) => Flow::Image(conv.forward(x)),
-            (Layer::Bn(bn), Flow::Image(x)) => Flow::Image(bn.forward(x)),
-            (Layer::Bn(bn), Flow::Flat(x)) => Flow::Flat(bn.forward(x)),
+            (Layer::Conv(conv), Flow::Image(x)) => Flow::Image(crate::conv::forward(conv, x)),
+            (Layer::Bn(bn), Flow::Image(x)) => Flow::Image(crate::norm::forward(bn, x)),
+            (Layer::Bn(bn), Flow::Flat(x)) => Flow::Flat(crate::norm::forward(bn, x)),
             (Layer::Linear(linear), x) => Flow::Flat(linear.forward(x.into_flat())),
             (Layer::Act(act), Flow::Image(x)) => Flow::Image(act.forward(x, tape)),
             (Layer::Act(act), Flow::Flat(x)) => Flow::Flat(act.forward(x, tape)),
-            (Layer::AvgPool(p), Flow::Image(x)) => Flow::Image(avg_pool2d(
-                x,
-                AvgPoolOptions::new([p.kernel, p.kernel]).with_stride([p.stride, p.stride]),
-            )),
+            (Layer::AvgPool(p), Flow::Image(x)) => {
+                Flow::Image(crate::pool::avg_pool2d(x, p.kernel, p.stride))
+            }
             (Layer::MaxPool(p), Flow::Image(x)) => Flow::Image(max_pool2d(
                 x,
                 MaxPoolOptions::new([p.kernel, p.kernel]).with_stride([p.stride, p.stride]),
