@@ -17,7 +17,9 @@ use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_nn::exec::fixed::{self, FixedConfig};
-use pillar_nn::secure::remote::{Links, RemoteError, RemoteModel, ServeOptions, Served, serve};
+use pillar_nn::secure::remote::{
+    Deployment, Links, RemoteError, RemoteModel, ServeOptions, Served, serve,
+};
 use pillar_nn::secure::{Layer, Plan};
 use pillar_nn::{Graph, fold_batchnorm};
 
@@ -30,45 +32,10 @@ fn config() -> FixedConfig {
     }
 }
 
-/// A key pair per process, each pinning the others' public keys.
-struct Keys {
-    dealer: Arc<Identity>,
-    server: Arc<Identity>,
-    client: Arc<Identity>,
-}
-
 fn noise(me: &Arc<Identity>, peers: &[&Arc<Identity>]) -> Security {
     Security::Noise {
         identity: Arc::clone(me),
         trusted: Arc::new(peers.iter().map(|p| p.public()).collect()),
-    }
-}
-
-impl Keys {
-    fn new() -> Keys {
-        Keys {
-            dealer: Arc::new(Identity::generate()),
-            server: Arc::new(Identity::generate()),
-            client: Arc::new(Identity::generate()),
-        }
-    }
-
-    fn dealer(&self) -> Security {
-        noise(&self.dealer, &[&self.server, &self.client])
-    }
-
-    fn server(&self) -> Links {
-        Links {
-            peer: noise(&self.server, &[&self.client]),
-            dealer: noise(&self.server, &[&self.dealer]),
-        }
-    }
-
-    fn client(&self) -> Links {
-        Links {
-            peer: noise(&self.client, &[&self.server]),
-            dealer: noise(&self.client, &[&self.dealer]),
-        }
     }
 }
 
@@ -81,15 +48,15 @@ fn start_dealer_with(security: Security) -> String {
 }
 
 /// A dealer, a server for `g` and the keys of a client they both trust.
-fn start(g: &Graph) -> (Keys, String, String, Outcomes) {
-    let keys = Keys::new();
-    let dealer = start_dealer_with(keys.dealer());
-    let (server, outcomes) = start_server(g, &dealer, keys.server());
+fn start(g: &Graph) -> (Deployment, String, String, Outcomes) {
+    let keys = Deployment::generate();
+    let dealer = start_dealer_with(keys.dealer.clone());
+    let (server, outcomes) = start_server(g, &dealer, keys.server.clone());
     (keys, dealer, server, outcomes)
 }
 
-fn connect(server: &str, dealer: &str, keys: &Keys) -> Result<RemoteModel, RemoteError> {
-    RemoteModel::connect(server, dealer, Link::default(), &keys.client(), TIMEOUT)
+fn connect(server: &str, dealer: &str, keys: &Deployment) -> Result<RemoteModel, RemoteError> {
+    RemoteModel::connect(server, dealer, Link::default(), &keys.client, TIMEOUT)
 }
 
 type Outcomes = Arc<Mutex<Vec<Result<Served, String>>>>;
@@ -219,8 +186,8 @@ fn a_server_without_its_dealer_refuses_clearly() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let keys = Keys::new();
-    let (server, served) = start_server(&every_op(), &down, keys.server());
+    let keys = Deployment::generate();
+    let (server, served) = start_server(&every_op(), &down, keys.server.clone());
     let err = connect(&server, &down, &keys).unwrap_err();
     assert!(
         matches!(&err, RemoteError::Refused(m) if m.contains("cannot reach the dealer")),
@@ -241,33 +208,48 @@ fn a_wrong_input_is_refused_before_any_traffic() {
     assert!(served[0].is_err());
 }
 
-/// Forwards one connection to `to`, cutting both directions once `limit` bytes went from
-/// the client to the server.
-fn cutting_proxy(to: String, limit: usize) -> String {
+/// Accepts one connection, connects it to `to` and hands both sockets (the client's, the
+/// server's) to `relay`, in a thread. Returns the address to connect to.
+fn proxy(to: String, relay: impl FnOnce(TcpStream, TcpStream) + Send + 'static) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         let (client, _) = listener.accept().unwrap();
         let server = TcpStream::connect(to).unwrap();
-        let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-        let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-        std::thread::spawn(move || std::io::copy(&mut s_read, &mut c_write));
+        relay(client, server);
+    });
+    addr
+}
+
+/// Copies everything from `from` to `to` in a thread of its own, then closes `to`.
+fn forward(from: &TcpStream, to: &TcpStream) {
+    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+/// Forwards one connection to `to`, cutting both directions once `limit` bytes went from
+/// the client to the server.
+fn cutting_proxy(to: String, limit: usize) -> String {
+    proxy(to, move |mut client, mut server| {
+        forward(&server, &client);
         let mut sent = 0;
         let mut buf = [0u8; 4096];
         while sent < limit {
-            let n = match c_read.read(&mut buf) {
+            let n = match client.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n.min(limit - sent),
             };
-            if s_write.write_all(&buf[..n]).is_err() {
+            if server.write_all(&buf[..n]).is_err() {
                 break;
             }
             sent += n;
         }
         let _ = client.shutdown(std::net::Shutdown::Both);
         let _ = server.shutdown(std::net::Shutdown::Both);
-    });
-    addr
+    })
 }
 
 #[test]
@@ -356,8 +338,8 @@ fn untrusted_and_plaintext_clients_are_turned_away() {
     // A client whose key the server does not trust.
     let stranger = Arc::new(Identity::generate());
     let links = Links {
-        peer: noise(&stranger, &[&keys.server]),
-        dealer: noise(&stranger, &[&keys.dealer]),
+        peer: noise(&stranger, &[&keys.identities[1]]),
+        dealer: noise(&stranger, &[&keys.identities[0]]),
     };
     let err = RemoteModel::connect(&server, &dealer, Link::default(), &links, TIMEOUT).unwrap_err();
     let err = err.to_string();
@@ -374,8 +356,8 @@ fn untrusted_and_plaintext_clients_are_turned_away() {
     // A client that pins another key for the server.
     let impostor = Arc::new(Identity::generate());
     let links = Links {
-        peer: noise(&keys.client, &[&impostor]),
-        dealer: noise(&keys.client, &[&keys.dealer]),
+        peer: noise(&keys.identities[2], &[&impostor]),
+        dealer: noise(&keys.identities[2], &[&keys.identities[0]]),
     };
     let err = RemoteModel::connect(&server, &dealer, Link::default(), &links, TIMEOUT).unwrap_err();
     assert!(
@@ -420,29 +402,20 @@ enum Tamper {
 /// Forwards one connection to `to`, reading the client's side as Noise messages (an 8-byte
 /// preamble, then 2-byte big-endian lengths) and tampering with one of them.
 fn tampering_proxy(to: String, tamper: Tamper) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let (client, _) = listener.accept().unwrap();
-        let server = TcpStream::connect(to).unwrap();
-        let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-        let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut s_read, &mut c_write);
-            let _ = c_write.shutdown(std::net::Shutdown::Both);
-        });
+    proxy(to, move |mut client, mut server| {
+        forward(&server, &client);
         let mut preamble = [0u8; 8];
-        c_read.read_exact(&mut preamble).unwrap();
-        s_write.write_all(&preamble).unwrap();
+        client.read_exact(&mut preamble).unwrap();
+        server.write_all(&preamble).unwrap();
         let mut previous = Vec::new();
         for k in 0.. {
             let mut len = [0u8; 2];
-            if c_read.read_exact(&mut len).is_err() {
+            if client.read_exact(&mut len).is_err() {
                 break;
             }
             let mut message = len.to_vec();
             message.resize(2 + usize::from(u16::from_be_bytes(len)), 0);
-            if c_read.read_exact(&mut message[2..]).is_err() {
+            if client.read_exact(&mut message[2..]).is_err() {
                 break;
             }
             let out = match tamper {
@@ -455,14 +428,13 @@ fn tampering_proxy(to: String, tamper: Tamper) -> String {
                 }
                 _ => message.clone(),
             };
-            if s_write.write_all(&out).is_err() {
+            if server.write_all(&out).is_err() {
                 break;
             }
             previous = message;
         }
         let _ = server.shutdown(std::net::Shutdown::Both);
-    });
-    addr
+    })
 }
 
 #[test]
@@ -499,22 +471,16 @@ fn replayed_and_altered_messages_end_the_connection_and_nothing_else() {
 /// Forwards one connection to `to`; from `to` back to the client, only the first `limit`
 /// bytes go through, and then nothing, with the connection left open: a stalled peer.
 fn stalling_proxy(to: String, limit: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let (client, _) = listener.accept().unwrap();
-        let server = TcpStream::connect(to).unwrap();
-        let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-        let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-        std::thread::spawn(move || std::io::copy(&mut c_read, &mut s_write));
+    proxy(to, move |mut client, mut server| {
+        forward(&client, &server);
         let mut sent = 0;
         let mut buf = [0u8; 4096];
         while sent < limit {
-            let n = match s_read.read(&mut buf) {
+            let n = match server.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n.min(limit - sent),
             };
-            if c_write.write_all(&buf[..n]).is_err() {
+            if client.write_all(&buf[..n]).is_err() {
                 return;
             }
             sent += n;
@@ -522,8 +488,7 @@ fn stalling_proxy(to: String, limit: usize) -> String {
         // Hold the sockets, say nothing more.
         std::thread::sleep(Duration::from_secs(30));
         drop((client, server));
-    });
-    addr
+    })
 }
 
 #[test]
@@ -533,7 +498,7 @@ fn a_dealer_that_stops_sending_times_out_and_the_server_goes_on() {
     let stalled = stalling_proxy(dealer.clone(), 600);
     let short = Duration::from_secs(2);
     let started = std::time::Instant::now();
-    let outcome = RemoteModel::connect(&server, &stalled, Link::default(), &keys.client(), short)
+    let outcome = RemoteModel::connect(&server, &stalled, Link::default(), &keys.client, short)
         .and_then(|model| model.run(&[encode(&[2, 2, 8, 8], 1)], &|_| {}));
     let err = outcome.expect_err("a stalled dealer gave a result");
     assert!(err.to_string().contains("timed out"), "{err}");
@@ -580,8 +545,8 @@ fn eight_concurrent_clients_each_get_their_own_correct_logits() {
 
 #[test]
 fn clients_beyond_the_limit_are_told_the_server_is_busy() {
-    let keys = Keys::new();
-    let dealer = start_dealer_with(keys.dealer());
+    let keys = Deployment::generate();
+    let dealer = start_dealer_with(keys.dealer.clone());
     let plan = Arc::new(Plan::compile(&every_op(), config()).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap().to_string();
@@ -591,7 +556,7 @@ fn clients_beyond_the_limit_are_told_the_server_is_busy() {
         timeout: TIMEOUT,
         max_batch: 4,
         max_clients: 1,
-        security: keys.server(),
+        security: keys.server.clone(),
     };
     std::thread::spawn(move || serve(&listener, plan, "m", &options, Arc::new(|_, _| {})));
     // The first client holds its connection (set up, nothing asked yet).

@@ -2,27 +2,15 @@
 //! gradients of the clamped polynomial and of the penalty, and the recorded statistics.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use burn::tensor::{Device, Tensor, TensorData};
+use common::{assert_close, values};
 use pillar_train::activation::{abs_pow, horner};
 use pillar_train::config::default_coefficients;
 use pillar_train::fused;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
-}
-
-fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
-    assert_eq!(ours.len(), reference.len(), "{what}");
-    let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * scale,
-            "{what}[{i}]: {a} vs {b} (scale {scale})"
-        );
-    }
-}
 
 /// `[2, 3, 5, 7]` inputs spread over `[-8, 8]`, with the clamp edges and zero included.
 fn input(seed: u64) -> (Vec<f32>, [usize; 4]) {

@@ -2,31 +2,15 @@
 //! gradients with respect to the input, gamma and beta, and the running statistics.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use burn::module::Param;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
+use common::{assert_close, random, values};
 use pillar_train::norm;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
-}
-
-fn random(rng: &mut ChaCha8Rng, len: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..len).map(|_| rng.random_range(lo..hi)).collect()
-}
-
-fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
-    assert_eq!(ours.len(), reference.len(), "{what}");
-    let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * scale,
-            "{what}[{i}]: {a} vs {b} (scale {scale})"
-        );
-    }
-}
 
 /// A batch norm over `c` channels with the given gamma and beta.
 fn layer(c: usize, gamma: &[f32], beta: &[f32], device: &Device) -> BatchNorm {

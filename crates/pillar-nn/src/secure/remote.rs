@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pillar_mpc::channel::{Channel, Emulated, Link, Security, TcpChannel};
+use pillar_mpc::channel::{Channel, Emulated, Identity, Link, Security, TcpChannel};
 use pillar_mpc::dealer::remote::{SessionId, join_session, open_session};
 use pillar_mpc::{MpcError, Party, RingTensor, Session};
 use serde::{Deserialize, Serialize};
@@ -141,6 +141,55 @@ impl Links {
         Links {
             peer: Security::Plaintext,
             dealer: Security::Plaintext,
+        }
+    }
+}
+
+/// The links of a dealer, a server and its client that trust one another: fresh keys for
+/// the three roles of one process (the demo, benchmarks, tests). Processes apart each load
+/// their own key instead (`pillar keygen`).
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// The dealer's, trusting the server and the client.
+    pub dealer: Security,
+    /// The server's.
+    pub server: Links,
+    /// The client's.
+    pub client: Links,
+    /// The three identities, dealer, server and client, for tests that build other links.
+    pub identities: [Arc<Identity>; 3],
+}
+
+impl Deployment {
+    /// Fresh key pairs from the operating system's randomness, each pinning the others.
+    pub fn generate() -> Deployment {
+        let [d, s, c] = [(); 3].map(|()| Arc::new(Identity::generate()));
+        let noise = |me: &Arc<Identity>, peers: &[&Arc<Identity>]| Security::Noise {
+            identity: Arc::clone(me),
+            trusted: Arc::new(peers.iter().map(|p| p.public()).collect()),
+        };
+        Deployment {
+            dealer: noise(&d, &[&s, &c]),
+            server: Links {
+                peer: noise(&s, &[&c]),
+                dealer: noise(&s, &[&d]),
+            },
+            client: Links {
+                peer: noise(&c, &[&s]),
+                dealer: noise(&c, &[&d]),
+            },
+            identities: [d, s, c],
+        }
+    }
+
+    /// All three in plaintext.
+    pub fn plaintext() -> Deployment {
+        let [d, s, c] = [(); 3].map(|()| Arc::new(Identity::generate()));
+        Deployment {
+            dealer: Security::Plaintext,
+            server: Links::plaintext(),
+            client: Links::plaintext(),
+            identities: [d, s, c],
         }
     }
 }

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use pillar_mpc::channel::{Identity, Link, Security};
+use pillar_mpc::channel::Link;
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_nn::exec::fixed::{self, FixedConfig};
 use pillar_nn::secure::Plan;
-use pillar_nn::secure::remote::{Links, RemoteModel, ServeOptions, serve};
+use pillar_nn::secure::remote::{Deployment, RemoteModel, ServeOptions, serve};
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
 
@@ -100,47 +100,6 @@ fn rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Links for a dealer, a server and its clients.
-struct Deployment {
-    dealer: Security,
-    server: Links,
-    client: Links,
-}
-
-impl Deployment {
-    fn new(links: LinksArg) -> Deployment {
-        if links == LinksArg::Plaintext {
-            return Deployment {
-                dealer: Security::Plaintext,
-                server: Links::plaintext(),
-                client: Links::plaintext(),
-            };
-        }
-        let (d, s, c) = (
-            Identity::generate(),
-            Identity::generate(),
-            Identity::generate(),
-        );
-        let (dk, sk, ck) = (d.public(), s.public(), c.public());
-        let (s, c) = (Arc::new(s), Arc::new(c));
-        let noise = |me: &Arc<Identity>, peer| Security::Noise {
-            identity: Arc::clone(me),
-            trusted: Arc::new(vec![peer]),
-        };
-        Deployment {
-            dealer: Security::noise(d, vec![sk, ck]),
-            server: Links {
-                peer: noise(&s, ck),
-                dealer: noise(&s, dk),
-            },
-            client: Links {
-                peer: noise(&c, sk),
-                dealer: noise(&c, dk),
-            },
-        }
-    }
-}
-
 /// Runs `pillar bench load`.
 pub fn run(args: &LoadBenchArgs) -> Result<()> {
     if args.clients.is_empty() || args.clients.contains(&0) || args.requests == 0 {
@@ -181,7 +140,10 @@ pub fn run(args: &LoadBenchArgs) -> Result<()> {
         .map(|x| Ok(fixed::run_encoded(&folded, x, &config)?.ring))
         .collect::<Result<_>>()?;
 
-    let deployment = Deployment::new(args.links);
+    let deployment = match args.links {
+        LinksArg::Noise => Deployment::generate(),
+        LinksArg::Plaintext => Deployment::plaintext(),
+    };
     let dealer_listener = TcpListener::bind("127.0.0.1:0")?;
     let dealer = dealer_listener.local_addr()?.to_string();
     let service = Arc::new(DealerService::new(

@@ -21,11 +21,11 @@ use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_fit::budget::Precision;
 use pillar_fit::{FitReport, FitSpec, Method, Target};
-use pillar_mpc::channel::{Identity, Link, Security};
+use pillar_mpc::channel::Link;
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_nn::exec::fixed;
-use pillar_nn::secure::remote::{Links, RemoteModel, ServeOptions, serve};
+use pillar_nn::secure::remote::{Deployment, Links, RemoteModel, ServeOptions, serve};
 use pillar_nn::secure::{FixedConfig, Plan};
 use pillar_nn::{Tensor, fold_batchnorm};
 use pillar_train::data::{DataSet, DatasetKind};
@@ -133,7 +133,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         args.rtt_ms
     );
     let link = Link::new(args.rtt_ms, None);
-    let keys = Keys::new();
+    let keys = Deployment::generate();
     let net = Net {
         dealer: start_dealer(&keys)?,
         keys,
@@ -246,57 +246,17 @@ fn train(args: &DemoArgs, activation: &str, coefficients: &[f64]) -> Result<Path
 /// Where the dealer listens, the keys and the emulated link.
 struct Net {
     dealer: String,
-    keys: Keys,
+    keys: Deployment,
     link: Link,
 }
 
-/// A fresh key pair per process, each pinning the others' public keys: the demo's links
-/// are encrypted and authenticated as a deployment's are.
-struct Keys {
-    dealer: Arc<Identity>,
-    server: Arc<Identity>,
-    client: Arc<Identity>,
-}
-
-impl Keys {
-    fn new() -> Keys {
-        Keys {
-            dealer: Arc::new(Identity::generate()),
-            server: Arc::new(Identity::generate()),
-            client: Arc::new(Identity::generate()),
-        }
-    }
-
-    fn noise(identity: &Arc<Identity>, trusted: &[&Arc<Identity>]) -> Security {
-        Security::Noise {
-            identity: Arc::clone(identity),
-            trusted: Arc::new(trusted.iter().map(|i| i.public()).collect()),
-        }
-    }
-
-    fn dealer(&self) -> Security {
-        Self::noise(&self.dealer, &[&self.server, &self.client])
-    }
-
-    fn server(&self) -> Links {
-        Links {
-            peer: Self::noise(&self.server, &[&self.client]),
-            dealer: Self::noise(&self.server, &[&self.dealer]),
-        }
-    }
-
-    fn client(&self) -> Links {
-        Links {
-            peer: Self::noise(&self.client, &[&self.server]),
-            dealer: Self::noise(&self.client, &[&self.dealer]),
-        }
-    }
-}
-
-fn start_dealer(keys: &Keys) -> Result<String> {
+fn start_dealer(keys: &Deployment) -> Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
     let addr = listener.local_addr()?.to_string();
-    let service = Arc::new(DealerService::new(ServiceConfig::default(), keys.dealer()));
+    let service = Arc::new(DealerService::new(
+        ServiceConfig::default(),
+        keys.dealer.clone(),
+    ));
     std::thread::spawn(move || service.serve(&listener));
     Ok(addr)
 }
@@ -344,12 +304,12 @@ fn classify(
         activation: protocol,
     };
     let plan = Plan::compile(&graph, config)?;
-    let server = start_server(plan, &net.dealer, net.keys.server(), net.link)?;
+    let server = start_server(plan, &net.dealer, net.keys.server.clone(), net.link)?;
     let client = RemoteModel::connect(
         &server.to_string(),
         &net.dealer,
         net.link,
-        &net.keys.client(),
+        &net.keys.client,
         pillar_mpc::channel::DEFAULT_TIMEOUT,
     )?;
     let fp = client.architecture().fixed()?;
