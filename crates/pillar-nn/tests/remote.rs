@@ -230,23 +230,30 @@ fn forward(from: &TcpStream, to: &TcpStream) {
     });
 }
 
+/// Copies from `from` to `to` until `limit` bytes went through (true) or either side failed
+/// or closed (false).
+fn copy_at_most(from: &mut TcpStream, to: &mut TcpStream, limit: usize) -> bool {
+    let mut sent = 0;
+    let mut buf = [0u8; 4096];
+    while sent < limit {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n.min(limit - sent),
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            return false;
+        }
+        sent += n;
+    }
+    true
+}
+
 /// Forwards one connection to `to`, cutting both directions once `limit` bytes went from
 /// the client to the server.
 fn cutting_proxy(to: String, limit: usize) -> String {
     proxy(to, move |mut client, mut server| {
         forward(&server, &client);
-        let mut sent = 0;
-        let mut buf = [0u8; 4096];
-        while sent < limit {
-            let n = match client.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n.min(limit - sent),
-            };
-            if server.write_all(&buf[..n]).is_err() {
-                break;
-            }
-            sent += n;
-        }
+        copy_at_most(&mut client, &mut server, limit);
         let _ = client.shutdown(std::net::Shutdown::Both);
         let _ = server.shutdown(std::net::Shutdown::Both);
     })
@@ -473,20 +480,10 @@ fn replayed_and_altered_messages_end_the_connection_and_nothing_else() {
 fn stalling_proxy(to: String, limit: usize) -> String {
     proxy(to, move |mut client, mut server| {
         forward(&client, &server);
-        let mut sent = 0;
-        let mut buf = [0u8; 4096];
-        while sent < limit {
-            let n = match server.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n.min(limit - sent),
-            };
-            if client.write_all(&buf[..n]).is_err() {
-                return;
-            }
-            sent += n;
+        if copy_at_most(&mut server, &mut client, limit) {
+            // Hold the sockets, say nothing more.
+            std::thread::sleep(Duration::from_secs(30));
         }
-        // Hold the sockets, say nothing more.
-        std::thread::sleep(Duration::from_secs(30));
         drop((client, server));
     })
 }
