@@ -324,6 +324,26 @@ fn valid_range(
     (lo.min(count), hi.max(lo.min(count)))
 }
 
+/// Puts the result `out` of a one-input operation on `x` into burn's autodiff graph, with
+/// `op` as its backward pass; `state` (what the backward needs) is built only when the graph
+/// tracks `x`.
+pub(crate) fn track_unary<const D: usize, Op: Backward<Flex, 1>>(
+    x: &AdTensor,
+    op: Op,
+    state: impl FnOnce() -> Op::State,
+    out: FlexTensor,
+) -> Tensor<D> {
+    let out = match op
+        .prepare::<NoCheckpointing>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state(), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Tensor::from_primitive::<Autodiff<Flex>>(out)
+}
+
 /// A tensor's values in logical (row-major) order, borrowed when it is already laid out so.
 pub(crate) fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {

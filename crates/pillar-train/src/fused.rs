@@ -15,16 +15,15 @@
 //! check), which stays the path for anything but `f32` tensors on burn's flex backend.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::activation::{abs_pow, horner};
-use crate::conv::{AdTensor, values};
+use crate::conv::{AdTensor, track_unary, values};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;
@@ -201,15 +200,7 @@ pub fn poly<const D: usize>(x: Tensor<D>, coefficients: &[f64], clamp: Option<f6
                 poly: p.clone(),
                 range,
             };
-            let out = match PolyBackward
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state(), out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            };
-            Tensor::from_primitive::<Autodiff<Flex>>(out)
+            track_unary(&x, PolyBackward, state, out)
         }
     }
 }
@@ -322,15 +313,7 @@ pub fn penalty<const D: usize>(x: Tensor<D>, reg_range: f64, exponent: u32) -> T
                 r,
                 exponent,
             };
-            let out = match PenaltyBackward
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state(), out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            };
-            Tensor::from_primitive::<Autodiff<Flex>>(out)
+            track_unary(&x, PenaltyBackward, state, out)
         }
     }
 }

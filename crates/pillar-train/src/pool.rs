@@ -8,16 +8,15 @@
 //! loops, planes in parallel. Other backends and dtypes use burn's `avg_pool2d`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::conv::values;
+use crate::conv::{track_unary, values};
 
 /// `[N, C, H, W]` averaged over `kernel x kernel` windows `stride` apart (no padding, output
 /// size rounded down): the same as burn's
@@ -53,15 +52,7 @@ pub fn avg_pool2d(x: Tensor<4>, kernel: usize, stride: usize) -> Tensor<4> {
             forward(&g, &values(xp.primitive())),
             out_dims,
         ));
-        let out = match PoolBackward
-            .prepare::<NoCheckpointing>([xp.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(g, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        Tensor::from_primitive::<Autodiff<Flex>>(out)
+        track_unary(&xp, PoolBackward, || g, out)
     } else {
         let Ok(xp) = x.clone().try_into_primitive::<Flex>() else {
             return fallback(x);
