@@ -105,6 +105,32 @@ fn encode(shape: &[usize], seed: u64) -> RingTensor {
     fixed::encode(FixedPoint::new(16).unwrap(), &tensor(shape, seed, 1.5)).unwrap()
 }
 
+/// `got` holds the fixed executor's logits for `x` on `g`, up to the secure rounding.
+fn assert_fixed_logits(g: &Graph, x: &RingTensor, got: &RingTensor) {
+    let want = fixed::run_encoded(&fold_batchnorm(g).unwrap(), x, &config())
+        .unwrap()
+        .ring;
+    assert_eq!(got.shape(), want.shape());
+    for (a, b) in got.data().iter().zip(want.data()) {
+        let diff = (*a as i64 - *b as i64).unsigned_abs();
+        assert!(diff < 400, "{diff} units apart");
+    }
+}
+
+/// An honest client on `links` gets the fixed executor's logits for one image: what every
+/// fault test asks of the server after the fault.
+fn serves_correctly(server: &str, dealer: &str, links: &Links, seed: u64) {
+    let model = RemoteModel::connect(server, dealer, Link::default(), links, TIMEOUT).unwrap();
+    let x = encode(&[1, 2, 8, 8], seed);
+    let (logits, _) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
+    assert_fixed_logits(&every_op(), &x, &logits[0]);
+}
+
+/// The server's next client outcome, which must be an error.
+fn next_error(o: &Outcomes) -> String {
+    outcomes(o, 1).remove(0).unwrap_err()
+}
+
 #[test]
 fn a_client_gets_the_fixed_executors_logits_over_tcp() {
     let g = every_op();
@@ -119,14 +145,8 @@ fn a_client_gets_the_fixed_executors_logits_over_tcp() {
         .run(&batches, &|n| *done.lock().unwrap() += n)
         .unwrap();
     assert_eq!(*done.lock().unwrap(), 4);
-    let folded = fold_batchnorm(&g).unwrap();
     for (x, got) in batches.iter().zip(&logits) {
-        let want = fixed::run_encoded(&folded, x, &config()).unwrap().ring;
-        assert_eq!(got.shape(), want.shape());
-        for (a, b) in got.data().iter().zip(want.data()) {
-            let diff = (*a as i64 - *b as i64).unsigned_abs();
-            assert!(diff < 400, "{diff} units apart");
-        }
+        assert_fixed_logits(&g, x, got);
     }
     assert_eq!(report.setup.stats.rounds, 1);
     for b in &report.batches {
@@ -193,8 +213,7 @@ fn a_server_without_its_dealer_refuses_clearly() {
         matches!(&err, RemoteError::Refused(m) if m.contains("cannot reach the dealer")),
         "{err}"
     );
-    let served = outcomes(&served, 1);
-    assert!(served[0].as_ref().unwrap_err().contains("dealer"));
+    assert!(next_error(&served).contains("dealer"));
 }
 
 #[test]
@@ -272,13 +291,10 @@ fn a_client_lost_mid_inference_does_not_stop_the_server() {
     let err = model.run(&[encode(&[4, 2, 8, 8], 1)], &|_| {}).unwrap_err();
     assert!(matches!(err, RemoteError::Mpc(_)), "{err}");
     eprintln!("client: {err}");
-    let lost = outcomes(&served, 1);
-    let lost = lost[0].as_ref().unwrap_err();
+    let lost = next_error(&served);
     assert!(lost.contains("closed"), "{lost}");
     // The next client is served.
-    let model = connect(&server, &dealer, &keys).unwrap();
-    let (logits, _) = model.run(&[encode(&[1, 2, 8, 8], 3)], &|_| {}).unwrap();
-    assert_eq!(logits[0].shape(), &[1, 3]);
+    serves_correctly(&server, &dealer, &keys.client, 3);
     assert!(outcomes(&served, 1)[0].is_ok());
 }
 
@@ -321,22 +337,7 @@ fn garbage_and_broken_frames_do_not_stop_the_server() {
     );
     assert!(errors.iter().any(|e| e.contains("closed")), "{errors:?}");
     // The next honest client is served correctly.
-    let model = RemoteModel::connect(
-        &server,
-        &dealer,
-        Link::default(),
-        &Links::plaintext(),
-        TIMEOUT,
-    )
-    .unwrap();
-    let x = encode(&[1, 2, 8, 8], 9);
-    let (logits, _) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
-    let want = fixed::run_encoded(&fold_batchnorm(&every_op()).unwrap(), &x, &config())
-        .unwrap()
-        .ring;
-    for (a, b) in logits[0].data().iter().zip(want.data()) {
-        assert!((*a as i64 - *b as i64).unsigned_abs() < 400);
-    }
+    serves_correctly(&server, &dealer, &Links::plaintext(), 9);
 }
 
 #[test]
@@ -354,8 +355,7 @@ fn untrusted_and_plaintext_clients_are_turned_away() {
         err.contains("refused") && err.contains(&stranger.public().to_string()),
         "{err}"
     );
-    let refused = outcomes(&served, 1);
-    let refused = refused[0].as_ref().unwrap_err();
+    let refused = next_error(&served);
     assert!(
         refused.contains("not among the keys trusted by this end"),
         "{refused}"
@@ -388,13 +388,10 @@ fn untrusted_and_plaintext_clients_are_turned_away() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("requires Noise"), "{err}");
-    let refused = outcomes(&served, 1);
-    let refused = refused[0].as_ref().unwrap_err();
+    let refused = next_error(&served);
     assert!(refused.contains("--insecure-plaintext"), "{refused}");
     // The trusted client is served.
-    let model = connect(&server, &dealer, &keys).unwrap();
-    let (logits, _) = model.run(&[encode(&[1, 2, 8, 8], 4)], &|_| {}).unwrap();
-    assert_eq!(logits[0].shape(), &[1, 3]);
+    serves_correctly(&server, &dealer, &keys.client, 4);
 }
 
 /// What a man in the middle does to the client's Noise messages.
@@ -460,19 +457,10 @@ fn replayed_and_altered_messages_end_the_connection_and_nothing_else() {
         let outcome = connect(&proxy, &dealer, &keys)
             .and_then(|model| model.run(&[encode(&[2, 2, 8, 8], 1)], &|_| {}));
         assert!(outcome.is_err(), "a tampered connection gave a result");
-        let seen = outcomes(&served, 1);
-        let seen = seen[0].as_ref().unwrap_err();
+        let seen = next_error(&served);
         assert!(seen.contains("failed authentication"), "{seen}");
     }
-    let model = connect(&server, &dealer, &keys).unwrap();
-    let x = encode(&[1, 2, 8, 8], 9);
-    let (logits, _) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
-    let want = fixed::run_encoded(&fold_batchnorm(&every_op()).unwrap(), &x, &config())
-        .unwrap()
-        .ring;
-    for (a, b) in logits[0].data().iter().zip(want.data()) {
-        assert!((*a as i64 - *b as i64).unsigned_abs() < 400);
-    }
+    serves_correctly(&server, &dealer, &keys.client, 9);
 }
 
 /// Forwards one connection to `to`; from `to` back to the client, only the first `limit`
@@ -501,21 +489,18 @@ fn a_dealer_that_stops_sending_times_out_and_the_server_goes_on() {
     assert!(err.to_string().contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20));
     // The server saw its client go, and serves the next one.
-    assert!(outcomes(&served, 1)[0].is_err());
-    let model = connect(&server, &dealer, &keys).unwrap();
-    let (logits, _) = model.run(&[encode(&[1, 2, 8, 8], 2)], &|_| {}).unwrap();
-    assert_eq!(logits[0].shape(), &[1, 3]);
+    next_error(&served);
+    serves_correctly(&server, &dealer, &keys.client, 2);
 }
 
 #[test]
 fn eight_concurrent_clients_each_get_their_own_correct_logits() {
     let g = every_op();
     let (keys, dealer, server, served) = start(&g);
-    let folded = fold_batchnorm(&g).unwrap();
     let clients = 8;
     std::thread::scope(|scope| {
         for c in 0..clients {
-            let (server, dealer, keys, folded) = (&server, &dealer, &keys, &folded);
+            let (server, dealer, keys, g) = (&server, &dealer, &keys, &g);
             scope.spawn(move || {
                 let batches = [
                     encode(&[2, 2, 8, 8], 100 + c as u64),
@@ -524,10 +509,7 @@ fn eight_concurrent_clients_each_get_their_own_correct_logits() {
                 let model = connect(server, dealer, keys).unwrap();
                 let (logits, _) = model.run(&batches, &|_| {}).unwrap();
                 for (x, got) in batches.iter().zip(&logits) {
-                    let want = fixed::run_encoded(folded, x, &config()).unwrap().ring;
-                    for (a, b) in got.data().iter().zip(want.data()) {
-                        assert!((*a as i64 - *b as i64).unsigned_abs() < 400, "client {c}");
-                    }
+                    assert_fixed_logits(g, x, got);
                 }
             });
         }
