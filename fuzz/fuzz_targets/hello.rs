@@ -1,4 +1,4 @@
-//! Fuzz target `hello`: see `pillar_nn::fuzzing::hello`.
+//! Fuzz target `hello`: see `pillar_infer::fuzzing::hello`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| pillar_nn::fuzzing::hello(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pillar_infer::fuzzing::hello(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `onnx`: see `pillar_nn::fuzzing::onnx`.
+//! Fuzz target `onnx`: see `pillar_infer::fuzzing::onnx`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| pillar_nn::fuzzing::onnx(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pillar_infer::fuzzing::onnx(data));

@@ -41,14 +41,7 @@ pub enum NnError {
         /// What was given.
         got: Vec<usize>,
     },
-    /// Fractional bits the secure engine does not support, so nothing would mirror it.
-    #[error(
-        "{0} fractional bits: the secure engine supports {min} to {max}",
-        min = pillar_mpc::FRAC_BITS.start(),
-        max = pillar_mpc::FRAC_BITS.end()
-    )]
-    FracBits(u32),
-    /// An input value the ring cannot encode.
+    /// An input value that is not a finite number.
     #[error("input value {value} at index {index} is not a finite number")]
     InputValue {
         /// Its flat index in the batch.

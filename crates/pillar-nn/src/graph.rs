@@ -84,20 +84,6 @@ pub struct PolyAct {
 }
 
 impl PolyAct {
-    /// Whether the secure engine (and so the fixed executor) can evaluate it: 1 to
-    /// `MAX_DEGREE + 1` finite coefficients.
-    pub fn check_secure(&self) -> Result<(), String> {
-        let c = &self.coefficients;
-        let max = pillar_mpc::protocols::poly::MAX_DEGREE + 1;
-        if c.is_empty() || c.len() > max || c.iter().any(|v| !v.is_finite()) {
-            return Err(format!(
-                "{} coefficients: the secure engine takes 1 to {max} finite ones",
-                c.len()
-            ));
-        }
-        Ok(())
-    }
-
     /// `p(x)` by Horner's rule.
     pub fn eval(&self, x: f64) -> f64 {
         self.coefficients

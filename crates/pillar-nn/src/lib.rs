@@ -1,6 +1,6 @@
 //! The model graph of pillar: one intermediate representation shared by training (which
-//! exports it), ONNX import, and the executors (a float reference here, the fixed-point
-//! simulator and the secure engine's plans elsewhere).
+//! exports it), ONNX import, and the executors (the float reference here; the secure plan and
+//! its fixed-point mirror in `pillar-infer`). It knows nothing of the secure engine.
 //!
 //! A [`Graph`] is a list of [`Node`]s in topological order over numbered values; shapes are
 //! inferred and checked ([`Graph::shapes`]), with errors that name the node and its operator.
@@ -11,14 +11,13 @@
 mod error;
 pub mod exec;
 mod fold;
-#[doc(hidden)]
-pub mod fuzzing;
 mod graph;
 mod linalg;
 pub mod onnx;
-pub mod secure;
 mod shape;
 mod tensor;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use error::NnError;
 pub use fold::fold_batchnorm;

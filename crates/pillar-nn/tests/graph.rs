@@ -1,8 +1,7 @@
 //! Shapes, the float reference on hand-computed cases, and BatchNorm folding.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-use common::values;
+use pillar_nn::testing::values;
 
 use pillar_nn::exec::float;
 use pillar_nn::{

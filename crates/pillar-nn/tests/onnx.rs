@@ -2,13 +2,11 @@
 //! save/load round trips, and malformed files.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{every_op, pillar_poly, values};
 use pillar_nn::exec::float;
 use pillar_nn::onnx::{self, SaveOptions};
+use pillar_nn::testing::{every_op, pillar_poly, values};
 use pillar_nn::{Graph, NnError, Op, PolyAct, Tensor};
 use proptest::prelude::*;
 
@@ -255,7 +253,7 @@ fn edge_graphs_round_trip() {
 #[test]
 fn save_refuses_an_invalid_graph() {
     let mut g = Graph::new(vec![3, 4, 4]);
-    g.chain("fc", common::linear(2, 5, 1, true));
+    g.chain("fc", pillar_nn::testing::linear(2, 5, 1, true));
     let err = onnx::to_bytes(&g).unwrap_err().to_string();
     assert!(err.contains("\"fc\""), "{err}");
 }
@@ -318,7 +316,7 @@ fn unsupported_things_are_named() {
         &["\"/Selu\"", "(Selu)", "unsupported operator"],
     );
     let mut g = Graph::new(vec![1, 4, 4]);
-    g.chain("c", common::conv(2, 1, 3, 1, 0, 1));
+    g.chain("c", pillar_nn::testing::conv(2, 1, 3, 1, 0, 1));
     let ours = onnx::to_bytes(&g).unwrap();
     // `group` 1 -> 2: the attribute's name, value (field 3) and type (field 20).
     assert_error_names(

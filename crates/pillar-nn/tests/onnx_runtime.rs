@@ -9,15 +9,13 @@
 //! then `PILLAR_PYTHON=~/.cache/pillar/venv/bin/python cargo test -p pillar-nn`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{every_op, values};
 use pillar_nn::exec::float;
 use pillar_nn::onnx::{self, SaveOptions};
+use pillar_nn::testing::{every_op, values};
 use pillar_nn::{Graph, Tensor};
 
 const SETUP: &str = "onnxruntime is needed for this test. Set it up with\n  \

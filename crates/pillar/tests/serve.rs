@@ -12,8 +12,8 @@ mod common;
 
 use assert_cmd::Command;
 use common::pillar;
+use pillar_infer::mirror::{self, FixedConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_nn::exec::fixed::{self, FixedConfig};
 use pillar_nn::{Tensor, fold_batchnorm};
 use pillar_train::data::{DataSet, DatasetKind};
 use predicates::str::contains;
@@ -217,7 +217,7 @@ fn three_processes_classify_as_the_fixed_executor_does() {
         frac_bits: 16,
         activation: ActivationProtocol::Espn,
     };
-    let want = fixed::run(&graph, &input, &config).unwrap().logits;
+    let want = mirror::run(&graph, &input, &config).unwrap().logits;
     for (i, img) in images.iter().enumerate() {
         assert_eq!(img["label"], u64::from(data.test.label(i).unwrap()));
         for class in img["top"].as_array().unwrap() {

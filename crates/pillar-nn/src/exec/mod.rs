@@ -1,5 +1,4 @@
-//! Executors of a graph: the float reference, and the fixed-point simulator of the secure
-//! protocols.
+//! Executors of a graph: the float reference. (The fixed-point mirror of the secure protocols
+//! walks the compiled secure plan, in `pillar-infer`.)
 
-pub mod fixed;
 pub mod float;

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use pillar_infer::Plan;
+use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::remote::{Deployment, RemoteModel, ServeOptions, serve};
 use pillar_mpc::channel::Link;
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
-use pillar_nn::exec::fixed::{self, FixedConfig};
-use pillar_nn::secure::Plan;
-use pillar_nn::secure::remote::{Deployment, RemoteModel, ServeOptions, serve};
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
 
@@ -132,12 +132,12 @@ pub fn run(args: &LoadBenchArgs) -> Result<()> {
                     })
                     .collect(),
             )?;
-            Ok(fixed::encode(fp, &t)?)
+            Ok(mirror::encode(fp, &t)?)
         })
         .collect::<Result<_>>()?;
     let expected: Vec<RingTensor> = inputs
         .iter()
-        .map(|x| Ok(fixed::run_encoded(&folded, x, &config)?.ring))
+        .map(|x| Ok(mirror::run_encoded(&folded, x, &config)?.ring))
         .collect::<Result<_>>()?;
 
     let deployment = match args.links {

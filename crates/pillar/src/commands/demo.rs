@@ -21,12 +21,12 @@ use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_fit::budget::Precision;
 use pillar_fit::{FitReport, FitSpec, Method, Target};
+use pillar_infer::mirror;
+use pillar_infer::remote::{Deployment, Links, RemoteModel, ServeOptions, serve};
+use pillar_infer::{FixedConfig, Plan};
 use pillar_mpc::channel::Link;
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_nn::exec::fixed;
-use pillar_nn::secure::remote::{Deployment, Links, RemoteModel, ServeOptions, serve};
-use pillar_nn::secure::{FixedConfig, Plan};
 use pillar_nn::{Tensor, fold_batchnorm};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
@@ -318,7 +318,7 @@ fn classify(
     let plain = pillar_nn::exec::float::run(&fold_batchnorm(&graph)?, &plain_input)?;
     let batches = pixels
         .chunks(28 * 28)
-        .map(|p| fixed::encode(fp, &Tensor::new(vec![1, 1, 28, 28], p.to_vec())?))
+        .map(|p| mirror::encode(fp, &Tensor::new(vec![1, 1, 28, 28], p.to_vec())?))
         .collect::<Result<Vec<_>, _>>()?;
     let bar = ProgressBar::new(indices.len() as u64);
     bar.set_style(
@@ -352,7 +352,7 @@ fn classify(
         }
     }
     let n = indices.len() as f64;
-    let per = |f: &dyn Fn(&pillar_nn::secure::BatchReport) -> f64| {
+    let per = |f: &dyn Fn(&pillar_infer::BatchReport) -> f64| {
         report.batches.iter().map(f).sum::<f64>() / n
     };
     let metrics: serde_json::Value =

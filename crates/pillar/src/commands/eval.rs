@@ -10,10 +10,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use pillar_infer::mirror::FixedConfig;
+use pillar_infer::{Plan, run_local};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, Local};
-use pillar_nn::exec::fixed::FixedConfig;
-use pillar_nn::secure::{Plan, run_local};
 use pillar_nn::{Graph, Tensor, fold_batchnorm};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
@@ -182,7 +182,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 let logits = match args.mode {
                     Mode::Plain => pillar_nn::exec::float::run(&graph, input)?,
                     _ => {
-                        let out = pillar_nn::exec::fixed::run(&graph, input, &config)?;
+                        let out = pillar_infer::mirror::run(&graph, input, &config)?;
                         failures += out.expected_failures();
                         out.logits
                     }
@@ -297,7 +297,7 @@ fn run_secure(
     let fp = FixedPoint::new(args.frac_bits)?;
     let encoded = inputs
         .iter()
-        .map(|t| pillar_nn::exec::fixed::encode(fp, t))
+        .map(|t| pillar_infer::mirror::encode(fp, t))
         .collect::<Result<Vec<_>, _>>()?;
     let (secure, costs) = run_local(&plan, &encoded, &Local::default(), &|k| bar.inc(k as u64))
         .context("the two-party computation failed")?;
@@ -313,7 +313,7 @@ fn run_secure(
         .zip(&secure)
         .zip(&encoded)
     {
-        let want = pillar_nn::exec::fixed::run_encoded(graph, enc, config)?;
+        let want = pillar_infer::mirror::run_encoded(graph, enc, config)?;
         failures += want.expected_failures();
         let got = Tensor::new(
             ring.shape().to_vec(),

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
+use pillar_infer::mirror;
+use pillar_infer::remote::{RemoteModel, RemoteReport};
 use pillar_nn::Tensor;
-use pillar_nn::exec::fixed;
-use pillar_nn::secure::remote::{RemoteModel, RemoteReport};
 use pillar_train::data::dataset::normalise_image;
 use pillar_train::data::folder::decode_sized;
 use pillar_train::data::{DataSet, DatasetKind};
@@ -153,7 +153,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
         .chunks(per * size)
         .map(|chunk| {
             let t = Tensor::new(vec![chunk.len() / size, c, h, w], chunk.to_vec())?;
-            fixed::encode(fp, &t)
+            mirror::encode(fp, &t)
         })
         .collect::<Result<Vec<_>, _>>()
         .context("cannot encode the images")?;
@@ -268,12 +268,12 @@ fn top_k(logits: &[f64], k: usize, names: Option<&[&str]>) -> Vec<Class> {
 
 fn summarise(
     args: &InferArgs,
-    arch: &pillar_nn::secure::Architecture,
+    arch: &pillar_infer::Architecture,
     model: String,
     images: Vec<Image>,
     costs: &RemoteReport,
 ) -> Report {
-    let sum = |f: &dyn Fn(&pillar_nn::secure::BatchReport) -> f64| -> f64 {
+    let sum = |f: &dyn Fn(&pillar_infer::BatchReport) -> f64| -> f64 {
         costs.batches.iter().map(f).sum()
     };
     let offline_words: usize = costs

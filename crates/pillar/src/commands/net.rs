@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use pillar_infer::remote::Links;
 use pillar_mpc::channel::{Identity, Link, PublicKey, Security};
-use pillar_nn::secure::remote::Links;
 
 /// The link to the peer, and how long to wait for it.
 #[derive(Debug, Clone, Args)]

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use pillar_infer::remote::{RemoteError, ServeOptions, Served, serve};
+use pillar_infer::{FixedConfig, Plan};
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_nn::secure::remote::{RemoteError, ServeOptions, Served, serve};
-use pillar_nn::secure::{FixedConfig, Plan};
 
 use super::bench::bytes;
 use super::infer::count;

@@ -3,8 +3,8 @@
 
 use pillar_mpc::{Local, MpcError, RingTensor};
 
-use super::plan::Plan;
-use super::run::{BatchReport, Connection, Phase};
+use crate::plan::Plan;
+use crate::run::{BatchReport, Connection, Phase};
 
 /// What a local run measured.
 #[derive(Debug, Clone, Default)]

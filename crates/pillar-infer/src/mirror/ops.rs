@@ -4,7 +4,7 @@
 use pillar_mpc::kernels::{ConvGeometry, conv2d as conv_kernel, matmul};
 
 use super::tally::Tally;
-use crate::graph::Pool;
+use pillar_nn::Pool;
 
 /// A convolution or linear layer's encoded parameters.
 #[derive(Debug, Clone)]

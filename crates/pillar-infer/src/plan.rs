@@ -9,11 +9,11 @@ use pillar_mpc::protocols::{maxpool, weights};
 use pillar_mpc::{FixedPoint, RingTensor};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{NnError, node_error as err};
-use crate::exec::fixed::FixedConfig;
-use crate::fold::fold_batchnorm;
-use crate::graph::{Graph, Node, Op, ValueId};
-use crate::tensor::Tensor;
+use pillar_mpc::protocols::poly::MAX_DEGREE;
+use pillar_nn::{Graph, NnError, Node, Op, PolyAct, Tensor, ValueId, fold_batchnorm};
+
+use crate::error::{InferError, node_error as err};
+use crate::mirror::FixedConfig;
 
 /// One layer as both parties see it: shapes and public parameters, weights by number.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,14 +111,33 @@ pub struct Plan {
     pub weights: Weights,
 }
 
-fn encode(node: &Node, what: &str, fp: FixedPoint, values: &[f64]) -> Result<Vec<u64>, NnError> {
+/// Whether the secure engine (and so the mirror) can evaluate `p`: 1 to `MAX_DEGREE + 1`
+/// finite coefficients.
+pub(crate) fn check_poly(p: &PolyAct) -> Result<(), String> {
+    let c = &p.coefficients;
+    let max = MAX_DEGREE + 1;
+    if c.is_empty() || c.len() > max || c.iter().any(|v| !v.is_finite()) {
+        return Err(format!(
+            "{} coefficients: the secure engine takes 1 to {max} finite ones",
+            c.len()
+        ));
+    }
+    Ok(())
+}
+
+fn encode(node: &Node, what: &str, fp: FixedPoint, values: &[f64]) -> Result<Vec<u64>, InferError> {
     if let Some(v) = values.iter().find(|v| !v.is_finite()) {
         return Err(err(node, format!("{what} holds {v}, which is not finite")));
     }
     Ok(values.iter().map(|&v| fp.encode(v)).collect())
 }
 
-fn encode_tensor(node: &Node, what: &str, fp: FixedPoint, t: &Tensor) -> Result<Vec<u64>, NnError> {
+fn encode_tensor(
+    node: &Node,
+    what: &str,
+    fp: FixedPoint,
+    t: &Tensor,
+) -> Result<Vec<u64>, InferError> {
     let values: Vec<f64> = t.data().iter().map(|&v| f64::from(v)).collect();
     encode(node, what, fp, &values)
 }
@@ -131,9 +150,9 @@ impl Plan {
     /// polynomial then runs as an exact ReLU (the benchmarks' baseline: the same network
     /// shape with the comparison-based activation). An
     /// unsupported node is an error naming it, before any party talks.
-    pub fn compile(g: &Graph, options: FixedConfig) -> Result<Plan, NnError> {
-        let fp =
-            FixedPoint::new(options.frac_bits).map_err(|_| NnError::FracBits(options.frac_bits))?;
+    pub fn compile(g: &Graph, options: FixedConfig) -> Result<Plan, InferError> {
+        let fp = FixedPoint::new(options.frac_bits)
+            .map_err(|_| InferError::FracBits(options.frac_bits))?;
         let g = fold_batchnorm(g)?;
         let shapes = g.shapes()?;
         let mut steps = Vec::with_capacity(g.nodes.len());
@@ -214,7 +233,7 @@ impl Plan {
                 Op::Flatten => Layer::Flatten,
                 Op::Relu => Layer::Relu,
                 Op::PolyAct(p) => {
-                    p.check_secure().map_err(|e| err(node, e))?;
+                    check_poly(p).map_err(|e| err(node, e))?;
                     if options.activation == ActivationProtocol::Relu {
                         Layer::Relu
                     } else {
@@ -253,9 +272,9 @@ impl Plan {
 
 impl Architecture {
     /// The fixed-point format.
-    pub fn fixed(&self) -> Result<FixedPoint, NnError> {
+    pub fn fixed(&self) -> Result<FixedPoint, InferError> {
         FixedPoint::new(self.options.frac_bits)
-            .map_err(|_| NnError::FracBits(self.options.frac_bits))
+            .map_err(|_| InferError::FracBits(self.options.frac_bits))
     }
 
     /// Shape of value `v` for a batch of `batch`.
@@ -282,7 +301,7 @@ impl Architecture {
 
     /// The correlations one inference of `batch` images consumes, in the order the run asks
     /// for them: what the offline phase fetches.
-    pub fn needs(&self, batch: usize) -> Result<Vec<Need>, NnError> {
+    pub fn needs(&self, batch: usize) -> Result<Vec<Need>, InferError> {
         let mut out = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
             let x = self.batch_shape(step.inputs[0], batch);
@@ -389,22 +408,23 @@ impl Architecture {
 
     /// Words the dealer sends the client for one inference of `batch` (the offline phase's
     /// traffic; the server's share comes from a 32-byte seed).
-    pub fn offline_words(&self, batch: usize) -> Result<usize, NnError> {
+    pub fn offline_words(&self, batch: usize) -> Result<usize, InferError> {
         Ok(self.needs(batch)?.iter().map(Need::correction_words).sum())
     }
 
-    fn step_err(&self, i: usize, detail: String) -> NnError {
-        NnError::Graph(format!("step {:?}: {detail}", self.steps[i].name))
+    fn step_err(&self, i: usize, detail: String) -> InferError {
+        NnError::Graph(format!("step {:?}: {detail}", self.steps[i].name)).into()
     }
 
     /// Checks a client's input batch against the architecture.
-    pub fn check_input(&self, input: &RingTensor) -> Result<usize, NnError> {
+    pub fn check_input(&self, input: &RingTensor) -> Result<usize, InferError> {
         let shape = input.shape();
         if shape.len() != self.input_shape.len() + 1 || shape[1..] != self.input_shape[..] {
             return Err(NnError::Input {
                 expected: self.input_shape.clone(),
                 got: shape.to_vec(),
-            });
+            }
+            .into());
         }
         Ok(shape[0])
     }

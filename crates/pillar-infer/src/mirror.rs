@@ -29,7 +29,7 @@
 //! - **CrypTen**: `x^2 = (x x) >> f`, then round by round `x^(m+j) = (x^j x^m) >> f` for the
 //!   highest known power `m`.
 //!
-//! A BatchNorm should be folded away first ([`crate::fold_batchnorm`]); one that is left (it
+//! A BatchNorm should be folded away first ([`pillar_nn::fold_batchnorm`]); one that is left (it
 //! follows no convolution or linear layer) runs as a per-channel affine map with its scale and
 //! shift computed in `f64` and encoded at `f` bits: one product and one truncation, as a secure
 //! plan would run it.
@@ -65,16 +65,16 @@ use pillar_mpc::{FixedPoint, RingTensor};
 use self::ops::Affine;
 use self::poly::{Poly, Powers};
 use self::tally::Tally;
-use crate::error::{NnError, node_error as err};
-use crate::graph::{Graph, Node, Op, Pool};
-use crate::tensor::Tensor;
+use pillar_nn::{Graph, NnError, Node, Op, Pool, Tensor};
+
+use crate::error::{InferError, node_error as err};
 
 /// Images each thread runs through the whole graph at once: enough for the products to be
 /// large, few enough that the intermediates of a MiniONN-sized net stay a few MiB.
 const CHUNK: usize = 16;
 
 /// What to mirror.
-/// A secure plan is compiled from the same configuration (`crate::secure::Plan::compile`),
+/// A secure plan is compiled from the same configuration ([`crate::Plan::compile`]),
 /// and its architecture carries it to the client, hence serde.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FixedConfig {
@@ -158,13 +158,13 @@ impl FixedOutput {
 }
 
 /// Encodes a tensor's values at `fp`, as the secure engine encodes inputs and weights.
-pub fn encode(fp: FixedPoint, t: &Tensor) -> Result<RingTensor, NnError> {
+pub fn encode(fp: FixedPoint, t: &Tensor) -> Result<RingTensor, InferError> {
     let words = t.data().iter().map(|&v| fp.encode(f64::from(v))).collect();
-    RingTensor::new(t.shape().to_vec(), words).map_err(|e| NnError::Tensor(e.to_string()))
+    Ok(RingTensor::new(t.shape().to_vec(), words)?)
 }
 
 /// Runs `g` on a batch `[N, ...input_shape]` of reals, encoded at `f` bits.
-pub fn run(g: &Graph, input: &Tensor, config: &FixedConfig) -> Result<FixedOutput, NnError> {
+pub fn run(g: &Graph, input: &Tensor, config: &FixedConfig) -> Result<FixedOutput, InferError> {
     let fp = fixed_point(config)?;
     check_shape(g, input.shape())?;
     if let Some((index, &value)) = input
@@ -173,7 +173,7 @@ pub fn run(g: &Graph, input: &Tensor, config: &FixedConfig) -> Result<FixedOutpu
         .enumerate()
         .find(|(_, v)| !v.is_finite())
     {
-        return Err(NnError::InputValue { index, value });
+        return Err(NnError::InputValue { index, value }.into());
     }
     run_encoded(g, &encode(fp, input)?, config)
 }
@@ -183,7 +183,7 @@ pub fn run_encoded(
     g: &Graph,
     input: &RingTensor,
     config: &FixedConfig,
-) -> Result<FixedOutput, NnError> {
+) -> Result<FixedOutput, InferError> {
     let fp = fixed_point(config)?;
     let shapes = g.shapes()?;
     check_shape(g, input.shape())?;
@@ -209,7 +209,7 @@ pub fn run_encoded(
         .max(1);
     let per = batch.div_ceil(workers).max(1);
     let plan = &plan;
-    let parts: Vec<Result<Part, NnError>> = thread::scope(|scope| {
+    let parts: Vec<Result<Part, InferError>> = thread::scope(|scope| {
         let handles: Vec<_> = input
             .data()
             .chunks(per * in_len.max(1))
@@ -218,8 +218,9 @@ pub fn run_encoded(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(NnError::Graph("a worker thread panicked".into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(NnError::Graph("a worker thread panicked".into()).into())
+                })
             })
             .collect()
     });
@@ -240,7 +241,7 @@ pub fn run_encoded(
         shape.clone(),
         words.iter().map(|&v| fp.decode(v) as f32).collect(),
     )?;
-    let ring = RingTensor::new(shape, words).map_err(|e| NnError::Tensor(e.to_string()))?;
+    let ring = RingTensor::new(shape, words)?;
     let layers = g
         .nodes
         .iter()
@@ -260,16 +261,17 @@ pub fn run_encoded(
     })
 }
 
-fn fixed_point(config: &FixedConfig) -> Result<FixedPoint, NnError> {
-    FixedPoint::new(config.frac_bits).map_err(|_| NnError::FracBits(config.frac_bits))
+fn fixed_point(config: &FixedConfig) -> Result<FixedPoint, InferError> {
+    FixedPoint::new(config.frac_bits).map_err(|_| InferError::FracBits(config.frac_bits))
 }
 
-fn check_shape(g: &Graph, shape: &[usize]) -> Result<(), NnError> {
+fn check_shape(g: &Graph, shape: &[usize]) -> Result<(), InferError> {
     if shape.len() != g.input_shape.len() + 1 || shape[1..] != g.input_shape[..] {
         return Err(NnError::Input {
             expected: g.input_shape.clone(),
             got: shape.to_vec(),
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -300,7 +302,12 @@ enum Step {
 }
 
 /// Encodes a weight tensor, naming the node if a value cannot be encoded.
-fn encode_param(node: &Node, what: &str, fp: FixedPoint, t: &Tensor) -> Result<Vec<u64>, NnError> {
+fn encode_param(
+    node: &Node,
+    what: &str,
+    fp: FixedPoint,
+    t: &Tensor,
+) -> Result<Vec<u64>, InferError> {
     if let Some(v) = t.data().iter().find(|v| !v.is_finite()) {
         return Err(err(node, format!("{what} holds {v}, which is not finite")));
     }
@@ -312,7 +319,7 @@ fn affine(
     fp: FixedPoint,
     weight: &Tensor,
     bias: Option<&Tensor>,
-) -> Result<Affine, NnError> {
+) -> Result<Affine, InferError> {
     Ok(Affine {
         weight: encode_param(node, "the weight", fp, weight)?,
         bias: bias
@@ -322,7 +329,7 @@ fn affine(
 }
 
 /// `[C, H, W]` of an image-shaped value (shape inference has checked it).
-fn chw(node: &Node, s: &[usize]) -> Result<(usize, usize, usize), NnError> {
+fn chw(node: &Node, s: &[usize]) -> Result<(usize, usize, usize), InferError> {
     match *s {
         [c, h, w] => Ok((c, h, w)),
         _ => Err(err(node, format!("expects a [C, H, W] input, got {s:?}"))),
@@ -334,7 +341,7 @@ fn prepare(
     in_shape: &[usize],
     fp: FixedPoint,
     config: &FixedConfig,
-) -> Result<Step, NnError> {
+) -> Result<Step, InferError> {
     Ok(match &node.op {
         Op::Conv2d(c) => {
             let (in_channels, height, width) = chw(node, in_shape)?;
@@ -416,7 +423,7 @@ fn prepare(
                     ));
                 }
             };
-            p.check_secure().map_err(|e| err(node, e))?;
+            crate::plan::check_poly(p).map_err(|e| err(node, e))?;
             Step::Poly(Poly::new(fp, &p.coefficients, powers))
         }
     })
@@ -438,7 +445,7 @@ struct Part {
 
 impl Plan<'_> {
     /// Runs the images of `data` (`in_len` words each), [`CHUNK`] at a time.
-    fn run_images(&self, data: &[u64], in_len: usize) -> Result<Part, NnError> {
+    fn run_images(&self, data: &[u64], in_len: usize) -> Result<Part, InferError> {
         let mut part = Part {
             words: Vec::new(),
             tallies: vec![Tally::default(); self.steps.len()],
@@ -457,7 +464,7 @@ impl Plan<'_> {
         input: &[u64],
         batch: usize,
         tallies: &mut [Tally],
-    ) -> Result<Vec<u64>, NnError> {
+    ) -> Result<Vec<u64>, InferError> {
         let g = self.g;
         let f = self.frac_bits;
         let mut readers = g.readers();
@@ -467,7 +474,7 @@ impl Plan<'_> {
         for (i, (node, step)) in g.nodes.iter().zip(self.steps).enumerate() {
             let x = values[node.inputs[0]]
                 .as_deref()
-                .ok_or_else(|| freed(node.inputs[0]))?;
+                .ok_or_else(|| InferError::from(freed(node.inputs[0])))?;
             let t = &mut tallies[i];
             let data = match step {
                 Step::Conv(geometry, p) => {
@@ -486,7 +493,7 @@ impl Plan<'_> {
                 Step::Add => {
                     let y = values[node.inputs[1]]
                         .as_deref()
-                        .ok_or_else(|| freed(node.inputs[1]))?;
+                        .ok_or_else(|| InferError::from(freed(node.inputs[1])))?;
                     x.iter()
                         .zip(y)
                         .map(|(a, b)| {
@@ -514,6 +521,6 @@ impl Plan<'_> {
         }
         values[g.output]
             .take()
-            .ok_or_else(|| NnError::Graph("the output was never computed".into()))
+            .ok_or_else(|| NnError::Graph("the output was never computed".into()).into())
     }
 }

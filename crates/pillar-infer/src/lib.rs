@@ -1,9 +1,11 @@
-//! Secure inference of a graph: compile it into a [`Plan`] (a public [`Architecture`] and the
-//! server's [`Weights`]), then run it as two parties over `pillar_mpc`.
+//! The third stage of pillar: secure inference of a model graph.
 //!
-//! The plan mirrors [`crate::exec::fixed`] layer for layer: the same encodings, products and
-//! truncations, so a secure run equals the fixed-point executor's result up to the secure
-//! truncation's stochastic rounding (and the rare failed truncation it counts).
+//! A graph from `pillar-nn` compiles into a [`Plan`]: a public [`Architecture`] (shapes,
+//! pooling, the polynomials, the fixed-point format: what the server shows the client) and the
+//! server's encoded [`Weights`]. The [`mirror`] runs a plan's arithmetic on plaintext, word for
+//! word what the two parties compute on shares; [`Connection`] runs it as one party over
+//! `pillar-mpc`; [`run_local`] runs both parties in one process, and [`remote`] is the server
+//! and client as separate processes.
 //!
 //! # Phases
 //! - **Setup**, once per connection: the server's weights enter as the sharing `(W, 0)` and
@@ -15,12 +17,17 @@
 //!   its share of the logits to the client, who alone learns them.
 
 mod check;
+mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod local;
+pub mod mirror;
 mod plan;
 pub mod remote;
 mod run;
 
-pub use crate::exec::fixed::FixedConfig;
+pub use error::InferError;
 pub use local::{LocalReport, run_local};
+pub use mirror::FixedConfig;
 pub use plan::{Architecture, Layer, Plan, Step, Weights};
 pub use run::{BatchReport, Connection, Phase};

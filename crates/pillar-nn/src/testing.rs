@@ -1,8 +1,9 @@
-//! Helpers shared by the tests: pseudo-random weights and a network that uses every
-//! operator pillar has.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Graphs for tests (feature `test-utils`): pseudo-random weights and networks that use every
+//! operator pillar has, shared by this crate's tests and the secure stage's.
+// Test fixtures: a shape that does not fit its data is a bug in the caller.
+#![allow(clippy::unwrap_used)]
 
-use pillar_nn::{BatchNorm, Conv2d, Graph, Linear, Op, PolyAct, Pool, Tensor};
+use crate::{BatchNorm, Conv2d, Graph, Linear, Op, PolyAct, Pool, Tensor};
 
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -17,12 +18,14 @@ pub fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// A tensor of `shape` with [`values`] times `scale`.
 pub fn tensor(shape: &[usize], seed: u64, scale: f32) -> Tensor {
     let n = shape.iter().product();
     let data = values(n, seed).into_iter().map(|v| v * scale).collect();
     Tensor::new(shape.to_vec(), data).unwrap()
 }
 
+/// A convolution with bias, weights scaled by the fan-in.
 pub fn conv(o: usize, c: usize, k: usize, stride: usize, padding: usize, seed: u64) -> Op {
     let scale = 1.0 / ((c * k * k) as f32).sqrt();
     Op::Conv2d(Conv2d {
@@ -33,6 +36,7 @@ pub fn conv(o: usize, c: usize, k: usize, stride: usize, padding: usize, seed: u
     })
 }
 
+/// A BatchNorm with pseudo-random statistics.
 pub fn bn(c: usize, seed: u64) -> Op {
     let v = values(4 * c, seed);
     Op::BatchNorm(BatchNorm {
@@ -44,6 +48,7 @@ pub fn bn(c: usize, seed: u64) -> Op {
     })
 }
 
+/// A fully connected layer, weights scaled by the fan-in.
 pub fn linear(out: usize, inp: usize, seed: u64, bias: bool) -> Op {
     Op::Linear(Linear {
         weight: tensor(&[out, inp], seed, 1.0 / (inp as f32).sqrt()),

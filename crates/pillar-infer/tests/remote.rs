@@ -4,23 +4,21 @@
 //! on serving.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{every_op, tensor, with_loose_batchnorm};
+use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::remote::{
+    Deployment, Links, RemoteError, RemoteModel, ServeOptions, Served, serve,
+};
+use pillar_infer::{Layer, Plan};
 use pillar_mpc::channel::{Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
-use pillar_nn::exec::fixed::{self, FixedConfig};
-use pillar_nn::secure::remote::{
-    Deployment, Links, RemoteError, RemoteModel, ServeOptions, Served, serve,
-};
-use pillar_nn::secure::{Layer, Plan};
+use pillar_nn::testing::{every_op, tensor, with_loose_batchnorm};
 use pillar_nn::{Graph, fold_batchnorm};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -102,12 +100,12 @@ fn outcomes(o: &Outcomes, n: usize) -> Vec<Result<Served, String>> {
 }
 
 fn encode(shape: &[usize], seed: u64) -> RingTensor {
-    fixed::encode(FixedPoint::new(16).unwrap(), &tensor(shape, seed, 1.5)).unwrap()
+    mirror::encode(FixedPoint::new(16).unwrap(), &tensor(shape, seed, 1.5)).unwrap()
 }
 
 /// `got` holds the fixed executor's logits for `x` on `g`, up to the secure rounding.
 fn assert_fixed_logits(g: &Graph, x: &RingTensor, got: &RingTensor) {
-    let want = fixed::run_encoded(&fold_batchnorm(g).unwrap(), x, &config())
+    let want = mirror::run_encoded(&fold_batchnorm(g).unwrap(), x, &config())
         .unwrap()
         .ring;
     assert_eq!(got.shape(), want.shape());

@@ -3,13 +3,12 @@
 //! before any traffic for what the engine cannot run.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{every_op, tensor, with_loose_batchnorm};
+use pillar_infer::InferError;
+use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::{Layer, Plan, run_local};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
-use pillar_nn::exec::fixed::{self, FixedConfig};
-use pillar_nn::secure::{Layer, Plan, run_local};
+use pillar_nn::testing::{every_op, tensor, with_loose_batchnorm};
 use pillar_nn::{Graph, NnError, Op, fold_batchnorm};
 use proptest::prelude::*;
 
@@ -42,14 +41,14 @@ fn both(
     )
     .unwrap();
     let config = options(protocol);
-    let want = fixed::run_encoded(&fold_batchnorm(g).unwrap(), x, &config).unwrap();
+    let want = mirror::run_encoded(&fold_batchnorm(g).unwrap(), x, &config).unwrap();
     let signed = |r: &RingTensor| r.data().iter().map(|&v| v as i64).collect::<Vec<_>>();
     (signed(&secure[0]), signed(&want.ring))
 }
 
 fn encode(shape: &[usize], seed: u64) -> RingTensor {
     let t = tensor(shape, seed, 1.5);
-    fixed::encode(pillar_mpc::FixedPoint::new(16).unwrap(), &t).unwrap()
+    mirror::encode(pillar_mpc::FixedPoint::new(16).unwrap(), &t).unwrap()
 }
 
 #[test]
@@ -178,7 +177,11 @@ fn bad_graphs_and_inputs_are_errors() {
     );
     let e = Plan::compile(&g, options(ActivationProtocol::Espn)).unwrap_err();
     assert!(
-        matches!(e, NnError::Node { ref node, .. } if node == "act"),
+        matches!(
+            e,
+            InferError::Node { ref node, .. } | InferError::Graph(NnError::Node { ref node, .. })
+                if node == "act"
+        ),
         "{e}"
     );
     assert!(
@@ -209,10 +212,10 @@ fn a_plan_runs_at_its_own_fixed_point_whatever_the_local_default() {
         };
         let plan = Plan::compile(&g, config).unwrap();
         let fp = pillar_mpc::FixedPoint::new(frac_bits).unwrap();
-        let x = fixed::encode(fp, &tensor(&[2, 2, 8, 8], 5, 1.5)).unwrap();
+        let x = mirror::encode(fp, &tensor(&[2, 2, 8, 8], 5, 1.5)).unwrap();
         let (secure, _) =
             run_local(&plan, std::slice::from_ref(&x), &Local::seeded(3), &|_| {}).unwrap();
-        let want = fixed::run_encoded(&fold_batchnorm(&g).unwrap(), &x, &config).unwrap();
+        let want = mirror::run_encoded(&fold_batchnorm(&g).unwrap(), &x, &config).unwrap();
         for (a, b) in secure[0].data().iter().zip(want.ring.data()) {
             let err = fp.decode(a.wrapping_sub(*b));
             assert!(err.abs() < 0.05, "f = {frac_bits}: {err}");

@@ -7,8 +7,10 @@
 
 use pillar_mpc::protocols::poly::MAX_DEGREE;
 
-use super::plan::{Architecture, Layer};
-use crate::error::NnError;
+use pillar_nn::NnError;
+
+use crate::error::InferError;
+use crate::plan::{Architecture, Layer};
 
 /// Most elements of one value or weight, per image: far beyond ImageNet's largest activation
 /// (64 x 112 x 112), small enough that no product of shapes overflows.
@@ -18,8 +20,9 @@ impl Architecture {
     /// Checks that the architecture is one the secure run can follow: values read only after
     /// they are computed, weights that exist with the shapes the layers use, and every layer's
     /// output shape what its input and parameters give.
-    pub fn validate(&self) -> Result<(), NnError> {
-        let bad = |detail: String| NnError::Graph(format!("architecture: {detail}"));
+    pub fn validate(&self) -> Result<(), InferError> {
+        let bad =
+            |detail: String| InferError::from(NnError::Graph(format!("architecture: {detail}")));
         self.fixed()?;
         if self.shapes.len() != self.steps.len() + 1 {
             return Err(bad(format!(

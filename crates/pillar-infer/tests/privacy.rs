@@ -4,17 +4,15 @@
 //! at once when the masks are deliberately removed, so it is a test that can fail.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{conv, linear, pillar_poly, tensor};
+use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::{Connection, Plan};
 use pillar_mpc::channel::{Channel, ChannelError, Stats, memory_pair};
 use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, Party, RingTensor, Session};
-use pillar_nn::exec::fixed::{self, FixedConfig};
-use pillar_nn::secure::{Connection, Plan};
+use pillar_nn::testing::{conv, linear, pillar_poly, tensor};
 use pillar_nn::{Graph, Op, Pool};
 
 /// A channel that keeps a copy of everything it receives.
@@ -143,8 +141,8 @@ fn the_server_cannot_tell_two_inputs_apart_unless_the_masks_are_removed() {
     .unwrap();
     let fp = FixedPoint::new(16).unwrap();
     // A blank image and a noisy one of large values.
-    let blank = fixed::encode(fp, &tensor(&[1, 1, 8, 8], 1, 0.0)).unwrap();
-    let noisy = fixed::encode(fp, &tensor(&[1, 1, 8, 8], 2, 3.0)).unwrap();
+    let blank = mirror::encode(fp, &tensor(&[1, 1, 8, 8], 1, 0.0)).unwrap();
+    let noisy = mirror::encode(fp, &tensor(&[1, 1, 8, 8], 2, 3.0)).unwrap();
     let runs = 30;
     let a = server_view(&plan, &blank, runs, true, 11);
     let b = server_view(&plan, &noisy, runs, true, 12);

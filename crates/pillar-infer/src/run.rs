@@ -9,7 +9,7 @@ use pillar_mpc::protocols::weights::{self, OpenedWeight};
 use pillar_mpc::protocols::{arith, maxpool, pool, relu};
 use pillar_mpc::{MpcError, Party, RingTensor, Session, Share};
 
-use super::plan::{Architecture, Layer, Weights};
+use crate::plan::{Architecture, Layer, Weights};
 
 /// Time and traffic of one phase, as this party saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

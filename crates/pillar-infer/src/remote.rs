@@ -22,9 +22,9 @@ use pillar_mpc::dealer::remote::{SessionId, join_session, open_session};
 use pillar_mpc::{MpcError, Party, RingTensor, Session};
 use serde::{Deserialize, Serialize};
 
-use super::plan::{Architecture, Plan};
-use super::run::{BatchReport, Connection, Phase};
-use crate::error::NnError;
+use crate::error::InferError;
+use crate::plan::{Architecture, Plan};
+use crate::run::{BatchReport, Connection, Phase};
 
 /// Largest hello accepted, in bytes (an architecture is a few kilobytes).
 const MAX_HELLO_BYTES: u64 = 16 << 20;
@@ -43,7 +43,7 @@ pub enum RemoteError {
     Protocol(String),
     /// The server's architecture cannot be run, or the input does not fit it.
     #[error(transparent)]
-    Architecture(#[from] NnError),
+    Architecture(#[from] InferError),
 }
 
 impl From<pillar_mpc::channel::ChannelError> for RemoteError {
