@@ -2,8 +2,7 @@
 //! stage. Each must return (an error, usually) and never panic, hang or allocate beyond its
 //! bounds.
 
-use crate::mirror::FixedConfig;
-use crate::plan::Plan;
+use crate::plan::{FixedConfig, Plan};
 use crate::remote::decode_hello;
 
 /// An ONNX file: parsed, and when it parses, folded and compiled for the secure engine.
@@ -11,7 +10,7 @@ pub fn onnx(input: &[u8]) {
     let Ok(graph) = pillar_nn::onnx::from_bytes(input) else {
         return;
     };
-    if let Ok(folded) = pillar_nn::fold_batchnorm(&graph) {
+    if let Ok(folded) = graph.fold_batchnorm() {
         let _ = Plan::compile(&folded, FixedConfig::default());
     }
 }

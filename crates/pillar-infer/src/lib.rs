@@ -16,7 +16,6 @@
 //! - **Online**: the client's input enters as `(0, x)`, the layers run, and the server sends
 //!   its share of the logits to the client, who alone learns them.
 
-mod check;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -28,6 +27,5 @@ mod run;
 
 pub use error::InferError;
 pub use local::{LocalReport, run_local};
-pub use mirror::FixedConfig;
-pub use plan::{Architecture, Layer, Plan, Step, Weights};
+pub use plan::{Architecture, FixedConfig, Layer, Plan, Step, UncheckedArchitecture, Weights};
 pub use run::{BatchReport, Connection, Phase};

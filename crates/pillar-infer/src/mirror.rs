@@ -1,6 +1,8 @@
-//! The fixed-point executor: the secure engine's arithmetic on plaintext, so that a secure
-//! run can be checked against it value for value and its precision budget read off before
-//! any party is started.
+//! The fixed-point mirror: a compiled [`Plan`] run on plaintext, with the secure engine's
+//! arithmetic, so that a secure run can be checked against it value for value and its
+//! precision budget read off before any party is started. It walks the same
+//! [`Architecture`](crate::Architecture) and [`Weights`](crate::Weights), in the same
+//! [`Schedule`](pillar_nn::Schedule), as the secure runner.
 //!
 //! # The arithmetic mirrored
 //! Values are words of `Z_2^64` read as two's-complement fixed point with `f` fractional bits
@@ -29,10 +31,9 @@
 //! - **CrypTen**: `x^2 = (x x) >> f`, then round by round `x^(m+j) = (x^j x^m) >> f` for the
 //!   highest known power `m`.
 //!
-//! A BatchNorm should be folded away first ([`pillar_nn::fold_batchnorm`]); one that is left (it
-//! follows no convolution or linear layer) runs as a per-channel affine map with its scale and
-//! shift computed in `f64` and encoded at `f` bits: one product and one truncation, as a secure
-//! plan would run it.
+//! A BatchNorm left after folding (it follows no convolution or linear layer) runs as a
+//! per-channel affine map with its scale and shift computed in `f64` and encoded at `f` bits
+//! by [`Plan::compile`]: one product and one truncation, as the secure run does it.
 //!
 //! # The one difference
 //! A secure truncation of a shared `v` by `k` bits (party 0 shifts its share, party 1 negates,
@@ -45,7 +46,7 @@
 //! result is this executor's, word for word.
 //!
 //! # Counters
-//! [`FixedOutput::layers`] gives, per node, the largest `|v|` of any ring value it formed
+//! [`FixedOutput::layers`] gives, per step, the largest `|v|` of any ring value it formed
 //! (against `2^63`: the precision budget), how many shared values it truncates, and the
 //! expected number of failed truncations, `sum |v| / 2^64` over them: the chance, per value,
 //! that party 0's uniform share lands within `|v|` of the wrap-around.
@@ -61,59 +62,21 @@ use std::thread;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
+use pillar_nn::{FoldedGraph, NnError, Op, Tensor};
 
-use self::ops::Affine;
 use self::poly::{Poly, Powers};
 use self::tally::Tally;
-use pillar_nn::{Graph, NnError, Node, Op, Pool, Tensor};
+use crate::error::{InferError, node_error};
+use crate::plan::{FixedConfig, Layer, Plan};
 
-use crate::error::{InferError, node_error as err};
-
-/// Images each thread runs through the whole graph at once: enough for the products to be
+/// Images each thread runs through the whole plan at once: enough for the products to be
 /// large, few enough that the intermediates of a MiniONN-sized net stay a few MiB.
 const CHUNK: usize = 16;
 
-/// What to mirror.
-/// A secure plan is compiled from the same configuration ([`crate::Plan::compile`]),
-/// and its architecture carries it to the client, hence serde.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FixedConfig {
-    /// Fractional bits `f` (the secure engine's [`pillar_mpc::FRAC_BITS`] range).
-    pub frac_bits: u32,
-    /// The protocol whose arithmetic the polynomial activations follow. `Relu` is accepted
-    /// only for graphs without polynomial activations (ReLU layers are exact either way).
-    #[serde(with = "protocol_name")]
-    pub activation: ActivationProtocol,
-}
-
-/// A protocol by its command-line name.
-mod protocol_name {
-    use pillar_mpc::protocols::activation::ActivationProtocol;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(p: &ActivationProtocol, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(p.name())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ActivationProtocol, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Default for FixedConfig {
-    fn default() -> Self {
-        FixedConfig {
-            frac_bits: FixedPoint::default().frac_bits(),
-            activation: ActivationProtocol::Espn,
-        }
-    }
-}
-
-/// The counters of one node over the whole batch.
+/// The counters of one step over the whole batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerStats {
-    /// The node's name.
+    /// The step's (the graph node's) name.
     pub node: String,
     /// Its operator.
     pub op: &'static str,
@@ -141,7 +104,7 @@ pub struct FixedOutput {
     pub logits: Tensor,
     /// The output as ring words: what a secure run opens (up to its truncation errors).
     pub ring: RingTensor,
-    /// Per node, in graph order.
+    /// Per step of the plan, in order.
     pub layers: Vec<LayerStats>,
 }
 
@@ -163,10 +126,15 @@ pub fn encode(fp: FixedPoint, t: &Tensor) -> Result<RingTensor, InferError> {
     Ok(RingTensor::new(t.shape().to_vec(), words)?)
 }
 
-/// Runs `g` on a batch `[N, ...input_shape]` of reals, encoded at `f` bits.
-pub fn run(g: &Graph, input: &Tensor, config: &FixedConfig) -> Result<FixedOutput, InferError> {
-    let fp = fixed_point(config)?;
-    check_shape(g, input.shape())?;
+/// Runs `g` on a batch `[N, ...input_shape]` of reals, encoded at `config.frac_bits`: the
+/// graph compiled for `config` ([`Plan::compile`]), then [`run_plan`].
+pub fn run(
+    g: &FoldedGraph,
+    input: &Tensor,
+    config: &FixedConfig,
+) -> Result<FixedOutput, InferError> {
+    let fp = config.fixed()?;
+    g.check_input(input.shape())?;
     if let Some((index, &value)) = input
         .data()
         .iter()
@@ -178,42 +146,62 @@ pub fn run(g: &Graph, input: &Tensor, config: &FixedConfig) -> Result<FixedOutpu
     run_encoded(g, &encode(fp, input)?, config)
 }
 
-/// Runs `g` on a batch `[N, ...input_shape]` already in the ring (at `config.frac_bits`).
+/// Runs `g` on a batch `[N, ...input_shape]` already in the ring (at `config.frac_bits`). A
+/// graph with polynomial activations needs a polynomial protocol in `config.activation`.
 pub fn run_encoded(
-    g: &Graph,
+    g: &FoldedGraph,
     input: &RingTensor,
     config: &FixedConfig,
 ) -> Result<FixedOutput, InferError> {
-    let fp = fixed_point(config)?;
-    let shapes = g.shapes()?;
-    check_shape(g, input.shape())?;
-    let steps = g
-        .nodes
-        .iter()
-        .map(|node| prepare(node, &shapes[node.inputs[0]], fp, config))
-        .collect::<Result<Vec<_>, _>>()?;
-    let plan = Plan {
-        g,
-        shapes: &shapes,
-        steps: &steps,
-        frac_bits: fp.frac_bits(),
-    };
+    if config.activation == ActivationProtocol::Relu
+        && let Some(node) = g.nodes.iter().find(|n| matches!(n.op, Op::PolyAct(_)))
+    {
+        return Err(node_error(
+            node,
+            "the relu protocol cannot evaluate a polynomial: choose espn, honeybadger or \
+             crypten",
+        ));
+    }
+    run_plan(&Plan::compile(g, *config)?, input)
+}
 
-    let batch = input.shape()[0];
-    let in_len: usize = g.input_shape.iter().product();
-    let out_shape = &shapes[g.output];
-    let out_len: usize = out_shape.iter().product();
+/// The mirror of `plan` on a batch `[N, ...input_shape]` of ring words at the plan's `f`.
+pub fn run_plan(plan: &Plan, input: &RingTensor) -> Result<FixedOutput, InferError> {
+    let arch = &plan.architecture;
+    let batch = arch.check_input(input)?;
+    let fp = arch.fixed();
+    let mirror = Mirror {
+        plan,
+        polys: arch
+            .steps
+            .iter()
+            .map(|step| match &step.layer {
+                Layer::Poly { coefficients } => Some(Poly::new(
+                    fp,
+                    coefficients,
+                    match arch.options.activation {
+                        ActivationProtocol::HoneyBadger => Powers::HoneyBadger,
+                        ActivationProtocol::Crypten => Powers::Crypten,
+                        _ => Powers::Espn,
+                    },
+                )),
+                _ => None,
+            })
+            .collect(),
+    };
+    let in_len: usize = arch.input_shape.iter().product();
+    let out_len: usize = arch.output_shape().iter().product();
     let workers = thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(batch.div_ceil(CHUNK))
         .max(1);
     let per = batch.div_ceil(workers).max(1);
-    let plan = &plan;
+    let mirror = &mirror;
     let parts: Vec<Result<Part, InferError>> = thread::scope(|scope| {
         let handles: Vec<_> = input
             .data()
             .chunks(per * in_len.max(1))
-            .map(|images| scope.spawn(move || plan.run_images(images, in_len)))
+            .map(|images| scope.spawn(move || mirror.run_images(images, in_len)))
             .collect();
         handles
             .into_iter()
@@ -226,7 +214,7 @@ pub fn run_encoded(
     });
 
     let mut words = Vec::with_capacity(batch * out_len);
-    let mut tallies = vec![Tally::default(); g.nodes.len()];
+    let mut tallies = vec![Tally::default(); arch.steps.len()];
     for part in parts {
         let part = part?;
         words.extend(part.words);
@@ -234,21 +222,19 @@ pub fn run_encoded(
             t.merge(p);
         }
     }
-    let shape: Vec<usize> = std::iter::once(batch)
-        .chain(out_shape.iter().copied())
-        .collect();
+    let shape = arch.batch_shape(arch.output, batch);
     let logits = Tensor::new(
         shape.clone(),
         words.iter().map(|&v| fp.decode(v) as f32).collect(),
     )?;
     let ring = RingTensor::new(shape, words)?;
-    let layers = g
-        .nodes
+    let layers = arch
+        .steps
         .iter()
         .zip(tallies)
-        .map(|(node, t)| LayerStats {
-            node: node.name.clone(),
-            op: node.op.name(),
+        .map(|(step, t)| LayerStats {
+            node: step.name.clone(),
+            op: step.layer.op_name(),
             max_abs: t.max_abs,
             truncations: t.truncations,
             expected_failures: t.expected_failures(),
@@ -261,180 +247,11 @@ pub fn run_encoded(
     })
 }
 
-fn fixed_point(config: &FixedConfig) -> Result<FixedPoint, InferError> {
-    FixedPoint::new(config.frac_bits).map_err(|_| InferError::FracBits(config.frac_bits))
-}
-
-fn check_shape(g: &Graph, shape: &[usize]) -> Result<(), InferError> {
-    if shape.len() != g.input_shape.len() + 1 || shape[1..] != g.input_shape[..] {
-        return Err(NnError::Input {
-            expected: g.input_shape.clone(),
-            got: shape.to_vec(),
-        }
-        .into());
-    }
-    Ok(())
-}
-
-/// A node with its parameters encoded, ready for any part of the batch.
-#[derive(Debug)]
-enum Step {
-    /// Per-image geometry (its `batch` is set per call).
-    Conv(ConvGeometry, Affine),
-    /// `(in, out)` features.
-    Linear((usize, usize), Affine),
-    /// Encoded scale and shift per channel, and the elements per channel.
-    BatchNorm {
-        scale: Vec<u64>,
-        shift: Vec<u64>,
-        inner: usize,
-    },
-    /// Input plane `(h, w)`.
-    AvgPool((usize, usize), Pool),
-    /// Input plane `(h, w)`.
-    MaxPool((usize, usize), Pool),
-    /// Elements per plane.
-    GlobalAvgPool(usize),
-    Add,
-    Flatten,
-    Relu,
-    Poly(Poly),
-}
-
-/// Encodes a weight tensor, naming the node if a value cannot be encoded.
-fn encode_param(
-    node: &Node,
-    what: &str,
-    fp: FixedPoint,
-    t: &Tensor,
-) -> Result<Vec<u64>, InferError> {
-    if let Some(v) = t.data().iter().find(|v| !v.is_finite()) {
-        return Err(err(node, format!("{what} holds {v}, which is not finite")));
-    }
-    Ok(encode(fp, t)?.into_data())
-}
-
-fn affine(
-    node: &Node,
-    fp: FixedPoint,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-) -> Result<Affine, InferError> {
-    Ok(Affine {
-        weight: encode_param(node, "the weight", fp, weight)?,
-        bias: bias
-            .map(|b| encode_param(node, "the bias", fp, b))
-            .transpose()?,
-    })
-}
-
-/// `[C, H, W]` of an image-shaped value (shape inference has checked it).
-fn chw(node: &Node, s: &[usize]) -> Result<(usize, usize, usize), InferError> {
-    match *s {
-        [c, h, w] => Ok((c, h, w)),
-        _ => Err(err(node, format!("expects a [C, H, W] input, got {s:?}"))),
-    }
-}
-
-fn prepare(
-    node: &Node,
-    in_shape: &[usize],
-    fp: FixedPoint,
-    config: &FixedConfig,
-) -> Result<Step, InferError> {
-    Ok(match &node.op {
-        Op::Conv2d(c) => {
-            let (in_channels, height, width) = chw(node, in_shape)?;
-            let &[out_channels, _, kernel_h, kernel_w] = c.weight.shape() else {
-                return Err(err(node, "expects an [O, C, kh, kw] weight"));
-            };
-            let g = ConvGeometry::new(
-                [1, in_channels, height, width],
-                [out_channels, kernel_h, kernel_w],
-                c.stride,
-                c.padding,
-            )
-            .map_err(|e| err(node, e.to_string()))?;
-            Step::Conv(g, affine(node, fp, &c.weight, c.bias.as_ref())?)
-        }
-        Op::Linear(l) => {
-            let &[out, inp] = l.weight.shape() else {
-                return Err(err(node, "expects an [out, in] weight"));
-            };
-            let mut a = affine(node, fp, &l.weight, l.bias.as_ref())?;
-            // linear::linear multiplies by W^T, `in x out`.
-            let w = std::mem::take(&mut a.weight);
-            a.weight = (0..inp * out)
-                .map(|j| w[(j % out) * inp + j / out])
-                .collect();
-            Step::Linear((inp, out), a)
-        }
-        Op::BatchNorm(bn) => {
-            // At least 1, so that an empty plane is an empty loop.
-            let inner = in_shape.iter().skip(1).product::<usize>().max(1);
-            let mut scale = Vec::with_capacity(bn.gamma.len());
-            let mut shift = Vec::with_capacity(bn.gamma.len());
-            for c in 0..bn.gamma.len() {
-                let s = f64::from(bn.gamma[c]) / (f64::from(bn.var[c]) + f64::from(bn.eps)).sqrt();
-                let t = f64::from(bn.beta[c]) - f64::from(bn.mean[c]) * s;
-                if !s.is_finite() || !t.is_finite() {
-                    return Err(err(
-                        node,
-                        format!("channel {c} has scale {s} and shift {t}: not finite"),
-                    ));
-                }
-                scale.push(fp.encode(s));
-                shift.push(fp.encode(t));
-            }
-            Step::BatchNorm {
-                scale,
-                shift,
-                inner,
-            }
-        }
-        Op::AvgPool(p) => {
-            let (_, h, w) = chw(node, in_shape)?;
-            Step::AvgPool((h, w), *p)
-        }
-        Op::MaxPool(p) => {
-            let (_, h, w) = chw(node, in_shape)?;
-            Step::MaxPool((h, w), *p)
-        }
-        Op::GlobalAvgPool => {
-            let (_, h, w) = chw(node, in_shape)?;
-            if h * w == 0 {
-                return Err(err(node, "an empty plane has no mean"));
-            }
-            Step::GlobalAvgPool(h * w)
-        }
-        Op::Add => Step::Add,
-        Op::Flatten => Step::Flatten,
-        Op::Relu => Step::Relu,
-        Op::PolyAct(p) => {
-            let powers = match config.activation {
-                ActivationProtocol::Espn => Powers::Espn,
-                ActivationProtocol::HoneyBadger => Powers::HoneyBadger,
-                ActivationProtocol::Crypten => Powers::Crypten,
-                ActivationProtocol::Relu => {
-                    return Err(err(
-                        node,
-                        "the relu protocol cannot evaluate a polynomial: choose espn, \
-                         honeybadger or crypten",
-                    ));
-                }
-            };
-            crate::plan::check_poly(p).map_err(|e| err(node, e))?;
-            Step::Poly(Poly::new(fp, &p.coefficients, powers))
-        }
-    })
-}
-
-/// Everything a worker thread needs, shared.
-struct Plan<'a> {
-    g: &'a Graph,
-    shapes: &'a [Vec<usize>],
-    steps: &'a [Step],
-    frac_bits: u32,
+/// A plan ready for any part of the batch: the polynomial layers' encodings worked out once.
+struct Mirror<'a> {
+    plan: &'a Plan,
+    /// Per step, the polynomial layer's arithmetic.
+    polys: Vec<Option<Poly>>,
 }
 
 /// One thread's share of the batch: its output words and counters.
@@ -443,84 +260,85 @@ struct Part {
     tallies: Vec<Tally>,
 }
 
-impl Plan<'_> {
+impl Mirror<'_> {
     /// Runs the images of `data` (`in_len` words each), [`CHUNK`] at a time.
     fn run_images(&self, data: &[u64], in_len: usize) -> Result<Part, InferError> {
         let mut part = Part {
             words: Vec::new(),
-            tallies: vec![Tally::default(); self.steps.len()],
+            tallies: vec![Tally::default(); self.polys.len()],
         };
         for chunk in data.chunks(CHUNK * in_len.max(1)) {
             let batch = chunk.len().checked_div(in_len).unwrap_or(0);
             part.words
-                .extend(self.run_chunk(chunk, batch, &mut part.tallies)?);
+                .extend(self.run_chunk(chunk, batch, &mut part.tallies));
         }
         Ok(part)
     }
 
-    /// Runs the whole graph on `batch` images.
-    fn run_chunk(
-        &self,
-        input: &[u64],
-        batch: usize,
-        tallies: &mut [Tally],
-    ) -> Result<Vec<u64>, InferError> {
-        let g = self.g;
-        let f = self.frac_bits;
-        let mut readers = g.readers();
-        let mut values: Vec<Option<Vec<u64>>> = vec![None; g.nodes.len() + 1];
-        values[0] = Some(input.to_vec());
-        let freed = |v: usize| NnError::Graph(format!("value {v} was freed early"));
-        for (i, (node, step)) in g.nodes.iter().zip(self.steps).enumerate() {
-            let x = values[node.inputs[0]]
-                .as_deref()
-                .ok_or_else(|| InferError::from(freed(node.inputs[0])))?;
+    /// Runs the whole plan on `batch` images.
+    fn run_chunk(&self, input: &[u64], batch: usize, tallies: &mut [Tally]) -> Vec<u64> {
+        let arch = &self.plan.architecture;
+        let weights = &self.plan.weights;
+        let f = arch.fixed().frac_bits();
+        let walked = arch.schedule().walk(input.to_vec(), |i, operands| {
+            let x = operands[0].as_slice();
             let t = &mut tallies[i];
-            let data = match step {
-                Step::Conv(geometry, p) => {
+            let in_shape = &arch.shapes[arch.steps[i].inputs[0]];
+            let bias = weights.biases[i].as_deref();
+            let plane = || (in_shape[1], in_shape[2]);
+            let y = match &arch.steps[i].layer {
+                Layer::Conv {
+                    geometry, weight, ..
+                } => {
                     let geometry = ConvGeometry { batch, ..*geometry };
-                    ops::conv2d(&geometry, p, x, f, t)
+                    ops::conv2d(&geometry, &weights.weights[*weight], bias, x, f, t)
                 }
-                Step::Linear(dims, p) => ops::linear(p, x, batch, *dims, f, t),
-                Step::BatchNorm {
-                    scale,
-                    shift,
-                    inner,
-                } => ops::batchnorm(x, scale, shift, *inner, f, t),
-                Step::AvgPool(hw, p) => ops::avg_pool(x, *hw, *p, f, t),
-                Step::MaxPool(hw, p) => ops::max_pool(x, *hw, *p, t),
-                Step::GlobalAvgPool(plane) => ops::global_avg_pool(x, *plane, f, t),
-                Step::Add => {
-                    let y = values[node.inputs[1]]
-                        .as_deref()
-                        .ok_or_else(|| InferError::from(freed(node.inputs[1])))?;
-                    x.iter()
-                        .zip(y)
-                        .map(|(a, b)| {
-                            let s = a.wrapping_add(*b);
-                            t.see(s);
-                            s
-                        })
-                        .collect()
+                Layer::Linear {
+                    inputs,
+                    outputs,
+                    weight,
+                    ..
+                } => ops::linear(
+                    &weights.weights[*weight],
+                    bias,
+                    x,
+                    batch,
+                    (*inputs, *outputs),
+                    f,
+                    t,
+                ),
+                Layer::Scale { weight } => {
+                    let inner = in_shape.iter().skip(1).product::<usize>().max(1);
+                    ops::scale(x, &weights.weights[*weight], bias, inner, f, t)
                 }
-                Step::Flatten => x.to_vec(),
-                Step::Relu => x.iter().map(|&v| ops::relu(v)).collect(),
-                Step::Poly(p) => x.iter().map(|&v| p.eval(v, t)).collect(),
+                Layer::AvgPool(w) => ops::avg_pool(x, plane(), *w, f, t),
+                Layer::MaxPool(w) => ops::max_pool(x, plane(), *w, t),
+                Layer::GlobalAvgPool => ops::global_avg_pool(x, plane().0 * plane().1, f, t),
+                Layer::Add => x
+                    .iter()
+                    .zip(operands[1])
+                    .map(|(a, b)| {
+                        let s = a.wrapping_add(*b);
+                        t.see(s);
+                        s
+                    })
+                    .collect(),
+                Layer::Flatten => x.to_vec(),
+                Layer::Relu => x.iter().map(|&v| ops::relu(v)).collect(),
+                Layer::Poly { .. } => match &self.polys[i] {
+                    Some(p) => x.iter().map(|&v| p.eval(v, t)).collect(),
+                    None => x.to_vec(),
+                },
             };
             debug_assert_eq!(
-                data.len(),
-                batch * self.shapes[i + 1].iter().product::<usize>()
+                y.len(),
+                batch * arch.shapes[i + 1].iter().product::<usize>()
             );
-            for &v in &node.inputs {
-                readers[v] -= 1;
-                if readers[v] == 0 {
-                    values[v] = None;
-                }
-            }
-            values[i + 1] = Some(data);
+            Ok::<_, std::convert::Infallible>(y)
+        });
+        match walked {
+            Ok(y) => y,
+            Err(never) => match never {},
         }
-        values[g.output]
-            .take()
-            .ok_or_else(|| NnError::Graph("the output was never computed".into()).into())
     }
 }

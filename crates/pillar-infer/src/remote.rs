@@ -264,7 +264,7 @@ fn serve_checked(
             session: id.to_string(),
         },
     )?;
-    let mut s = Session::new(Party::Server, arch.fixed()?, channel, dealer)?;
+    let mut s = Session::new(Party::Server, arch.fixed(), channel, dealer)?;
     let conn = Connection::open(&mut s, arch, Some(&plan.weights))?;
     let mut served = Served {
         setup: conn.setup,
@@ -337,10 +337,7 @@ pub fn decode_hello(bytes: &[u8]) -> Result<(String, Architecture, SessionId), R
             model,
             architecture,
             session,
-        } => {
-            architecture.validate()?;
-            Ok((model, architecture, session.parse()?))
-        }
+        } => Ok((model, architecture, session.parse()?)),
         Hello::Refused { reason } => Err(RemoteError::Refused(reason)),
     }
 }
@@ -385,7 +382,7 @@ impl RemoteModel {
         let bytes = recv_bytes(&mut channel)?;
         let (model, architecture, id) = decode_hello(&bytes)?;
         let dealer = join_session(dealer, id, &security.dealer, timeout)?;
-        let session = Session::new(Party::Client, architecture.fixed()?, channel, dealer)?;
+        let session = Session::new(Party::Client, architecture.fixed(), channel, dealer)?;
         Ok(RemoteModel {
             model,
             architecture,

@@ -139,23 +139,9 @@ impl<'a> Connection<'a> {
 
     fn layers(&self, s: &mut Session, x: Share, batch: usize) -> Result<Share, MpcError> {
         let arch = self.architecture;
-        let mut readers = vec![0usize; arch.steps.len() + 1];
-        for step in &arch.steps {
-            for &v in &step.inputs {
-                readers[v] += 1;
-            }
-        }
-        readers[arch.output] += 1;
-        let mut values: Vec<Option<Share>> = vec![None; arch.steps.len() + 1];
-        values[0] = Some(x);
-        for (i, step) in arch.steps.iter().enumerate() {
-            let get = |v: usize| {
-                values[v].as_ref().ok_or_else(|| MpcError::Invalid {
-                    op: "secure plan",
-                    detail: format!("value {v} is not available to step {:?}", step.name),
-                })
-            };
-            let x = get(step.inputs[0])?;
+        arch.schedule().walk(x, |i, operands| {
+            let step = &arch.steps[i];
+            let x = operands[0];
             let bias = self
                 .weights
                 .and_then(|w| w.biases.get(i))
@@ -180,25 +166,14 @@ impl<'a> Connection<'a> {
                 Layer::AvgPool(w) => pool::avg_pool(s, x, *w)?,
                 Layer::GlobalAvgPool => pool::global_avg_pool(s, x)?,
                 Layer::MaxPool(w) => maxpool::max_pool(s, x, *w)?,
-                Layer::Add => arith::add(x, get(step.inputs[1])?)?,
+                Layer::Add => arith::add(x, operands[1])?,
                 Layer::Flatten => x.clone(),
                 Layer::Relu => relu::relu(s, x)?,
                 Layer::Poly { coefficients } => {
                     arch.options.activation.evaluate(s, x, coefficients)?
                 }
             };
-            let y = y.reshape(out_shape)?;
-            for &v in &step.inputs {
-                readers[v] -= 1;
-                if readers[v] == 0 {
-                    values[v] = None;
-                }
-            }
-            values[i + 1] = Some(y);
-        }
-        values[arch.output].take().ok_or_else(|| MpcError::Invalid {
-            op: "secure plan",
-            detail: "the output was never computed".into(),
+            y.reshape(out_shape)
         })
     }
 }

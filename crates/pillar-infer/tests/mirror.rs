@@ -3,11 +3,12 @@
 //! integer reference, and single layers against the secure protocols themselves.
 #![allow(clippy::unwrap_used)]
 
-use pillar_nn::testing::values;
+use pillar_nn::testing::{fold, values};
 
 use pillar_fit::PAPER_RELU as PAPER;
+use pillar_infer::FixedConfig;
 use pillar_infer::InferError;
-use pillar_infer::mirror::{self, FixedConfig, FixedOutput};
+use pillar_infer::mirror::{self, FixedOutput};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::arith::{reveal, share};
 use pillar_mpc::protocols::poly::reference::{self as poly_reference, Approx};
@@ -43,11 +44,11 @@ fn config(frac_bits: u32, activation: ActivationProtocol) -> FixedConfig {
 }
 
 fn run(g: &Graph, x: &Tensor) -> FixedOutput {
-    mirror::run(g, x, &FixedConfig::default()).unwrap()
+    mirror::run(&fold(g), x, &FixedConfig::default()).unwrap()
 }
 
 fn run_ring(g: &Graph, x: &RingTensor) -> FixedOutput {
-    mirror::run_encoded(g, x, &FixedConfig::default()).unwrap()
+    mirror::run_encoded(&fold(g), x, &FixedConfig::default()).unwrap()
 }
 
 fn poly(coefficients: &[f64]) -> Op {
@@ -208,7 +209,7 @@ fn polynomial_at_a_power_of_two_by_hand() {
     let mut g = Graph::new(vec![1]);
     g.chain("p", poly(&PAPER));
     for p in POLYS {
-        let y = mirror::run(&g, &t(&[1, 1], vec![2.0]), &config(16, p)).unwrap();
+        let y = mirror::run(&fold(&g), &t(&[1, 1], vec![2.0]), &config(16, p)).unwrap();
         assert_eq!(signed(&y.ring), vec![124_032], "{p}");
         assert_eq!(f64::from(y.logits.data()[0]), 1.892_578_125);
     }
@@ -222,7 +223,13 @@ fn prescaling_loses_the_low_bits_of_the_input() {
     let mut g = Graph::new(vec![1]);
     g.chain("p", poly(&[0.0, 0.0, 0.0, 0.0, 1.0 / 64.0]));
     let x = ring(&[1, 1], vec![65536 + 255]);
-    let at = |p| signed(&mirror::run_encoded(&g, &x, &config(16, p)).unwrap().ring)[0];
+    let at = |p| {
+        signed(
+            &mirror::run_encoded(&fold(&g), &x, &config(16, p))
+                .unwrap()
+                .ring,
+        )[0]
+    };
     assert_eq!(at(ActivationProtocol::Espn), 1024);
     assert_eq!(at(ActivationProtocol::HoneyBadger), 1024);
     let exact = (65536.0f64 + 255.0).powi(4) / 65536f64.powi(3) / 64.0;
@@ -235,12 +242,22 @@ fn prescaling_loses_the_low_bits_of_the_input() {
 #[test]
 fn bad_inputs_and_configs_are_errors_that_say_why() {
     let g = one_conv(0.5, None);
-    let e = mirror::run(&g, &t(&[1, 2, 1, 1], vec![0.0; 2]), &FixedConfig::default()).unwrap_err();
-    assert!(matches!(e, InferError::Graph(NnError::Input { .. })), "{e}");
-    let e = mirror::run(&g, &t(&[1, 1, 1], vec![0.0]), &FixedConfig::default()).unwrap_err();
+    let e = mirror::run(
+        &fold(&g),
+        &t(&[1, 2, 1, 1], vec![0.0; 2]),
+        &FixedConfig::default(),
+    )
+    .unwrap_err();
     assert!(matches!(e, InferError::Graph(NnError::Input { .. })), "{e}");
     let e = mirror::run(
-        &g,
+        &fold(&g),
+        &t(&[1, 1, 1], vec![0.0]),
+        &FixedConfig::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, InferError::Graph(NnError::Input { .. })), "{e}");
+    let e = mirror::run(
+        &fold(&g),
         &t(&[1, 1, 1, 1], vec![f32::NAN]),
         &FixedConfig::default(),
     );
@@ -250,7 +267,7 @@ fn bad_inputs_and_configs_are_errors_that_say_why() {
     ));
     for bits in [7, 21] {
         let e = mirror::run(
-            &g,
+            &fold(&g),
             &t(&[1, 1, 1, 1], vec![0.0]),
             &config(bits, ActivationProtocol::Espn),
         )
@@ -261,18 +278,23 @@ fn bad_inputs_and_configs_are_errors_that_say_why() {
     let mut g = Graph::new(vec![2]);
     g.chain("act", poly(&PAPER));
     let x = t(&[1, 2], vec![0.0; 2]);
-    let e = mirror::run(&g, &x, &config(16, ActivationProtocol::Relu)).unwrap_err();
+    let e = mirror::run(&fold(&g), &x, &config(16, ActivationProtocol::Relu)).unwrap_err();
     assert!(
         e.to_string().contains("\"act\" (PolyAct)") && e.to_string().contains("espn"),
         "{e}"
     );
     g.nodes[0].op = poly(&[0.1; 14]);
-    let e = mirror::run(&g, &x, &FixedConfig::default()).unwrap_err();
+    let e = mirror::run(&fold(&g), &x, &FixedConfig::default()).unwrap_err();
     assert!(e.to_string().contains("\"act\" (PolyAct)"), "{e}");
 
     let mut g = one_conv(f32::INFINITY, None);
     g.nodes[0].name = "stem".into();
-    let e = mirror::run(&g, &t(&[1, 1, 1, 1], vec![0.0]), &FixedConfig::default()).unwrap_err();
+    let e = mirror::run(
+        &fold(&g),
+        &t(&[1, 1, 1, 1], vec![0.0]),
+        &FixedConfig::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("\"stem\" (Conv)"), "{e}");
 }
 
@@ -281,9 +303,9 @@ fn relu_only_graphs_run_under_the_relu_protocol_and_empty_batches_are_empty() {
     let mut g = Graph::new(vec![3]);
     g.chain("r", Op::Relu);
     let c = config(16, ActivationProtocol::Relu);
-    let y = mirror::run(&g, &t(&[1, 3], vec![-1.0, 0.0, 2.5]), &c).unwrap();
+    let y = mirror::run(&fold(&g), &t(&[1, 3], vec![-1.0, 0.0, 2.5]), &c).unwrap();
     assert_eq!(y.logits.data(), &[0.0, 0.0, 2.5]);
-    let y = mirror::run(&g, &t(&[0, 3], vec![]), &c).unwrap();
+    let y = mirror::run(&fold(&g), &t(&[0, 3], vec![]), &c).unwrap();
     assert_eq!(y.logits.shape(), &[0, 3]);
 }
 
@@ -362,16 +384,21 @@ fn a_network_agrees_with_float_and_more_bits_agree_better() {
     let g = network();
     let n = 40;
     let x = t(&[n, 1, 12, 12], values(n * 144, 99));
-    let want = float::run(&g, &x).unwrap();
+    let want = float::run(&g.clone().typed().unwrap(), &x).unwrap();
     for p in POLYS {
-        let err = |f| max_diff(&mirror::run(&g, &x, &config(f, p)).unwrap().logits, &want);
+        let err = |f| {
+            max_diff(
+                &mirror::run(&fold(&g), &x, &config(f, p)).unwrap().logits,
+                &want,
+            )
+        };
         let (e12, e16, e20) = (err(12), err(16), err(20));
         eprintln!("{p}: max |fixed - float| at f = 12, 16, 20: {e12:.2e} {e16:.2e} {e20:.2e}");
         assert!(e16 < 1e-2, "{p}: {e16}");
         assert!(e20 < e16 && e16 < e12, "{p}: {e12} {e16} {e20}");
         assert!(e20 < 1e-3, "{p}: {e20}");
     }
-    let y = mirror::run(&g, &x, &FixedConfig::default()).unwrap();
+    let y = mirror::run(&fold(&g), &x, &FixedConfig::default()).unwrap();
     assert_eq!(y.layers.len(), g.nodes.len());
     for l in &y.layers {
         assert!(l.headroom_bits() > 15.0, "{l:?}");
@@ -395,10 +422,10 @@ fn batches_split_across_threads_give_each_image_its_own_result() {
     let x = t(&[n, 1, 12, 12], values(n * 144, 7));
     for p in POLYS {
         let c = config(16, p);
-        let all = mirror::run(&g, &x, &c).unwrap();
+        let all = mirror::run(&fold(&g), &x, &c).unwrap();
         for i in [0, 17, 52] {
             let one = t(&[1, 1, 12, 12], x.data()[i * 144..(i + 1) * 144].to_vec());
-            let y = mirror::run(&g, &one, &c).unwrap();
+            let y = mirror::run(&fold(&g), &one, &c).unwrap();
             assert_eq!(y.ring.data(), &all.ring.data()[i * 3..(i + 1) * 3]);
         }
     }
@@ -439,7 +466,7 @@ proptest! {
         let x = RingTensor::encode(fp, vec![1, xs.len()], &xs).unwrap();
         let g = poly_graph(xs.len(), &c);
         for p in POLYS {
-            let y = mirror::run_encoded(&g, &x, &config(f, p)).unwrap();
+            let y = mirror::run_encoded(&fold(&g), &x, &config(f, p)).unwrap();
             for (got, &xi) in signed(&y.ring).iter().zip(x.data()) {
                 prop_assert_eq!(i128::from(*got), reference(p, fp, xi as i64, &c).value, "{}", p);
             }
@@ -503,7 +530,9 @@ fn secure_polynomials_are_within_their_truncation_errors_of_fixed() {
         let x = RingTensor::encode(fp, vec![1, n], &xs).unwrap();
         let g = poly_graph(n, &c);
         for (seed, p) in POLYS.into_iter().enumerate() {
-            let want = mirror::run_encoded(&g, &x, &config(f, p)).unwrap().ring;
+            let want = mirror::run_encoded(&fold(&g), &x, &config(f, p))
+                .unwrap()
+                .ring;
             let got = secure(seed as u64, fp, std::slice::from_ref(&x), |s, sh| {
                 p.evaluate(s, &sh[0], &c)
             });

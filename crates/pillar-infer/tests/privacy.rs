@@ -6,13 +6,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::FixedConfig;
+use pillar_infer::mirror;
 use pillar_infer::{Connection, Plan};
 use pillar_mpc::channel::{Channel, ChannelError, Stats, memory_pair};
 use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, Party, RingTensor, Session};
-use pillar_nn::testing::{conv, linear, pillar_poly, tensor};
+use pillar_nn::testing::{conv, fold, linear, pillar_poly, tensor};
 use pillar_nn::{Graph, Op, Pool};
 
 /// A channel that keeps a copy of everything it receives.
@@ -132,7 +133,7 @@ fn chi_square(a: &[u64], b: &[u64]) -> (f64, usize) {
 #[test]
 fn the_server_cannot_tell_two_inputs_apart_unless_the_masks_are_removed() {
     let plan = Plan::compile(
-        &network(),
+        &fold(&network()),
         FixedConfig {
             frac_bits: 16,
             activation: ActivationProtocol::HoneyBadger,

@@ -9,17 +9,18 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::FixedConfig;
+use pillar_infer::mirror;
 use pillar_infer::remote::{
     Deployment, Links, RemoteError, RemoteModel, ServeOptions, Served, serve,
 };
-use pillar_infer::{Layer, Plan};
+use pillar_infer::{Architecture, Layer, Plan};
 use pillar_mpc::channel::{Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
-use pillar_nn::testing::{every_op, tensor, with_loose_batchnorm};
-use pillar_nn::{Graph, fold_batchnorm};
+use pillar_nn::Graph;
+use pillar_nn::testing::{every_op, fold, tensor, with_loose_batchnorm};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -61,7 +62,7 @@ type Outcomes = Arc<Mutex<Vec<Result<Served, String>>>>;
 
 /// A server for `g` on a free port; its clients' outcomes are collected.
 fn start_server(g: &Graph, dealer: &str, security: Links) -> (String, Outcomes) {
-    let plan = Arc::new(Plan::compile(g, config()).unwrap());
+    let plan = Arc::new(Plan::compile(&fold(g), config()).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let outcomes: Outcomes = Arc::default();
@@ -105,9 +106,7 @@ fn encode(shape: &[usize], seed: u64) -> RingTensor {
 
 /// `got` holds the fixed executor's logits for `x` on `g`, up to the secure rounding.
 fn assert_fixed_logits(g: &Graph, x: &RingTensor, got: &RingTensor) {
-    let want = mirror::run_encoded(&fold_batchnorm(g).unwrap(), x, &config())
-        .unwrap()
-        .ring;
+    let want = mirror::run_encoded(&fold(g), x, &config()).unwrap().ring;
     assert_eq!(got.shape(), want.shape());
     for (a, b) in got.data().iter().zip(want.data()) {
         let diff = (*a as i64 - *b as i64).unsigned_abs();
@@ -159,13 +158,13 @@ fn a_client_gets_the_fixed_executors_logits_over_tcp() {
 #[test]
 fn compiled_architectures_validate_and_tampered_ones_do_not() {
     for g in [every_op(), with_loose_batchnorm()] {
-        Plan::compile(&g, config())
-            .unwrap()
-            .architecture
-            .validate()
-            .unwrap();
+        let arch = Plan::compile(&fold(&g), config()).unwrap().architecture;
+        Architecture::try_from(arch.into_unchecked()).unwrap();
     }
-    let arch = Plan::compile(&every_op(), config()).unwrap().architecture;
+    let arch = Plan::compile(&fold(&every_op()), config())
+        .unwrap()
+        .architecture
+        .into_unchecked();
     let mut tampered = Vec::new();
     let mut a = arch.clone();
     a.output = a.steps.len() + 3;
@@ -194,7 +193,13 @@ fn compiled_architectures_validate_and_tampered_ones_do_not() {
     a.options.frac_bits = 40;
     tampered.push(a);
     for (i, a) in tampered.iter().enumerate() {
-        assert!(a.validate().is_err(), "tampered architecture {i} passed");
+        assert!(
+            Architecture::try_from(a.clone()).is_err(),
+            "tampered architecture {i} passed"
+        );
+        // A hello carrying it is refused as it is decoded.
+        let json = serde_json::to_vec(a).unwrap();
+        assert!(serde_json::from_slice::<Architecture>(&json).is_err());
     }
 }
 
@@ -282,7 +287,9 @@ fn a_client_lost_mid_inference_does_not_stop_the_server() {
     // Past the preamble and Noise handshake (under 200 bytes), the party handshake (9 bytes
     // and a tag), the hello's two empty frames, the setup's opening and the batch size, into
     // the first layer's opening.
-    let arch = Plan::compile(&every_op(), config()).unwrap().architecture;
+    let arch = Plan::compile(&fold(&every_op()), config())
+        .unwrap()
+        .architecture;
     let limit = 200 + 9 + 2 * 8 + (8 + 8 * arch.setup_words()) + 16 + 6 * 18 + 1000;
     let proxy = cutting_proxy(server.clone(), limit);
     let model = connect(&proxy, &dealer, &keys).unwrap();
@@ -524,7 +531,7 @@ fn eight_concurrent_clients_each_get_their_own_correct_logits() {
 fn clients_beyond_the_limit_are_told_the_server_is_busy() {
     let keys = Deployment::generate();
     let dealer = start_dealer_with(keys.dealer.clone());
-    let plan = Arc::new(Plan::compile(&every_op(), config()).unwrap());
+    let plan = Arc::new(Plan::compile(&fold(&every_op()), config()).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap().to_string();
     let options = ServeOptions {

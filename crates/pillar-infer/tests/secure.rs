@@ -3,13 +3,14 @@
 //! before any traffic for what the engine cannot run.
 #![allow(clippy::unwrap_used)]
 
+use pillar_infer::FixedConfig;
 use pillar_infer::InferError;
-use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::mirror;
 use pillar_infer::{Layer, Plan, run_local};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
-use pillar_nn::testing::{every_op, tensor, with_loose_batchnorm};
-use pillar_nn::{Graph, NnError, Op, fold_batchnorm};
+use pillar_nn::testing::{every_op, fold, tensor, with_loose_batchnorm};
+use pillar_nn::{Graph, NnError, Op};
 use proptest::prelude::*;
 
 const POLYS: [ActivationProtocol; 3] = [
@@ -32,7 +33,7 @@ fn both(
     x: &RingTensor,
     seed: u64,
 ) -> (Vec<i64>, Vec<i64>) {
-    let plan = Plan::compile(g, options(protocol)).unwrap();
+    let plan = Plan::compile(&fold(g), options(protocol)).unwrap();
     let (secure, _) = run_local(
         &plan,
         std::slice::from_ref(x),
@@ -41,7 +42,7 @@ fn both(
     )
     .unwrap();
     let config = options(protocol);
-    let want = mirror::run_encoded(&fold_batchnorm(g).unwrap(), x, &config).unwrap();
+    let want = mirror::run_encoded(&fold(g), x, &config).unwrap();
     let signed = |r: &RingTensor| r.data().iter().map(|&v| v as i64).collect::<Vec<_>>();
     (signed(&secure[0]), signed(&want.ring))
 }
@@ -95,7 +96,7 @@ fn rounds_and_bytes_are_what_the_architecture_predicts() {
         ActivationProtocol::Espn,
         ActivationProtocol::Relu,
     ] {
-        let plan = Plan::compile(&g, options(protocol)).unwrap();
+        let plan = Plan::compile(&fold(&g), options(protocol)).unwrap();
         let arch = &plan.architecture;
         let batches = [encode(&[2, 2, 6, 6], 1), encode(&[1, 2, 6, 6], 2)];
         let (_, report) = run_local(&plan, &batches, &Local::seeded(3), &|_| {}).unwrap();
@@ -136,7 +137,7 @@ fn rounds_and_bytes_are_what_the_architecture_predicts() {
 
 #[test]
 fn compile_folds_batchnorm_and_shows_no_weights() {
-    let plan = Plan::compile(&every_op(), options(ActivationProtocol::Espn)).unwrap();
+    let plan = Plan::compile(&fold(&every_op()), options(ActivationProtocol::Espn)).unwrap();
     let arch = &plan.architecture;
     // every_op's only BatchNorm follows a convolution: folded away.
     assert!(
@@ -146,7 +147,11 @@ fn compile_folds_batchnorm_and_shows_no_weights() {
             .any(|s| matches!(s.layer, Layer::Scale { .. }))
     );
     assert_eq!(arch.weight_shapes.len(), plan.weights.weights.len());
-    let loose = Plan::compile(&with_loose_batchnorm(), options(ActivationProtocol::Espn)).unwrap();
+    let loose = Plan::compile(
+        &fold(&with_loose_batchnorm()),
+        options(ActivationProtocol::Espn),
+    )
+    .unwrap();
     assert!(
         loose
             .architecture
@@ -155,7 +160,11 @@ fn compile_folds_batchnorm_and_shows_no_weights() {
             .any(|s| matches!(s.layer, Layer::Scale { .. }))
     );
     // Under the relu protocol every polynomial becomes an exact ReLU.
-    let relu = Plan::compile(&with_loose_batchnorm(), options(ActivationProtocol::Relu)).unwrap();
+    let relu = Plan::compile(
+        &fold(&with_loose_batchnorm()),
+        options(ActivationProtocol::Relu),
+    )
+    .unwrap();
     assert!(
         !relu
             .architecture
@@ -175,7 +184,11 @@ fn bad_graphs_and_inputs_are_errors() {
             range: 5.0,
         }),
     );
-    let e = Plan::compile(&g, options(ActivationProtocol::Espn)).unwrap_err();
+    let e = g
+        .typed()
+        .map_err(InferError::from)
+        .and_then(|g| Plan::compile(&g.fold_batchnorm()?, options(ActivationProtocol::Espn)))
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -186,7 +199,7 @@ fn bad_graphs_and_inputs_are_errors() {
     );
     assert!(
         Plan::compile(
-            &every_op(),
+            &fold(&every_op()),
             FixedConfig {
                 frac_bits: 40,
                 ..options(ActivationProtocol::Espn)
@@ -194,7 +207,7 @@ fn bad_graphs_and_inputs_are_errors() {
         )
         .is_err()
     );
-    let plan = Plan::compile(&every_op(), options(ActivationProtocol::Espn)).unwrap();
+    let plan = Plan::compile(&fold(&every_op()), options(ActivationProtocol::Espn)).unwrap();
     let wrong = encode(&[1, 3, 8, 8], 1);
     let e = run_local(&plan, &[wrong], &Local::seeded(1), &|_| {}).unwrap_err();
     assert!(e.to_string().contains("[2, 8, 8]"), "{e}");
@@ -210,12 +223,12 @@ fn a_plan_runs_at_its_own_fixed_point_whatever_the_local_default() {
             frac_bits,
             activation: ActivationProtocol::HoneyBadger,
         };
-        let plan = Plan::compile(&g, config).unwrap();
+        let plan = Plan::compile(&fold(&g), config).unwrap();
         let fp = pillar_mpc::FixedPoint::new(frac_bits).unwrap();
         let x = mirror::encode(fp, &tensor(&[2, 2, 8, 8], 5, 1.5)).unwrap();
         let (secure, _) =
             run_local(&plan, std::slice::from_ref(&x), &Local::seeded(3), &|_| {}).unwrap();
-        let want = mirror::run_encoded(&fold_batchnorm(&g).unwrap(), &x, &config).unwrap();
+        let want = mirror::run_encoded(&fold(&g), &x, &config).unwrap();
         for (a, b) in secure[0].data().iter().zip(want.ring.data()) {
             let err = fp.decode(a.wrapping_sub(*b));
             assert!(err.abs() < 0.05, "f = {frac_bits}: {err}");

@@ -4,7 +4,9 @@
 
 use crate::error::NnError;
 use crate::graph::{Graph, Op};
+use crate::schedule::Schedule;
 use crate::tensor::Tensor;
+use crate::typed::TypedGraph;
 
 /// Scales output channel `o` of `weight` (its first axis) by `scale[o]` and maps the bias to
 /// `scale * b + shift`.
@@ -36,10 +38,11 @@ fn fold_into(
 
 /// The graph with every foldable BatchNorm merged into the layer before it. A BatchNorm is
 /// foldable when it reads a Conv2d or Linear output that nothing else reads; others stay.
-pub fn fold_batchnorm(g: &Graph) -> Result<Graph, NnError> {
-    g.shapes()?;
+/// Folding changes no shape, so the folded values keep the shapes already known.
+pub(crate) fn fold_batchnorm(g: &TypedGraph) -> Result<TypedGraph, NnError> {
     let readers = g.readers();
     let mut out = Graph::new(g.input_shape.clone());
+    let mut shapes = vec![g.shapes()[0].clone()];
     // New value id of each old value.
     let mut map: Vec<usize> = vec![0; g.nodes.len() + 1];
     for (i, node) in g.nodes.iter().enumerate() {
@@ -61,7 +64,12 @@ pub fn fold_batchnorm(g: &Graph) -> Result<Graph, NnError> {
         }
         let inputs = node.inputs.iter().map(|&v| map[v]).collect();
         map[i + 1] = out.push(node.name.clone(), node.op.clone(), inputs);
+        shapes.push(g.shapes()[i + 1].clone());
     }
     out.output = map[g.output];
-    Ok(out)
+    let schedule = Schedule::new(
+        out.nodes.iter().map(|n| n.inputs.clone()).collect(),
+        out.output,
+    )?;
+    Ok(TypedGraph::from_parts(out, shapes, schedule))
 }

@@ -218,10 +218,4 @@ impl Graph {
     pub fn shapes(&self) -> Result<Vec<Vec<usize>>, NnError> {
         crate::shape::infer(self)
     }
-
-    /// The output shape (without batch).
-    pub fn output_shape(&self) -> Result<Vec<usize>, NnError> {
-        let mut shapes = self.shapes()?;
-        Ok(shapes.swap_remove(self.output))
-    }
 }

@@ -3,7 +3,7 @@
 // Test fixtures: a shape that does not fit its data is a bug in the caller.
 #![allow(clippy::unwrap_used)]
 
-use crate::{BatchNorm, Conv2d, Graph, Linear, Op, PolyAct, Pool, Tensor};
+use crate::{BatchNorm, Conv2d, FoldedGraph, Graph, Linear, Op, PolyAct, Pool, Tensor};
 
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -128,4 +128,9 @@ pub fn with_loose_batchnorm() -> Graph {
     g.chain("flat", Op::Flatten);
     g.chain("fc", linear(4, 27, 19, true));
     g
+}
+
+/// `g` checked and folded, as the secure stage takes it.
+pub fn fold(g: &Graph) -> FoldedGraph {
+    g.clone().typed().unwrap().fold_batchnorm().unwrap()
 }

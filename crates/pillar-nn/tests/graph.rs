@@ -4,10 +4,12 @@
 use pillar_nn::testing::values;
 
 use pillar_nn::exec::float;
-use pillar_nn::{
-    BatchNorm, Conv2d, Graph, Linear, NnError, Op, PolyAct, Pool, Tensor, fold_batchnorm,
-};
+use pillar_nn::{BatchNorm, Conv2d, Graph, Linear, NnError, Op, PolyAct, Pool, Tensor, TypedGraph};
 use proptest::prelude::*;
+
+fn typed(g: &Graph) -> TypedGraph {
+    g.clone().typed().unwrap()
+}
 
 fn t(shape: &[usize], data: Vec<f32>) -> Tensor {
     Tensor::new(shape.to_vec(), data).unwrap()
@@ -87,7 +89,7 @@ fn shapes_follow_the_layers() {
     assert_eq!(s[9], vec![4, 5, 5]);
     assert_eq!(s[10], vec![6, 2, 2]);
     assert_eq!(s[11], vec![24]);
-    assert_eq!(g.output_shape().unwrap(), vec![3]);
+    assert_eq!(g.typed().unwrap().output_shape(), [3]);
 }
 
 #[test]
@@ -151,7 +153,7 @@ fn float_reference_on_hand_computed_layers() {
         }),
     );
     let x = t(&[1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
-    let y = float::run(&g, &x).unwrap();
+    let y = float::run(&typed(&g), &x).unwrap();
     assert_eq!(y.shape(), &[1, 1, 2, 2]);
     assert_eq!(y.data(), &[12.5, 16.5, 24.5, 28.5]);
 
@@ -162,7 +164,7 @@ fn float_reference_on_hand_computed_layers() {
         stride: 2,
         padding: 1,
     });
-    let y = float::run(&g, &x).unwrap();
+    let y = float::run(&typed(&g), &x).unwrap();
     assert_eq!(y.data(), &[1.0, 5.0, 11.0, 28.0]);
 
     // Linear, relu, poly, pools.
@@ -182,7 +184,7 @@ fn float_reference_on_hand_computed_layers() {
             range: 5.0,
         }),
     );
-    let y = float::run(&g, &t(&[2, 2], vec![1.0, 1.0, -2.0, 4.0])).unwrap();
+    let y = float::run(&typed(&g), &t(&[2, 2], vec![1.0, 1.0, -2.0, 4.0])).unwrap();
     // Rows: (3, 0, 0) -> relu -> poly 1 + 2x^2; (6, 3, 0).
     assert_eq!(y.data(), &[19.0, 1.0, 1.0, 73.0, 19.0, 1.0]);
 
@@ -205,12 +207,12 @@ fn float_reference_on_hand_computed_layers() {
     g.push("sum", Op::Add, vec![a, 2]);
     g.chain("gap", Op::GlobalAvgPool);
     let x = t(&[1, 1, 4, 4], (0..16).map(|v| v as f32).collect());
-    let y = float::run(&g, &x).unwrap();
+    let y = float::run(&typed(&g), &x).unwrap();
     // avg: 2.5 4.5 10.5 12.5; max: 5 7 13 15; sum mean = (30 + 40) / 4.
     assert_eq!(y.shape(), &[1, 1, 1, 1]);
     assert_eq!(y.data(), &[17.5]);
 
-    let err = float::run(&g, &t(&[1, 2, 4, 4], vec![0.0; 32])).unwrap_err();
+    let err = float::run(&typed(&g), &t(&[1, 2, 4, 4], vec![0.0; 32])).unwrap_err();
     assert!(matches!(err, NnError::Input { .. }), "{err}");
 }
 
@@ -222,13 +224,13 @@ proptest! {
     #[test]
     fn batchnorm_folding_is_exact(seed in 0u64..1000, batch in 1usize..4) {
         let g = network();
-        let folded = fold_batchnorm(&g).unwrap();
+        let folded = typed(&g).fold_batchnorm().unwrap();
         let bns = |g: &Graph| g.nodes.iter().filter(|n| matches!(n.op, Op::BatchNorm(_))).count();
         prop_assert_eq!(bns(&g), 3);
         prop_assert_eq!(bns(&folded), 0);
         prop_assert_eq!(folded.nodes.len(), g.nodes.len() - 3);
         let x = t(&[batch, 1, 12, 12], values(batch * 144, seed));
-        let a = float::run(&g, &x).unwrap();
+        let a = float::run(&typed(&g), &x).unwrap();
         let b = float::run(&folded, &x).unwrap();
         prop_assert_eq!(a.shape(), b.shape());
         for (u, v) in a.data().iter().zip(b.data()) {
@@ -243,10 +245,10 @@ fn a_batchnorm_whose_input_is_shared_stays() {
     let c = g.chain("c", conv(2, 2, 3, 1, 1, 1));
     let b = g.chain("bn", bn(2, 2));
     g.push("res", Op::Add, vec![c, b]);
-    let folded = fold_batchnorm(&g).unwrap();
+    let folded = typed(&g).fold_batchnorm().unwrap();
     assert_eq!(folded.nodes.len(), 3);
     // A BatchNorm reading the input directly also stays.
     let mut g = Graph::new(vec![2, 4, 4]);
     g.chain("bn0", bn(2, 3));
-    assert_eq!(fold_batchnorm(&g).unwrap().nodes.len(), 1);
+    assert_eq!(typed(&g).fold_batchnorm().unwrap().nodes.len(), 1);
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use pillar_nn::exec::float;
 use pillar_nn::onnx::{self, SaveOptions};
 use pillar_nn::testing::{every_op, pillar_poly, values};
-use pillar_nn::{Graph, NnError, Op, PolyAct, Tensor};
+use pillar_nn::{Graph, NnError, Op, PolyAct, Tensor, TypedGraph};
 use proptest::prelude::*;
 
 fn fixtures() -> PathBuf {
@@ -185,8 +185,14 @@ fn pytorch_polynomial_fuses_into_one_poly_act() {
     assert_eq!(g.nodes[2].name, "/act1/Sub");
 }
 
+fn typed(g: &Graph) -> TypedGraph {
+    g.clone().typed().unwrap()
+}
+
 fn roundtrip(g: &Graph, opts: SaveOptions) -> Graph {
-    onnx::from_bytes(&onnx::to_bytes_with(g, &opts).unwrap()).unwrap()
+    onnx::from_bytes(&onnx::to_bytes_with(&typed(g), &opts).unwrap())
+        .unwrap()
+        .into_graph()
 }
 
 #[test]
@@ -197,7 +203,7 @@ fn save_then_load_gives_the_same_graph() {
         assert_eq!(roundtrip(&g, opts), g, "{opts:?}");
     }
     let x = Tensor::new(vec![3, 2, 8, 8], values(3 * 128, 42)).unwrap();
-    let y = float::run(&g, &x).unwrap();
+    let y = float::run(&typed(&g), &x).unwrap();
     assert_eq!(y.shape(), [3, 3]);
 }
 
@@ -207,17 +213,17 @@ fn save_and_load_through_a_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("every_op.onnx");
     let g = every_op();
-    onnx::save(&g, &path).unwrap();
-    assert_eq!(onnx::load(&path).unwrap(), g);
+    onnx::save(&typed(&g), &path).unwrap();
+    assert_eq!(onnx::load(&path).unwrap().into_graph(), g);
     onnx::save_with(
-        &g,
+        &typed(&g),
         &path,
         &SaveOptions {
             poly_as_subgraph: true,
         },
     )
     .unwrap();
-    assert_eq!(onnx::load(&path).unwrap(), g);
+    assert_eq!(onnx::load(&path).unwrap().into_graph(), g);
     std::fs::remove_dir_all(&dir).unwrap();
 
     let missing = dir.join("missing.onnx");
@@ -254,7 +260,12 @@ fn edge_graphs_round_trip() {
 fn save_refuses_an_invalid_graph() {
     let mut g = Graph::new(vec![3, 4, 4]);
     g.chain("fc", pillar_nn::testing::linear(2, 5, 1, true));
-    let err = onnx::to_bytes(&g).unwrap_err().to_string();
+    // An invalid graph never becomes a typed one, and only typed graphs can be saved.
+    let err = g
+        .typed()
+        .and_then(|g| onnx::to_bytes(&g))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("\"fc\""), "{err}");
 }
 
@@ -265,7 +276,7 @@ fn polynomial_range_metadata_applies_to_pytorch_polynomials() {
     let mut g = Graph::new(vec![2]);
     g.chain("act", pillar_poly());
     let bytes = onnx::to_bytes_with(
-        &g,
+        &typed(&g),
         &SaveOptions {
             poly_as_subgraph: true,
         },
@@ -317,7 +328,7 @@ fn unsupported_things_are_named() {
     );
     let mut g = Graph::new(vec![1, 4, 4]);
     g.chain("c", pillar_nn::testing::conv(2, 1, 3, 1, 0, 1));
-    let ours = onnx::to_bytes(&g).unwrap();
+    let ours = onnx::to_bytes(&typed(&g)).unwrap();
     // `group` 1 -> 2: the attribute's name, value (field 3) and type (field 20).
     assert_error_names(
         &patch(
@@ -354,7 +365,7 @@ fn unsupported_things_are_named() {
     assert_error_names(&patch(&ours, b"\x10\x0d", b"\x10\x63"), &["opset 99"]);
     let mut p = Graph::new(vec![3]);
     p.chain("poly", pillar_poly());
-    let custom = onnx::to_bytes(&p).unwrap();
+    let custom = onnx::to_bytes(&typed(&p)).unwrap();
     assert_error_names(
         &patch(&custom, b"pillar", b"pillaz"),
         &["\"poly\"", "pillaz.PolyAct", "unsupported operator"],
@@ -387,7 +398,7 @@ proptest! {
     fn corrupted_models_never_panic(
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
     ) {
-        let bytes = onnx::to_bytes_with(&every_op(), &SaveOptions { poly_as_subgraph: true }).unwrap();
+        let bytes = onnx::to_bytes_with(&typed(&every_op()), &SaveOptions { poly_as_subgraph: true }).unwrap();
         load_corrupted(bytes, &edits);
     }
 
@@ -420,6 +431,6 @@ fn load_corrupted(mut bytes: Vec<u8>, edits: &[(prop::sample::Index, u8)]) {
         bytes[i] = *b;
     }
     if let Ok(g) = onnx::from_bytes(&bytes) {
-        g.shapes().unwrap();
+        g.into_graph().typed().unwrap();
     }
 }

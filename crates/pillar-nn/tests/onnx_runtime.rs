@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use pillar_nn::exec::float;
 use pillar_nn::onnx::{self, SaveOptions};
 use pillar_nn::testing::{every_op, values};
-use pillar_nn::{Graph, Tensor};
+use pillar_nn::{Tensor, TypedGraph};
 
 const SETUP: &str = "onnxruntime is needed for this test. Set it up with\n  \
     python3 -m venv ~/.cache/pillar/venv && ~/.cache/pillar/venv/bin/pip install onnxruntime numpy\n\
@@ -32,7 +32,7 @@ fn default_python() -> String {
 }
 
 /// Runs `g` on `x` in onnxruntime.
-fn onnxruntime(g: &Graph, x: &Tensor, name: &str) -> Tensor {
+fn onnxruntime(g: &TypedGraph, x: &Tensor, name: &str) -> Tensor {
     let python = std::env::var("PILLAR_PYTHON").unwrap_or_else(|_| default_python());
     let dir = std::env::temp_dir().join(format!("pillar-ort-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -102,15 +102,16 @@ fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
 
 #[test]
 fn onnxruntime_computes_what_the_float_reference_computes() {
-    let g = every_op();
+    let g = every_op().typed().unwrap();
     let x = Tensor::new(vec![3, 2, 8, 8], values(3 * 2 * 64, 7)).unwrap();
     let want = float::run(&g, &x).unwrap();
     assert_close(&onnxruntime(&g, &x, "every_op"), &want, "every_op");
     // Every prefix of the network, so that an error shows at the first layer that differs.
     for end in 1..=g.nodes.len() {
-        let mut prefix = g.clone();
+        let mut prefix = g.clone().into_graph();
         prefix.nodes.truncate(end);
         prefix.output = end;
+        let prefix = prefix.typed().unwrap();
         let want = float::run(&prefix, &x).unwrap();
         let name = prefix.nodes[end - 1].name.clone();
         assert_close(

@@ -12,9 +12,10 @@ mod common;
 
 use assert_cmd::Command;
 use common::pillar;
-use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::FixedConfig;
+use pillar_infer::mirror;
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_nn::{Tensor, fold_batchnorm};
+use pillar_nn::Tensor;
 use pillar_train::data::{DataSet, DatasetKind};
 use predicates::str::contains;
 
@@ -209,7 +210,10 @@ fn three_processes_classify_as_the_fixed_executor_does() {
     assert_eq!(images.len(), 5);
 
     // The same images through the fixed-point executor, in process.
-    let graph = fold_batchnorm(&pillar_nn::onnx::load(&model).unwrap()).unwrap();
+    let graph = pillar_nn::onnx::load(&model)
+        .unwrap()
+        .fold_batchnorm()
+        .unwrap();
     let data = DataSet::load(DatasetKind::Mnist, None).unwrap();
     let pixels = data.normalise(&data.test, &indices, None).unwrap();
     let input = Tensor::new(vec![5, 1, 28, 28], pixels).unwrap();

@@ -2,18 +2,9 @@
 //! `pillar_mpc::protocols` computes on the opened values, with exact floor truncation.
 
 use pillar_mpc::kernels::{ConvGeometry, conv2d as conv_kernel, matmul};
+use pillar_mpc::protocols::pool::Window;
 
 use super::tally::Tally;
-use pillar_nn::Pool;
-
-/// A convolution or linear layer's encoded parameters.
-#[derive(Debug, Clone)]
-pub(crate) struct Affine {
-    /// Weight at `f` bits: OIHW for a convolution, `in x out` (transposed) for a linear layer.
-    pub(crate) weight: Vec<u64>,
-    /// Bias at `f` bits, added after the truncation (`linear::add_bias`).
-    pub(crate) bias: Option<Vec<u64>>,
-}
 
 /// Adds a per-channel bias to `y` laid out as `[.., channels, inner]`.
 fn add_bias(y: &mut [u64], bias: &[u64], inner: usize) {
@@ -24,59 +15,64 @@ fn add_bias(y: &mut [u64], bias: &[u64], inner: usize) {
     }
 }
 
-/// `linear::conv2d`: the wrapping convolution, truncated by `f`, plus the bias.
+/// `weights::conv2d`: the wrapping convolution by the OIHW `weight` (at `f` bits), truncated by
+/// `f`, plus the bias (`weights::add_bias`).
 pub(crate) fn conv2d(
     g: &ConvGeometry,
-    p: &Affine,
+    weight: &[u64],
+    bias: Option<&[u64]>,
     x: &[u64],
     frac_bits: u32,
     t: &mut Tally,
 ) -> Vec<u64> {
-    let mut z = conv_kernel(g, x, &p.weight);
+    let mut z = conv_kernel(g, x, weight);
     z.iter_mut().for_each(|v| *v = t.truncate(*v, frac_bits));
-    if let Some(b) = &p.bias {
+    if let Some(b) = bias {
         add_bias(&mut z, b, g.out_h() * g.out_w());
     }
     z.iter().for_each(|&v| t.see(v));
     z
 }
 
-/// `linear::linear`: `x W^T` over the batch, truncated by `f`, plus the bias.
+/// `weights::matmul`: `x W^T` over the batch with `W^T` (`in x out`) as `weight`, truncated
+/// by `f`, plus the bias.
 pub(crate) fn linear(
-    p: &Affine,
+    weight: &[u64],
+    bias: Option<&[u64]>,
     x: &[u64],
     batch: usize,
     (inp, out): (usize, usize),
     frac_bits: u32,
     t: &mut Tally,
 ) -> Vec<u64> {
-    let mut z = matmul(batch, inp, out, x, &p.weight);
+    let mut z = matmul(batch, inp, out, x, weight);
     z.iter_mut().for_each(|v| *v = t.truncate(*v, frac_bits));
-    if let Some(b) = &p.bias {
+    if let Some(b) = bias {
         add_bias(&mut z, b, 1);
     }
     z.iter().for_each(|&v| t.see(v));
     z
 }
 
-/// A BatchNorm left in the graph: per channel, `x` times the encoded scale, truncated by `f`,
-/// plus the encoded shift (as a plan would run it: one product and a local truncation).
-pub(crate) fn batchnorm(
+/// `weights::scale`, a BatchNorm left in the graph: per channel, `x` times the encoded scale,
+/// truncated by `f`, plus the encoded shift.
+pub(crate) fn scale(
     x: &[u64],
     scale: &[u64],
-    shift: &[u64],
+    shift: Option<&[u64]>,
     inner: usize,
     frac_bits: u32,
     t: &mut Tally,
 ) -> Vec<u64> {
-    let channels = scale.len();
+    let channels = scale.len().max(1);
     let mut out = Vec::with_capacity(x.len());
     for (i, chunk) in x.chunks(inner).enumerate() {
         let c = i % channels;
+        let add = shift.map_or(0, |s| s[c]);
         out.extend(chunk.iter().map(|&v| {
             let y = t
                 .truncate(v.wrapping_mul(scale[c]), frac_bits)
-                .wrapping_add(shift[c]);
+                .wrapping_add(add);
             t.see(y);
             y
         }));
@@ -89,18 +85,21 @@ pub(crate) fn batchnorm(
 fn for_each_window(
     x: &[u64],
     (h, w): (usize, usize),
-    p: Pool,
+    p: Window,
     mut each: impl FnMut(&mut Vec<u64>),
 ) {
-    let (oh, ow) = ((h - p.kernel) / p.stride + 1, (w - p.kernel) / p.stride + 1);
-    let mut buf = Vec::with_capacity(p.kernel * p.kernel);
+    let (oh, ow) = (
+        (h - p.kernel_h) / p.stride + 1,
+        (w - p.kernel_w) / p.stride + 1,
+    );
+    let mut buf = Vec::with_capacity(p.kernel_h * p.kernel_w);
     for plane in x.chunks(h * w) {
         for y in 0..oh {
             for xx in 0..ow {
                 buf.clear();
-                for ky in 0..p.kernel {
+                for ky in 0..p.kernel_h {
                     let row = (y * p.stride + ky) * w + xx * p.stride;
-                    buf.extend_from_slice(&plane[row..row + p.kernel]);
+                    buf.extend_from_slice(&plane[row..row + p.kernel_w]);
                 }
                 each(&mut buf);
             }
@@ -114,11 +113,11 @@ fn for_each_window(
 pub(crate) fn avg_pool(
     x: &[u64],
     hw: (usize, usize),
-    p: Pool,
+    p: Window,
     frac_bits: u32,
     t: &mut Tally,
 ) -> Vec<u64> {
-    let size = (p.kernel * p.kernel) as u64;
+    let size = (p.kernel_h * p.kernel_w) as u64;
     let divide = divider(size, frac_bits);
     let mut out = Vec::new();
     for_each_window(x, hw, p, |win| {
@@ -131,7 +130,7 @@ pub(crate) fn avg_pool(
 /// `pool::global_avg_pool`: [`avg_pool`] with one window per plane.
 pub(crate) fn global_avg_pool(x: &[u64], plane: usize, frac_bits: u32, t: &mut Tally) -> Vec<u64> {
     let divide = divider(plane as u64, frac_bits);
-    x.chunks(plane)
+    x.chunks(plane.max(1))
         .map(|c| divide(c.iter().fold(0u64, |a, &v| a.wrapping_add(v)), t))
         .collect()
 }
@@ -161,7 +160,7 @@ pub(crate) fn relu(v: u64) -> u64 {
 /// `maxpool::max_pool`: the tournament `max(a, b) = b + relu(a - b)` over adjacent pairs of
 /// each window, level by level (the odd one out goes up unchanged), in ring arithmetic, so
 /// that it agrees with the secure result even where `a - b` wraps.
-pub(crate) fn max_pool(x: &[u64], hw: (usize, usize), p: Pool, t: &mut Tally) -> Vec<u64> {
+pub(crate) fn max_pool(x: &[u64], hw: (usize, usize), p: Window, t: &mut Tally) -> Vec<u64> {
     let mut out = Vec::new();
     for_each_window(x, hw, p, |cand| {
         while cand.len() > 1 {

@@ -3,44 +3,30 @@
 //! to the exact value than any f32 runtime it is compared with.
 
 use crate::error::NnError;
-use crate::graph::{Conv2d, Graph, Linear, Op, Pool};
+use crate::graph::{Conv2d, Linear, Op, Pool};
 use crate::linalg::dgemm;
 use crate::tensor::Tensor;
+use crate::typed::TypedGraph;
 
 /// Runs `g` on a batch `[N, ...input_shape]` and returns `[N, ...output_shape]`.
-pub fn run(g: &Graph, input: &Tensor) -> Result<Tensor, NnError> {
-    let shapes = g.shapes()?;
-    if input.shape().len() != g.input_shape.len() + 1 || input.shape()[1..] != g.input_shape[..] {
-        return Err(NnError::Input {
-            expected: g.input_shape.clone(),
-            got: input.shape().to_vec(),
-        });
-    }
-    let batch = input.shape()[0];
-    let mut readers = g.readers();
-    let mut values: Vec<Option<Vec<f64>>> = vec![None; g.nodes.len() + 1];
-    values[0] = Some(input.data().iter().map(|&v| f64::from(v)).collect());
-    for (i, node) in g.nodes.iter().enumerate() {
-        let x = values[node.inputs[0]]
-            .as_ref()
-            .ok_or_else(|| NnError::Graph(format!("value {} was freed early", node.inputs[0])))?;
+pub fn run(g: &TypedGraph, input: &Tensor) -> Result<Tensor, NnError> {
+    let batch = g.check_input(input.shape())?;
+    let shapes = g.shapes();
+    let x: Vec<f64> = input.data().iter().map(|&v| f64::from(v)).collect();
+    let out = g.schedule().walk(x, |i, operands| {
+        let node = &g.nodes[i];
+        let x = operands[0];
         let in_shape = &shapes[node.inputs[0]];
-        let data: Vec<f64> = match &node.op {
+        Ok::<_, NnError>(match &node.op {
             Op::Conv2d(c) => conv2d(c, x, batch, in_shape, &shapes[i + 1]),
             Op::BatchNorm(bn) => {
                 let channels = in_shape[0];
                 let inner: usize = in_shape[1..].iter().product();
-                let affine: Vec<(f64, f64)> = (0..channels)
-                    .map(|c| {
-                        let scale = f64::from(bn.gamma[c])
-                            / (f64::from(bn.var[c]) + f64::from(bn.eps)).sqrt();
-                        (scale, f64::from(bn.beta[c]) - f64::from(bn.mean[c]) * scale)
-                    })
-                    .collect();
+                let affine = bn.affine();
                 x.iter()
                     .enumerate()
                     .map(|(idx, v)| {
-                        let (s, t) = affine[(idx / inner) % channels];
+                        let (s, t) = affine[(idx / inner.max(1)) % channels.max(1)];
                         v * s + t
                     })
                     .collect()
@@ -50,33 +36,18 @@ pub fn run(g: &Graph, input: &Tensor) -> Result<Tensor, NnError> {
             Op::MaxPool(p) => pool(x, batch, in_shape, *p, true),
             Op::GlobalAvgPool => {
                 let plane: usize = in_shape[1..].iter().product();
-                x.chunks(plane)
+                x.chunks(plane.max(1))
                     .map(|c| c.iter().sum::<f64>() / plane as f64)
                     .collect()
             }
-            Op::Add => {
-                let y = values[node.inputs[1]].as_ref().ok_or_else(|| {
-                    NnError::Graph(format!("value {} was freed early", node.inputs[1]))
-                })?;
-                x.iter().zip(y).map(|(a, b)| a + b).collect()
-            }
+            Op::Add => x.iter().zip(operands[1]).map(|(a, b)| a + b).collect(),
             Op::Flatten => x.clone(),
             Op::Relu => x.iter().map(|v| v.max(0.0)).collect(),
             Op::PolyAct(p) => x.iter().map(|&v| p.eval(v)).collect(),
-        };
-        for &v in &node.inputs {
-            readers[v] -= 1;
-            if readers[v] == 0 {
-                values[v] = None;
-            }
-        }
-        values[i + 1] = Some(data);
-    }
-    let out = values[g.output]
-        .take()
-        .ok_or_else(|| NnError::Graph("the output was never computed".into()))?;
+        })
+    })?;
     let shape = std::iter::once(batch)
-        .chain(shapes[g.output].iter().copied())
+        .chain(g.output_shape().iter().copied())
         .collect();
     Tensor::new(shape, out.into_iter().map(|v| v as f32).collect())
 }

@@ -1,4 +1,4 @@
-//! [`Graph`] to ONNX: opset 13, weights as raw little-endian f32 initializers, a symbolic
+//! [`TypedGraph`] to ONNX: opset 13, weights as raw little-endian f32 initializers, a symbolic
 //! batch dimension `N`, node names kept. `PolyAct` becomes either pillar's own operator or,
 //! for runtimes that cannot run it, `Mul` and `Add` nodes over its powers (see
 //! [`super::fuse`] for how the importer turns those back into one node).
@@ -14,17 +14,18 @@ use super::proto::{
 use super::tensor::{encode_f32, encode_f64};
 use super::{POLY_DOMAIN, SaveOptions};
 use crate::error::NnError;
-use crate::graph::{Graph, Op, PolyAct};
+use crate::graph::{Op, PolyAct};
 use crate::tensor::Tensor;
+use crate::typed::TypedGraph;
 
 /// The default-domain opset written.
 pub(crate) const OPSET: i64 = 13;
 /// The IR version that goes with opset 13.
 const IR_VERSION: i64 = 7;
 
-/// Builds the model for `g`, after checking its shapes.
-pub(crate) fn export(g: &Graph, opts: &SaveOptions) -> Result<ModelProto, NnError> {
-    let shapes = g.shapes()?;
+/// Builds the model for `g`.
+pub(crate) fn export(g: &TypedGraph, opts: &SaveOptions) -> Result<ModelProto, NnError> {
+    let shapes = g.shapes();
     let mut ex = Exporter {
         node_names: g.nodes.iter().map(|n| n.name.clone()).collect(),
         ..Exporter::default()

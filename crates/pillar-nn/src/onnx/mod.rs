@@ -2,7 +2,7 @@
 //! networks.
 //!
 //! [`load`] and [`from_bytes`] read a model exported by PyTorch (`torch.onnx.export`, opsets
-//! 13 to 18 tested, [9, 23] accepted) or by pillar into a validated [`Graph`]; [`save`] and
+//! 13 to 18 tested, [9, 23] accepted) or by pillar into a [`TypedGraph`]; [`save`] and
 //! [`to_bytes`] write one back. What maps onto the graph:
 //!
 //! | ONNX | pillar |
@@ -52,7 +52,7 @@ use prost::Message;
 pub use error::OnnxError;
 
 use crate::error::NnError;
-use crate::graph::Graph;
+use crate::typed::TypedGraph;
 
 /// The operator domain of pillar's own operators (`PolyAct`).
 pub const POLY_DOMAIN: &str = "pillar";
@@ -78,9 +78,9 @@ pub struct SaveOptions {
     pub poly_as_subgraph: bool,
 }
 
-/// Reads an ONNX model file into a validated graph. Errors name the file and, for a node that
+/// Reads an ONNX model file into a checked graph. Errors name the file and, for a node that
 /// pillar cannot import, the node and its operator.
-pub fn load(path: impl AsRef<Path>) -> Result<Graph, NnError> {
+pub fn load(path: impl AsRef<Path>) -> Result<TypedGraph, NnError> {
     let path = path.as_ref();
     read_bounded(path)
         .map_err(NnError::from)
@@ -112,8 +112,8 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, OnnxError> {
     Ok(bytes)
 }
 
-/// Decodes an ONNX model held in memory into a validated graph.
-pub fn from_bytes(bytes: &[u8]) -> Result<Graph, NnError> {
+/// Decodes an ONNX model held in memory into a checked graph.
+pub fn from_bytes(bytes: &[u8]) -> Result<TypedGraph, NnError> {
     if bytes.len() as u64 > MAX_MODEL_BYTES {
         return Err(OnnxError::TooLarge {
             size: bytes.len() as u64,
@@ -126,12 +126,16 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Graph, NnError> {
 }
 
 /// Writes `g` as an ONNX model with `PolyAct` as pillar's own operator.
-pub fn save(g: &Graph, path: impl AsRef<Path>) -> Result<(), NnError> {
+pub fn save(g: &TypedGraph, path: impl AsRef<Path>) -> Result<(), NnError> {
     save_with(g, path, &SaveOptions::default())
 }
 
 /// Writes `g` as an ONNX model, as `opts` says.
-pub fn save_with(g: &Graph, path: impl AsRef<Path>, opts: &SaveOptions) -> Result<(), NnError> {
+pub fn save_with(
+    g: &TypedGraph,
+    path: impl AsRef<Path>,
+    opts: &SaveOptions,
+) -> Result<(), NnError> {
     let path = path.as_ref();
     let bytes = to_bytes_with(g, opts)?;
     std::fs::write(path, bytes).map_err(|e| NnError::File {
@@ -140,13 +144,12 @@ pub fn save_with(g: &Graph, path: impl AsRef<Path>, opts: &SaveOptions) -> Resul
     })
 }
 
-/// The ONNX encoding of `g`, with `PolyAct` as pillar's own operator. Fails if `g`'s shapes
-/// do not check, so that no invalid model is written.
-pub fn to_bytes(g: &Graph) -> Result<Vec<u8>, NnError> {
+/// The ONNX encoding of `g`, with `PolyAct` as pillar's own operator.
+pub fn to_bytes(g: &TypedGraph) -> Result<Vec<u8>, NnError> {
     to_bytes_with(g, &SaveOptions::default())
 }
 
 /// The ONNX encoding of `g`, as `opts` says.
-pub fn to_bytes_with(g: &Graph, opts: &SaveOptions) -> Result<Vec<u8>, NnError> {
+pub fn to_bytes_with(g: &TypedGraph, opts: &SaveOptions) -> Result<Vec<u8>, NnError> {
     Ok(export::export(g, opts)?.encode_to_vec())
 }

@@ -7,7 +7,8 @@ use prost::Message;
 use super::proto::*;
 use super::{from_bytes, tensor};
 use crate::error::NnError;
-use crate::graph::{Graph, Op};
+use crate::graph::Op;
+use crate::typed::TypedGraph;
 
 fn node(
     op: &str,
@@ -99,7 +100,7 @@ fn i64s(name: &str, v: &[i64]) -> TensorProto {
     }
 }
 
-fn load(m: &ModelProto) -> Result<Graph, NnError> {
+fn load(m: &ModelProto) -> Result<TypedGraph, NnError> {
     from_bytes(&m.encode_to_vec())
 }
 

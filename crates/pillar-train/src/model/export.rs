@@ -4,7 +4,7 @@
 use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::Tensor;
-use pillar_nn::{BatchNorm, Conv2d, Graph, Linear, Op, PolyAct, Pool, ValueId};
+use pillar_nn::{BatchNorm, Conv2d, Graph, Linear, Op, PolyAct, Pool, TypedGraph, ValueId};
 
 use super::net::{Layer, Net};
 use crate::activation::Activation;
@@ -33,8 +33,8 @@ pub enum ExportError {
     Graph(#[from] pillar_nn::NnError),
 }
 
-/// Converts `net` (in inference form: running BN and AMM statistics).
-pub fn to_graph(net: &Net) -> Result<Graph, ExportError> {
+/// Converts `net` (in inference form: running BN and AMM statistics) into a checked graph.
+pub fn to_graph(net: &Net) -> Result<TypedGraph, ExportError> {
     let mut exporter = Exporter {
         graph: Graph::new(net.input_shape.to_vec()),
         counts: Default::default(),
@@ -45,8 +45,7 @@ pub fn to_graph(net: &Net) -> Result<Graph, ExportError> {
         value = exporter.layer(layer, value, &mut flat)?;
     }
     exporter.graph.output = value;
-    exporter.graph.shapes()?;
-    Ok(exporter.graph)
+    Ok(exporter.graph.typed()?)
 }
 
 struct Exporter {

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use pillar_infer::FixedConfig;
 use pillar_infer::Plan;
-use pillar_infer::mirror::{self, FixedConfig};
+use pillar_infer::mirror;
 use pillar_infer::remote::{Deployment, RemoteModel, ServeOptions, serve};
 use pillar_mpc::channel::Link;
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
@@ -114,9 +115,10 @@ pub fn run(args: &LoadBenchArgs) -> Result<()> {
         frac_bits: 16,
         activation: args.protocol,
     };
-    let plan =
-        Arc::new(Plan::compile(&graph, config).with_context(|| format!("cannot run {name}"))?);
-    let folded = pillar_nn::fold_batchnorm(&graph)?;
+    let plan = Arc::new(
+        Plan::compile(&graph.fold_batchnorm()?, config)
+            .with_context(|| format!("cannot run {name}"))?,
+    );
     let fp = FixedPoint::new(config.frac_bits)?;
     let mut shape = vec![1];
     shape.extend_from_slice(&graph.input_shape);
@@ -137,7 +139,7 @@ pub fn run(args: &LoadBenchArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let expected: Vec<RingTensor> = inputs
         .iter()
-        .map(|x| Ok(mirror::run_encoded(&folded, x, &config)?.ring))
+        .map(|x| Ok(mirror::run_plan(&plan, x)?.ring))
         .collect::<Result<_>>()?;
 
     let deployment = match args.links {

@@ -16,11 +16,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pillar_infer::mirror::FixedConfig;
+use pillar_infer::FixedConfig;
 use pillar_infer::{Plan, run_local};
 use pillar_mpc::channel::Link;
 use pillar_mpc::{Local, Party, RingTensor};
-use pillar_nn::Graph;
+use pillar_nn::TypedGraph;
 use pillar_train::Architecture;
 use pillar_train::activation::Activation;
 use pillar_train::data::DatasetKind;
@@ -96,7 +96,11 @@ impl Timed for ModelRow {
 
 /// `model` as a graph: an ONNX file, or a paper architecture for `dataset_shape` with random
 /// weights drawn from `seed`. Also its name for reports.
-pub fn random_graph(model: &str, dataset_shape: DatasetKind, seed: u64) -> Result<(Graph, String)> {
+pub fn random_graph(
+    model: &str,
+    dataset_shape: DatasetKind,
+    seed: u64,
+) -> Result<(TypedGraph, String)> {
     if model.ends_with(".onnx") || Path::new(model).exists() {
         let g = pillar_nn::onnx::load(Path::new(model))
             .with_context(|| format!("cannot load {model}"))?;
@@ -125,6 +129,9 @@ pub fn random_graph(model: &str, dataset_shape: DatasetKind, seed: u64) -> Resul
 pub fn run(args: &ModelBenchArgs) -> Result<()> {
     let fp = args.runs.check(&args.rtt_ms)?;
     let (graph, name) = random_graph(&args.model, args.dataset_shape, args.runs.seed)?;
+    let folded = graph
+        .fold_batchnorm()
+        .with_context(|| format!("cannot fold the BatchNorms of {name}"))?;
     let n: usize = graph.input_shape.iter().product();
     let mut rng_state = args.runs.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let pixels: Vec<f64> = (0..n)
@@ -150,7 +157,7 @@ pub fn run(args: &ModelBenchArgs) -> Result<()> {
     let mut rows = Vec::with_capacity(points);
     for &protocol in &args.runs.protocols {
         let plan = Plan::compile(
-            &graph,
+            &folded,
             FixedConfig {
                 frac_bits: args.runs.frac_bits,
                 activation: protocol,

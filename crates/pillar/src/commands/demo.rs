@@ -27,7 +27,7 @@ use pillar_infer::{FixedConfig, Plan};
 use pillar_mpc::channel::Link;
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_nn::{Tensor, fold_batchnorm};
+use pillar_nn::Tensor;
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
 
@@ -298,12 +298,13 @@ fn classify(
     indices: &[usize],
 ) -> Result<Network> {
     let model = dir.join("model.onnx");
-    let graph = pillar_nn::onnx::load(&model)?;
+    let graph = pillar_nn::onnx::load(&model)?.fold_batchnorm()?;
     let config = FixedConfig {
         frac_bits: 16,
         activation: protocol,
     };
     let plan = Plan::compile(&graph, config)?;
+    let arch = plan.architecture.clone();
     let server = start_server(plan, &net.dealer, net.keys.server.clone(), net.link)?;
     let client = RemoteModel::connect(
         &server.to_string(),
@@ -312,10 +313,10 @@ fn classify(
         &net.keys.client,
         pillar_mpc::channel::DEFAULT_TIMEOUT,
     )?;
-    let fp = client.architecture().fixed()?;
+    let fp = client.architecture().fixed();
     let pixels = data.normalise(&data.test, indices, None)?;
     let plain_input = Tensor::new(vec![indices.len(), 1, 28, 28], pixels.clone())?;
-    let plain = pillar_nn::exec::float::run(&fold_batchnorm(&graph)?, &plain_input)?;
+    let plain = pillar_nn::exec::float::run(&graph, &plain_input)?;
     let batches = pixels
         .chunks(28 * 28)
         .map(|p| mirror::encode(fp, &Tensor::new(vec![1, 1, 28, 28], p.to_vec())?))
@@ -357,7 +358,6 @@ fn classify(
     };
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json"))?)?;
-    let arch = Plan::compile(&graph, config)?.architecture;
     Ok(Network {
         activation: name.to_string(),
         protocol: protocol.to_string(),

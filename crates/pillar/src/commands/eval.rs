@@ -10,11 +10,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use pillar_infer::mirror::FixedConfig;
+use pillar_infer::FixedConfig;
 use pillar_infer::{Plan, run_local};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, Local};
-use pillar_nn::{Graph, Tensor, fold_batchnorm};
+use pillar_nn::{FoldedGraph, Graph, Tensor};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
 
@@ -136,7 +136,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     let graph = pillar_nn::onnx::load(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?;
-    let graph = fold_batchnorm(&graph)
+    let graph = graph
+        .fold_batchnorm()
         .with_context(|| format!("cannot fold the BatchNorms of {}", args.model.display()))?;
     let data = DataSet::load(args.dataset, args.data.as_deref())
         .with_context(|| format!("cannot load {}", args.dataset))?;
@@ -271,7 +272,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn run_secure(
     args: &EvalArgs,
-    graph: &Graph,
+    graph: &FoldedGraph,
     data: &DataSet,
     indices: &[usize],
     inputs: &[Tensor],
@@ -313,7 +314,7 @@ fn run_secure(
         .zip(&secure)
         .zip(&encoded)
     {
-        let want = pillar_infer::mirror::run_encoded(graph, enc, config)?;
+        let want = pillar_infer::mirror::run_plan(&plan, enc)?;
         failures += want.expected_failures();
         let got = Tensor::new(
             ring.shape().to_vec(),

@@ -146,7 +146,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
     };
     let (names, labels, pixels) = images(args, kind, [c, h, w])?;
     let n = names.len();
-    let fp = arch.fixed()?;
+    let fp = arch.fixed();
     let per = args.batch.unwrap_or(n).min(n);
     let size = c * h * w;
     let batches = pixels

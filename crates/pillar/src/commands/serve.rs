@@ -69,6 +69,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     }
     let security = args.keys.links(&args.dealer_key, "each client's")?;
     let graph = pillar_nn::onnx::load(&args.model)
+        .and_then(|g| g.fold_batchnorm())
         .with_context(|| format!("cannot load {}", args.model.display()))?;
     let config = FixedConfig {
         frac_bits: args.frac_bits,

@@ -23,6 +23,7 @@ use super::tensor::{self, Const};
 use super::{DEFAULT_POLY_RANGE, POLY_DOMAIN, POLY_RANGE_KEY};
 use crate::error::NnError;
 use crate::graph::{Graph, Node, Op, ValueId};
+use crate::typed::TypedGraph;
 
 /// Oldest default-domain opset read (`BatchNormalization` lost `spatial` and pools gained
 /// their present attributes by 9; older models are rare and untested).
@@ -121,7 +122,7 @@ impl<'m> Inputs<'m> {
 }
 
 /// Imports a decoded model.
-pub(crate) fn import(model: &ModelProto) -> Result<Graph, NnError> {
+pub(crate) fn import(model: &ModelProto) -> Result<TypedGraph, NnError> {
     check_opsets(model)?;
     let graph = model
         .graph
@@ -448,7 +449,8 @@ impl<'m> Importer<'m> {
                 }],
                 output: 1,
             }
-            .output_shape()?,
+            .shapes()?
+            .swap_remove(1),
             _ => return Err(cx.fail("internal: wrong number of inputs")),
         };
         if shape
@@ -466,7 +468,7 @@ impl<'m> Importer<'m> {
         Ok(self.graph.push(name, op, inputs))
     }
 
-    fn finish(mut self, graph: &'m GraphProto) -> Result<Graph, NnError> {
+    fn finish(mut self, graph: &'m GraphProto) -> Result<TypedGraph, NnError> {
         let [output] = graph.output.as_slice() else {
             return Err(model_err(format!(
                 "the graph has {} outputs; pillar supports exactly one",
@@ -517,8 +519,7 @@ impl<'m> Importer<'m> {
                 join(&self.shapes[v])
             )));
         }
-        self.graph.shapes()?;
-        Ok(self.graph)
+        self.graph.typed()
     }
 }
 

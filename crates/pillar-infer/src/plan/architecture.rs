@@ -1,29 +1,126 @@
-//! Checking an architecture that came over the network.
+//! The public half of a plan, and the checks that make a received one safe to run.
 //!
 //! A client runs whatever architecture its server sends: every index the run follows and
-//! every size it allocates comes from it. [`Plan::compile`](super::Plan::compile) only makes
-//! consistent ones, but a client cannot know its server ran it, so it re-derives each step's
-//! output shape and refuses anything that disagrees, before any traffic of the protocol.
+//! every size it allocates comes from it. So an [`Architecture`] exists only checked: it is
+//! made from an [`UncheckedArchitecture`] by `TryFrom`, which re-derives each step's output
+//! shape and refuses anything that disagrees, and serde decodes through the same check (mpz's
+//! `ExtendUnchecked`). [`Plan::compile`](super::Plan::compile) builds its architecture the
+//! same way.
+
+use std::ops::Deref;
 
 use pillar_mpc::protocols::poly::MAX_DEGREE;
+use pillar_mpc::{FixedPoint, RingTensor};
+use pillar_nn::{NnError, Schedule, ValueId, check_batch_shape};
+use serde::{Deserialize, Serialize};
 
-use pillar_nn::NnError;
-
+use super::{FixedConfig, Layer, Step};
 use crate::error::InferError;
-use crate::plan::{Architecture, Layer};
 
 /// Most elements of one value or weight, per image: far beyond ImageNet's largest activation
 /// (64 x 112 x 112), small enough that no product of shapes overflows.
 const MAX_ELEMENTS: usize = 1 << 28;
 
-impl Architecture {
+/// The fields of an architecture as they arrive, before any check: what a test tampers with
+/// and what [`Architecture`] is made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UncheckedArchitecture {
+    /// Per-image input shape.
+    pub input_shape: Vec<usize>,
+    /// Per-image shape of every value, input first.
+    pub shapes: Vec<Vec<usize>>,
+    /// The layers in order.
+    pub steps: Vec<Step>,
+    /// The value returned.
+    pub output: ValueId,
+    /// Shapes of the weights, by number.
+    pub weight_shapes: Vec<Vec<usize>>,
+    /// Format and activation protocol.
+    pub options: FixedConfig,
+}
+
+/// What the server shows the client: the network without its weights. Everything here is
+/// public: shapes, pooling, the activation polynomials, the fixed-point format. Its fields
+/// are read through `Deref`; it is checked once, when made, and holds the schedule every walk
+/// of it follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedArchitecture", into = "UncheckedArchitecture")]
+pub struct Architecture {
+    fields: UncheckedArchitecture,
+    fixed: FixedPoint,
+    schedule: Schedule,
+}
+
+impl Deref for Architecture {
+    type Target = UncheckedArchitecture;
+
+    fn deref(&self) -> &UncheckedArchitecture {
+        &self.fields
+    }
+}
+
+impl From<Architecture> for UncheckedArchitecture {
+    fn from(a: Architecture) -> Self {
+        a.fields
+    }
+}
+
+impl TryFrom<UncheckedArchitecture> for Architecture {
+    type Error = InferError;
+
     /// Checks that the architecture is one the secure run can follow: values read only after
     /// they are computed, weights that exist with the shapes the layers use, and every layer's
     /// output shape what its input and parameters give.
-    pub fn validate(&self) -> Result<(), InferError> {
+    fn try_from(a: UncheckedArchitecture) -> Result<Self, InferError> {
+        let fixed = a.options.fixed()?;
+        a.check()?;
+        let schedule = Schedule::new(a.steps.iter().map(|s| s.inputs.clone()).collect(), a.output)?;
+        Ok(Architecture {
+            fields: a,
+            fixed,
+            schedule,
+        })
+    }
+}
+
+impl Architecture {
+    /// The fixed-point format.
+    pub fn fixed(&self) -> FixedPoint {
+        self.fixed
+    }
+
+    /// The order of the walk and when each value is freed.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The fields, to change them (and check them again).
+    pub fn into_unchecked(self) -> UncheckedArchitecture {
+        self.fields
+    }
+
+    /// Shape of value `v` for a batch of `batch`.
+    pub fn batch_shape(&self, v: ValueId, batch: usize) -> Vec<usize> {
+        std::iter::once(batch)
+            .chain(self.shapes[v].iter().copied())
+            .collect()
+    }
+
+    /// Per-image output shape.
+    pub fn output_shape(&self) -> &[usize] {
+        &self.shapes[self.output]
+    }
+
+    /// The batch size of an input batch, which must be `[N, ...input_shape]`.
+    pub fn check_input(&self, input: &RingTensor) -> Result<usize, InferError> {
+        Ok(check_batch_shape(&self.input_shape, input.shape())?)
+    }
+}
+
+impl UncheckedArchitecture {
+    fn check(&self) -> Result<(), InferError> {
         let bad =
             |detail: String| InferError::from(NnError::Graph(format!("architecture: {detail}")));
-        self.fixed()?;
         if self.shapes.len() != self.steps.len() + 1 {
             return Err(bad(format!(
                 "{} value shapes for {} steps",
@@ -57,7 +154,7 @@ impl Architecture {
 
     fn check_step(&self, i: usize) -> Result<(), String> {
         let step = &self.steps[i];
-        let arity = if step.layer == Layer::Add { 2 } else { 1 };
+        let arity = step.layer.arity();
         if step.inputs.len() != arity || step.inputs.iter().any(|&v| v > i) {
             return Err(format!(
                 "reads values {:?}; it takes {arity}, computed before it",

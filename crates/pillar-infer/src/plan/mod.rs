@@ -1,0 +1,327 @@
+//! Compiling a folded graph into what the two parties run: a public [`Architecture`] and the
+//! server's encoded [`Weights`]. [`Plan::compile`] is the only place a graph's parameters are
+//! encoded into the ring; the mirror and the secure runner both walk its result.
+
+mod architecture;
+mod cost;
+
+use pillar_mpc::FixedPoint;
+use pillar_mpc::kernels::ConvGeometry;
+use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::poly::MAX_DEGREE;
+use pillar_mpc::protocols::pool::Window;
+use pillar_nn::{FoldedGraph, Node, Op, PolyAct, Tensor, ValueId};
+use serde::{Deserialize, Serialize};
+
+pub use architecture::{Architecture, UncheckedArchitecture};
+
+use crate::error::{InferError, node_error as err};
+
+/// The arithmetic a plan is compiled for: the fixed-point format and the protocol of the
+/// polynomial activations. The architecture carries it to the client, hence serde.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedConfig {
+    /// Fractional bits `f` (the secure engine's [`pillar_mpc::FRAC_BITS`] range).
+    pub frac_bits: u32,
+    /// The protocol of the polynomial activations. With `Relu`, [`Plan::compile`] runs every
+    /// polynomial as an exact ReLU (the benchmarks' baseline).
+    #[serde(with = "protocol_name")]
+    pub activation: ActivationProtocol,
+}
+
+/// A protocol by its command-line name.
+mod protocol_name {
+    use pillar_mpc::protocols::activation::ActivationProtocol;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        p: &ActivationProtocol,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<ActivationProtocol, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for FixedConfig {
+    fn default() -> Self {
+        FixedConfig {
+            frac_bits: FixedPoint::default().frac_bits(),
+            activation: ActivationProtocol::Espn,
+        }
+    }
+}
+
+impl FixedConfig {
+    /// The fixed-point format, if `frac_bits` is one the engine supports.
+    pub fn fixed(&self) -> Result<FixedPoint, InferError> {
+        FixedPoint::new(self.frac_bits).map_err(|_| InferError::FracBits(self.frac_bits))
+    }
+}
+
+/// One layer as both parties see it: shapes and public parameters, weights by number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Layer {
+    /// Convolution of one image (`batch` 1; the run sets it) by weight `weight`, plus the
+    /// server's bias if `bias`.
+    Conv {
+        /// Per-image geometry.
+        geometry: ConvGeometry,
+        /// Weight number.
+        weight: usize,
+        /// Whether the server adds a bias.
+        bias: bool,
+    },
+    /// `x W^T + b` with `W^T` (`in x out`) as weight `weight`.
+    Linear {
+        /// Input features.
+        inputs: usize,
+        /// Output features.
+        outputs: usize,
+        /// Weight number.
+        weight: usize,
+        /// Whether the server adds a bias.
+        bias: bool,
+    },
+    /// A BatchNorm that follows no convolution or linear layer (after a residual sum, say):
+    /// a per-channel product by weight `weight`, then the server's shift.
+    Scale {
+        /// Weight number (`[C]`).
+        weight: usize,
+    },
+    /// Average pooling.
+    AvgPool(Window),
+    /// Mean over each plane.
+    GlobalAvgPool,
+    /// Max pooling by the binary protocols.
+    MaxPool(Window),
+    /// Sum of two values.
+    Add,
+    /// To `[N, F]`.
+    Flatten,
+    /// Exact ReLU by the binary protocols.
+    Relu,
+    /// `sum c_k x^k` by the plan's protocol.
+    Poly {
+        /// `c_0..c_d`.
+        coefficients: Vec<f64>,
+    },
+}
+
+impl Layer {
+    /// The ONNX operator it came from, for reports.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Layer::Conv { .. } => "Conv",
+            Layer::Linear { .. } => "Gemm",
+            Layer::Scale { .. } => "BatchNormalization",
+            Layer::AvgPool(_) => "AveragePool",
+            Layer::GlobalAvgPool => "GlobalAveragePool",
+            Layer::MaxPool(_) => "MaxPool",
+            Layer::Add => "Add",
+            Layer::Flatten => "Flatten",
+            Layer::Relu => "Relu",
+            Layer::Poly { .. } => "PolyAct",
+        }
+    }
+
+    /// How many values it reads.
+    pub fn arity(&self) -> usize {
+        match self {
+            Layer::Add => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// A layer with its place in the graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// The graph node's name, for errors and reports.
+    pub name: String,
+    /// What it computes.
+    pub layer: Layer,
+    /// Values read (0 is the input, `i + 1` the output of step `i`).
+    pub inputs: Vec<ValueId>,
+}
+
+/// The server's secret: weights and biases as ring words at `f` bits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    /// By weight number.
+    pub weights: Vec<Vec<u64>>,
+    /// Per step: the bias (or BatchNorm shift) the server adds, if any.
+    pub biases: Vec<Option<Vec<u64>>>,
+}
+
+/// A compiled network: the public part and the server's part.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What both parties know.
+    pub architecture: Architecture,
+    /// What only the server knows.
+    pub weights: Weights,
+}
+
+/// Whether the secure engine (and so the mirror) can evaluate `p`: 1 to `MAX_DEGREE + 1`
+/// finite coefficients.
+pub(crate) fn check_poly(p: &PolyAct) -> Result<(), String> {
+    let c = &p.coefficients;
+    let max = MAX_DEGREE + 1;
+    if c.is_empty() || c.len() > max || c.iter().any(|v| !v.is_finite()) {
+        return Err(format!(
+            "{} coefficients: the secure engine takes 1 to {max} finite ones",
+            c.len()
+        ));
+    }
+    Ok(())
+}
+
+fn encode(node: &Node, what: &str, fp: FixedPoint, values: &[f64]) -> Result<Vec<u64>, InferError> {
+    if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+        return Err(err(node, format!("{what} holds {v}, which is not finite")));
+    }
+    Ok(values.iter().map(|&v| fp.encode(v)).collect())
+}
+
+fn encode_tensor(
+    node: &Node,
+    what: &str,
+    fp: FixedPoint,
+    t: &Tensor,
+) -> Result<Vec<u64>, InferError> {
+    let values: Vec<f64> = t.data().iter().map(|&v| f64::from(v)).collect();
+    encode(node, what, fp, &values)
+}
+
+impl Plan {
+    /// Compiles `g` for the arithmetic `options` describes: encodes the parameters at
+    /// `options.frac_bits` (a BatchNorm left after folding becomes a per-channel scale and
+    /// shift) and checks every node against what the secure engine runs. With
+    /// `options.activation = Relu` every polynomial runs as an exact ReLU (the benchmarks'
+    /// baseline: the same network shape with the comparison-based activation). An unsupported
+    /// node is an error naming it, before any party talks.
+    pub fn compile(g: &FoldedGraph, options: FixedConfig) -> Result<Plan, InferError> {
+        let fp = options.fixed()?;
+        let shapes = g.shapes();
+        let mut steps = Vec::with_capacity(g.nodes.len());
+        let mut weights = Vec::new();
+        let mut weight_shapes = Vec::new();
+        let mut biases = Vec::with_capacity(g.nodes.len());
+        for node in &g.nodes {
+            let in_shape = &shapes[node.inputs[0]];
+            let mut bias = None;
+            let layer = match &node.op {
+                Op::Conv2d(c) => {
+                    let (&[ci, h, w], &[o, wc, kh, kw]) = (in_shape.as_slice(), c.weight.shape())
+                    else {
+                        return Err(err(
+                            node,
+                            "expects a [C, H, W] input and an [O, C, kh, kw] weight",
+                        ));
+                    };
+                    if wc != ci {
+                        return Err(err(
+                            node,
+                            format!("weight has {wc} input channels, input {ci}"),
+                        ));
+                    }
+                    let geometry =
+                        ConvGeometry::new([1, ci, h, w], [o, kh, kw], c.stride, c.padding)
+                            .map_err(|e| err(node, e.to_string()))?;
+                    weights.push(encode_tensor(node, "the weight", fp, &c.weight)?);
+                    weight_shapes.push(geometry.weight_shape());
+                    bias = c
+                        .bias
+                        .as_ref()
+                        .map(|b| encode_tensor(node, "the bias", fp, b))
+                        .transpose()?;
+                    Layer::Conv {
+                        geometry,
+                        weight: weights.len() - 1,
+                        bias: bias.is_some(),
+                    }
+                }
+                Op::Linear(l) => {
+                    let &[out, inp] = l.weight.shape() else {
+                        return Err(err(node, "expects an [out, in] weight"));
+                    };
+                    let w = encode_tensor(node, "the weight", fp, &l.weight)?;
+                    // The protocol multiplies by W^T, `in x out`.
+                    weights.push(
+                        (0..inp * out)
+                            .map(|j| w[(j % out) * inp + j / out])
+                            .collect(),
+                    );
+                    weight_shapes.push(vec![inp, out]);
+                    bias = l
+                        .bias
+                        .as_ref()
+                        .map(|b| encode_tensor(node, "the bias", fp, b))
+                        .transpose()?;
+                    Layer::Linear {
+                        inputs: inp,
+                        outputs: out,
+                        weight: weights.len() - 1,
+                        bias: bias.is_some(),
+                    }
+                }
+                Op::BatchNorm(bn) => {
+                    let (scale, shift): (Vec<f64>, Vec<f64>) = bn.affine().into_iter().unzip();
+                    weights.push(encode(node, "the scale", fp, &scale)?);
+                    weight_shapes.push(vec![scale.len()]);
+                    bias = Some(encode(node, "the shift", fp, &shift)?);
+                    Layer::Scale {
+                        weight: weights.len() - 1,
+                    }
+                }
+                Op::AvgPool(p) => Layer::AvgPool(Window::square(p.kernel, p.stride)),
+                Op::MaxPool(p) => Layer::MaxPool(Window::square(p.kernel, p.stride)),
+                Op::GlobalAvgPool => Layer::GlobalAvgPool,
+                Op::Add => Layer::Add,
+                Op::Flatten => Layer::Flatten,
+                Op::Relu => Layer::Relu,
+                Op::PolyAct(p) => {
+                    check_poly(p).map_err(|e| err(node, e))?;
+                    if options.activation == ActivationProtocol::Relu {
+                        Layer::Relu
+                    } else {
+                        Layer::Poly {
+                            coefficients: p.coefficients.clone(),
+                        }
+                    }
+                }
+            };
+            if let Layer::AvgPool(w) | Layer::MaxPool(w) = &layer {
+                let &[_, h, wd] = in_shape.as_slice() else {
+                    return Err(err(node, "expects a [C, H, W] input"));
+                };
+                w.output(h, wd).map_err(|e| err(node, e.to_string()))?;
+            }
+            steps.push(Step {
+                name: node.name.clone(),
+                layer,
+                inputs: node.inputs.clone(),
+            });
+            biases.push(bias);
+        }
+        let architecture = Architecture::try_from(UncheckedArchitecture {
+            input_shape: g.input_shape.clone(),
+            shapes: shapes.to_vec(),
+            steps,
+            output: g.output,
+            weight_shapes,
+            options,
+        })?;
+        Ok(Plan {
+            architecture,
+            weights: Weights { weights, biases },
+        })
+    }
+}
