@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::channel::{Channel, Stats};
+use crate::correlation::{self, Correlation};
 use crate::dealer::{Dealer, DealerError, Need};
 use crate::error::MpcError;
 use crate::party::Party;
@@ -96,9 +97,25 @@ impl Session {
         self.prefetched.len()
     }
 
-    /// This party's share of `need`: the next prefetched one, which must be that, or a fresh
-    /// one from the dealer when nothing is prefetched.
-    pub(crate) fn correlation(&mut self, need: Need) -> Result<Vec<u64>, MpcError> {
+    /// This party's share of a correlation of kind `C` and `size`, typed: the next
+    /// prefetched one, which must be that, or a fresh one from the dealer when nothing is
+    /// prefetched.
+    pub(crate) fn correlation<C: Correlation>(&mut self, size: C::Size) -> Result<C, MpcError> {
+        let need = C::need(&size);
+        let words = self.correlation_words(need.clone())?;
+        if words.len() != need.words() {
+            return Err(DealerError::Correction {
+                expected: need.words(),
+                got: words.len(),
+                need: Box::new(need),
+            }
+            .into());
+        }
+        Ok(correlation::share(&size, words))
+    }
+
+    /// The words of `need`, as [`Session::correlation`] takes them.
+    fn correlation_words(&mut self, need: Need) -> Result<Vec<u64>, MpcError> {
         match self.prefetched.pop_front() {
             Some((expected, words)) if expected == need => Ok(words),
             Some((expected, _)) => Err(DealerError::Mismatch {

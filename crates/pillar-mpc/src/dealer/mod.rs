@@ -10,7 +10,8 @@ mod need;
 pub mod remote;
 mod seeded;
 
-pub use need::{Masks, Need};
+pub use crate::correlation::Masks;
+pub use need::Need;
 pub use seeded::{CorrectionSource, SeededDealer, TrustedDealer};
 
 use crate::party::Party;

@@ -166,6 +166,6 @@ impl CorrectionSource for TrustedDealer {
     fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         let p0 = expand(&mut self.p0, need.words());
         let p1 = expand(&mut self.p1, need.seeded_words());
-        need.correction(&p0, &p1, &mut self.masks)
+        need.correction(p0, p1, &mut self.masks)
     }
 }

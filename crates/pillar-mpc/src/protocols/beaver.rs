@@ -4,6 +4,7 @@
 //! and each sets `z = c + e b + f a`, party 0 adding `e f`. Fixed-point products are then
 //! truncated once by `2^f`.
 
+use crate::correlation::{Beaver, Cross, Square};
 use crate::dealer::Need;
 use crate::error::MpcError;
 use crate::protocols::truncation::truncate_words;
@@ -32,9 +33,8 @@ pub fn mul(s: &mut Session, x: &Share, y: &Share) -> Result<Share, MpcError> {
 pub fn mul_raw(s: &mut Session, x: &Share, y: &Share) -> Result<Vec<u64>, MpcError> {
     check_same_shape("mul", x.shape(), y.shape())?;
     let n = x.len();
-    let t = s.correlation(Need::Beaver { n })?;
-    let (a, rest) = t.split_at(n);
-    let (b, c) = rest.split_at(n);
+    let t: Beaver = s.correlation(n)?;
+    let (a, b, c) = (t.a(), t.b(), t.c());
     let mut send = Vec::with_capacity(2 * n);
     send.extend(x.data().iter().zip(a).map(|(x, a)| x.wrapping_sub(*a)));
     send.extend(y.data().iter().zip(b).map(|(y, b)| y.wrapping_sub(*b)));
@@ -66,8 +66,8 @@ pub fn square(s: &mut Session, x: &Share) -> Result<Share, MpcError> {
 /// `x^2` without truncation, on raw share words.
 pub(crate) fn square_raw(s: &mut Session, x: &[u64]) -> Result<Vec<u64>, MpcError> {
     let n = x.len();
-    let t = s.correlation(Need::Square { n })?;
-    let (a, aa) = t.split_at(n);
+    let t: Square = s.correlation(n)?;
+    let (a, aa) = (t.a(), t.aa());
     let send: Vec<u64> = x.iter().zip(a).map(|(x, a)| x.wrapping_sub(*a)).collect();
     let peer = s.exchange(&send, n)?;
     let server = s.party().is_server();
@@ -98,8 +98,8 @@ pub fn cross_needs(n: usize) -> Vec<Need> {
 /// a general Beaver product, where each operand's zero share would be opened too.
 pub fn cross_raw(s: &mut Session, mine: &[u64]) -> Result<Vec<u64>, MpcError> {
     let n = mine.len();
-    let t = s.correlation(Need::Cross { n })?;
-    let (mask, c) = t.split_at(n);
+    let t: Cross = s.correlation(n)?;
+    let (mask, c) = (t.mask(), t.c());
     let send: Vec<u64> = mine
         .iter()
         .zip(mask)

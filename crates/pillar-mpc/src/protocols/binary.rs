@@ -10,6 +10,7 @@
 //! `a & (b << s)`. The carry into bit 63 is then `G` at bit 62, and the sign is
 //! `p_63 ^ G_62`. Seven rounds in all.
 
+use crate::correlation::{CrossAnd, PrefixAnd};
 use crate::dealer::Need;
 use crate::error::MpcError;
 use crate::session::Session;
@@ -39,8 +40,8 @@ pub(crate) fn sign_bits(
     let server = s.party().is_server();
 
     // Round 1: g = x_0 & x_1 with a cross AND.
-    let t = s.correlation(Need::CrossAnd { n })?;
-    let (mask, c) = t.split_at(n);
+    let t: CrossAnd = s.correlation(n)?;
+    let (mask, c) = (t.mask(), t.c());
     let mut send: Vec<u64> = x.iter().zip(mask).map(|(x, m)| x ^ m).collect();
     send.extend_from_slice(piggyback);
     let peer = s.exchange(&send, n + piggyback.len())?;
@@ -61,10 +62,8 @@ pub(crate) fn sign_bits(
     let mut p = x.to_vec();
 
     for &shift in &SHIFTS {
-        let t = s.correlation(Need::PrefixAnd { n, shift })?;
-        let (a, rest) = t.split_at(n);
-        let (b, rest) = rest.split_at(n);
-        let (aa, ab) = rest.split_at(n);
+        let t: PrefixAnd = s.correlation((n, shift))?;
+        let (a, b, aa, ab) = (t.a(), t.b(), t.aa(), t.ab());
         let mut send = Vec::with_capacity(2 * n);
         send.extend(p.iter().zip(a).map(|(p, a)| p ^ a));
         send.extend(g.iter().zip(b).map(|(g, b)| g ^ b));

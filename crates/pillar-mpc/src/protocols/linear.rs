@@ -4,6 +4,7 @@
 //! and `F = W - B`, then party `i` sets `Z_i = C_i + E B_i + X_i F`, which sums to `X W`
 //! (two local products per party instead of the textbook three), and truncates by `2^f`.
 
+use crate::correlation::{Conv, Matmul};
 use crate::dealer::Need;
 use crate::error::MpcError;
 use crate::kernels::{ConvGeometry, conv2d as conv_kernel, matmul as matmul_kernel};
@@ -69,9 +70,8 @@ pub fn matmul(s: &mut Session, x: &Share, w: &Share) -> Result<Share, MpcError> 
             right: w.shape().to_vec(),
         });
     }
-    let t = s.correlation(Need::Matmul { m, k, n })?;
-    let (a, rest) = t.split_at(m * k);
-    let (b, c) = rest.split_at(k * n);
+    let t: Matmul = s.correlation((m, k, n))?;
+    let (a, b, c) = (t.a(), t.b(), t.c());
     let (e, f) = open_masked(s, x.data(), a, w.data(), b)?;
     let eb = matmul_kernel(m, k, n, &e, b);
     let xf = matmul_kernel(m, k, n, x.data(), &f);
@@ -157,9 +157,8 @@ pub fn conv2d(
         stride,
         padding,
     )?;
-    let t = s.correlation(Need::Conv2d(g))?;
-    let (a, rest) = t.split_at(g.input_len());
-    let (b, c) = rest.split_at(g.weight_len());
+    let t: Conv = s.correlation(g)?;
+    let (a, b, c) = (t.x(), t.w(), t.y());
     let (e, f) = open_masked(s, x.data(), a, w.data(), b)?;
     let eb = conv_kernel(&g, &e, b);
     let xf = conv_kernel(&g, x.data(), &f);

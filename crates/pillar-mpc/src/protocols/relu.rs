@@ -7,6 +7,7 @@
 //! round of the sign, and `x r = (x - a) [r] + [a r]`. Per element and party: 14 words and one
 //! bit (`14n + ceil(n/64)` words), 8 rounds, against CrypTen's 9 or more.
 
+use crate::correlation::{Bit, BitProduct};
 use crate::dealer::Need;
 use crate::error::MpcError;
 use crate::protocols::arith;
@@ -42,10 +43,8 @@ fn open_bits(s: &mut Session, signs: &[u64], rb: &[u64]) -> Result<Vec<u64>, Mpc
 /// `max(x, 0)` elementwise, exactly.
 pub fn relu(s: &mut Session, x: &Share) -> Result<Share, MpcError> {
     let n = x.len();
-    let t = s.correlation(Need::BitProduct { n })?;
-    let (rb, rest) = t.split_at(n);
-    let (a, rest) = rest.split_at(n);
-    let (r, ar) = rest.split_at(n);
+    let t: BitProduct = s.correlation(n)?;
+    let (rb, a, r, ar) = (t.rb(), t.a(), t.r(), t.ar());
     let eps_mine: Vec<u64> = x
         .data()
         .iter()
@@ -73,8 +72,8 @@ pub fn relu(s: &mut Session, x: &Share) -> Result<Share, MpcError> {
 /// Shares of the integer bit `x >= 0` (1 or 0, not fixed point).
 pub fn ge_zero(s: &mut Session, x: &Share) -> Result<Share, MpcError> {
     let n = x.len();
-    let t = s.correlation(Need::Bit { n })?;
-    let (rb, r) = t.split_at(n);
+    let t: Bit = s.correlation(n)?;
+    let (rb, r) = (t.rb(), t.r());
     let (signs, _) = sign_bits(s, x.data(), &[])?;
     let c = open_bits(s, &signs, rb)?;
     let server = u64::from(s.party().is_server());

@@ -14,6 +14,7 @@
 //! Online, party `i` sets `Z_i = C_i + E B_i + X_i F`, which sums to `A B + (X - A) B + X (W -
 //! B) = X W`, then truncates by `2^f`. One round, `|X|` words each way.
 
+use crate::correlation::{MaskedConv, MaskedMatmul, MaskedScale, WeightMask};
 use crate::dealer::Need;
 use crate::error::MpcError;
 use crate::kernels::{ConvGeometry, conv2d as conv_kernel, matmul as matmul_kernel};
@@ -91,8 +92,8 @@ pub fn open_weights(
     }
     let mut masks = Vec::with_capacity(lens.len());
     let mut send = Vec::with_capacity(lens.iter().sum());
-    for (i, need) in open_weights_needs(&lens).into_iter().enumerate() {
-        let b = s.correlation(need)?;
+    for (i, &n) in lens.iter().enumerate() {
+        let b = s.correlation::<WeightMask>(n)?.into_b();
         match weights {
             Some(w) => send.extend(w[i].iter().zip(&b).map(|(w, b)| w.wrapping_sub(*b))),
             None => send.extend(b.iter().map(|b| b.wrapping_neg())),
@@ -171,11 +172,8 @@ pub fn conv2d(
         });
     }
     check_weight("conv2d", w, &g.weight_shape())?;
-    let t = s.correlation(Need::MaskedConv2d {
-        geometry: g,
-        mask: w.mask,
-    })?;
-    let (a, c) = t.split_at(g.input_len());
+    let t: MaskedConv = s.correlation((g, w.mask))?;
+    let (a, c) = (t.x(), t.y());
     let e = open_masked(s, x.data(), a)?;
     let eb = conv_kernel(&g, &e, &w.b);
     let xf = conv_kernel(&g, x.data(), &w.f);
@@ -208,13 +206,8 @@ pub fn matmul(s: &mut Session, x: &Share, w: &OpenedWeight) -> Result<Share, Mpc
             right: w.shape.clone(),
         });
     }
-    let t = s.correlation(Need::MaskedMatmul {
-        m,
-        k,
-        n,
-        mask: w.mask,
-    })?;
-    let (a, c) = t.split_at(m * k);
+    let t: MaskedMatmul = s.correlation((m, k, n, w.mask))?;
+    let (a, c) = (t.a(), t.c());
     let e = open_masked(s, x.data(), a)?;
     let eb = matmul_kernel(m, k, n, &e, &w.b);
     let xf = matmul_kernel(m, k, n, x.data(), &w.f);
@@ -246,13 +239,8 @@ pub fn scale(s: &mut Session, x: &Share, w: &OpenedWeight) -> Result<Share, MpcE
     }
     let inner: usize = x.shape()[2..].iter().product();
     let n = x.len();
-    let t = s.correlation(Need::MaskedScale {
-        n,
-        channels,
-        inner,
-        mask: w.mask,
-    })?;
-    let (a, c) = t.split_at(n);
+    let t: MaskedScale = s.correlation((n, channels, inner, w.mask))?;
+    let (a, c) = (t.a(), t.c());
     let e = open_masked(s, x.data(), a)?;
     let channel = |i: usize| (i / inner.max(1)) % channels.max(1);
     let eb: Vec<u64> = e

@@ -5,6 +5,7 @@
 //! `x^(m+1)..x^(2m)` (each odd power as `x^j x^m`: CrypTen itself returns `x^6` for `x^5`).
 //! For `d = 4`: 2 rounds and 4 words (32 bytes) per element per party, as CrypTen.
 
+use crate::correlation::FanOut;
 use crate::dealer::Need;
 use crate::error::MpcError;
 use crate::protocols::beaver::square_raw;
@@ -58,9 +59,8 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
             all.push(sq);
             continue;
         }
-        let t = s.correlation(Need::FanOut { k: new, n })?;
-        let (a, rest) = t.split_at(new * n);
-        let (b, c) = rest.split_at(n);
+        let t: FanOut = s.correlation((new, n))?;
+        let (a, b, c) = (t.a(), t.b(), t.c());
         let mut send = Vec::with_capacity((new + 1) * n);
         for j in 0..new {
             send.extend(

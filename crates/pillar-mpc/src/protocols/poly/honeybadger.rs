@@ -11,6 +11,7 @@
 
 use pillar_fit::budget::prescale;
 
+use crate::correlation::Powers;
 use crate::dealer::Need;
 use crate::error::MpcError;
 use crate::protocols::poly::{binomial, combine, degree};
@@ -36,11 +37,11 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
     let f = s.fixed().frac_bits();
     let party = s.party();
     let shift = prescale(degree as u32, f);
-    let r = s.correlation(Need::Powers { n, degree })?;
+    let r: Powers = s.correlation((n, degree))?;
     let send: Vec<u64> = x
         .data()
         .iter()
-        .zip(&r[..n])
+        .zip(r.power(1))
         .map(|(&v, r)| truncate_word(party, v, shift).wrapping_sub(*r))
         .collect();
     let peer = s.exchange(&send, n)?;
@@ -59,7 +60,7 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
             if j == 0 {
                 u64::from(party.is_server())
             } else {
-                r[(j - 1) * n + e]
+                r.power(j)[e]
             }
         };
         for m in 2..=degree {

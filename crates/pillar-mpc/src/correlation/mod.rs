@@ -1,0 +1,249 @@
+//! The kinds of correlated randomness, typed: what a protocol takes from its session
+//! (`s.correlation::<Beaver>(n)`) and what the dealer completes.
+//!
+//! Each kind is a type that owns one party's buffer and names its parts (`a()`, `b()`, `c()`),
+//! defined once, in the module that also holds the dealer's correction for it: a protocol
+//! never slices a flat buffer by offsets documented elsewhere. A part is additive (`+`) or XOR
+//! (`^`) shared as its doc says. The parts party 1 receives from the dealer come last
+//! ([`Layout::corrected`]): everything else either party expands from a seed, so a dealer ships
+//! two seeds plus one correction per correlation instead of whole triples.
+//!
+//! [`Need`](crate::dealer::Need) is the kind and size named on the wire (what a client
+//! announces to the dealer); it dispatches to these types for its layout and its correction.
+
+mod arith;
+mod binary;
+mod linear;
+
+pub use arith::{Beaver, Cross, FanOut, Powers, Square};
+pub use binary::{Bit, BitProduct, CrossAnd, PrefixAnd};
+pub use linear::{Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, WeightMask};
+
+use crate::dealer::{DealerError, Need};
+
+/// The lengths of a correlation's parts in buffer order, and how many of the last ones party
+/// 1 gets from the dealer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    lens: Vec<usize>,
+    corrected: usize,
+}
+
+impl Layout {
+    /// Parts of `lens` words, of which the last `corrected` come from the dealer.
+    pub(crate) fn new(lens: Vec<usize>, corrected: usize) -> Layout {
+        debug_assert!(corrected <= lens.len());
+        Layout { lens, corrected }
+    }
+
+    /// Words in a party's buffer.
+    pub fn words(&self) -> usize {
+        self.lens.iter().sum()
+    }
+
+    /// Words party 1 gets from the dealer (the last parts).
+    pub fn correction_words(&self) -> usize {
+        self.lens[self.lens.len() - self.corrected..].iter().sum()
+    }
+
+    /// Words both parties expand from their own seeds (the first parts).
+    pub fn seeded_words(&self) -> usize {
+        self.words() - self.correction_words()
+    }
+}
+
+/// One party's buffer of a correlation, cut into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    words: Vec<u64>,
+    ends: Vec<usize>,
+}
+
+impl Parts {
+    /// `words` cut as `layout` says; it must hold exactly `layout.words()` words (the session
+    /// and the dealer check this before).
+    fn new(words: Vec<u64>, layout: &Layout) -> Parts {
+        debug_assert_eq!(words.len(), layout.words());
+        let ends = layout
+            .lens
+            .iter()
+            .scan(0, |end, len| {
+                *end += len;
+                Some(*end)
+            })
+            .collect();
+        Parts { words, ends }
+    }
+
+    /// Part `i`.
+    fn get(&self, i: usize) -> &[u64] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.words[start..self.ends[i]]
+    }
+}
+
+/// A kind of correlated randomness: its layout, a party's share of it, and the dealer's
+/// correction.
+pub trait Correlation: Sized {
+    /// What sizes it (elements, dimensions, a geometry; for the masked products, also the
+    /// weight mask's number).
+    type Size;
+
+    /// The request that names it to the dealer.
+    fn need(size: &Self::Size) -> Need;
+
+    /// Its parts' lengths.
+    fn layout(size: &Self::Size) -> Layout;
+
+    /// A party's share, from its buffer cut into parts.
+    fn from_parts(parts: Parts) -> Self;
+
+    /// The dealer's side: party 1's corrected parts, in order and concatenated, given party
+    /// 0's whole share `p0` and party 1's seeded parts in `p1` (its corrected parts read as
+    /// zeros). `masks` holds the connection's weight masks.
+    fn correction(
+        size: &Self::Size,
+        p0: &Self,
+        p1: &Self,
+        masks: &mut Masks,
+    ) -> Result<Vec<u64>, DealerError>;
+}
+
+/// A party's share of `C` from a buffer of `C::layout(size).words()` words.
+pub(crate) fn share<C: Correlation>(size: &C::Size, words: Vec<u64>) -> C {
+    C::from_parts(Parts::new(words, &C::layout(size)))
+}
+
+/// The dealer's correction of `C` from party 0's whole buffer and party 1's seeded words.
+fn correct<C: Correlation>(
+    size: &C::Size,
+    p0: Vec<u64>,
+    mut p1: Vec<u64>,
+    masks: &mut Masks,
+) -> Result<Vec<u64>, DealerError> {
+    let layout = C::layout(size);
+    p1.resize(layout.words(), 0);
+    let (p0, p1) = (
+        C::from_parts(Parts::new(p0, &layout)),
+        C::from_parts(Parts::new(p1, &layout)),
+    );
+    C::correction(size, &p0, &p1, masks)
+}
+
+impl Need {
+    /// The layout of a party's buffer.
+    pub fn layout(&self) -> Layout {
+        match *self {
+            Need::Beaver { n } => Beaver::layout(&n),
+            Need::Square { n } => Square::layout(&n),
+            Need::FanOut { k, n } => FanOut::layout(&(k, n)),
+            Need::Cross { n } => Cross::layout(&n),
+            Need::Matmul { m, k, n } => Matmul::layout(&(m, k, n)),
+            Need::Conv2d(g) => Conv::layout(&g),
+            Need::Powers { n, degree } => Powers::layout(&(n, degree)),
+            Need::CrossAnd { n } => CrossAnd::layout(&n),
+            Need::PrefixAnd { n, shift } => PrefixAnd::layout(&(n, shift)),
+            Need::Bit { n } => Bit::layout(&n),
+            Need::WeightMask { n } => WeightMask::layout(&n),
+            Need::MaskedConv2d { geometry, mask } => MaskedConv::layout(&(geometry, mask)),
+            Need::MaskedMatmul { m, k, n, mask } => MaskedMatmul::layout(&(m, k, n, mask)),
+            Need::MaskedScale {
+                n,
+                channels,
+                inner,
+                mask,
+            } => MaskedScale::layout(&(n, channels, inner, mask)),
+            Need::BitProduct { n } => BitProduct::layout(&n),
+        }
+    }
+
+    /// The dealer's side: party 1's corrected words, from party 0's whole share `p0` and
+    /// party 1's seeded words `p1`. `masks` holds the connection's weight masks: a
+    /// [`Need::WeightMask`] adds one, a `Masked*` triple reads one.
+    pub fn correction(
+        &self,
+        p0: Vec<u64>,
+        p1: Vec<u64>,
+        masks: &mut Masks,
+    ) -> Result<Vec<u64>, DealerError> {
+        match *self {
+            Need::Beaver { n } => correct::<Beaver>(&n, p0, p1, masks),
+            Need::Square { n } => correct::<Square>(&n, p0, p1, masks),
+            Need::FanOut { k, n } => correct::<FanOut>(&(k, n), p0, p1, masks),
+            Need::Cross { n } => correct::<Cross>(&n, p0, p1, masks),
+            Need::Matmul { m, k, n } => correct::<Matmul>(&(m, k, n), p0, p1, masks),
+            Need::Conv2d(g) => correct::<Conv>(&g, p0, p1, masks),
+            Need::Powers { n, degree } => correct::<Powers>(&(n, degree), p0, p1, masks),
+            Need::CrossAnd { n } => correct::<CrossAnd>(&n, p0, p1, masks),
+            Need::PrefixAnd { n, shift } => correct::<PrefixAnd>(&(n, shift), p0, p1, masks),
+            Need::Bit { n } => correct::<Bit>(&n, p0, p1, masks),
+            Need::WeightMask { n } => correct::<WeightMask>(&n, p0, p1, masks),
+            Need::MaskedConv2d { geometry, mask } => {
+                correct::<MaskedConv>(&(geometry, mask), p0, p1, masks)
+            }
+            Need::MaskedMatmul { m, k, n, mask } => {
+                correct::<MaskedMatmul>(&(m, k, n, mask), p0, p1, masks)
+            }
+            Need::MaskedScale {
+                n,
+                channels,
+                inner,
+                mask,
+            } => correct::<MaskedScale>(&(n, channels, inner, mask), p0, p1, masks),
+            Need::BitProduct { n } => correct::<BitProduct>(&n, p0, p1, masks),
+        }
+    }
+}
+
+/// The weight masks of one connection, as the dealer knows them (`B = b0 + b1`), in the order
+/// drawn.
+#[derive(Debug, Clone, Default)]
+pub struct Masks(Vec<Vec<u64>>);
+
+impl Masks {
+    /// Masks drawn so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none was drawn.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Mask `id`, which the correlation `need` expects to hold `len` elements.
+    fn get(&self, id: usize, len: usize, need: &Need) -> Result<&[u64], DealerError> {
+        let b = self.0.get(id).ok_or_else(|| {
+            DealerError::Protocol(format!(
+                "{need:?} uses weight mask {id}, but only {} were drawn",
+                self.0.len()
+            ))
+        })?;
+        if b.len() != len {
+            return Err(DealerError::Protocol(format!(
+                "{need:?} needs a weight mask of {len} elements; mask {id} has {}",
+                b.len()
+            )));
+        }
+        Ok(b)
+    }
+}
+
+/// `x + y` elementwise.
+fn add(x: &[u64], y: &[u64]) -> Vec<u64> {
+    x.iter().zip(y).map(|(a, b)| a.wrapping_add(*b)).collect()
+}
+
+/// `x ^ y` elementwise.
+fn xor(x: &[u64], y: &[u64]) -> Vec<u64> {
+    x.iter().zip(y).map(|(a, b)| a ^ b).collect()
+}
+
+/// `value - share0` elementwise: party 1's additive share of `value`.
+fn minus(value: Vec<u64>, share0: &[u64]) -> Vec<u64> {
+    value
+        .iter()
+        .zip(share0)
+        .map(|(v, s)| v.wrapping_sub(*s))
+        .collect()
+}
