@@ -54,8 +54,6 @@
 //! Batches run in parallel, on a few images at a time per thread.
 
 mod ops;
-mod poly;
-mod tally;
 
 use std::thread;
 
@@ -64,10 +62,10 @@ use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_nn::{FoldedGraph, NnError, Op, Tensor};
 
-use self::poly::{Poly, Powers};
-use self::tally::Tally;
 use crate::error::{InferError, node_error};
 use crate::plan::{FixedConfig, Layer, Plan};
+use pillar_mpc::protocols::mirror::{Mirror as LayerMirror, Tally};
+use pillar_mpc::protocols::relu;
 
 /// Images each thread runs through the whole plan at once: enough for the products to be
 /// large, few enough that the intermediates of a MiniONN-sized net stay a few MiB.
@@ -176,18 +174,12 @@ pub fn run_plan(plan: &Plan, input: &RingTensor) -> Result<FixedOutput, InferErr
             .steps
             .iter()
             .map(|step| match &step.layer {
-                Layer::Poly { coefficients } => Some(Poly::new(
-                    fp,
-                    coefficients,
-                    match arch.options.activation {
-                        ActivationProtocol::HoneyBadger => Powers::HoneyBadger,
-                        ActivationProtocol::Crypten => Powers::Crypten,
-                        _ => Powers::Espn,
-                    },
-                )),
-                _ => None,
+                Layer::Poly { coefficients } => {
+                    arch.options.activation.mirror(fp, coefficients).map(Some)
+                }
+                _ => Ok(None),
             })
-            .collect(),
+            .collect::<Result<_, _>>()?,
     };
     let in_len: usize = arch.input_shape.iter().product();
     let out_len: usize = arch.output_shape().iter().product();
@@ -250,8 +242,8 @@ pub fn run_plan(plan: &Plan, input: &RingTensor) -> Result<FixedOutput, InferErr
 /// A plan ready for any part of the batch: the polynomial layers' encodings worked out once.
 struct Mirror<'a> {
     plan: &'a Plan,
-    /// Per step, the polynomial layer's arithmetic.
-    polys: Vec<Option<Poly>>,
+    /// Per step, the polynomial layer's arithmetic, from its protocol.
+    polys: Vec<Option<Box<dyn LayerMirror>>>,
 }
 
 /// One thread's share of the batch: its output words and counters.
@@ -324,9 +316,9 @@ impl Mirror<'_> {
                     })
                     .collect(),
                 Layer::Flatten => x.to_vec(),
-                Layer::Relu => x.iter().map(|&v| ops::relu(v)).collect(),
+                Layer::Relu => x.iter().map(|&v| relu::plain(v)).collect(),
                 Layer::Poly { .. } => match &self.polys[i] {
-                    Some(p) => x.iter().map(|&v| p.eval(v, t)).collect(),
+                    Some(p) => p.eval(x, t),
                     None => x.to_vec(),
                 },
             };

@@ -4,7 +4,8 @@
 use pillar_mpc::kernels::{ConvGeometry, conv2d as conv_kernel, matmul};
 use pillar_mpc::protocols::pool::Window;
 
-use super::tally::Tally;
+use pillar_mpc::protocols::mirror::Tally;
+use pillar_mpc::protocols::relu::plain as relu;
 
 /// Adds a per-channel bias to `y` laid out as `[.., channels, inner]`.
 fn add_bias(y: &mut [u64], bias: &[u64], inner: usize) {
@@ -149,12 +150,6 @@ fn divider(size: u64, frac_bits: u32) -> impl Fn(u64, &mut Tally) -> u64 {
         t.see(y);
         y
     }
-}
-
-/// `relu(v)` of the signed value: the secure ReLU is exact.
-#[inline]
-pub(crate) fn relu(v: u64) -> u64 {
-    if (v as i64) < 0 { 0 } else { v }
 }
 
 /// `maxpool::max_pool`: the tournament `max(a, b) = b + relu(a - b)` over adjacent pairs of

@@ -98,10 +98,7 @@ impl Architecture {
                     Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => x,
                     Layer::MaxPool(w) => {
                         let out: usize = self.batch_shape(i + 1, batch).iter().product();
-                        maxpool::levels(w.kernel_h * w.kernel_w)
-                            .into_iter()
-                            .map(|pairs| ActivationProtocol::Relu.words_sent(out * pairs, 1))
-                            .sum()
+                        maxpool::words_sent(out, w.kernel_h * w.kernel_w)
                     }
                     Layer::Relu => ActivationProtocol::Relu.words_sent(x, 1),
                     Layer::Poly { coefficients } => self

@@ -1,26 +1,59 @@
-//! The four ways to evaluate one activation layer, behind one enum: what `pillar bench` and
-//! the secure plans choose between.
+//! The ways to evaluate one activation layer: each protocol is one module implementing
+//! [`Activation`] (its correlations, rounds and words, its secure evaluation and its plaintext
+//! mirror), and [`ActivationProtocol`] names them for the command line, the plans and the
+//! benchmarks.
+//!
+//! Adding a protocol takes one module with a type implementing [`Activation`], one variant of
+//! [`ActivationProtocol`] with its line in [`ActivationProtocol::protocol`] and in
+//! [`ActivationProtocol::ALL`]; the plans, their costs, the fixed-point mirror, the CLI and the
+//! benchmarks take it from there.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::dealer::Need;
 use crate::error::MpcError;
+use crate::protocols::mirror::Mirror;
 use crate::protocols::poly::{crypten, espn, honeybadger};
 use crate::protocols::relu;
+use crate::ring::FixedPoint;
 use crate::session::Session;
 use crate::tensor::Share;
 
-/// An activation protocol.
+/// One way to evaluate an activation layer securely. `degree` is the polynomial's (ignored by
+/// the exact ReLU); `n` counts elements.
+pub trait Activation: Sync {
+    /// Its name on the command line and in architectures.
+    fn name(&self) -> &'static str;
+
+    /// Communication rounds of one layer.
+    fn rounds(&self, degree: usize) -> usize;
+
+    /// Ring words each party sends for one layer of `n` elements.
+    fn words_sent(&self, n: usize, degree: usize) -> usize;
+
+    /// The correlations one layer of `n` elements asks the dealer for, in order.
+    fn needs(&self, n: usize, degree: usize) -> Vec<Need>;
+
+    /// The layer on the shared `x`, for coefficients `c_0..c_d`.
+    fn evaluate(&self, s: &mut Session, x: &Share, coefficients: &[f64])
+    -> Result<Share, MpcError>;
+
+    /// The same layer on plaintext at `fp`, as [`Activation::evaluate`] computes it on the
+    /// opened values with every truncation an exact floor.
+    fn mirror(&self, fp: FixedPoint, coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError>;
+}
+
+/// An activation protocol, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActivationProtocol {
-    /// Exact ReLU over the binary adder.
+    /// Exact ReLU over the binary adder ([`relu::Relu`]).
     Relu,
-    /// The polynomial by square-and-multiply.
+    /// The polynomial by square-and-multiply ([`crypten::Crypten`]).
     Crypten,
-    /// The polynomial by ESPN.
+    /// The polynomial by ESPN ([`espn::Espn`]).
     Espn,
-    /// The polynomial by HoneyBadger.
+    /// The polynomial by HoneyBadger ([`honeybadger::HoneyBadger`]).
     HoneyBadger,
 }
 
@@ -33,14 +66,19 @@ impl ActivationProtocol {
         ActivationProtocol::HoneyBadger,
     ];
 
+    /// The protocol itself.
+    pub fn protocol(self) -> &'static dyn Activation {
+        match self {
+            ActivationProtocol::Relu => &relu::Relu,
+            ActivationProtocol::Crypten => &crypten::Crypten,
+            ActivationProtocol::Espn => &espn::Espn,
+            ActivationProtocol::HoneyBadger => &honeybadger::HoneyBadger,
+        }
+    }
+
     /// Name on the command line.
     pub fn name(self) -> &'static str {
-        match self {
-            ActivationProtocol::Relu => "relu",
-            ActivationProtocol::Crypten => "crypten",
-            ActivationProtocol::Espn => "espn",
-            ActivationProtocol::HoneyBadger => "honeybadger",
-        }
+        self.protocol().name()
     }
 
     /// Whether it evaluates a polynomial (rather than the exact ReLU).
@@ -50,44 +88,17 @@ impl ActivationProtocol {
 
     /// Rounds for one layer (of a polynomial of `degree` where that matters).
     pub fn rounds(self, degree: usize) -> usize {
-        match self {
-            ActivationProtocol::Relu => relu::ROUNDS,
-            ActivationProtocol::Crypten => crypten::rounds(degree),
-            ActivationProtocol::Espn | ActivationProtocol::HoneyBadger => usize::from(degree >= 2),
-        }
+        self.protocol().rounds(degree)
     }
 
     /// Ring words each party sends for `n` elements.
     pub fn words_sent(self, n: usize, degree: usize) -> usize {
-        match self {
-            ActivationProtocol::Relu => 14 * n + n.div_ceil(64),
-            ActivationProtocol::Crypten => crypten::needs(n, degree)
-                .iter()
-                .map(|need| match *need {
-                    Need::Square { n } => n,
-                    Need::FanOut { k, n } => (k + 1) * n,
-                    _ => 0,
-                })
-                .sum(),
-            ActivationProtocol::Espn => n * espn::cross_terms(degree),
-            ActivationProtocol::HoneyBadger => {
-                if degree >= 2 {
-                    n
-                } else {
-                    0
-                }
-            }
-        }
+        self.protocol().words_sent(n, degree)
     }
 
     /// The correlations one layer of `n` elements asks for.
     pub fn needs(self, n: usize, degree: usize) -> Vec<Need> {
-        match self {
-            ActivationProtocol::Relu => relu::relu_needs(n),
-            ActivationProtocol::Crypten => crypten::needs(n, degree),
-            ActivationProtocol::Espn => espn::needs(n, degree),
-            ActivationProtocol::HoneyBadger => honeybadger::needs(n, degree),
-        }
+        self.protocol().needs(n, degree)
     }
 
     /// Evaluates the layer on `x`; `coefficients` (`c_0..c_d`) are ignored by `Relu`.
@@ -97,12 +108,12 @@ impl ActivationProtocol {
         x: &Share,
         coefficients: &[f64],
     ) -> Result<Share, MpcError> {
-        match self {
-            ActivationProtocol::Relu => relu::relu(s, x),
-            ActivationProtocol::Crypten => crypten::evaluate(s, x, coefficients),
-            ActivationProtocol::Espn => espn::evaluate(s, x, coefficients),
-            ActivationProtocol::HoneyBadger => honeybadger::evaluate(s, x, coefficients),
-        }
+        self.protocol().evaluate(s, x, coefficients)
+    }
+
+    /// The layer's plaintext mirror at `fp`.
+    pub fn mirror(self, fp: FixedPoint, coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
+        self.protocol().mirror(fp, coefficients)
     }
 }
 
@@ -114,8 +125,17 @@ impl fmt::Display for ActivationProtocol {
 
 /// An unknown protocol name.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown protocol {0:?}: choose relu, crypten, espn or honeybadger")]
+#[error("unknown protocol {0:?}: choose {choices}", choices = choices())]
 pub struct UnknownProtocol(pub String);
+
+/// `relu, crypten, espn or honeybadger`.
+fn choices() -> String {
+    let names: Vec<&str> = ActivationProtocol::ALL.iter().map(|p| p.name()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
 
 impl FromStr for ActivationProtocol {
     type Err = UnknownProtocol;

@@ -21,6 +21,12 @@ const SHIFTS: [u32; 6] = [1, 2, 4, 8, 16, 32];
 /// Rounds of [`sign_bits`].
 pub(crate) const SIGN_ROUNDS: usize = 1 + SHIFTS.len();
 
+/// Ring words each party sends in [`sign_bits`] for `n` elements (without the piggyback):
+/// one word of the cross AND, then two per Kogge-Stone level.
+pub(crate) fn sign_words(n: usize) -> usize {
+    n + 2 * n * SHIFTS.len()
+}
+
 /// What [`sign_bits`] asks the dealer for.
 pub(crate) fn sign_needs(n: usize) -> Vec<Need> {
     let mut needs = vec![Need::CrossAnd { n }];

@@ -27,6 +27,14 @@ pub fn rounds(size: usize) -> usize {
     levels(size).len() * crate::protocols::relu::ROUNDS
 }
 
+/// Ring words each party sends in [`max_pool`] for `outputs` windows of `size` elements.
+pub fn words_sent(outputs: usize, size: usize) -> usize {
+    levels(size)
+        .into_iter()
+        .map(|pairs| crate::protocols::relu::words_sent(outputs * pairs))
+        .sum()
+}
+
 /// What [`max_pool`] asks the dealer for on an NCHW `shape`.
 pub fn needs(shape: &[usize], window: Window) -> Result<Vec<Need>, MpcError> {
     let (out_shape, _) = windows(shape, window)?;

@@ -10,6 +10,7 @@ pub mod beaver;
 mod binary;
 pub mod linear;
 pub mod maxpool;
+pub mod mirror;
 pub mod poly;
 pub mod pool;
 pub mod relu;

@@ -5,18 +5,29 @@
 //! `c = sign ^ r` (one round, one bit per element), so `sign = c + r - 2 c r`. The product
 //! `x r` needs no round of its own: `x - a` for the dealer's mask `a` travels in the first
 //! round of the sign, and `x r = (x - a) [r] + [a r]`. Per element and party: 14 words and one
-//! bit (`14n + ceil(n/64)` words), 8 rounds, against CrypTen's 9 or more.
+//! bit (`14n + ceil(n/64)` words, [`words_sent`]), 8 rounds, against CrypTen's 9 or more.
 
 use crate::correlation::{Bit, BitProduct};
 use crate::dealer::Need;
 use crate::error::MpcError;
+use crate::protocols::activation::Activation;
 use crate::protocols::arith;
-use crate::protocols::binary::{SIGN_ROUNDS, pack_bits, packed_bit, sign_bits, sign_needs};
+use crate::protocols::binary::{
+    SIGN_ROUNDS, pack_bits, packed_bit, sign_bits, sign_needs, sign_words,
+};
+use crate::protocols::mirror::{Elementwise, Mirror};
+use crate::ring::FixedPoint;
 use crate::session::Session;
 use crate::tensor::{RingTensor, Share};
 
 /// Rounds of [`relu`], [`ge_zero`] and [`max`].
 pub const ROUNDS: usize = SIGN_ROUNDS + 1;
+
+/// Ring words each party sends in [`relu`] of `n` elements: the sign's, `x - a` riding on its
+/// first round, and the opened bits packed 64 to a word.
+pub fn words_sent(n: usize) -> usize {
+    sign_words(n) + n + n.div_ceil(64)
+}
 
 /// What [`relu`] (and [`max`]) ask the dealer for.
 pub fn relu_needs(n: usize) -> Vec<Need> {
@@ -99,4 +110,45 @@ pub fn ge(s: &mut Session, x: &Share, y: &Share) -> Result<Share, MpcError> {
 pub fn max(s: &mut Session, x: &Share, y: &Share) -> Result<Share, MpcError> {
     let d = relu(s, &arith::sub(x, y)?)?;
     arith::add(y, &d)
+}
+
+/// `relu(v)` of the signed value on plaintext: the secure ReLU is exact.
+#[inline]
+pub fn plain(v: u64) -> u64 {
+    if (v as i64) < 0 { 0 } else { v }
+}
+
+/// Exact ReLU as an activation protocol (the comparison baseline); it ignores polynomials.
+#[derive(Debug, Clone, Copy)]
+pub struct Relu;
+
+impl Activation for Relu {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+
+    fn rounds(&self, _degree: usize) -> usize {
+        ROUNDS
+    }
+
+    fn words_sent(&self, n: usize, _degree: usize) -> usize {
+        words_sent(n)
+    }
+
+    fn needs(&self, n: usize, _degree: usize) -> Vec<Need> {
+        relu_needs(n)
+    }
+
+    fn evaluate(
+        &self,
+        s: &mut Session,
+        x: &Share,
+        _coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        relu(s, x)
+    }
+
+    fn mirror(&self, _fp: FixedPoint, _coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
+        Ok(Box::new(Elementwise(|v, _: &mut _| plain(v))))
+    }
 }

@@ -8,9 +8,12 @@
 use crate::correlation::FanOut;
 use crate::dealer::Need;
 use crate::error::MpcError;
+use crate::protocols::activation::Activation;
 use crate::protocols::beaver::square_raw;
-use crate::protocols::poly::{combine, degree};
+use crate::protocols::mirror::{Mirror, Tally};
+use crate::protocols::poly::{MAX_DEGREE, PlainPowers, PolyMirror, combine, degree};
 use crate::protocols::truncation::truncate_words;
+use crate::ring::FixedPoint;
 use crate::session::Session;
 use crate::tensor::Share;
 
@@ -104,6 +107,72 @@ pub fn evaluate(s: &mut Session, x: &Share, coefficients: &[f64]) -> Result<Shar
     let d = degree(coefficients)?;
     let p = powers(s, x, d)?;
     combine(s, x, &p, coefficients)
+}
+
+/// Ring words each party sends for `n` elements: `n` to square, then per later round the
+/// known powers and `x^m`, `(new + 1) n`.
+pub fn words_sent(n: usize, degree: usize) -> usize {
+    schedule(degree)
+        .into_iter()
+        .map(|(m, new)| if m == 1 { n } else { (new + 1) * n })
+        .sum()
+}
+
+/// CrypTen's polynomial as an activation protocol: `ceil(log2 d)` rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Crypten;
+
+impl Activation for Crypten {
+    fn name(&self) -> &'static str {
+        "crypten"
+    }
+
+    fn rounds(&self, degree: usize) -> usize {
+        rounds(degree)
+    }
+
+    fn words_sent(&self, n: usize, degree: usize) -> usize {
+        words_sent(n, degree)
+    }
+
+    fn needs(&self, n: usize, degree: usize) -> Vec<Need> {
+        needs(n, degree)
+    }
+
+    fn evaluate(
+        &self,
+        s: &mut Session,
+        x: &Share,
+        coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        evaluate(s, x, coefficients)
+    }
+
+    fn mirror(&self, fp: FixedPoint, coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
+        let powers = SquareMultiply {
+            schedule: schedule(degree(coefficients)?),
+            frac_bits: fp.frac_bits(),
+        };
+        Ok(Box::new(PolyMirror::new(fp, coefficients, powers)?))
+    }
+}
+
+/// The powers on plaintext: `x^2 = (x x) >> f`, then round by round `x^(m+j) = (x^j x^m) >> f`
+/// for the highest known power `m`, as [`schedule`] orders them.
+struct SquareMultiply {
+    schedule: Vec<(usize, usize)>,
+    frac_bits: u32,
+}
+
+impl PlainPowers for SquareMultiply {
+    fn powers(&self, x: u64, p: &mut [u64; MAX_DEGREE + 1], t: &mut Tally) {
+        p[1] = x;
+        for &(m, new) in &self.schedule {
+            for j in 1..=new {
+                p[m + j] = t.truncate(p[j].wrapping_mul(p[m]), self.frac_bits);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

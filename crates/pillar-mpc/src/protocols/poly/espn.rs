@@ -15,9 +15,12 @@ use pillar_fit::budget::prescale;
 
 use crate::dealer::Need;
 use crate::error::MpcError;
+use crate::protocols::activation::Activation;
 use crate::protocols::beaver::cross_raw;
-use crate::protocols::poly::{binomial, combine, degree};
+use crate::protocols::mirror::Mirror;
+use crate::protocols::poly::{PolyMirror, Prescaled, binomial, combine, degree};
 use crate::protocols::truncation::{rescale_words, truncate_word};
+use crate::ring::FixedPoint;
 use crate::session::Session;
 use crate::tensor::Share;
 
@@ -90,4 +93,41 @@ pub fn evaluate(s: &mut Session, x: &Share, coefficients: &[f64]) -> Result<Shar
     let d = degree(coefficients)?;
     let p = powers(s, x, d)?;
     combine(s, x, &p, coefficients)
+}
+
+/// ESPN as an activation protocol: one round, `d (d - 1) / 2` words per element.
+#[derive(Debug, Clone, Copy)]
+pub struct Espn;
+
+impl Activation for Espn {
+    fn name(&self) -> &'static str {
+        "espn"
+    }
+
+    fn rounds(&self, degree: usize) -> usize {
+        usize::from(cross_terms(degree) > 0)
+    }
+
+    fn words_sent(&self, n: usize, degree: usize) -> usize {
+        n * cross_terms(degree)
+    }
+
+    fn needs(&self, n: usize, degree: usize) -> Vec<Need> {
+        needs(n, degree)
+    }
+
+    fn evaluate(
+        &self,
+        s: &mut Session,
+        x: &Share,
+        coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        evaluate(s, x, coefficients)
+    }
+
+    fn mirror(&self, fp: FixedPoint, coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
+        let f = fp.frac_bits();
+        let powers = Prescaled::new(degree(coefficients)?, f, |k| prescale(k as u32, f));
+        Ok(Box::new(PolyMirror::new(fp, coefficients, powers)?))
+    }
 }

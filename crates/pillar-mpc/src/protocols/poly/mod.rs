@@ -7,6 +7,8 @@
 //!
 //! All three then combine the powers with the coefficients locally and truncate once;
 //! [`reference`] computes the same in plain integers, with the error bound of a secure run.
+//! Each protocol's [`Mirror`] (its arithmetic on plaintext, for the fixed-point mirror of a
+//! network) is a [`PolyMirror`] over how it forms the powers.
 
 pub mod crypten;
 pub mod espn;
@@ -14,7 +16,9 @@ pub mod honeybadger;
 pub mod reference;
 
 use crate::error::MpcError;
+use crate::protocols::mirror::{Mirror, Tally};
 use crate::protocols::truncation::truncate_words;
+use crate::ring::FixedPoint;
 use crate::session::Session;
 use crate::tensor::{RingTensor, Share};
 
@@ -74,6 +78,112 @@ pub(crate) fn combine(
         }
     }
     RingTensor::new(x.shape().to_vec(), acc).map(Share::new)
+}
+
+/// How a protocol forms the powers on plaintext.
+pub(crate) trait PlainPowers: Send + Sync {
+    /// Sets `p[k]` to `x^k` at scale `2^f` for `k = 2..=d`, as the protocol computes it, with
+    /// every truncation counted in `t`.
+    fn powers(&self, x: u64, p: &mut [u64; MAX_DEGREE + 1], t: &mut Tally);
+}
+
+/// A polynomial layer on plaintext: the powers as protocol `P` forms them, then [`combine`]'s
+/// weighted sum at `2^(2f)`, one truncation, and `c_0`. Every product is exact in the ring
+/// (Beaver products, ESPN's binomial expansion and HoneyBadger's closed form all sum to the
+/// true product mod 2^64), so only the truncations differ from a secure run, each by at most
+/// one unit.
+pub(crate) struct PolyMirror<P> {
+    /// `encode(c_0)..encode(c_d)` at `f` bits, zeros above `d`.
+    enc: [u64; MAX_DEGREE + 1],
+    degree: usize,
+    frac_bits: u32,
+    powers: P,
+}
+
+impl<P: PlainPowers> PolyMirror<P> {
+    /// The layer for coefficients `c_0..c_d` (checked here) at `fp`.
+    pub(crate) fn new(fp: FixedPoint, coefficients: &[f64], powers: P) -> Result<Self, MpcError> {
+        let degree = degree(coefficients)?;
+        let mut enc = [0; MAX_DEGREE + 1];
+        for (e, &c) in enc.iter_mut().zip(coefficients) {
+            *e = fp.encode(c);
+        }
+        Ok(PolyMirror {
+            enc,
+            degree,
+            frac_bits: fp.frac_bits(),
+            powers,
+        })
+    }
+}
+
+impl<P: PlainPowers> Mirror for PolyMirror<P> {
+    fn eval(&self, x: &[u64], t: &mut Tally) -> Vec<u64> {
+        let f = self.frac_bits;
+        x.iter()
+            .map(|&x| {
+                t.see(x);
+                let mut p = [0u64; MAX_DEGREE + 1];
+                self.powers.powers(x, &mut p, t);
+                let acc = (2..=self.degree).fold(x.wrapping_mul(self.enc[1]), |acc, k| {
+                    acc.wrapping_add(p[k].wrapping_mul(self.enc[k]))
+                });
+                let y = t.truncate(acc, f).wrapping_add(self.enc[0]);
+                t.see(y);
+                y
+            })
+            .collect()
+    }
+}
+
+/// Powers from a pre-scaled input, as ESPN and HoneyBadger form them: for each `k`,
+/// `y = x >> s_k` (exact floor), `y^k` exact in the ring at scale `k (f - s_k)`, rescaled to
+/// `f` (a truncation, or an exact left shift when `k (f - s_k) < f`).
+pub(crate) struct Prescaled {
+    degree: usize,
+    frac_bits: u32,
+    /// At index `k`: the shift applied to `x` before raising it to the `k`-th power, and the
+    /// scale (bits) at which that power is formed.
+    shift: [u32; MAX_DEGREE + 1],
+    scale: [u32; MAX_DEGREE + 1],
+}
+
+impl Prescaled {
+    /// Powers up to `degree` at `f` bits, the `k`-th from `x` shifted by `shift(k)`.
+    pub(crate) fn new(degree: usize, frac_bits: u32, shift: impl Fn(usize) -> u32) -> Self {
+        let degree = degree.min(MAX_DEGREE);
+        let (mut shifts, mut scale) = ([0; MAX_DEGREE + 1], [0; MAX_DEGREE + 1]);
+        for k in 2..=degree {
+            shifts[k] = shift(k);
+            scale[k] = k as u32 * (frac_bits - shifts[k]);
+        }
+        Prescaled {
+            degree,
+            frac_bits,
+            shift: shifts,
+            scale,
+        }
+    }
+}
+
+impl PlainPowers for Prescaled {
+    // The loop indexes the powers with their shifts and scales.
+    #[allow(clippy::needless_range_loop)]
+    fn powers(&self, x: u64, p: &mut [u64; MAX_DEGREE + 1], t: &mut Tally) {
+        // ESPN pre-scales the same shares of x once per power, HoneyBadger once: either way
+        // one failure event.
+        if self.shift.iter().any(|&s| s > 0) {
+            t.count_truncation(x);
+        }
+        for k in 2..=self.degree {
+            let y = ((x as i64) >> self.shift[k]) as u64;
+            let mut yk = y;
+            for _ in 1..k {
+                yk = yk.wrapping_mul(y);
+            }
+            p[k] = t.rescale(yk, self.scale[k], self.frac_bits);
+        }
+    }
 }
 
 #[cfg(test)]
