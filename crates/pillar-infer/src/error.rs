@@ -31,6 +31,23 @@ pub enum InferError {
         max = pillar_mpc::FRAC_BITS.end()
     )]
     FracBits(u32),
+    /// Weights that do not belong to the architecture they are served with.
+    #[error("the weights do not belong to this architecture")]
+    Weights,
+    /// An online phase given an input of another batch size than its offline phase fetched.
+    #[error("a batch prepared for {prepared} images was given {given}")]
+    Batch {
+        /// Images the offline phase fetched correlations for.
+        prepared: usize,
+        /// Images in the input.
+        given: usize,
+    },
+}
+
+impl pillar_mpc::PartyError for InferError {
+    fn is_peer_gone(&self) -> bool {
+        matches!(self, InferError::Mpc(e) if e.is_peer_gone())
+    }
 }
 
 /// An error at `node`, naming it and its operator.

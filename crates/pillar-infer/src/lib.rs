@@ -3,9 +3,9 @@
 //! A graph from `pillar-nn` compiles into a [`Plan`]: a public [`Architecture`] (shapes,
 //! pooling, the polynomials, the fixed-point format: what the server shows the client) and the
 //! server's encoded [`Weights`]. The [`mirror`] runs a plan's arithmetic on plaintext, word for
-//! word what the two parties compute on shares; [`Connection`] runs it as one party over
-//! `pillar-mpc`; [`run_local`] runs both parties in one process, and [`remote`] is the server
-//! and client as separate processes.
+//! word what the two parties compute on shares; a [`ServerConnection`] or
+//! [`ClientConnection`] runs it as one party over `pillar-mpc`; [`run_local`] runs both
+//! parties in one process, and [`remote`] is the server and client as separate processes.
 //!
 //! # Phases
 //! - **Setup**, once per connection: the server's weights enter as the sharing `(W, 0)` and
@@ -28,4 +28,4 @@ mod run;
 pub use error::InferError;
 pub use local::{LocalReport, run_local};
 pub use plan::{Architecture, FixedConfig, Layer, Plan, Step, UncheckedArchitecture, Weights};
-pub use run::{BatchReport, Connection, Phase};
+pub use run::{BatchReport, ClientConnection, Phase, Prepared, ServerConnection};

@@ -1,10 +1,11 @@
 //! Both parties in one process (threads over the in-memory channel, or loopback TCP): what
 //! `pillar eval --mode secure` and `pillar bench model` run.
 
-use pillar_mpc::{Local, MpcError, RingTensor};
+use pillar_mpc::{Local, RingTensor};
 
+use crate::error::InferError;
 use crate::plan::Plan;
-use crate::run::{BatchReport, Connection, Phase};
+use crate::run::{BatchReport, ClientConnection, Phase, ServerConnection};
 
 /// What a local run measured.
 #[derive(Debug, Clone, Default)]
@@ -27,49 +28,56 @@ pub fn run_local(
     batches: &[RingTensor],
     local: &Local,
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<(Vec<RingTensor>, LocalReport), MpcError> {
-    let fixed = plan.architecture.fixed();
-    let local = &Local { fixed, ..*local };
+) -> Result<(Vec<RingTensor>, LocalReport), InferError> {
+    let arch = &plan.architecture;
+    let local = &Local {
+        fixed: arch.fixed(),
+        ..*local
+    };
     for b in batches {
-        plan.architecture
-            .check_input(b)
-            .map_err(|e| MpcError::Invalid {
-                op: "secure plan",
-                detail: e.to_string(),
-            })?;
+        arch.check_input(b)?;
     }
-    let [server, client] = local.run(|s| {
-        let weights = s.party().is_server().then_some(&plan.weights);
-        let conn = Connection::open(s, &plan.architecture, weights)?;
-        let mut outputs = Vec::with_capacity(batches.len());
-        let mut reports = Vec::with_capacity(batches.len());
-        for b in batches {
-            let input = (!s.party().is_server()).then_some(b);
-            let (logits, report) = conn.infer(s, b.shape()[0], input)?;
-            if logits.is_some() {
-                progress(b.shape()[0]);
-            }
-            outputs.push(logits);
-            reports.push(report);
-        }
-        Ok((conn.setup, outputs, reports))
-    })?;
-    let logits = client
-        .1
-        .into_iter()
-        .map(|l| {
-            l.ok_or_else(|| MpcError::Invalid {
-                op: "secure plan",
-                detail: "the client received no logits".into(),
+    let [server, client] = local.run_parties(|s| -> Result<Side, InferError> {
+        if s.party().is_server() {
+            let conn = ServerConnection::open(s, plan)?;
+            let reports = batches
+                .iter()
+                .map(|b| conn.prepare(s, b.shape()[0])?.run(s))
+                .collect::<Result<Vec<_>, InferError>>()?;
+            Ok(Side {
+                setup: conn.setup(),
+                logits: Vec::new(),
+                reports,
             })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        } else {
+            let conn = ClientConnection::open(s, arch)?;
+            let mut side = Side {
+                setup: conn.setup(),
+                logits: Vec::with_capacity(batches.len()),
+                reports: Vec::with_capacity(batches.len()),
+            };
+            for b in batches {
+                let (logits, report) = conn.prepare(s, b.shape()[0])?.run(s, b)?;
+                progress(b.shape()[0]);
+                side.logits.push(logits);
+                side.reports.push(report);
+            }
+            Ok(side)
+        }
+    })?;
     Ok((
-        logits,
+        client.logits,
         LocalReport {
-            setup: server.0,
-            server: server.2,
-            client: client.2,
+            setup: server.setup,
+            server: server.reports,
+            client: client.reports,
         },
     ))
+}
+
+/// What one party's thread returns.
+struct Side {
+    setup: Phase,
+    logits: Vec<RingTensor>,
+    reports: Vec<BatchReport>,
 }

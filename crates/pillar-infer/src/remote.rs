@@ -8,9 +8,11 @@
 //!    public [`Architecture`] and the session id the client must join, or why it cannot serve
 //!    (its dealer is down, say). JSON, as a length word and then the bytes packed into words.
 //! 2. The client checks the architecture ([`Architecture::validate`]), joins the dealer
-//!    session, and both run the per-connection setup ([`Connection::open`]).
+//!    session, and both run the per-connection setup ([`ServerConnection::open`],
+//!    [`ClientConnection::open`]).
 //! 3. Per request, the client sends the number of images (0 ends the connection), then both
-//!    run one batch ([`Connection::infer`]); only the client learns the logits.
+//!    run one batch ([`ServerConnection::prepare`] and its online phase); only the client
+//!    learns the logits.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InferError;
 use crate::plan::{Architecture, Plan};
-use crate::run::{BatchReport, Connection, Phase};
+use crate::run::{BatchReport, ClientConnection, Phase, ServerConnection};
 
 /// Largest hello accepted, in bytes (an architecture is a few kilobytes).
 const MAX_HELLO_BYTES: u64 = 16 << 20;
@@ -43,7 +45,18 @@ pub enum RemoteError {
     Protocol(String),
     /// The server's architecture cannot be run, or the input does not fit it.
     #[error(transparent)]
-    Architecture(#[from] InferError),
+    Architecture(InferError),
+}
+
+impl From<InferError> for RemoteError {
+    /// A failure of the computation, its link or its dealer stays one; anything else is the
+    /// architecture's or the input's.
+    fn from(e: InferError) -> Self {
+        match e {
+            InferError::Mpc(e) => RemoteError::Mpc(e),
+            e => RemoteError::Architecture(e),
+        }
+    }
 }
 
 impl From<pillar_mpc::channel::ChannelError> for RemoteError {
@@ -265,9 +278,9 @@ fn serve_checked(
         },
     )?;
     let mut s = Session::new(Party::Server, arch.fixed(), channel, dealer)?;
-    let conn = Connection::open(&mut s, arch, Some(&plan.weights))?;
+    let conn = ServerConnection::open(&mut s, plan)?;
     let mut served = Served {
-        setup: conn.setup,
+        setup: conn.setup(),
         batches: Vec::new(),
     };
     loop {
@@ -281,7 +294,7 @@ fn serve_checked(
                 options.max_batch
             )));
         }
-        let (_, report) = conn.infer(&mut s, n as usize, None)?;
+        let report = conn.prepare(&mut s, n as usize)?.run(&mut s)?;
         served.batches.push((n as usize, report));
     }
 }
@@ -409,20 +422,17 @@ impl RemoteModel {
             }
         }
         let s = &mut self.session;
-        let conn = Connection::open(s, &self.architecture, None)?;
+        let conn = ClientConnection::open(s, &self.architecture)?;
         let mut report = RemoteReport {
-            setup: conn.setup,
+            setup: conn.setup(),
             batches: Vec::with_capacity(batches.len()),
         };
         let mut outputs = Vec::with_capacity(batches.len());
         for b in batches {
             let n = b.shape()[0];
             s.exchange(&[n as u64], 0)?;
-            let (logits, batch) = conn.infer(s, n, Some(b))?;
-            outputs
-                .push(logits.ok_or_else(|| {
-                    RemoteError::Protocol("the client received no logits".into())
-                })?);
+            let (logits, batch) = conn.prepare(s, n)?.run(s, b)?;
+            outputs.push(logits);
             report.batches.push(batch);
             progress(n);
         }

@@ -1,5 +1,8 @@
-//! One party's side of a secure inference: the per-connection setup, then per batch an
-//! offline phase (fetch the correlations) and an online phase (the protocol).
+//! One party's side of a secure inference, its role and phases as types: a
+//! [`ServerConnection`] (which holds the weights) or a [`ClientConnection`] (which holds the
+//! input), each made by the per-connection setup; per batch, [`prepare`](ServerConnection::prepare)
+//! runs the offline phase (fetch the correlations) and returns a [`Prepared`] batch, whose
+//! `run` is the online phase. An online step before its offline phase does not compile.
 
 use std::time::{Duration, Instant};
 
@@ -8,8 +11,10 @@ use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::weights::{self, OpenedWeight};
 use pillar_mpc::protocols::{arith, maxpool, pool, relu};
 use pillar_mpc::{MpcError, Party, RingTensor, Session, Share};
+use pillar_nn::check_batch_shape;
 
-use crate::plan::{Architecture, Layer, Weights};
+use crate::error::InferError;
+use crate::plan::{Architecture, Layer, Plan, Weights};
 
 /// Time and traffic of one phase, as this party saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -38,16 +43,6 @@ impl Phase {
     }
 }
 
-/// A party's state for one connection: the architecture and the opened weights.
-#[derive(Debug)]
-pub struct Connection<'a> {
-    architecture: &'a Architecture,
-    weights: Option<&'a Weights>,
-    opened: Vec<OpenedWeight>,
-    /// The setup (opening the weight masks).
-    pub setup: Phase,
-}
-
 /// What one batch cost this party.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BatchReport {
@@ -58,110 +53,218 @@ pub struct BatchReport {
     pub online: Phase,
 }
 
-impl<'a> Connection<'a> {
-    /// The setup, once per connection: opens `W - B` for every weight (one round). The
-    /// server passes its weights, the client `None`.
-    pub fn open(
-        s: &mut Session,
-        architecture: &'a Architecture,
-        weights: Option<&'a Weights>,
-    ) -> Result<Self, MpcError> {
-        if s.party().is_server() != weights.is_some() {
-            return Err(MpcError::Invalid {
-                op: "secure plan",
-                detail: "the server, and only the server, holds the weights".into(),
-            });
+/// What both roles hold after the setup: the architecture and the opened weight masks.
+#[derive(Debug)]
+struct Opened<'a> {
+    architecture: &'a Architecture,
+    opened: Vec<OpenedWeight>,
+    setup: Phase,
+}
+
+/// The server's side of one connection, after the setup.
+#[derive(Debug)]
+pub struct ServerConnection<'a> {
+    state: Opened<'a>,
+    weights: &'a Weights,
+}
+
+/// The client's side of one connection, after the setup.
+#[derive(Debug)]
+pub struct ClientConnection<'a> {
+    state: Opened<'a>,
+}
+
+/// A batch whose correlations are fetched (the offline phase is done), ready for its online
+/// phase on connection `C`.
+#[derive(Debug)]
+#[must_use = "a prepared batch holds its correlations in the session until it runs"]
+pub struct Prepared<'c, C> {
+    connection: &'c C,
+    batch: usize,
+    offline: Phase,
+}
+
+/// Errors unless `s` is `party`'s session.
+fn expect_party(s: &Session, party: Party) -> Result<(), InferError> {
+    if s.party() == party {
+        Ok(())
+    } else {
+        Err(MpcError::Invalid {
+            op: "connection",
+            detail: format!("{party}'s connection was given {}'s session", s.party()),
         }
-        if let Some(w) = weights
-            && (w.weights.len() != architecture.weight_shapes.len()
-                || w.biases.len() != architecture.steps.len())
+        .into())
+    }
+}
+
+impl<'a> ServerConnection<'a> {
+    /// The setup, once per connection: opens `W - B` for every weight of `plan` (one round).
+    pub fn open(s: &mut Session, plan: &'a Plan) -> Result<Self, InferError> {
+        expect_party(s, Party::Server)?;
+        let (architecture, weights) = (&plan.architecture, &plan.weights);
+        if weights.weights.len() != architecture.weight_shapes.len()
+            || weights.biases.len() != architecture.steps.len()
         {
-            return Err(MpcError::Invalid {
-                op: "secure plan",
-                detail: "the weights do not belong to this architecture".into(),
-            });
+            return Err(InferError::Weights);
         }
         let (opened, setup) = Phase::measure(s, |s| {
             s.prefetch(&architecture.setup_needs())?;
-            let refs: Option<Vec<&[u64]>> =
-                weights.map(|w| w.weights.iter().map(Vec::as_slice).collect());
-            weights::open_weights(s, &architecture.weight_shapes, refs.as_deref(), 0)
+            let refs: Vec<&[u64]> = weights.weights.iter().map(Vec::as_slice).collect();
+            weights::open_weights(s, &architecture.weight_shapes, &refs, 0)
         })?;
-        Ok(Connection {
-            architecture,
+        Ok(ServerConnection {
+            state: Opened {
+                architecture,
+                opened,
+                setup,
+            },
             weights,
-            opened,
-            setup,
         })
     }
 
-    /// One batch of `batch` images: the client passes its input (ring words at `f` bits,
-    /// `[batch, ...input_shape]`) and gets the logits; the server passes `None` and gets
-    /// `None`. The input is shared as `(0, x)`: the first layer's Beaver mask hides it.
-    pub fn infer(
-        &self,
-        s: &mut Session,
-        batch: usize,
-        input: Option<&RingTensor>,
-    ) -> Result<(Option<RingTensor>, BatchReport), MpcError> {
-        let arch = self.architecture;
-        let invalid = |detail: String| MpcError::Invalid {
-            op: "secure plan",
-            detail,
-        };
-        let x = match (s.party(), input) {
-            (Party::Client, Some(x)) => {
-                if x.shape() != arch.batch_shape(0, batch) {
-                    return Err(invalid(format!(
-                        "input of shape {:?}, expected {:?}",
-                        x.shape(),
-                        arch.batch_shape(0, batch)
-                    )));
-                }
-                x.clone()
-            }
-            (Party::Server, None) => RingTensor::zeros(arch.batch_shape(0, batch))?,
-            (party, _) => {
-                return Err(invalid(format!(
-                    "{party} {} an input",
-                    if input.is_some() { "passed" } else { "lacks" }
-                )));
-            }
-        };
-        let needs = arch.needs(batch).map_err(|e| invalid(e.to_string()))?;
-        let ((), offline) = Phase::measure(s, |s| s.prefetch(&needs))?;
-        let (logits, online) = Phase::measure(s, |s| {
-            let y = self.layers(s, Share::new(x), batch)?;
-            arith::reveal_to(s, &y, Party::Client)
-        })?;
-        Ok((logits, BatchReport { offline, online }))
+    /// The setup's time and traffic.
+    pub fn setup(&self) -> Phase {
+        self.state.setup
     }
 
-    fn layers(&self, s: &mut Session, x: Share, batch: usize) -> Result<Share, MpcError> {
+    /// The offline phase of a batch of `batch` images: fetches every correlation it consumes.
+    pub fn prepare(&self, s: &mut Session, batch: usize) -> Result<Prepared<'_, Self>, InferError> {
+        let offline = self.state.prefetch(s, batch)?;
+        Ok(Prepared {
+            connection: self,
+            batch,
+            offline,
+        })
+    }
+}
+
+impl Prepared<'_, ServerConnection<'_>> {
+    /// The online phase: the server's input share is zero (the first layer's mask hides the
+    /// client's input), and it sends its share of the logits to the client.
+    pub fn run(self, s: &mut Session) -> Result<BatchReport, InferError> {
+        let conn = self.connection;
+        let arch = conn.state.architecture;
+        let x = RingTensor::zeros(arch.batch_shape(0, self.batch))?;
+        let ((), online) = Phase::measure(s, |s| {
+            let y = conn
+                .state
+                .layers(s, Share::new(x), self.batch, Some(conn.weights))?;
+            arith::reveal_to_peer(s, &y)
+        })?;
+        Ok(BatchReport {
+            offline: self.offline,
+            online,
+        })
+    }
+}
+
+impl<'a> ClientConnection<'a> {
+    /// The setup, once per connection: the client's side of opening the server's weight masks
+    /// (one round).
+    pub fn open(s: &mut Session, architecture: &'a Architecture) -> Result<Self, InferError> {
+        expect_party(s, Party::Client)?;
+        let (opened, setup) = Phase::measure(s, |s| {
+            s.prefetch(&architecture.setup_needs())?;
+            weights::open_peer_weights(s, &architecture.weight_shapes, 0)
+        })?;
+        Ok(ClientConnection {
+            state: Opened {
+                architecture,
+                opened,
+                setup,
+            },
+        })
+    }
+
+    /// The setup's time and traffic.
+    pub fn setup(&self) -> Phase {
+        self.state.setup
+    }
+
+    /// The offline phase of a batch of `batch` images: fetches every correlation it consumes,
+    /// before the input exists.
+    pub fn prepare(&self, s: &mut Session, batch: usize) -> Result<Prepared<'_, Self>, InferError> {
+        let offline = self.state.prefetch(s, batch)?;
+        Ok(Prepared {
+            connection: self,
+            batch,
+            offline,
+        })
+    }
+}
+
+impl Prepared<'_, ClientConnection<'_>> {
+    /// The online phase on `input` (ring words at `f` bits, `[batch, ...input_shape]`): shared
+    /// as `(0, x)`, so the first layer's Beaver mask hides it. Returns the logits, which only
+    /// the client learns.
+    pub fn run(
+        self,
+        s: &mut Session,
+        input: &RingTensor,
+    ) -> Result<(RingTensor, BatchReport), InferError> {
+        let state = &self.connection.state;
+        let batch = check_batch_shape(&state.architecture.input_shape, input.shape())?;
+        if batch != self.batch {
+            return Err(InferError::Batch {
+                prepared: self.batch,
+                given: batch,
+            });
+        }
+        let (logits, online) = Phase::measure(s, |s| {
+            let y = state.layers(s, Share::new(input.clone()), batch, None)?;
+            arith::receive_reveal(s, &y)
+        })?;
+        Ok((
+            logits,
+            BatchReport {
+                offline: self.offline,
+                online,
+            },
+        ))
+    }
+}
+
+impl Opened<'_> {
+    /// The offline phase: fetches the correlations of a batch of `batch`.
+    fn prefetch(&self, s: &mut Session, batch: usize) -> Result<Phase, InferError> {
+        let needs = self.architecture.needs(batch)?;
+        let ((), offline) = Phase::measure(s, |s| s.prefetch(&needs))?;
+        Ok(offline)
+    }
+
+    /// The layers on the shared `x`, in the architecture's schedule; the server passes its
+    /// weights for the biases it adds.
+    fn layers(
+        &self,
+        s: &mut Session,
+        x: Share,
+        batch: usize,
+        weights: Option<&Weights>,
+    ) -> Result<Share, MpcError> {
         let arch = self.architecture;
         arch.schedule().walk(x, |i, operands| {
             let step = &arch.steps[i];
             let x = operands[0];
-            let bias = self
-                .weights
-                .and_then(|w| w.biases.get(i))
-                .and_then(|b| b.as_deref());
-            let out_shape = arch.batch_shape(i + 1, batch);
+            let bias = weights.and_then(|w| w.biases[i].as_deref());
+            let with_bias = |s: &Session, y: Share| match bias {
+                Some(b) => weights::add_bias(s, y, b),
+                None => Ok(y),
+            };
             let y = match &step.layer {
                 Layer::Conv {
                     geometry, weight, ..
                 } => {
                     let g = ConvGeometry { batch, ..*geometry };
                     let y = weights::conv2d(s, x, &self.opened[*weight], g)?;
-                    weights::add_bias(s, y, bias)?
+                    with_bias(s, y)?
                 }
                 Layer::Linear { weight, .. } => {
                     let y = weights::matmul(s, x, &self.opened[*weight])?;
-                    weights::add_bias(s, y, bias)?
+                    with_bias(s, y)?
                 }
                 Layer::Scale { weight } => {
                     let y = weights::scale(s, x, &self.opened[*weight])?;
-                    weights::add_bias(s, y, bias)?
+                    with_bias(s, y)?
                 }
                 Layer::AvgPool(w) => pool::avg_pool(s, x, *w)?,
                 Layer::GlobalAvgPool => pool::global_avg_pool(s, x)?,
@@ -173,7 +276,7 @@ impl<'a> Connection<'a> {
                     arch.options.activation.evaluate(s, x, coefficients)?
                 }
             };
-            y.reshape(out_shape)
+            y.reshape(arch.batch_shape(i + 1, batch))
         })
     }
 }

@@ -10,9 +10,10 @@ use pillar_infer::FixedConfig;
 use pillar_infer::InferError;
 use pillar_infer::mirror::{self, FixedOutput};
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_mpc::protocols::arith::{reveal, share};
+use pillar_mpc::protocols::arith::reveal;
 use pillar_mpc::protocols::poly::reference::{self as poly_reference, Approx};
 use pillar_mpc::protocols::{linear, maxpool, pool, relu};
+use pillar_mpc::testing::input;
 use pillar_mpc::{FixedPoint, Local, MpcError, Party, RingTensor, Session, Share};
 use pillar_nn::exec::float;
 use pillar_nn::{BatchNorm, Conv2d, Graph, Linear, NnError, Op, PolyAct, Pool, Tensor};
@@ -491,8 +492,7 @@ where
             let mut shares = Vec::new();
             for (i, t) in inputs.iter().enumerate() {
                 let owner = if i == 0 { Party::Client } else { Party::Server };
-                let mine = (s.party() == owner).then_some(t);
-                shares.push(share(s, owner, mine, t.shape())?);
+                shares.push(input(s, owner, t)?);
             }
             let y = f(s, &shares)?;
             reveal(s, &y)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use pillar_infer::FixedConfig;
 use pillar_infer::mirror;
-use pillar_infer::{Connection, Plan};
+use pillar_infer::{ClientConnection, Plan, ServerConnection};
 use pillar_mpc::channel::{Channel, ChannelError, Stats, memory_pair};
 use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer};
 use pillar_mpc::protocols::activation::ActivationProtocol;
@@ -95,11 +95,12 @@ fn server_view(plan: &Plan, x: &RingTensor, runs: u64, masked: bool, seed: u64) 
         let arch = &plan.architecture;
         std::thread::scope(|scope| {
             let client = scope.spawn(|| {
-                let conn = Connection::open(&mut s1, arch, None).unwrap();
-                conn.infer(&mut s1, 1, Some(x)).unwrap().0.unwrap()
+                let conn = ClientConnection::open(&mut s1, arch).unwrap();
+                let batch = conn.prepare(&mut s1, 1).unwrap();
+                batch.run(&mut s1, x).unwrap().0
             });
-            let conn = Connection::open(&mut s0, arch, Some(&plan.weights)).unwrap();
-            conn.infer(&mut s0, 1, None).unwrap();
+            let conn = ServerConnection::open(&mut s0, plan).unwrap();
+            conn.prepare(&mut s0, 1).unwrap().run(&mut s0).unwrap();
             client.join().unwrap();
         });
     }

@@ -33,9 +33,11 @@ pub mod protocols;
 mod ring;
 mod session;
 mod tensor;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use error::MpcError;
-pub use local::{Local, Transport};
+pub use local::{Local, PartyError, Transport};
 pub use party::Party;
 pub use ring::{FRAC_BITS, FixedPoint};
 pub use session::Session;

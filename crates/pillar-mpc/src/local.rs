@@ -112,7 +112,18 @@ impl Local {
         R: Send,
         F: Fn(&mut Session) -> Result<R, MpcError> + Sync,
     {
-        let [c0, c1] = self.transport.pair(self.timeout)?;
+        self.run_parties(f)
+    }
+
+    /// [`Local::run`] for parties whose code has an error type of its own (the secure
+    /// stage's, say).
+    pub fn run_parties<R, E, F>(&self, f: F) -> Result<[R; 2], E>
+    where
+        R: Send,
+        E: PartyError + Send,
+        F: Fn(&mut Session) -> Result<R, E> + Sync,
+    {
+        let [c0, c1] = self.transport.pair(self.timeout).map_err(E::from)?;
         let (d0, d1) = match self.seed {
             Some(seed) => TrustedDealer::pair_from_seed(seed),
             None => TrustedDealer::pair(),
@@ -125,8 +136,8 @@ impl Local {
                 None => s,
             })
         };
-        let mut s0 = make(Party::Server, c0, d0)?;
-        let s1 = make(Party::Client, c1, d1)?;
+        let mut s0 = make(Party::Server, c0, d0).map_err(E::from)?;
+        let s1 = make(Party::Client, c1, d1).map_err(E::from)?;
         let f = &f;
         let (r0, r1) = std::thread::scope(|scope| {
             // Each session is dropped as soon as its party is done, so that a failing party
@@ -138,14 +149,28 @@ impl Local {
             let r0 = f(&mut s0);
             drop(s0);
             let r1 = h.join().unwrap_or_else(|_| {
-                Err(MpcError::invalid("local run", "the client thread panicked"))
+                Err(MpcError::invalid("local run", "the client thread panicked").into())
             });
             (r0, r1)
         });
         match (r0, r1) {
             (Ok(a), Ok(b)) => Ok([a, b]),
-            (Err(e), Err(MpcError::Channel(_))) | (Err(MpcError::Channel(_)), Err(e)) => Err(e),
+            (Err(e), Err(other)) if other.is_peer_gone() => Err(e),
+            (Err(other), Err(e)) if other.is_peer_gone() => Err(e),
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
+    }
+}
+
+/// An error a party's code returns in a [`Local::run`]: it may be only the consequence of the
+/// other party's failure (its channel closed), in which case the other's error is the cause.
+pub trait PartyError: From<MpcError> {
+    /// Whether this is the link failing because the peer stopped.
+    fn is_peer_gone(&self) -> bool;
+}
+
+impl PartyError for MpcError {
+    fn is_peer_gone(&self) -> bool {
+        matches!(self, MpcError::Channel(_))
     }
 }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use pillar_mpc::channel::{
     Channel, ChannelError, Emulated, Identity, Link, Security, TcpChannel, memory_pair,
 };
-use pillar_mpc::protocols::arith::{reveal, share};
+use pillar_mpc::protocols::arith::reveal;
 use pillar_mpc::protocols::poly::espn;
 use pillar_mpc::protocols::relu;
+use pillar_mpc::testing::input;
 use pillar_mpc::{FixedPoint, Local, Party, RingTensor, Session, Transport, dealer::TrustedDealer};
 
 const T: Duration = Duration::from_secs(5);
@@ -116,8 +117,7 @@ fn a_protocol_runs_over_noise() {
     let x = RingTensor::encode(fp, vec![5], &xs).unwrap();
     let coeffs = [0.25, 0.5, 0.125, 0.0, -0.00390625];
     let work = |mut s: Session| {
-        let mine = (s.party() == Party::Client).then_some(&x);
-        let sh = share(&mut s, Party::Client, mine, &[5])?;
+        let sh = input(&mut s, Party::Client, &x)?;
         let y = espn::evaluate(&mut s, &sh, &coeffs)?;
         reveal(&mut s, &y)
     };
@@ -154,12 +154,7 @@ fn exact_relu_over(transport: Transport, x: &RingTensor) {
     };
     let [a, b] = local
         .run(|s| {
-            let sh = share(
-                s,
-                Party::Client,
-                (s.party() == Party::Client).then_some(x),
-                &[6],
-            )?;
+            let sh = input(s, Party::Client, x)?;
             let y = relu::relu(s, &sh)?;
             reveal(s, &y)
         })

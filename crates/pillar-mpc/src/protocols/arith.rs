@@ -4,44 +4,33 @@
 //! party applies it to its own share, and constants are added by party 0 alone.
 
 use crate::error::MpcError;
-use crate::party::Party;
 use crate::session::Session;
 use crate::tensor::{RingTensor, Share, check_same_shape};
 
-/// Secret-shares a tensor that `owner` holds: the owner passes `Some(value)`, the other party
-/// `None`; both pass its shape. The owner keeps `value - r` and sends a fresh uniform `r`.
-/// One round; the owner sends `n` words, the other party none.
-pub fn share(
-    s: &mut Session,
-    owner: Party,
-    value: Option<&RingTensor>,
-    shape: &[usize],
-) -> Result<Share, MpcError> {
-    let n: usize = shape.iter().product();
-    if s.party() == owner {
-        let value = value.ok_or_else(|| {
-            MpcError::invalid("share", format!("{owner} owns the input but passed none"))
-        })?;
-        check_same_shape("share", value.shape(), shape)?;
-        let mask = s.random_words(n);
-        s.exchange(&mask, 0)?;
-        let own = value
-            .data()
-            .iter()
-            .zip(&mask)
-            .map(|(v, r)| v.wrapping_sub(*r))
-            .collect();
-        Ok(Share::new(RingTensor::new(shape.to_vec(), own)?))
-    } else {
-        if value.is_some() {
-            return Err(MpcError::invalid(
-                "share",
-                format!("{} passed a value for an input {owner} owns", s.party()),
-            ));
-        }
-        let received = s.exchange(&[], n)?;
-        Ok(Share::new(RingTensor::new(shape.to_vec(), received)?))
-    }
+/// Secret-shares `value`, which this party holds: it keeps `value - r` and sends a fresh
+/// uniform `r` to the peer, which calls [`receive_share`]. One round; this party sends `n`
+/// words, the peer none.
+pub fn share(s: &mut Session, value: &RingTensor) -> Result<Share, MpcError> {
+    let mask = s.random_words(value.len());
+    s.exchange(&mask, 0)?;
+    let own = value
+        .data()
+        .iter()
+        .zip(&mask)
+        .map(|(v, r)| v.wrapping_sub(*r))
+        .collect();
+    Ok(Share::new(RingTensor::new(value.shape().to_vec(), own)?))
+}
+
+/// This party's share of a tensor of `shape` that the peer secret-shares with [`share`]. One
+/// round; this party sends nothing.
+pub fn receive_share(s: &mut Session, shape: &[usize]) -> Result<Share, MpcError> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| MpcError::invalid("share", format!("shape {shape:?} overflows")))?;
+    let received = s.exchange(&[], n)?;
+    Ok(Share::new(RingTensor::new(shape.to_vec(), received)?))
 }
 
 /// The secret from this party's share and the peer's words.
@@ -61,16 +50,18 @@ pub fn reveal(s: &mut Session, x: &Share) -> Result<RingTensor, MpcError> {
     combine(x, &peer)
 }
 
-/// Opens a shared tensor to `to` only: `Some(value)` there, `None` at the other party. One
-/// round; the other party sends `n` words.
-pub fn reveal_to(s: &mut Session, x: &Share, to: Party) -> Result<Option<RingTensor>, MpcError> {
-    if s.party() == to {
-        let peer = s.exchange(&[], x.len())?;
-        Ok(Some(combine(x, &peer)?))
-    } else {
-        s.exchange(x.data(), 0)?;
-        Ok(None)
-    }
+/// Opens a shared tensor to the peer only, which calls [`receive_reveal`]. One round; this
+/// party sends `n` words.
+pub fn reveal_to_peer(s: &mut Session, x: &Share) -> Result<(), MpcError> {
+    s.exchange(x.data(), 0)?;
+    Ok(())
+}
+
+/// Opens a shared tensor to this party only (the peer calls [`reveal_to_peer`]). One round;
+/// this party sends nothing.
+pub fn receive_reveal(s: &mut Session, x: &Share) -> Result<RingTensor, MpcError> {
+    let peer = s.exchange(&[], x.len())?;
+    combine(x, &peer)
 }
 
 /// A public tensor as a share: party 0 holds it, party 1 holds zeros.

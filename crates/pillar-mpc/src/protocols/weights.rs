@@ -50,46 +50,66 @@ pub fn open_weights_needs(lens: &[usize]) -> Vec<Need> {
     lens.iter().map(|&n| Need::WeightMask { n }).collect()
 }
 
-/// Opens `W - B` for every weight, in one round. The server passes its weights (ring words
-/// at `f` bits), the client `None` for each; both pass the shapes, which are public. Mask
-/// numbers continue from `first_mask` (0 on a fresh connection). Each party sends the total
-/// weight count in words.
+/// The server's side of the setup: opens `W - B` for every weight (ring words at `f` bits,
+/// each as long as its shape says), in one round. Mask numbers continue from `first_mask` (0 on
+/// a fresh connection). Each party sends the total weight count in words.
 pub fn open_weights(
+    s: &mut Session,
+    shapes: &[Vec<usize>],
+    weights: &[&[u64]],
+    first_mask: usize,
+) -> Result<Vec<OpenedWeight>, MpcError> {
+    if !s.party().is_server() {
+        return Err(MpcError::invalid(
+            "open_weights",
+            "the client holds no weights: it calls open_peer_weights",
+        ));
+    }
+    if weights.len() != shapes.len() {
+        return Err(MpcError::invalid(
+            "open_weights",
+            format!("{} weights for {} shapes", weights.len(), shapes.len()),
+        ));
+    }
+    for (i, (w, shape)) in weights.iter().zip(shapes).enumerate() {
+        let n: usize = shape.iter().product();
+        if w.len() != n {
+            return Err(MpcError::invalid(
+                "open_weights",
+                format!(
+                    "weight {i} has {} elements, its shape {shape:?} says {n}",
+                    w.len()
+                ),
+            ));
+        }
+    }
+    open(s, shapes, Some(weights), first_mask)
+}
+
+/// The client's side of the setup: its share of the opened `W - B` for every weight of the
+/// server's, whose shapes are public.
+pub fn open_peer_weights(
+    s: &mut Session,
+    shapes: &[Vec<usize>],
+    first_mask: usize,
+) -> Result<Vec<OpenedWeight>, MpcError> {
+    if s.party().is_server() {
+        return Err(MpcError::invalid(
+            "open_peer_weights",
+            "the server opens its own weights with open_weights",
+        ));
+    }
+    open(s, shapes, None, first_mask)
+}
+
+/// Both sides of the opening: the server sends `W - b0`, the client `-b1`.
+fn open(
     s: &mut Session,
     shapes: &[Vec<usize>],
     weights: Option<&[&[u64]]>,
     first_mask: usize,
 ) -> Result<Vec<OpenedWeight>, MpcError> {
     let lens: Vec<usize> = shapes.iter().map(|sh| sh.iter().product()).collect();
-    match (s.party().is_server(), weights) {
-        (true, Some(w)) if w.len() == shapes.len() => {
-            for (i, (w, &n)) in w.iter().zip(&lens).enumerate() {
-                if w.len() != n {
-                    return Err(MpcError::invalid(
-                        "open_weights",
-                        format!(
-                            "weight {i} has {} elements, its shape {:?} says {n}",
-                            w.len(),
-                            shapes[i]
-                        ),
-                    ));
-                }
-            }
-        }
-        (true, _) => {
-            return Err(MpcError::invalid(
-                "open_weights",
-                "the server must pass one weight per shape",
-            ));
-        }
-        (false, Some(_)) => {
-            return Err(MpcError::invalid(
-                "open_weights",
-                "the client holds no weights",
-            ));
-        }
-        (false, None) => {}
-    }
     let mut masks = Vec::with_capacity(lens.len());
     let mut send = Vec::with_capacity(lens.iter().sum());
     for (i, &n) in lens.iter().enumerate() {
@@ -258,12 +278,13 @@ pub fn scale(s: &mut Session, x: &Share, w: &OpenedWeight) -> Result<Share, MpcE
     Ok(Share::new(RingTensor::new(x.shape().to_vec(), z)?))
 }
 
-/// Adds a public-to-the-server per-channel `bias` (ring words at `f` bits) along axis 1 of
-/// `y`: the server adds it to its share, the client passes `None` and keeps its share. Local.
-pub fn add_bias(s: &Session, y: Share, bias: Option<&[u64]>) -> Result<Share, MpcError> {
-    let Some(bias) = bias.filter(|_| s.party().is_server()) else {
-        return Ok(y);
-    };
+/// Adds the server's per-channel `bias` (ring words at `f` bits, public to the server only)
+/// along axis 1 of its share `y`: the server's step alone, local. The client's share stays
+/// as it is.
+pub fn add_bias(s: &Session, y: Share, bias: &[u64]) -> Result<Share, MpcError> {
+    if !s.party().is_server() {
+        return Err(MpcError::invalid("bias", "only the server holds a bias"));
+    }
     let shape = y.shape().to_vec();
     let channels = shape.get(1).copied().unwrap_or(0);
     if bias.len() != channels {

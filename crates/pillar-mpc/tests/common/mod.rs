@@ -3,15 +3,9 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use pillar_mpc::channel::Stats;
-use pillar_mpc::protocols::arith::{reveal, share};
+use pillar_mpc::protocols::arith::reveal;
+pub use pillar_mpc::testing::input;
 use pillar_mpc::{Local, MpcError, Party, RingTensor, Session, Share};
-
-/// Shares `t` from `owner` when both parties' code holds it (as in a test, where one closure
-/// runs as both).
-pub fn input(s: &mut Session, owner: Party, t: &RingTensor) -> Result<Share, MpcError> {
-    let mine = (s.party() == owner).then_some(t);
-    share(s, owner, mine, t.shape())
-}
 
 /// The opened output and each party's rounds and bytes of the protocol alone (sharing and
 /// opening excluded).

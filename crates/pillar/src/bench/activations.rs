@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, ensure};
 use pillar_mpc::channel::Link;
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_mpc::protocols::arith::{reveal, share};
+use pillar_mpc::protocols::arith::reveal;
+use pillar_mpc::testing::input;
 use pillar_mpc::{FixedPoint, Local, Party, RingTensor, Transport};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -107,8 +108,7 @@ pub fn measure(
         ..Local::default()
     };
     let [server, client] = local.run(|s| {
-        let mine = (s.party() == Party::Client).then_some(&x);
-        let shared = share(s, Party::Client, mine, &[n])?;
+        let shared = input(s, Party::Client, &x)?;
         let mut times = Vec::with_capacity(config.repeats);
         let mut costs = Vec::with_capacity(config.repeats);
         let mut outputs = Vec::with_capacity(config.repeats);
