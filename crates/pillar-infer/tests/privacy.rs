@@ -29,6 +29,14 @@ impl<C: Channel> Channel for Recorder<C> {
         Ok(())
     }
 
+    fn send_message(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
+        self.inner.send_message(bytes)
+    }
+
+    fn recv_message(&mut self, what: &'static str, limit: usize) -> Result<Vec<u8>, ChannelError> {
+        self.inner.recv_message(what, limit)
+    }
+
     fn stats(&self) -> Stats {
         self.inner.stats()
     }

@@ -15,10 +15,12 @@ use pillar_infer::remote::{
     Deployment, Links, RemoteError, RemoteModel, ServeOptions, Served, serve,
 };
 use pillar_infer::{Architecture, Layer, Plan};
+use pillar_mpc::channel::secure::PREAMBLE;
 use pillar_mpc::channel::{Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_mpc::{FixedPoint, RingTensor};
+use pillar_mpc::wire::{self, Greeting, Kind};
+use pillar_mpc::{FixedPoint, Party, RingTensor};
 use pillar_nn::Graph;
 use pillar_nn::testing::{every_op, fold, tensor, with_loose_batchnorm};
 
@@ -284,13 +286,13 @@ fn cutting_proxy(to: String, limit: usize) -> String {
 #[test]
 fn a_client_lost_mid_inference_does_not_stop_the_server() {
     let (keys, dealer, server, served) = start(&every_op());
-    // Past the preamble and Noise handshake (under 200 bytes), the party handshake (9 bytes
-    // and a tag), the hello's two empty frames, the setup's opening and the batch size, into
+    // Past the preamble and Noise handshake (under 200 bytes), the party greeting (26 bytes
+    // and a tag), the setup's opening and the batch request (under 60 bytes and a tag), into
     // the first layer's opening.
     let arch = Plan::compile(&fold(&every_op()), config())
         .unwrap()
         .architecture;
-    let limit = 200 + 9 + 2 * 8 + (8 + 8 * arch.setup_words()) + 16 + 6 * 18 + 1000;
+    let limit = 200 + 26 + (8 + 8 * arch.setup_words()) + 60 + 6 * 18 + 1000;
     let proxy = cutting_proxy(server.clone(), limit);
     let model = connect(&proxy, &dealer, &keys).unwrap();
     let err = model.run(&[encode(&[4, 2, 8, 8], 1)], &|_| {}).unwrap_err();
@@ -318,15 +320,24 @@ fn garbage_and_broken_frames_do_not_stop_the_server() {
     raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut sink = Vec::new();
     let _ = raw.read_to_end(&mut sink);
-    // A handshake, then a frame of the wrong length where the hello's empty answer belongs.
+    // The preamble and greeting a plaintext client sends.
+    let mut hello = PREAMBLE.to_vec();
+    hello.push(0);
+    hello.extend(
+        wire::message_frame(&Greeting {
+            party: Party::Client,
+        })
+        .unwrap(),
+    );
+    // A handshake, then a frame of the wrong length where the setup's opening belongs.
     let mut raw = connect();
-    raw.write_all(b"PILLAR2\x00PILLAR01\x01").unwrap();
-    raw.write_all(&1000u64.to_le_bytes()).unwrap();
+    raw.write_all(&hello).unwrap();
+    raw.write_all(&wire::header(Kind::Words, 1000)).unwrap();
     let _ = raw.read_to_end(&mut sink);
     // A handshake, then a truncated frame header and a hang-up.
     let mut raw = connect();
-    raw.write_all(b"PILLAR2\x00PILLAR01\x01\x00\x00\x00")
-        .unwrap();
+    raw.write_all(&hello).unwrap();
+    raw.write_all(&[wire::VERSION, 1, 0]).unwrap();
     raw.shutdown(std::net::Shutdown::Write).unwrap();
     let _ = raw.read_to_end(&mut sink);
     let mut errors: Vec<String> = outcomes(&served, 3)

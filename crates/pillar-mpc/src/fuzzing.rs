@@ -5,9 +5,9 @@
 use std::io::{self, Cursor, Read, Write};
 use std::time::Duration;
 
-use crate::channel::read_frame;
+use crate::channel::read_words;
 use crate::channel::secure::{self, Identity, PublicKey, Security};
-use crate::dealer::remote::decode_announcement;
+use crate::dealer::remote::{Announce, DealerRequest};
 use crate::dealer::{CorrectionSource, TrustedDealer};
 
 /// A peer whose bytes are `input`; what we send is dropped.
@@ -30,7 +30,7 @@ impl Write for Peer<'_> {
 }
 
 /// Frames of ring words: the first byte of `input` picks how many frames of which lengths
-/// this side expects; the rest is what the peer sent.
+/// this side expects; the rest is what the peer sent. (A dealer's first message, too.)
 pub fn frames(input: &[u8]) {
     let Some((&pick, rest)) = input.split_first() else {
         return;
@@ -38,10 +38,11 @@ pub fn frames(input: &[u8]) {
     let mut peer = Peer(Cursor::new(rest));
     for k in 0..usize::from(pick % 8) + 1 {
         let mut words = vec![0u64; (usize::from(pick) * 7 + k * 13) % 97];
-        if read_frame(&mut peer, &mut words, Duration::from_secs(1)).is_err() {
+        if read_words(&mut peer, &mut words, Duration::from_secs(1)).is_err() {
             return;
         }
     }
+    let _ = crate::wire::decode::<DealerRequest>(rest);
 }
 
 /// The start of a connection as the side that accepted it: the preamble, then (the first
@@ -68,11 +69,11 @@ pub fn handshake(input: &[u8]) {
 /// A client's announcement to the dealer, and the corrections for every need that passes
 /// the size check (at most 4,096 words each, to keep runs fast).
 pub fn announcement(input: &[u8]) {
-    let Ok(needs) = decode_announcement(input) else {
+    let Ok(announced) = crate::wire::decode::<Announce>(input) else {
         return;
     };
     let mut dealer = TrustedDealer::from_seeds([1; 32], [2; 32]);
-    for need in &needs {
+    for need in announced.needs() {
         if need.check(4096).is_err() || dealer.correction(need).is_err() {
             return;
         }

@@ -35,6 +35,7 @@ mod session;
 mod tensor;
 #[cfg(feature = "test-utils")]
 pub mod testing;
+pub mod wire;
 
 pub use error::MpcError;
 pub use local::{Local, PartyError, Transport};

@@ -7,7 +7,8 @@ use std::fmt;
 /// The server (P0) holds the model, the client (P1) the input. Protocols that treat the parties
 /// asymmetrically (who adds a public constant, who receives a correction from the dealer) key
 /// on this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Party {
     /// P0, the model owner.
     Server,

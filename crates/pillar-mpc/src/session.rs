@@ -5,12 +5,13 @@ use std::collections::VecDeque;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use crate::channel::{Channel, Stats};
+use crate::channel::{self, Channel, Stats};
 use crate::correlation::{self, Correlation};
 use crate::dealer::{Dealer, DealerError, Need};
 use crate::error::MpcError;
 use crate::party::Party;
 use crate::ring::FixedPoint;
+use crate::wire::Message;
 
 /// Everything a protocol step needs on one side. Protocols are functions of a `&mut Session`
 /// and shares; they reach the network only through the session's [`Channel`] and randomness
@@ -134,6 +135,17 @@ impl Session {
         let mut recv = vec![0u64; n];
         self.channel.exchange(send, &mut recv)?;
         Ok(recv)
+    }
+
+    /// Sends the control message `m` to the peer (a request between protocol runs, say),
+    /// which calls [`Session::recv`]. It counts as a round.
+    pub fn send<M: Message>(&mut self, m: &M) -> Result<(), MpcError> {
+        Ok(channel::send(&mut self.channel, m)?)
+    }
+
+    /// The peer's next control message, which must be an `M`, decoded with its checks.
+    pub fn recv<M: Message>(&mut self) -> Result<M, MpcError> {
+        Ok(channel::recv(&mut self.channel)?)
     }
 
     /// Uniform ring words from the session's CSPRNG.

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use pillar_mpc::channel::secure::PREAMBLE;
 use pillar_mpc::channel::{
     Channel, ChannelError, Emulated, Identity, Link, Security, TcpChannel, memory_pair,
 };
@@ -13,17 +14,29 @@ use pillar_mpc::protocols::arith::reveal;
 use pillar_mpc::protocols::poly::espn;
 use pillar_mpc::protocols::relu;
 use pillar_mpc::testing::input;
+use pillar_mpc::wire::{self, Greeting, Kind};
 use pillar_mpc::{FixedPoint, Local, Party, RingTensor, Session, Transport, dealer::TrustedDealer};
 
 const T: Duration = Duration::from_secs(5);
 
-/// A hand-made client that has said hello and read the server's.
+/// A hand-made plaintext client that has sent its preamble and greeting, and read the
+/// server's.
 fn raw_client(addr: std::net::SocketAddr, read_hello: bool) -> TcpStream {
     let mut raw = TcpStream::connect(addr).unwrap();
-    raw.write_all(b"PILLAR2\x00PILLAR01\x01").unwrap();
+    raw.write_all(PREAMBLE).unwrap();
+    raw.write_all(&[0]).unwrap();
+    let greeting = Greeting {
+        party: Party::Client,
+    };
+    raw.write_all(&wire::message_frame(&greeting).unwrap())
+        .unwrap();
     if read_hello {
-        let mut hello = [0u8; 8 + 9];
-        raw.read_exact(&mut hello).unwrap();
+        let mut preamble = [0u8; 8];
+        raw.read_exact(&mut preamble).unwrap();
+        let mut header = [0u8; wire::HEADER];
+        raw.read_exact(&mut header).unwrap();
+        let len = u32::from_le_bytes(header[4..].try_into().unwrap());
+        raw.read_exact(&mut vec![0u8; len as usize]).unwrap();
     }
     raw
 }
@@ -195,7 +208,7 @@ fn a_peer_that_closes_mid_frame_or_before_is_an_error() {
         |addr| {
             // A peer that handshakes, announces 4 words, sends 1 and disappears.
             let mut raw = raw_client(addr, true);
-            raw.write_all(&4u64.to_le_bytes()).unwrap();
+            raw.write_all(&wire::header(Kind::Words, 4)).unwrap();
             raw.write_all(&7u64.to_le_bytes()).unwrap();
         },
         |server| server.unwrap().exchange(&[0; 4], &mut [0; 4]).unwrap_err(),

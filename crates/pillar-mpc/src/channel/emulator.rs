@@ -75,6 +75,18 @@ impl<C: Channel> Channel for Emulated<C> {
         self.inner.exchange(send, recv)
     }
 
+    fn send_message(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
+        let delay = self.link.delay(bytes.len());
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        self.inner.send_message(bytes)
+    }
+
+    fn recv_message(&mut self, what: &'static str, limit: usize) -> Result<Vec<u8>, ChannelError> {
+        self.inner.recv_message(what, limit)
+    }
+
     fn stats(&self) -> Stats {
         self.inner.stats()
     }

@@ -3,7 +3,9 @@
 //! Protocol code sees only this trait. Both parties call `exchange` at the same point of the
 //! protocol; each sends its buffer and receives the peer's, so one call is one round however
 //! much data moves. Buffers are ring words; the receiver always knows how many to expect, so a
-//! frame of another length is an error, never a reinterpretation.
+//! frame of another length is an error, never a reinterpretation. Between protocol runs an
+//! application sends typed control messages one way ([`send`], [`recv`]: a batch request, a
+//! goodbye), in the frames of [`crate::wire`].
 
 mod emulator;
 mod memory;
@@ -14,9 +16,11 @@ pub use emulator::{Emulated, Link};
 pub use memory::{MemoryChannel, memory_pair};
 pub use secure::{Identity, PublicKey, Security};
 pub use tcp::TcpChannel;
-pub(crate) use tcp::{read_frame, write_frame};
+pub(crate) use tcp::read_words;
 
 use std::time::Duration;
+
+use crate::wire::{self, Message, WireError};
 
 /// How long a receive waits for the peer before it gives up, unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,9 +48,14 @@ impl Stats {
     }
 
     pub(crate) fn record(&mut self, sent_words: usize, received_words: usize) {
+        self.record_bytes(8 * sent_words, 8 * received_words);
+    }
+
+    /// A round of `sent` and `received` payload bytes (a control message).
+    pub(crate) fn record_bytes(&mut self, sent: usize, received: usize) {
         self.rounds += 1;
-        self.bytes_sent += 8 * sent_words as u64;
-        self.bytes_received += 8 * received_words as u64;
+        self.bytes_sent += sent as u64;
+        self.bytes_received += received as u64;
     }
 }
 
@@ -74,6 +83,9 @@ pub enum ChannelError {
     /// An encrypted message failed authentication: altered, replayed or reordered on the way.
     #[error("{}", secure::Integrity)]
     Integrity,
+    /// A frame or control message this side does not accept.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// Any other socket error. (Not marked as the error's source: the message already holds
     /// it, and a report that prints the chain would say it twice.)
     #[error("network error: {0}")]
@@ -92,6 +104,13 @@ pub trait Channel: Send {
     /// Either buffer may be empty (a one-way message is still a round for both).
     fn exchange(&mut self, send: &[u64], recv: &mut [u64]) -> Result<(), ChannelError>;
 
+    /// One control message to the peer, which calls [`Channel::recv_message`]; a round.
+    fn send_message(&mut self, bytes: &[u8]) -> Result<(), ChannelError>;
+
+    /// The peer's next control message, `what` in errors, refused before it is read if
+    /// longer than `limit` bytes; a round.
+    fn recv_message(&mut self, what: &'static str, limit: usize) -> Result<Vec<u8>, ChannelError>;
+
     /// Everything counted so far.
     fn stats(&self) -> Stats;
 }
@@ -101,7 +120,26 @@ impl<C: Channel + ?Sized> Channel for Box<C> {
         (**self).exchange(send, recv)
     }
 
+    fn send_message(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
+        (**self).send_message(bytes)
+    }
+
+    fn recv_message(&mut self, what: &'static str, limit: usize) -> Result<Vec<u8>, ChannelError> {
+        (**self).recv_message(what, limit)
+    }
+
     fn stats(&self) -> Stats {
         (**self).stats()
     }
+}
+
+/// Sends the control message `m` to the peer, which calls [`recv`].
+pub fn send<M: Message>(ch: &mut (impl Channel + ?Sized), m: &M) -> Result<(), ChannelError> {
+    ch.send_message(&wire::encode(m)?)
+}
+
+/// The peer's next control message, which must be an `M`, decoded with `M`'s checks.
+pub fn recv<M: Message>(ch: &mut (impl Channel + ?Sized)) -> Result<M, ChannelError> {
+    let bytes = ch.recv_message(M::WHAT, M::MAX_BYTES)?;
+    Ok(wire::decode(&bytes)?)
 }

@@ -35,8 +35,10 @@ const MAX_MESSAGE: usize = 65_535;
 const TAG: usize = 16;
 /// Largest plaintext carried by one message.
 const MAX_PLAINTEXT: usize = MAX_MESSAGE - TAG;
-/// What both ends send first, in the clear, followed by a mode byte (0 plaintext, 1 Noise).
-const PREAMBLE: &[u8; 7] = b"PILLAR2";
+/// What both ends send first, in the clear, followed by a mode byte (0 plaintext, 1 Noise):
+/// `PILLAR` and the wire version, so a pillar of another version is told so at once.
+pub const PREAMBLE: &[u8; 7] = b"PILLAR3";
+const _: () = assert!(PREAMBLE[6] == b'0' + crate::wire::VERSION);
 /// How a secret key file starts; the key follows in hex.
 const SECRET_TAG: &str = "pillar-secret-key";
 /// How a public key file starts; the key follows in hex.

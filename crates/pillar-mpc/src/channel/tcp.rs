@@ -1,21 +1,22 @@
-//! Two processes: length-prefixed frames of little-endian ring words over TCP, inside a
-//! Noise stream ([`Security`]) unless plaintext was asked for.
+//! Two processes: the frames of [`crate::wire`] over TCP, inside a Noise stream
+//! ([`Security`]) unless plaintext was asked for.
 //!
-//! A frame is an 8-byte little-endian word count followed by the words. The words go to the
+//! Each end first sends a [`Greeting`] naming its party, so that two servers or two clients
+//! are told so. Then every round is one frame of ring words each way; the words go to the
 //! socket straight from the protocol's buffer and come back straight into it (no per-message
 //! allocation). Large frames are written from a second thread while this one reads, because
 //! both parties send before they receive: with both writes blocking on full socket buffers the
 //! exchange would deadlock.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::secure::{PublicKey, Security, Stream, StreamReader, StreamWriter, is_integrity};
 use super::{Channel, ChannelError, Stats};
 use crate::party::Party;
+use crate::wire::{self, Greeting, Kind, ReadError, WireError};
 
-const MAGIC: &[u8; 8] = b"PILLAR01";
 /// Frames up to this size fit the kernel's socket buffers, so a blocking write returns.
 const INLINE_WRITE_BYTES: usize = 16 * 1024;
 
@@ -93,28 +94,15 @@ impl TcpChannel {
             timeout,
             stats: Stats::default(),
         };
-        let mut hello = [0u8; 9];
-        hello[..8].copy_from_slice(MAGIC);
-        hello[8] = party.index() as u8;
-        channel
-            .writer
-            .write_all(&hello)
-            .map_err(|e| channel.io(e))?;
-        let mut peer = [0u8; 9];
-        channel
-            .reader
-            .read_exact(&mut peer)
-            .map_err(|e| channel.io(e))?;
-        if &peer[..8] != MAGIC {
-            return Err(ChannelError::Handshake(
-                "the peer is not a pillar party of this version".into(),
-            ));
-        }
-        if usize::from(peer[8]) != party.peer().index() {
+        super::send(&mut channel, &Greeting { party })?;
+        let theirs: Greeting = super::recv(&mut channel)?;
+        if theirs.party != party.peer() {
             return Err(ChannelError::Handshake(format!(
                 "both ends claim to be {party}; one side must be the server and the other the client"
             )));
         }
+        // The greetings are part of the handshake, not of the protocol's traffic.
+        channel.stats = Stats::default();
         Ok(channel)
     }
 
@@ -142,56 +130,66 @@ fn classify(e: io::Error, timeout: Duration) -> ChannelError {
     }
 }
 
-/// Reads one frame of exactly `recv.len()` words.
-pub(crate) fn read_frame(
+/// Reads one words frame of exactly `recv.len()` words.
+pub(crate) fn read_words(
     reader: &mut impl Read,
     recv: &mut [u64],
     timeout: Duration,
 ) -> Result<(), ChannelError> {
-    let mut header = [0u8; 8];
-    reader
-        .read_exact(&mut header)
-        .map_err(|e| classify(e, timeout))?;
-    let words = u64::from_le_bytes(header);
-    if words != recv.len() as u64 {
+    let io = |e: io::Error| classify(e, timeout);
+    let header = wire::read_header(reader).map_err(|e| read_error(e, timeout))?;
+    if header.kind != Kind::Words {
+        return Err(WireError::Unexpected {
+            expected: Kind::Words.name(),
+            got: header.kind.name(),
+        }
+        .into());
+    }
+    if header.len as usize != recv.len() {
         return Err(ChannelError::FrameLength {
             expected: recv.len(),
-            got: words,
+            got: u64::from(header.len),
         });
     }
-    reader
-        .read_exact(bytemuck::cast_slice_mut(recv))
-        .map_err(|e| classify(e, timeout))?;
-    for w in recv.iter_mut() {
-        *w = u64::from_le(*w);
-    }
-    Ok(())
+    wire::read_words_into(reader, recv).map_err(io)
 }
 
-/// Writes one frame: the word count, then the words, little-endian. A small frame goes out
-/// in one write (one packet, one Noise message).
-pub(crate) fn write_frame(writer: &mut impl Write, send: &[u64]) -> io::Result<()> {
-    let header = (send.len() as u64).to_le_bytes();
-    if cfg!(target_endian = "little") && 8 * send.len() > INLINE_WRITE_BYTES {
-        writer.write_all(&header)?;
-        return writer.write_all(bytemuck::cast_slice(send));
+/// Reads one message frame of at most `limit` bytes.
+pub(crate) fn read_message(
+    reader: &mut impl Read,
+    what: &'static str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ChannelError> {
+    let header = wire::read_header(reader).map_err(|e| read_error(e, timeout))?;
+    if header.kind != Kind::Message {
+        return Err(WireError::Unexpected {
+            expected: Kind::Message.name(),
+            got: header.kind.name(),
+        }
+        .into());
     }
-    let mut bytes = Vec::with_capacity(8 + 8 * send.len());
-    bytes.extend_from_slice(&header);
-    bytes.extend(send.iter().flat_map(|w| w.to_le_bytes()));
-    writer.write_all(&bytes)
+    wire::read_message_body(reader, header.len, what, limit).map_err(|e| read_error(e, timeout))
+}
+
+/// A failed read as the protocol sees it.
+fn read_error(e: ReadError, timeout: Duration) -> ChannelError {
+    match e {
+        ReadError::Io(e) => classify(e, timeout),
+        ReadError::Wire(e) => ChannelError::Wire(e),
+    }
 }
 
 impl Channel for TcpChannel {
     fn exchange(&mut self, send: &[u64], recv: &mut [u64]) -> Result<(), ChannelError> {
         if 8 * send.len() <= INLINE_WRITE_BYTES {
-            write_frame(&mut self.writer, send).map_err(|e| self.io(e))?;
-            read_frame(&mut self.reader, recv, self.timeout)?;
+            wire::write_words(&mut self.writer, send).map_err(|e| self.io(e))?;
+            read_words(&mut self.reader, recv, self.timeout)?;
         } else {
             let (writer, reader, timeout) = (&mut self.writer, &mut self.reader, self.timeout);
             let (written, read) = std::thread::scope(|scope| {
-                let handle = scope.spawn(move || write_frame(writer, send));
-                let read = read_frame(reader, recv, timeout);
+                let handle = scope.spawn(move || wire::write_words(writer, send));
+                let read = read_words(reader, recv, timeout);
                 (handle.join(), read)
             });
             match written {
@@ -202,6 +200,18 @@ impl Channel for TcpChannel {
         }
         self.stats.record(send.len(), recv.len());
         Ok(())
+    }
+
+    fn send_message(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
+        wire::write_message(&mut self.writer, bytes).map_err(|e| self.io(e))?;
+        self.stats.record_bytes(bytes.len(), 0);
+        Ok(())
+    }
+
+    fn recv_message(&mut self, what: &'static str, limit: usize) -> Result<Vec<u8>, ChannelError> {
+        let bytes = read_message(&mut self.reader, what, limit, self.timeout)?;
+        self.stats.record_bytes(0, bytes.len());
+        Ok(bytes)
     }
 
     fn stats(&self) -> Stats {

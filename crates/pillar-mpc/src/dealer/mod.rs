@@ -43,6 +43,9 @@ pub enum DealerError {
     /// A malformed message: the peer is not a pillar dealer (or client) of this version.
     #[error("dealer protocol error: {0}")]
     Protocol(String),
+    /// A frame or message from the dealer, or a client, that this side does not accept.
+    #[error(transparent)]
+    Wire(#[from] crate::wire::WireError),
     /// A correction of the wrong size arrived.
     #[error("the dealer sent {got} correction words for {need:?}, expected {expected}")]
     Correction {

@@ -1,0 +1,52 @@
+//! The control messages between server and client, each checked as it is decoded.
+
+use std::num::NonZeroUsize;
+
+use pillar_mpc::dealer::remote::SessionId;
+use pillar_mpc::wire::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Architecture;
+
+/// What the server says first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Hello {
+    /// Ready to serve.
+    Ready {
+        /// The model's name (its file name), for the client's report.
+        model: String,
+        /// The public network, checked as it is decoded.
+        architecture: Architecture,
+        /// The dealer session to join.
+        session: SessionId,
+    },
+    /// Cannot serve.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Message for Hello {
+    const WHAT: &'static str = "server's hello";
+    /// An architecture is a few kilobytes; 16 MiB bounds what a hostile server can make a
+    /// client read.
+    const MAX_BYTES: usize = 16 << 20;
+}
+
+/// What the client asks, per batch, until it leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// One batch of this many images (never zero).
+    Batch {
+        /// Images in the batch.
+        images: NonZeroUsize,
+    },
+    /// The client is done.
+    Goodbye,
+}
+
+impl Message for Request {
+    const WHAT: &'static str = "client's request";
+    const MAX_BYTES: usize = 256;
+}

@@ -1,0 +1,164 @@
+//! The parties' side of the dealer: the server opens a session, the client joins it and reads
+//! its corrections.
+
+use std::collections::VecDeque;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use super::service::{io_error, read_error, recv, send};
+use super::{Announce, DealerReply, DealerRequest, SessionId};
+use crate::channel::secure::{Security, Stream};
+use crate::dealer::{CorrectionSource, DealerError, Need, SeededDealer};
+use crate::wire::{self, Kind, Message};
+
+/// Connects to the dealer at `addr` and sends `request`.
+fn connect(
+    addr: &str,
+    request: &DealerRequest,
+    security: &Security,
+    timeout: Duration,
+) -> Result<Stream, DealerError> {
+    let unavailable = |detail: String| {
+        DealerError::Unavailable(format!("cannot reach the dealer at {addr}: {detail}"))
+    };
+    let addrs = addr
+        .to_socket_addrs()
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut last = "no address".to_string();
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(tcp) => {
+                let set = |s: &TcpStream| {
+                    s.set_nodelay(true)?;
+                    s.set_read_timeout(Some(timeout))?;
+                    s.set_write_timeout(Some(timeout))
+                };
+                set(&tcp).map_err(|e| unavailable(e.to_string()))?;
+                let mut stream = Stream::establish(tcp, security, true, "dealer")
+                    .map_err(|e| io_error(&format!("the dealer at {addr}"), &e))?;
+                send(stream.writer(), request)?;
+                return Ok(stream);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(unavailable(last))
+}
+
+/// The dealer's answer to a request: the session and this party's seed.
+fn answer(stream: &mut Stream, addr: &str) -> Result<(SessionId, [u8; 32]), DealerError> {
+    match recv::<DealerReply>(stream.reader()).map_err(|e| match e {
+        DealerError::Unavailable(detail) => {
+            DealerError::Unavailable(format!("no answer from the dealer at {addr}: {detail}"))
+        }
+        e => e,
+    })? {
+        DealerReply::Seed { session, seed } => Ok((session, *seed.bytes())),
+        DealerReply::Refused { reason } => Err(DealerError::Refused(reason)),
+    }
+}
+
+/// The server's side: asks the dealer at `addr` for a new session, and returns its id (to
+/// hand to the client) and the server's dealer.
+pub fn open_session(
+    addr: &str,
+    security: &Security,
+    timeout: Duration,
+) -> Result<(SessionId, SeededDealer), DealerError> {
+    let mut stream = connect(addr, &DealerRequest::Open, security, timeout)?;
+    let (id, seed) = answer(&mut stream, addr)?;
+    Ok((id, SeededDealer::server(seed)))
+}
+
+/// The client's side: joins session `id` at the dealer at `addr`; the returned dealer
+/// fetches its corrections over this connection.
+pub fn join_session(
+    addr: &str,
+    id: SessionId,
+    security: &Security,
+    timeout: Duration,
+) -> Result<SeededDealer, DealerError> {
+    let mut stream = connect(
+        addr,
+        &DealerRequest::Join { session: id },
+        security,
+        timeout,
+    )?;
+    let (session, seed) = answer(&mut stream, addr)?;
+    if session != id {
+        return Err(DealerError::Protocol(format!(
+            "the dealer answered for session {} when asked to join {}",
+            session.tag(),
+            id.tag()
+        )));
+    }
+    Ok(SeededDealer::client(
+        seed,
+        Box::new(RemoteCorrections {
+            stream,
+            announced: VecDeque::new(),
+        }),
+    ))
+}
+
+/// Party 1's corrections, read from the dealer in the order announced.
+struct RemoteCorrections {
+    stream: Stream,
+    announced: VecDeque<Need>,
+}
+
+impl CorrectionSource for RemoteCorrections {
+    fn announce(&mut self, needs: &[Need]) -> Result<(), DealerError> {
+        if needs.is_empty() {
+            return Ok(());
+        }
+        send(self.stream.writer(), &Announce::try_from(needs.to_vec())?)?;
+        self.announced.extend(needs.iter().cloned());
+        Ok(())
+    }
+
+    fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
+        if self.announced.is_empty() {
+            self.announce(std::slice::from_ref(need))?;
+        }
+        match self.announced.pop_front() {
+            Some(expected) if expected == *need => {}
+            Some(expected) => {
+                return Err(DealerError::Mismatch {
+                    expected: Box::new(expected),
+                    got: Box::new(need.clone()),
+                });
+            }
+            None => return Err(DealerError::Protocol("nothing announced".into())),
+        }
+        let what = "reading a correction from the dealer";
+        let reader = self.stream.reader();
+        let header = wire::read_header(reader).map_err(|e| read_error(what, e))?;
+        if header.kind == Kind::Message {
+            let bytes = wire::read_message_body(
+                reader,
+                header.len,
+                DealerReply::WHAT,
+                DealerReply::MAX_BYTES,
+            )
+            .map_err(|e| read_error(what, e))?;
+            return Err(match wire::decode(&bytes)? {
+                DealerReply::Refused { reason } => DealerError::Refused(reason),
+                DealerReply::Seed { .. } => {
+                    DealerError::Protocol("the dealer sent a seed in place of a correction".into())
+                }
+            });
+        }
+        let expected = need.correction_words();
+        if header.len as usize != expected {
+            return Err(DealerError::Correction {
+                need: Box::new(need.clone()),
+                expected,
+                got: header.len as usize,
+            });
+        }
+        let mut words = vec![0u64; expected];
+        wire::read_words_into(reader, &mut words).map_err(|e| io_error(what, &e))?;
+        Ok(words)
+    }
+}

@@ -1,0 +1,241 @@
+//! The dealer as a process of its own, reached by both parties over TCP.
+//!
+//! # Protocol
+//! Every connection runs inside a [`Stream`](crate::channel::secure::Stream) (Noise with
+//! pinned keys unless plaintext was asked for, so nobody on the path learns a seed or a
+//! correction, and only the parties whose keys the dealer trusts get any) and speaks the
+//! frames of [`crate::wire`]. A party's first message is a [`DealerRequest`]:
+//! - the server's (party 0) is [`DealerRequest::Open`]: the dealer draws two seeds from the
+//!   operating system's CSPRNG, keeps them under a fresh random 128-bit [`SessionId`], and
+//!   answers [`DealerReply::Seed`] with the id and seed 0. The server's part ends there: it
+//!   expands everything from its seed, and hands the id to its client;
+//! - the client's (party 1) is [`DealerRequest::Join`] with that id: the dealer answers with
+//!   seed 1, then serves corrections on the same connection. The client announces what it will
+//!   ask for ([`Announce`], its needs checked as they are decoded), and the dealer answers each
+//!   need, in order, with a frame of its correction words. A writer thread sends while the
+//!   next correction is computed, so corrections are under way before the client asks.
+//!
+//! A refusal (an unknown, expired or already joined session, a need beyond the limits) is a
+//! [`DealerReply::Refused`] in place of the answer. A session is joined at most once, and one
+//! never joined expires.
+//!
+//! The dealer sees both seeds, so it must not collude with either party: the paper's trusted
+//! third party.
+
+mod client;
+mod service;
+
+pub use client::{join_session, open_session};
+pub use service::{DealerService, ServiceConfig};
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use super::{DealerError, MAX_NEED_WORDS, Need};
+use crate::wire::Message;
+
+/// Longest announcement accepted, in bytes.
+const MAX_ANNOUNCE_BYTES: usize = 64 << 20;
+/// Longest refusal reason sent, in bytes.
+const MAX_REASON_BYTES: usize = 4096;
+
+/// Names one pair of seeds at the dealer: 128 random bits, shown as 32 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// The first 8 hex digits, for logs: the whole id lets whoever holds it (and a key the
+    /// dealer trusts) join the session, so it is never logged.
+    pub fn tag(&self) -> String {
+        hex(&self.0[..4]) + "…"
+    }
+}
+
+/// Lower-case hex digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `2 N` hex digits into `N` bytes.
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = DealerError;
+
+    fn from_str(s: &str) -> Result<Self, DealerError> {
+        unhex(s).map(SessionId).ok_or_else(|| {
+            DealerError::Protocol(format!("{s:?} is not a session id (32 hex digits)"))
+        })
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl Visitor<'_> for Hex {
+            type Value = SessionId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a session id of 32 hex digits")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SessionId, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Hex)
+    }
+}
+
+/// A party's 32-byte seed, wiped from memory when dropped; 64 hex digits on the wire (inside
+/// the encrypted stream), never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Seed(Zeroizing<[u8; 32]>);
+
+impl Seed {
+    /// The seed's bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Seed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Seed(..)")
+    }
+}
+
+impl Serialize for Seed {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&Zeroizing::new(hex(self.0.as_slice())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl Visitor<'_> for Hex {
+            type Value = Seed;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a seed of 64 hex digits")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seed, E> {
+                unhex(v)
+                    .map(|b| Seed(Zeroizing::new(b)))
+                    .ok_or_else(|| E::custom("a seed is 64 hex digits"))
+            }
+        }
+        d.deserialize_str(Hex)
+    }
+}
+
+/// What a party asks the dealer first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DealerRequest {
+    /// The server asks for a new session.
+    Open,
+    /// The client joins its server's session.
+    Join {
+        /// The session its server opened.
+        session: SessionId,
+    },
+}
+
+impl Message for DealerRequest {
+    const WHAT: &'static str = "request to the dealer";
+    const MAX_BYTES: usize = 256;
+}
+
+/// The dealer's answer to a request, or its refusal of a request or an announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DealerReply {
+    /// The session and the asking party's seed.
+    Seed {
+        /// The session.
+        session: SessionId,
+        /// The party's seed.
+        seed: Seed,
+    },
+    /// Why the dealer will not serve this.
+    Refused {
+        /// What it said.
+        reason: String,
+    },
+}
+
+impl DealerReply {
+    /// A refusal, its reason cut to a length the peer accepts.
+    fn refused(reason: &str) -> DealerReply {
+        let mut end = reason.len().min(MAX_REASON_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        DealerReply::Refused {
+            reason: reason[..end].to_string(),
+        }
+    }
+}
+
+impl Message for DealerReply {
+    const WHAT: &'static str = "dealer's reply";
+    const MAX_BYTES: usize = 2 * MAX_REASON_BYTES;
+}
+
+/// The correlations a client will ask for next, in order. Each need's sizes are checked as
+/// it is decoded ([`Need::check`] against [`MAX_NEED_WORDS`]), so an announcement in memory
+/// asks for nothing the dealer refuses to size; a dealer with a smaller limit checks again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Need>", into = "Vec<Need>")]
+pub struct Announce(Vec<Need>);
+
+impl Announce {
+    /// The needs, in order.
+    pub fn needs(&self) -> &[Need] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<Need>> for Announce {
+    type Error = DealerError;
+
+    fn try_from(needs: Vec<Need>) -> Result<Self, DealerError> {
+        for need in &needs {
+            need.check(MAX_NEED_WORDS)?;
+        }
+        Ok(Announce(needs))
+    }
+}
+
+impl From<Announce> for Vec<Need> {
+    fn from(a: Announce) -> Self {
+        a.0
+    }
+}
+
+impl Message for Announce {
+    const WHAT: &'static str = "announcement";
+    const MAX_BYTES: usize = MAX_ANNOUNCE_BYTES;
+}

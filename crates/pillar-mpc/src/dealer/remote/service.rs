@@ -1,0 +1,309 @@
+//! The dealer process's side: sessions waiting for their client, and the serving loop.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand_chacha::ChaCha12Rng;
+use zeroize::Zeroizing;
+
+use super::{Announce, DealerReply, DealerRequest, Seed, SessionId};
+use crate::channel::secure::{Security, Stream, StreamReader, is_integrity, is_silent};
+use crate::dealer::{CorrectionSource, DealerError, MAX_NEED_WORDS, TrustedDealer};
+use crate::wire::{self, Header, Kind, Message, ReadError, WireError};
+
+/// Corrections computed ahead of the writer, at most.
+const AHEAD: usize = 4;
+
+/// How a dealer process behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceConfig {
+    /// A session not joined by its client within this time is forgotten.
+    pub expiry: Duration,
+    /// How long a read or write of a message in progress may take.
+    pub timeout: Duration,
+    /// How long a client may go without announcing anything before it is dropped.
+    pub idle: Duration,
+    /// The largest correlation served, in words per party.
+    pub max_need_words: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            expiry: Duration::from_secs(600),
+            timeout: crate::channel::DEFAULT_TIMEOUT,
+            idle: Duration::from_secs(3600),
+            max_need_words: MAX_NEED_WORDS,
+        }
+    }
+}
+
+struct Pending {
+    created: Instant,
+    /// Both parties' seeds: wiped when the session is joined, expires or the dealer stops.
+    seeds: Zeroizing<[[u8; 32]; 2]>,
+}
+
+/// The dealer process: sessions waiting for their client, and the serving loop.
+pub struct DealerService {
+    config: ServiceConfig,
+    security: Security,
+    pending: Mutex<HashMap<SessionId, Pending>>,
+}
+
+impl std::fmt::Debug for DealerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DealerService")
+            .field("config", &self.config)
+            .field("security", &self.security.name())
+            .field("pending", &self.pending())
+            .finish()
+    }
+}
+
+/// What an I/O error means for the dealer protocol, `what` saying what was under way.
+pub(super) fn io_error(what: &str, e: &io::Error) -> DealerError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            DealerError::Unavailable(format!("{what}: timed out"))
+        }
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => {
+            DealerError::Unavailable(format!("{what}: the connection closed"))
+        }
+        io::ErrorKind::PermissionDenied => {
+            DealerError::Unavailable(format!("{what}: handshake failed: {e}"))
+        }
+        io::ErrorKind::InvalidData if is_integrity(e) => {
+            DealerError::Protocol(format!("{what}: {e}"))
+        }
+        _ => DealerError::Unavailable(format!("{what}: {e}")),
+    }
+}
+
+/// A failed frame read as the dealer protocol sees it.
+pub(super) fn read_error(what: &str, e: ReadError) -> DealerError {
+    match e {
+        ReadError::Io(e) => io_error(what, &e),
+        ReadError::Wire(e) => e.into(),
+    }
+}
+
+/// Sends the message `m` on `w`; the encoding is wiped once sent (it may hold a seed).
+pub(super) fn send<M: Message>(w: &mut impl Write, m: &M) -> Result<(), DealerError> {
+    let bytes = Zeroizing::new(wire::encode(m)?);
+    wire::write_message(w, &bytes).map_err(|e| io_error(&format!("sending the {}", M::WHAT), &e))
+}
+
+/// The next frame on `r`, which must be a message `M`. The bytes are wiped once decoded.
+pub(super) fn recv<M: Message>(r: &mut impl io::Read) -> Result<M, DealerError> {
+    let what = format!("reading the {}", M::WHAT);
+    let header = wire::read_header(r).map_err(|e| read_error(&what, e))?;
+    recv_body(r, header)
+}
+
+/// The body of a frame whose header was read, which must be a message `M`.
+fn recv_body<M: Message>(r: &mut impl io::Read, header: Header) -> Result<M, DealerError> {
+    if header.kind != Kind::Message {
+        return Err(WireError::Unexpected {
+            expected: Kind::Message.name(),
+            got: header.kind.name(),
+        }
+        .into());
+    }
+    let what = format!("reading the {}", M::WHAT);
+    let bytes = Zeroizing::new(
+        wire::read_message_body(r, header.len, M::WHAT, M::MAX_BYTES)
+            .map_err(|e| read_error(&what, e))?,
+    );
+    Ok(wire::decode(&bytes)?)
+}
+
+impl DealerService {
+    /// A dealer with no sessions yet, whose connections are protected by `security` (with
+    /// Noise, it serves only the parties whose keys it trusts).
+    pub fn new(config: ServiceConfig, security: Security) -> Self {
+        DealerService {
+            config,
+            security,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sessions waiting for their client.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or_default()
+    }
+
+    /// Serves every connection on `listener`, one thread each, until accepting fails. A
+    /// connection that fails is logged and closed; the others go on.
+    pub fn serve(self: Arc<Self>, listener: &TcpListener) -> io::Result<()> {
+        loop {
+            let (stream, peer) = listener.accept()?;
+            let service = Arc::clone(&self);
+            std::thread::spawn(move || {
+                if let Err(e) = service.handle(stream) {
+                    tracing::warn!("dealer: connection from {peer}: {e}");
+                }
+            });
+        }
+    }
+
+    /// Serves one connection: a server asking for a session, or a client joining one.
+    pub fn handle(&self, tcp: TcpStream) -> Result<(), DealerError> {
+        let timeout = Some(self.config.timeout);
+        let setup = |s: &TcpStream| {
+            s.set_nodelay(true)?;
+            s.set_read_timeout(timeout)?;
+            s.set_write_timeout(timeout)
+        };
+        setup(&tcp).map_err(|e| io_error("setting up the connection", &e))?;
+        let mut stream = match Stream::establish(tcp, &self.security, false, "dealer") {
+            Ok(stream) => stream,
+            // A connection closed before saying anything: a reachability probe.
+            Err(e) if is_silent(&e) => return Ok(()),
+            Err(e) => return Err(io_error("opening the connection", &e)),
+        };
+        match recv::<DealerRequest>(stream.reader())? {
+            DealerRequest::Open => self.open(&mut stream),
+            DealerRequest::Join { session } => self.join(stream, session),
+        }
+    }
+
+    fn open(&self, stream: &mut Stream) -> Result<(), DealerError> {
+        let mut rng: ChaCha12Rng = rand::make_rng();
+        let mut id = [0u8; 16];
+        let mut seeds = Zeroizing::new([[0u8; 32]; 2]);
+        rng.fill_bytes(&mut id);
+        seeds.iter_mut().for_each(|s| rng.fill_bytes(s));
+        let id = SessionId(id);
+        let reply = DealerReply::Seed {
+            session: id,
+            seed: Seed(Zeroizing::new(seeds[0])),
+        };
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let expiry = self.config.expiry;
+            pending.retain(|_, p| p.created.elapsed() < expiry);
+            pending.insert(
+                id,
+                Pending {
+                    created: Instant::now(),
+                    seeds,
+                },
+            );
+        }
+        if let Err(e) = send(stream.writer(), &reply) {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(e);
+        }
+        tracing::info!("dealer: opened session {}", id.tag());
+        Ok(())
+    }
+
+    fn join(&self, mut stream: Stream, id: SessionId) -> Result<(), DealerError> {
+        let found = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let seeds = match found {
+            Some(p) if p.created.elapsed() < self.config.expiry => p.seeds,
+            _ => {
+                let detail = format!(
+                    "no session {}: it was never opened, has expired or was joined already",
+                    id.tag()
+                );
+                let _ = send(stream.writer(), &DealerReply::refused(&detail));
+                return Err(DealerError::Refused(detail));
+            }
+        };
+        let reply = DealerReply::Seed {
+            session: id,
+            seed: Seed(Zeroizing::new(seeds[1])),
+        };
+        send(stream.writer(), &reply)?;
+        tracing::info!("dealer: session {} joined", id.tag());
+        self.serve_corrections(stream, TrustedDealer::from_seeds(seeds[0], seeds[1]))?;
+        tracing::info!("dealer: session {} closed", id.tag());
+        Ok(())
+    }
+
+    /// Reads announcements and streams their corrections until the client hangs up.
+    fn serve_corrections(
+        &self,
+        stream: Stream,
+        mut dealer: TrustedDealer,
+    ) -> Result<(), DealerError> {
+        let (mut reader, mut writer) = stream.split();
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<Result<Vec<u64>, String>>(AHEAD);
+            let sender = scope.spawn(move || -> Result<(), DealerError> {
+                for item in rx {
+                    match item {
+                        Ok(words) => wire::write_words(&mut writer, &words)
+                            .map_err(|e| io_error("sending corrections", &e))?,
+                        Err(detail) => {
+                            let _ = send(&mut writer, &DealerReply::refused(&detail));
+                            return Err(DealerError::Refused(detail));
+                        }
+                    }
+                }
+                Ok(())
+            });
+            let computed = (|| -> Result<(), DealerError> {
+                loop {
+                    let Some(announced) = self.read_announcement(&mut reader)? else {
+                        return Ok(());
+                    };
+                    for need in announced.needs() {
+                        let words = need
+                            .check(self.config.max_need_words)
+                            .and_then(|()| dealer.correction(need));
+                        let failed = words.as_ref().err().map(ToString::to_string);
+                        if tx.send(words.map_err(|e| e.to_string())).is_err() {
+                            return Ok(()); // the sender stopped: its error says why
+                        }
+                        if let Some(detail) = failed {
+                            return Err(DealerError::Refused(detail));
+                        }
+                    }
+                }
+            })();
+            drop(tx);
+            let sent = sender
+                .join()
+                .unwrap_or_else(|_| Err(DealerError::Protocol("the sender panicked".into())));
+            computed.and(sent)
+        })
+    }
+
+    /// The next announcement, or `None` when the client closed the connection between them.
+    fn read_announcement(
+        &self,
+        stream: &mut StreamReader,
+    ) -> Result<Option<Announce>, DealerError> {
+        stream
+            .set_read_timeout(Some(self.config.idle))
+            .map_err(|e| io_error("waiting for the client", &e))?;
+        let header = match wire::read_header(stream) {
+            Ok(h) => h,
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(read_error("waiting for the client", e)),
+        };
+        stream
+            .set_read_timeout(Some(self.config.timeout))
+            .map_err(|e| io_error("reading an announcement", &e))?;
+        recv_body(stream, header).map(Some)
+    }
+}
