@@ -31,6 +31,7 @@ pub const FAILURE_WARNING: f64 = 1e-6;
 
 /// Why a precision cannot be analysed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BudgetError {
     /// Ring size outside `16..=128`.
     #[error("ring bits must be between 16 and 128, got {0}")]

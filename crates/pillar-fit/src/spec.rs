@@ -16,6 +16,7 @@ pub const MAX_RANGE: f64 = 100.0;
 
 /// Why a fit cannot be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FitError {
     /// Degree outside `1..=MAX_DEGREE`.
     #[error("degree must be between 1 and {MAX_DEGREE}, got {0}")]

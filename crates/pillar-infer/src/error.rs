@@ -1,10 +1,10 @@
-//! Errors of the secure stage.
+//! Errors of the secure stage. Each says which node, step, weight or value is at fault, and
+//! keeps the error it came from as its source.
 
-use pillar_mpc::MpcError;
+use pillar_mpc::{MpcError, Party};
 use pillar_nn::{NnError, Node};
 
-/// What can go wrong compiling, mirroring or running a graph securely. Messages name the node
-/// (or step), its operator and the value at fault.
+/// What can go wrong compiling, mirroring or running a graph securely.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InferError {
@@ -15,15 +15,19 @@ pub enum InferError {
     #[error(transparent)]
     Mpc(#[from] MpcError),
     /// A node the secure engine cannot run as it stands.
-    #[error("node {node:?} ({op}): {detail}")]
+    #[error("node {node:?} ({op}): {problem}")]
     Node {
         /// The node's name.
         node: String,
         /// Its operator.
         op: &'static str,
         /// What is wrong.
-        detail: String,
+        #[source]
+        problem: NodeProblem,
     },
+    /// An architecture the secure run cannot follow (one a server sent, say).
+    #[error("architecture: {0}")]
+    Architecture(#[from] ArchitectureError),
     /// Fractional bits the secure engine does not support, so nothing would mirror it.
     #[error(
         "{0} fractional bits: the secure engine supports {min} to {max}",
@@ -34,6 +38,14 @@ pub enum InferError {
     /// Weights that do not belong to the architecture they are served with.
     #[error("the weights do not belong to this architecture")]
     Weights,
+    /// A connection given the other party's session.
+    #[error("{expected}'s connection was given {got}'s session")]
+    Role {
+        /// The connection's party.
+        expected: Party,
+        /// The session's.
+        got: Party,
+    },
     /// An online phase given an input of another batch size than its offline phase fetched.
     #[error("a batch prepared for {prepared} images was given {given}")]
     Batch {
@@ -41,6 +53,143 @@ pub enum InferError {
         prepared: usize,
         /// Images in the input.
         given: usize,
+    },
+    /// A worker thread of the mirror panicked (a bug).
+    #[error("a worker thread of the fixed-point mirror panicked")]
+    WorkerPanicked,
+}
+
+/// Why the secure engine cannot run a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeProblem {
+    /// A parameter the ring cannot encode.
+    #[error("{what} holds {value}, which is not finite")]
+    NotFinite {
+        /// Which parameter.
+        what: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// A polynomial of a degree the engine does not evaluate, or with a coefficient that is
+    /// not a number.
+    #[error("{count} coefficients: the secure engine takes 1 to {max} finite ones")]
+    Coefficients {
+        /// Coefficients given.
+        count: usize,
+        /// Most accepted.
+        max: usize,
+    },
+    /// An input or weight of a shape the layer does not take.
+    #[error("expects {expected}, got {got:?}")]
+    Shape {
+        /// What the layer takes.
+        expected: &'static str,
+        /// What it was given.
+        got: Vec<usize>,
+    },
+    /// A geometry the protocols refuse (a window that does not fit, a size beyond the limits).
+    #[error(transparent)]
+    Geometry(MpcError),
+    /// A polynomial asked of the exact-ReLU protocol.
+    #[error("the relu protocol cannot evaluate a polynomial: choose espn, honeybadger or crypten")]
+    ReluPolynomial,
+}
+
+/// Why an architecture cannot be followed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchitectureError {
+    /// Not one value shape per step, plus the input's.
+    #[error("{shapes} value shapes for {steps} steps")]
+    ShapeCount {
+        /// Value shapes given.
+        shapes: usize,
+        /// Steps.
+        steps: usize,
+    },
+    /// The first value's shape is not the input's.
+    #[error("the input's shape is not the first value's")]
+    InputShape,
+    /// The output is not a value a step computes.
+    #[error("output value {0} does not exist")]
+    Output(usize),
+    /// A value or weight shape with no elements, or too many.
+    #[error("shape {shape:?} is empty or beyond {limit} elements")]
+    Size {
+        /// The shape.
+        shape: Vec<usize>,
+        /// Most elements accepted.
+        limit: usize,
+    },
+    /// A step that does not fit its inputs and weights.
+    #[error("step {index} ({name:?}): {problem}")]
+    Step {
+        /// Its index.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// What is wrong.
+        #[source]
+        problem: StepProblem,
+    },
+    /// Steps that read values before they are computed (checked by the schedule).
+    #[error(transparent)]
+    Schedule(#[from] NnError),
+}
+
+/// Why a step of an architecture does not fit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepProblem {
+    /// It reads the wrong number of values, or values not computed before it.
+    #[error("reads values {inputs:?}; it takes {arity}, computed before it")]
+    Reads {
+        /// The values it reads.
+        inputs: Vec<usize>,
+        /// How many it takes.
+        arity: usize,
+    },
+    /// A weight number with no weight.
+    #[error("weight {0} does not exist")]
+    NoWeight(usize),
+    /// A weight of another shape than the layer uses.
+    #[error("weight {weight} is {got:?}, the layer needs {expected:?}")]
+    WeightShape {
+        /// The weight's number.
+        weight: usize,
+        /// Its shape.
+        got: Vec<usize>,
+        /// What the layer needs.
+        expected: Vec<usize>,
+    },
+    /// Parameters that do not fit the input.
+    #[error("its parameters do not fit its input {input:?}")]
+    Input {
+        /// The input's shape.
+        input: Vec<usize>,
+    },
+    /// A geometry or window the protocols refuse.
+    #[error(transparent)]
+    Geometry(MpcError),
+    /// Values of different shapes added.
+    #[error("adds values of different shapes")]
+    Add,
+    /// A polynomial the engine does not evaluate.
+    #[error("{count} coefficients: 1 to {max} finite ones")]
+    Coefficients {
+        /// Coefficients given.
+        count: usize,
+        /// Most accepted.
+        max: usize,
+    },
+    /// An output shape other than what the input and parameters give.
+    #[error("output shape {declared:?}, but its input and parameters give {derived:?}")]
+    OutputShape {
+        /// What the architecture says.
+        declared: Vec<usize>,
+        /// What the step computes.
+        derived: Vec<usize>,
     },
 }
 
@@ -51,10 +200,10 @@ impl pillar_mpc::PartyError for InferError {
 }
 
 /// An error at `node`, naming it and its operator.
-pub(crate) fn node_error(node: &Node, detail: impl Into<String>) -> InferError {
+pub(crate) fn node_error(node: &Node, problem: NodeProblem) -> InferError {
     InferError::Node {
         node: node.name.clone(),
         op: node.op.name(),
-        detail: detail.into(),
+        problem,
     }
 }

@@ -25,7 +25,7 @@ mod plan;
 pub mod remote;
 mod run;
 
-pub use error::InferError;
+pub use error::{ArchitectureError, InferError, NodeProblem, StepProblem};
 pub use local::{LocalReport, run_local};
 pub use plan::{Architecture, FixedConfig, Layer, Plan, Step, UncheckedArchitecture, Weights};
 pub use run::{BatchReport, ClientConnection, Phase, Prepared, ServerConnection};

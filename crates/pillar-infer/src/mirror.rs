@@ -62,7 +62,7 @@ use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_nn::{FoldedGraph, NnError, Op, Tensor};
 
-use crate::error::{InferError, node_error};
+use crate::error::{InferError, NodeProblem, node_error};
 use crate::plan::{FixedConfig, Layer, Plan};
 use pillar_mpc::protocols::mirror::{Mirror as LayerMirror, Tally};
 use pillar_mpc::protocols::relu;
@@ -154,11 +154,7 @@ pub fn run_encoded(
     if config.activation == ActivationProtocol::Relu
         && let Some(node) = g.nodes.iter().find(|n| matches!(n.op, Op::PolyAct(_)))
     {
-        return Err(node_error(
-            node,
-            "the relu protocol cannot evaluate a polynomial: choose espn, honeybadger or \
-             crypten",
-        ));
+        return Err(node_error(node, NodeProblem::ReluPolynomial));
     }
     run_plan(&Plan::compile(g, *config)?, input)
 }
@@ -197,11 +193,7 @@ pub fn run_plan(plan: &Plan, input: &RingTensor) -> Result<FixedOutput, InferErr
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(NnError::Graph("a worker thread panicked".into()).into())
-                })
-            })
+            .map(|h| h.join().unwrap_or_else(|_| Err(InferError::WorkerPanicked)))
             .collect()
     });
 

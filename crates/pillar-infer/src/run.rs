@@ -89,11 +89,10 @@ fn expect_party(s: &Session, party: Party) -> Result<(), InferError> {
     if s.party() == party {
         Ok(())
     } else {
-        Err(MpcError::Invalid {
-            op: "connection",
-            detail: format!("{party}'s connection was given {}'s session", s.party()),
-        }
-        .into())
+        Err(InferError::Role {
+            expected: party,
+            got: s.party(),
+        })
     }
 }
 

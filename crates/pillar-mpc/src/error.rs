@@ -5,6 +5,7 @@ use crate::dealer::DealerError;
 
 /// Everything a protocol can fail with. Each says which operation and which values.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MpcError {
     /// The link to the peer failed.
     #[error(transparent)]

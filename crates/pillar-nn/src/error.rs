@@ -2,10 +2,16 @@
 
 /// What can be wrong with a graph or its use. Messages name the node and its operator.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NnError {
     /// A tensor whose data does not fit its shape.
-    #[error("tensor: {0}")]
-    Tensor(String),
+    #[error("tensor: shape {shape:?} does not hold {values} values")]
+    Tensor {
+        /// The shape.
+        shape: Vec<usize>,
+        /// Values given.
+        values: usize,
+    },
     /// A node whose operands do not fit its operator.
     #[error("node {node:?} ({op}): {detail}")]
     Node {
@@ -16,9 +22,22 @@ pub enum NnError {
         /// What is wrong.
         detail: String,
     },
-    /// The graph as a whole is malformed.
-    #[error("graph: {0}")]
-    Graph(String),
+    /// The output is not a value the graph computes.
+    #[error("graph: the output is value {output}, but there are only {steps} nodes")]
+    Output {
+        /// The output's value.
+        output: usize,
+        /// Nodes (or steps).
+        steps: usize,
+    },
+    /// A node (or step) that reads a value computed after it.
+    #[error("graph: step {step} reads value {value}, which is not computed before it")]
+    ReadsAhead {
+        /// The step.
+        step: usize,
+        /// The value.
+        value: usize,
+    },
     /// An ONNX model that cannot be read or mapped onto the graph.
     #[error(transparent)]
     Onnx(#[from] crate::onnx::OnnxError),

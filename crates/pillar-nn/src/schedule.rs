@@ -25,17 +25,13 @@ impl Schedule {
     pub fn new(inputs: Vec<Vec<ValueId>>, output: ValueId) -> Result<Schedule, NnError> {
         let steps = inputs.len();
         if output > steps {
-            return Err(NnError::Graph(format!(
-                "the output is value {output}, but there are only {steps} steps"
-            )));
+            return Err(NnError::Output { output, steps });
         }
         // The last step reading each value; a value nobody reads is freed once computed.
         let mut last: Vec<usize> = (0..=steps).map(|v| v.saturating_sub(1)).collect();
         for (i, reads) in inputs.iter().enumerate() {
-            if let Some(&bad) = reads.iter().find(|&&v| v > i) {
-                return Err(NnError::Graph(format!(
-                    "step {i} reads value {bad}, which is not computed before it"
-                )));
+            if let Some(&value) = reads.iter().find(|&&v| v > i) {
+                return Err(NnError::ReadsAhead { step: i, value });
             }
             for &v in reads {
                 last[v] = i;

@@ -147,11 +147,10 @@ pub fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
         shapes.push(out);
     }
     if g.output > g.nodes.len() {
-        return Err(NnError::Graph(format!(
-            "the output is value {}, but there are only {} nodes",
-            g.output,
-            g.nodes.len()
-        )));
+        return Err(NnError::Output {
+            output: g.output,
+            steps: g.nodes.len(),
+        });
     }
     Ok(shapes)
 }

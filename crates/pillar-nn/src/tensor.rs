@@ -14,10 +14,10 @@ impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, NnError> {
         let n: Option<usize> = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         if n != Some(data.len()) {
-            return Err(NnError::Tensor(format!(
-                "shape {shape:?} does not hold {} values",
-                data.len()
-            )));
+            return Err(NnError::Tensor {
+                shape,
+                values: data.len(),
+            });
         }
         Ok(Tensor { shape, data })
     }

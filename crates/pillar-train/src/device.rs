@@ -41,6 +41,7 @@ impl FromStr for Compute {
 
 /// Why a device cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeviceError {
     /// This binary has no GPU backend.
     #[error(

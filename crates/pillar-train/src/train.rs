@@ -27,6 +27,7 @@ use crate::schedule::learning_rate;
 
 /// Why a run failed (an escape is not a failure: it is reported in the metrics).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainError {
     /// Bad configuration.
     #[error("invalid configuration: {0}")]

@@ -11,11 +11,11 @@ use std::ops::Deref;
 
 use pillar_mpc::protocols::poly::MAX_DEGREE;
 use pillar_mpc::{FixedPoint, RingTensor};
-use pillar_nn::{NnError, Schedule, ValueId, check_batch_shape};
+use pillar_nn::{Schedule, ValueId, check_batch_shape};
 use serde::{Deserialize, Serialize};
 
-use super::{FixedConfig, Layer, Step};
-use crate::error::InferError;
+use super::{FixedConfig, Layer, Step, poly_fits};
+use crate::error::{ArchitectureError, InferError, StepProblem};
 
 /// Most elements of one value or weight, per image: far beyond ImageNet's largest activation
 /// (64 x 112 x 112), small enough that no product of shapes overflows.
@@ -74,7 +74,8 @@ impl TryFrom<UncheckedArchitecture> for Architecture {
     fn try_from(a: UncheckedArchitecture) -> Result<Self, InferError> {
         let fixed = a.options.fixed()?;
         a.check()?;
-        let schedule = Schedule::new(a.steps.iter().map(|s| s.inputs.clone()).collect(), a.output)?;
+        let schedule = Schedule::new(a.steps.iter().map(|s| s.inputs.clone()).collect(), a.output)
+            .map_err(ArchitectureError::from)?;
         Ok(Architecture {
             fields: a,
             fixed,
@@ -118,21 +119,18 @@ impl Architecture {
 }
 
 impl UncheckedArchitecture {
-    fn check(&self) -> Result<(), InferError> {
-        let bad =
-            |detail: String| InferError::from(NnError::Graph(format!("architecture: {detail}")));
+    fn check(&self) -> Result<(), ArchitectureError> {
         if self.shapes.len() != self.steps.len() + 1 {
-            return Err(bad(format!(
-                "{} value shapes for {} steps",
-                self.shapes.len(),
-                self.steps.len()
-            )));
+            return Err(ArchitectureError::ShapeCount {
+                shapes: self.shapes.len(),
+                steps: self.steps.len(),
+            });
         }
         if self.shapes[0] != self.input_shape {
-            return Err(bad("the input's shape is not the first value's".into()));
+            return Err(ArchitectureError::InputShape);
         }
         if self.output == 0 || self.output > self.steps.len() {
-            return Err(bad(format!("output value {} does not exist", self.output)));
+            return Err(ArchitectureError::Output(self.output));
         }
         for s in self.shapes.iter().chain(&self.weight_shapes) {
             let elements = s
@@ -140,33 +138,43 @@ impl UncheckedArchitecture {
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
                 .filter(|&n| n <= MAX_ELEMENTS);
             if s.is_empty() || s.contains(&0) || elements.is_none() {
-                return Err(bad(format!(
-                    "shape {s:?} is empty or beyond {MAX_ELEMENTS} elements"
-                )));
+                return Err(ArchitectureError::Size {
+                    shape: s.clone(),
+                    limit: MAX_ELEMENTS,
+                });
             }
         }
-        for (i, step) in self.steps.iter().enumerate() {
-            self.check_step(i)
-                .map_err(|detail| bad(format!("step {i} ({:?}): {detail}", step.name)))?;
+        for (index, step) in self.steps.iter().enumerate() {
+            self.check_step(index)
+                .map_err(|problem| ArchitectureError::Step {
+                    index,
+                    name: step.name.clone(),
+                    problem,
+                })?;
         }
         Ok(())
     }
 
-    fn check_step(&self, i: usize) -> Result<(), String> {
+    fn check_step(&self, i: usize) -> Result<(), StepProblem> {
         let step = &self.steps[i];
         let arity = step.layer.arity();
         if step.inputs.len() != arity || step.inputs.iter().any(|&v| v > i) {
-            return Err(format!(
-                "reads values {:?}; it takes {arity}, computed before it",
-                step.inputs
-            ));
+            return Err(StepProblem::Reads {
+                inputs: step.inputs.clone(),
+                arity,
+            });
         }
         let x = &self.shapes[step.inputs[0]];
         let elements = |s: &[usize]| s.iter().product::<usize>();
-        let weight = |w: usize| {
-            self.weight_shapes
-                .get(w)
-                .ok_or_else(|| format!("weight {w} does not exist"))
+        let misfit = || StepProblem::Input { input: x.clone() };
+        let weight = |w: usize, expected: Vec<usize>| match self.weight_shapes.get(w) {
+            None => Err(StepProblem::NoWeight(w)),
+            Some(got) if *got != expected => Err(StepProblem::WeightShape {
+                weight: w,
+                got: got.clone(),
+                expected,
+            }),
+            Some(_) => Ok(()),
         };
         let expected: Vec<usize> = match &step.layer {
             Layer::Conv {
@@ -174,13 +182,11 @@ impl UncheckedArchitecture {
                 weight: w,
                 ..
             } => {
-                geometry.validate().map_err(|e| e.to_string())?;
+                geometry.validate().map_err(StepProblem::Geometry)?;
                 if geometry.batch != 1 || geometry.input_shape()[1..] != x[..] {
-                    return Err(format!("geometry {geometry:?} does not fit input {x:?}"));
+                    return Err(misfit());
                 }
-                if *weight(*w)? != geometry.weight_shape() {
-                    return Err(format!("weight {w} is not {:?}", geometry.weight_shape()));
-                }
+                weight(*w, geometry.weight_shape())?;
                 geometry.output_shape()[1..].to_vec()
             }
             Layer::Linear {
@@ -189,59 +195,55 @@ impl UncheckedArchitecture {
                 weight: w,
                 ..
             } => {
-                if elements(x) != *inputs || *weight(*w)? != [*inputs, *outputs] {
-                    return Err(format!(
-                        "{inputs} -> {outputs} does not fit input {x:?} and weight {w}"
-                    ));
+                if elements(x) != *inputs {
+                    return Err(misfit());
                 }
+                weight(*w, vec![*inputs, *outputs])?;
                 vec![*outputs]
             }
             Layer::Scale { weight: w } => {
-                if x.is_empty() || *weight(*w)? != [x[0]] {
-                    return Err(format!("weight {w} is not one per channel of {x:?}"));
-                }
+                let Some(&channels) = x.first() else {
+                    return Err(misfit());
+                };
+                weight(*w, vec![channels])?;
                 x.clone()
             }
             Layer::AvgPool(window) | Layer::MaxPool(window) => {
                 let &[c, h, w] = x.as_slice() else {
-                    return Err(format!("pools a [C, H, W] value, not {x:?}"));
+                    return Err(misfit());
                 };
-                let (oh, ow) = window.output(h, w).map_err(|e| e.to_string())?;
+                let (oh, ow) = window.output(h, w).map_err(StepProblem::Geometry)?;
                 vec![c, oh, ow]
             }
             Layer::GlobalAvgPool => {
                 let &[c, _, _] = x.as_slice() else {
-                    return Err(format!("pools a [C, H, W] value, not {x:?}"));
+                    return Err(misfit());
                 };
                 vec![c, 1, 1]
             }
             Layer::Add => {
                 if self.shapes[step.inputs[1]] != *x {
-                    return Err("adds values of different shapes".into());
+                    return Err(StepProblem::Add);
                 }
                 x.clone()
             }
             Layer::Flatten => vec![elements(x)],
             Layer::Relu => x.clone(),
             Layer::Poly { coefficients } => {
-                if coefficients.is_empty()
-                    || coefficients.len() > MAX_DEGREE + 1
-                    || coefficients.iter().any(|c| !c.is_finite())
-                {
-                    return Err(format!(
-                        "{} coefficients: 1 to {} finite ones",
-                        coefficients.len(),
-                        MAX_DEGREE + 1
-                    ));
+                if !poly_fits(coefficients) {
+                    return Err(StepProblem::Coefficients {
+                        count: coefficients.len(),
+                        max: MAX_DEGREE + 1,
+                    });
                 }
                 x.clone()
             }
         };
         if self.shapes[i + 1] != expected {
-            return Err(format!(
-                "output shape {:?}, but its input and parameters give {expected:?}",
-                self.shapes[i + 1]
-            ));
+            return Err(StepProblem::OutputShape {
+                declared: self.shapes[i + 1].clone(),
+                derived: expected,
+            });
         }
         Ok(())
     }

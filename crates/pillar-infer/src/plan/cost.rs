@@ -1,14 +1,14 @@
 //! What an architecture costs: the correlations it consumes, its rounds and the words each
 //! party sends, derived from the protocols' own counts.
 
+use pillar_mpc::MpcError;
 use pillar_mpc::dealer::Need;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::{maxpool, weights};
-use pillar_nn::NnError;
 
 use super::{Architecture, Layer};
-use crate::error::InferError;
+use crate::error::{ArchitectureError, InferError, StepProblem};
 
 impl Architecture {
     /// The correlations of the per-connection setup: one weight mask per weight.
@@ -47,7 +47,7 @@ impl Architecture {
                     out.extend(weights::scale_needs(n, channels, inner, *weight));
                 }
                 Layer::MaxPool(w) => {
-                    out.extend(maxpool::needs(&x, *w).map_err(|e| self.step_err(i, e.to_string()))?)
+                    out.extend(maxpool::needs(&x, *w).map_err(|e| self.step_err(i, e))?)
                 }
                 Layer::Relu => out.extend(ActivationProtocol::Relu.needs(n, 1)),
                 Layer::Poly { coefficients } => out.extend(
@@ -131,7 +131,12 @@ impl Architecture {
         Ok(self.needs(batch)?.iter().map(Need::correction_words).sum())
     }
 
-    fn step_err(&self, i: usize, detail: String) -> InferError {
-        NnError::Graph(format!("step {:?}: {detail}", self.steps[i].name)).into()
+    fn step_err(&self, index: usize, e: MpcError) -> InferError {
+        ArchitectureError::Step {
+            index,
+            name: self.steps[index].name.clone(),
+            problem: StepProblem::Geometry(e),
+        }
+        .into()
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use architecture::{Architecture, UncheckedArchitecture};
 
-use crate::error::{InferError, node_error as err};
+use crate::error::{InferError, NodeProblem, node_error as err};
 
 /// The arithmetic a plan is compiled for: the fixed-point format and the protocol of the
 /// polynomial activations. The architecture carries it to the client, hence serde.
@@ -169,30 +169,40 @@ pub struct Plan {
     pub weights: Weights,
 }
 
-/// Whether the secure engine (and so the mirror) can evaluate `p`: 1 to `MAX_DEGREE + 1`
-/// finite coefficients.
-pub(crate) fn check_poly(p: &PolyAct) -> Result<(), String> {
-    let c = &p.coefficients;
-    let max = MAX_DEGREE + 1;
-    if c.is_empty() || c.len() > max || c.iter().any(|v| !v.is_finite()) {
-        return Err(format!(
-            "{} coefficients: the secure engine takes 1 to {max} finite ones",
-            c.len()
-        ));
-    }
-    Ok(())
+/// Whether the secure engine (and so the mirror) can evaluate polynomial coefficients
+/// `c_0..c_d`: 1 to `MAX_DEGREE + 1` finite ones.
+pub(crate) fn poly_fits(coefficients: &[f64]) -> bool {
+    !coefficients.is_empty()
+        && coefficients.len() <= MAX_DEGREE + 1
+        && coefficients.iter().all(|v| v.is_finite())
 }
 
-fn encode(node: &Node, what: &str, fp: FixedPoint, values: &[f64]) -> Result<Vec<u64>, InferError> {
-    if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-        return Err(err(node, format!("{what} holds {v}, which is not finite")));
+fn check_poly(p: &PolyAct) -> Result<(), NodeProblem> {
+    if poly_fits(&p.coefficients) {
+        Ok(())
+    } else {
+        Err(NodeProblem::Coefficients {
+            count: p.coefficients.len(),
+            max: MAX_DEGREE + 1,
+        })
+    }
+}
+
+fn encode(
+    node: &Node,
+    what: &'static str,
+    fp: FixedPoint,
+    values: &[f64],
+) -> Result<Vec<u64>, InferError> {
+    if let Some(&value) = values.iter().find(|v| !v.is_finite()) {
+        return Err(err(node, NodeProblem::NotFinite { what, value }));
     }
     Ok(values.iter().map(|&v| fp.encode(v)).collect())
 }
 
 fn encode_tensor(
     node: &Node,
-    what: &str,
+    what: &'static str,
     fp: FixedPoint,
     t: &Tensor,
 ) -> Result<Vec<u64>, InferError> {
@@ -219,22 +229,21 @@ impl Plan {
             let mut bias = None;
             let layer = match &node.op {
                 Op::Conv2d(c) => {
-                    let (&[ci, h, w], &[o, wc, kh, kw]) = (in_shape.as_slice(), c.weight.shape())
+                    // Shapes the typed graph has checked: the input is [C, H, W] and the
+                    // weight [O, C, kh, kw].
+                    let (&[ci, h, w], &[o, _, kh, kw]) = (in_shape.as_slice(), c.weight.shape())
                     else {
                         return Err(err(
                             node,
-                            "expects a [C, H, W] input and an [O, C, kh, kw] weight",
+                            NodeProblem::Shape {
+                                expected: "a [C, H, W] input",
+                                got: in_shape.clone(),
+                            },
                         ));
                     };
-                    if wc != ci {
-                        return Err(err(
-                            node,
-                            format!("weight has {wc} input channels, input {ci}"),
-                        ));
-                    }
                     let geometry =
                         ConvGeometry::new([1, ci, h, w], [o, kh, kw], c.stride, c.padding)
-                            .map_err(|e| err(node, e.to_string()))?;
+                            .map_err(|e| err(node, NodeProblem::Geometry(e)))?;
                     weights.push(encode_tensor(node, "the weight", fp, &c.weight)?);
                     weight_shapes.push(geometry.weight_shape());
                     bias = c
@@ -250,7 +259,13 @@ impl Plan {
                 }
                 Op::Linear(l) => {
                     let &[out, inp] = l.weight.shape() else {
-                        return Err(err(node, "expects an [out, in] weight"));
+                        return Err(err(
+                            node,
+                            NodeProblem::Shape {
+                                expected: "an [out, in] weight",
+                                got: l.weight.shape().to_vec(),
+                            },
+                        ));
                     };
                     let w = encode_tensor(node, "the weight", fp, &l.weight)?;
                     // The protocol multiplies by W^T, `in x out`.
@@ -300,9 +315,16 @@ impl Plan {
             };
             if let Layer::AvgPool(w) | Layer::MaxPool(w) = &layer {
                 let &[_, h, wd] = in_shape.as_slice() else {
-                    return Err(err(node, "expects a [C, H, W] input"));
+                    return Err(err(
+                        node,
+                        NodeProblem::Shape {
+                            expected: "a [C, H, W] input",
+                            got: in_shape.clone(),
+                        },
+                    ));
                 };
-                w.output(h, wd).map_err(|e| err(node, e.to_string()))?;
+                w.output(h, wd)
+                    .map_err(|e| err(node, NodeProblem::Geometry(e)))?;
             }
             steps.push(Step {
                 name: node.name.clone(),

@@ -20,6 +20,7 @@ pub(crate) use tcp::read_words;
 
 use std::time::Duration;
 
+use crate::party::Party;
 use crate::wire::{self, Message, WireError};
 
 /// How long a receive waits for the peer before it gives up, unless told otherwise.
@@ -61,6 +62,7 @@ impl Stats {
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChannelError {
     /// The peer is gone.
     #[error("the peer closed the connection")]
@@ -76,10 +78,15 @@ pub enum ChannelError {
         /// Words the frame holds.
         got: u64,
     },
-    /// The connection was not opened by a pillar peer in the other role, or the peer's key
-    /// is not trusted (or it does not trust ours).
+    /// The connection was not opened by a pillar peer of this version, or the peer's key is
+    /// not trusted (or it does not trust ours).
     #[error("handshake failed: {0}")]
-    Handshake(String),
+    Handshake(#[source] std::io::Error),
+    /// Both ends claim the same role.
+    #[error(
+        "handshake failed: both ends claim to be {0}; one side must be the server and the other the client"
+    )]
+    SameRole(Party),
     /// An encrypted message failed authentication: altered, replayed or reordered on the way.
     #[error("{}", secure::Integrity)]
     Integrity,

@@ -46,10 +46,41 @@ const PUBLIC_TAG: &str = "pillar-public-key";
 
 /// Why a key could not be read, written or used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
-    /// The text is not a key of the expected kind.
-    #[error("{0}")]
-    Malformed(String),
+    /// Not 64 characters.
+    #[error("a key is 64 hex digits, got {0} characters")]
+    Length(usize),
+    /// 64 characters that are not all hex digits.
+    #[error("a key is 64 hex digits")]
+    NotHex,
+    /// A secret key where a public one belongs.
+    #[error("this is a secret key: give the peer's .pub file")]
+    SecretGiven,
+    /// A public key where a secret one belongs.
+    #[error("this is a public key; give your own secret key (the file without .pub)")]
+    PublicGiven,
+    /// A file that `pillar keygen` did not write.
+    #[error("not a pillar secret key (written by `pillar keygen`)")]
+    NotAKey,
+    /// What is wrong with the key in a file, the file named.
+    #[error("{path}: {source}")]
+    InFile {
+        /// The file.
+        path: String,
+        /// What is wrong with its key.
+        #[source]
+        source: Box<KeyError>,
+    },
+    /// Text that names no file and is no key.
+    #[error("{text:?} is neither a public key file nor a key: {source}")]
+    NeitherFileNorKey {
+        /// The text given.
+        text: String,
+        /// Why it is no key.
+        #[source]
+        source: Box<KeyError>,
+    },
     /// The key file could not be read or written.
     #[error("{path}: {source}")]
     File {
@@ -79,14 +110,14 @@ impl PublicKey {
                 path: text.to_string(),
                 source,
             })?;
-            contents
-                .parse()
-                .map_err(|e: KeyError| KeyError::Malformed(format!("{text}: {e}")))
+            contents.parse().map_err(|e| KeyError::InFile {
+                path: text.to_string(),
+                source: Box::new(e),
+            })
         } else {
-            text.parse().map_err(|e: KeyError| {
-                KeyError::Malformed(format!(
-                    "{text:?} is neither a public key file nor a key: {e}"
-                ))
+            text.parse().map_err(|e| KeyError::NeitherFileNorKey {
+                text: text.to_string(),
+                source: Box::new(e),
             })
         }
     }
@@ -118,9 +149,7 @@ impl FromStr for PublicKey {
     fn from_str(s: &str) -> Result<Self, KeyError> {
         let s = s.trim();
         if s.starts_with(SECRET_TAG) {
-            return Err(KeyError::Malformed(
-                "this is a secret key: give the peer's .pub file".into(),
-            ));
+            return Err(KeyError::SecretGiven);
         }
         let hex = s.strip_prefix(PUBLIC_TAG).unwrap_or(s).trim();
         Ok(PublicKey(*decode_hex(hex)?))
@@ -131,14 +160,10 @@ impl FromStr for PublicKey {
 fn decode_hex(hex: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let mut out = Zeroizing::new([0u8; 32]);
     if hex.len() != 64 || !hex.is_ascii() {
-        return Err(KeyError::Malformed(format!(
-            "a key is 64 hex digits, got {} characters",
-            hex.chars().count()
-        )));
+        return Err(KeyError::Length(hex.chars().count()));
     }
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| KeyError::Malformed("a key is 64 hex digits".into()))?;
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| KeyError::NotHex)?;
     }
     Ok(out)
 }
@@ -188,21 +213,18 @@ impl Identity {
             source,
         };
         let text = Zeroizing::new(fs::read_to_string(path).map_err(file)?);
+        let in_file = |e| KeyError::InFile {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        };
         let text = text.trim();
         if text.starts_with(PUBLIC_TAG) {
-            return Err(KeyError::Malformed(format!(
-                "{}: this is a public key; give your own secret key (the file without .pub)",
-                path.display()
-            )));
+            return Err(in_file(KeyError::PublicGiven));
         }
         let Some(hex) = text.strip_prefix(SECRET_TAG) else {
-            return Err(KeyError::Malformed(format!(
-                "{}: not a pillar secret key (written by `pillar keygen`)",
-                path.display()
-            )));
+            return Err(in_file(KeyError::NotAKey));
         };
-        let secret = decode_hex(hex.trim())
-            .map_err(|e| KeyError::Malformed(format!("{}: {e}", path.display())))?;
+        let secret = decode_hex(hex.trim()).map_err(in_file)?;
         Ok(Identity::from_secret(secret))
     }
 

@@ -97,9 +97,7 @@ impl TcpChannel {
         super::send(&mut channel, &Greeting { party })?;
         let theirs: Greeting = super::recv(&mut channel)?;
         if theirs.party != party.peer() {
-            return Err(ChannelError::Handshake(format!(
-                "both ends claim to be {party}; one side must be the server and the other the client"
-            )));
+            return Err(ChannelError::SameRole(party));
         }
         // The greetings are part of the handshake, not of the protocol's traffic.
         channel.stats = Stats::default();
@@ -124,7 +122,7 @@ fn classify(e: io::Error, timeout: Duration) -> ChannelError {
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::BrokenPipe => ChannelError::Closed,
-        io::ErrorKind::PermissionDenied => ChannelError::Handshake(e.to_string()),
+        io::ErrorKind::PermissionDenied => ChannelError::Handshake(e),
         io::ErrorKind::InvalidData if is_integrity(&e) => ChannelError::Integrity,
         _ => ChannelError::Io(e),
     }

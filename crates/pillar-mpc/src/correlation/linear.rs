@@ -2,7 +2,7 @@
 //! and those taken against a weight mask drawn once per connection.
 
 use super::{Correlation, Layout, Masks, Parts, add, minus};
-use crate::dealer::{DealerError, Need};
+use crate::dealer::{DealerError, Need, NeedProblem};
 use crate::kernels::{ConvGeometry, conv2d, matmul};
 
 /// Matrix triple sized `(m, k, n)`: `A+ (m k) | B+ (k n) | C+ (m n, corrected)`, `C = A B`.
@@ -278,11 +278,10 @@ impl Correlation for MaskedScale {
         let b = masks.get(id, channels, &Self::need(size))?;
         let a = add(p0.a(), p1.a());
         if b.is_empty() && !a.is_empty() {
-            return Err(DealerError::Protocol(format!(
-                "{:?} scales {} elements by no channels",
-                Self::need(size),
-                a.len()
-            )));
+            return Err(DealerError::Need {
+                need: Box::new(Self::need(size)),
+                problem: NeedProblem::NoChannels { elements: a.len() },
+            });
         }
         let c = a
             .iter()

@@ -19,7 +19,7 @@ pub use arith::{Beaver, Cross, FanOut, Powers, Square};
 pub use binary::{Bit, BitProduct, CrossAnd, PrefixAnd};
 pub use linear::{Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, WeightMask};
 
-use crate::dealer::{DealerError, Need};
+use crate::dealer::{DealerError, Need, NeedProblem};
 
 /// The lengths of a correlation's parts in buffer order, and how many of the last ones party
 /// 1 gets from the dealer.
@@ -213,17 +213,22 @@ impl Masks {
 
     /// Mask `id`, which the correlation `need` expects to hold `len` elements.
     fn get(&self, id: usize, len: usize, need: &Need) -> Result<&[u64], DealerError> {
+        let refuse = |problem| DealerError::Need {
+            need: Box::new(need.clone()),
+            problem,
+        };
         let b = self.0.get(id).ok_or_else(|| {
-            DealerError::Protocol(format!(
-                "{need:?} uses weight mask {id}, but only {} were drawn",
-                self.0.len()
-            ))
+            refuse(NeedProblem::NoMask {
+                mask: id,
+                drawn: self.0.len(),
+            })
         })?;
         if b.len() != len {
-            return Err(DealerError::Protocol(format!(
-                "{need:?} needs a weight mask of {len} elements; mask {id} has {}",
-                b.len()
-            )));
+            return Err(refuse(NeedProblem::MaskSize {
+                mask: id,
+                needs: len,
+                has: b.len(),
+            }));
         }
         Ok(b)
     }

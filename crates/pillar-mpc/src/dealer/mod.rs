@@ -23,6 +23,7 @@ pub const MAX_NEED_WORDS: usize = 1 << 28;
 
 /// Why correlated randomness could not be had.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DealerError {
     /// The protocol asked for something other than what the plan prefetched.
     #[error(
@@ -34,15 +35,41 @@ pub enum DealerError {
         /// What was asked for.
         got: Box<Need>,
     },
-    /// The dealer (or its connection) is gone; the message says which and why.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The dealer refused the request (an unknown or expired session, say).
+    /// The link to the dealer (or to one of its clients) failed while `what` was under way.
+    #[error("{what}: {cause}")]
+    Unavailable {
+        /// What was under way ("cannot reach the dealer at 10.0.0.2:7879").
+        what: String,
+        /// How the link failed.
+        #[source]
+        cause: LinkFailure,
+    },
+    /// The dealer refused the request (an unknown or expired session, say); its reason.
     #[error("the dealer refused: {0}")]
     Refused(String),
-    /// A malformed message: the peer is not a pillar dealer (or client) of this version.
+    /// A need whose sizes the dealer will not serve.
+    #[error("{need:?}: {problem}")]
+    Need {
+        /// The need.
+        need: Box<Need>,
+        /// What is wrong with it.
+        #[source]
+        problem: NeedProblem,
+    },
+    /// Text that is not a session id (the text given).
+    #[error("{0:?} is not a session id (32 hex digits)")]
+    SessionId(String),
+    /// The dealer answered for another session than the one asked to join.
+    #[error("the dealer answered for session {answered} when asked to join {asked}")]
+    WrongSession {
+        /// The session asked for (its tag).
+        asked: String,
+        /// The session answered (its tag).
+        answered: String,
+    },
+    /// A peer that broke the protocol's order (a seed in place of a correction, say).
     #[error("dealer protocol error: {0}")]
-    Protocol(String),
+    OutOfOrder(&'static str),
     /// A frame or message from the dealer, or a client, that this side does not accept.
     #[error(transparent)]
     Wire(#[from] crate::wire::WireError),
@@ -55,6 +82,87 @@ pub enum DealerError {
         expected: usize,
         /// Words received.
         got: usize,
+    },
+}
+
+/// How a link failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkFailure {
+    /// Nothing arrived in time.
+    #[error("timed out")]
+    TimedOut,
+    /// The peer closed the connection.
+    #[error("the connection closed")]
+    Closed,
+    /// The handshake failed (an untrusted key, a plaintext peer, not pillar).
+    #[error("handshake failed: {0}")]
+    Handshake(#[source] std::io::Error),
+    /// A message failed authentication: altered, replayed or reordered on the way.
+    #[error("{0}")]
+    Integrity(#[source] std::io::Error),
+    /// Any other socket error, or no address to connect to.
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// Why a need is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NeedProblem {
+    /// A size beyond the largest count, before any product is formed.
+    #[error("size {size} is beyond {limit}")]
+    Count {
+        /// The size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More words than the dealer serves.
+    #[error("{words} words is beyond the limit of {limit}")]
+    Words {
+        /// Words per party.
+        words: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A polynomial degree beyond the protocols'.
+    #[error("degree {degree} is beyond {limit}")]
+    Degree {
+        /// The degree.
+        degree: usize,
+        /// The highest supported.
+        limit: usize,
+    },
+    /// A shift beyond a word.
+    #[error("shift {0} is beyond a 64-bit word")]
+    Shift(u32),
+    /// A convolution geometry the kernels refuse.
+    #[error(transparent)]
+    Geometry(Box<crate::MpcError>),
+    /// A weight mask that was never drawn.
+    #[error("it uses weight mask {mask}, but only {drawn} were drawn")]
+    NoMask {
+        /// The mask asked for.
+        mask: usize,
+        /// Masks drawn so far.
+        drawn: usize,
+    },
+    /// A weight mask of another size than the product needs.
+    #[error("it needs a weight mask of {needs} elements; mask {mask} has {has}")]
+    MaskSize {
+        /// The mask.
+        mask: usize,
+        /// Elements the product needs.
+        needs: usize,
+        /// Elements the mask has.
+        has: usize,
+    },
+    /// A per-channel product with no channels.
+    #[error("it scales {elements} elements by no channels")]
+    NoChannels {
+        /// Elements.
+        elements: usize,
     },
 }
 

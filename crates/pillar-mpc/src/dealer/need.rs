@@ -2,7 +2,7 @@
 //! wire. The layouts and the dealer's corrections live with the typed correlations in
 //! [`crate::correlation`].
 
-use super::DealerError;
+use super::{DealerError, NeedProblem};
 use crate::kernels::ConvGeometry;
 
 /// One correlation, sized: its kind and size as the dealer is asked for it. The layout of a
@@ -122,7 +122,10 @@ impl Need {
         /// Any single count beyond this is refused before products are formed, so the sums of
         /// products of at most two counts in [`Need::words`] stay far below `usize::MAX`.
         const MAX_COUNT: usize = 1 << 28;
-        let bad = |detail: String| DealerError::Protocol(format!("{self:?}: {detail}"));
+        let bad = |problem: NeedProblem| DealerError::Need {
+            need: Box::new(self.clone()),
+            problem,
+        };
         let counts: Vec<usize> = match *self {
             Need::Beaver { n }
             | Need::Square { n }
@@ -134,17 +137,15 @@ impl Need {
             Need::FanOut { k, n } => vec![k, n],
             Need::Matmul { m, k, n } | Need::MaskedMatmul { m, k, n, .. } => vec![m, k, n],
             Need::Powers { n, degree } => {
-                if degree > crate::protocols::poly::MAX_DEGREE {
-                    return Err(bad(format!(
-                        "degree {degree} is beyond {}",
-                        crate::protocols::poly::MAX_DEGREE
-                    )));
+                let limit = crate::protocols::poly::MAX_DEGREE;
+                if degree > limit {
+                    return Err(bad(NeedProblem::Degree { degree, limit }));
                 }
                 vec![n, degree]
             }
             Need::PrefixAnd { n, shift } => {
                 if shift >= 64 {
-                    return Err(bad(format!("shift {shift} is beyond a 64-bit word")));
+                    return Err(bad(NeedProblem::Shift(shift)));
                 }
                 vec![n]
             }
@@ -152,18 +153,23 @@ impl Need {
                 n, channels, inner, ..
             } => vec![n, channels, inner],
             Need::Conv2d(g) | Need::MaskedConv2d { geometry: g, .. } => {
-                g.validate().map_err(|e| bad(e.to_string()))?;
+                g.validate()
+                    .map_err(|e| bad(NeedProblem::Geometry(Box::new(e))))?;
                 vec![]
             }
         };
-        if let Some(c) = counts.iter().find(|&&c| c > MAX_COUNT) {
-            return Err(bad(format!("size {c} is beyond {MAX_COUNT}")));
+        if let Some(&size) = counts.iter().find(|&&c| c > MAX_COUNT) {
+            return Err(bad(NeedProblem::Count {
+                size,
+                limit: MAX_COUNT,
+            }));
         }
-        if self.words() > max_words {
-            return Err(bad(format!(
-                "{} words is beyond the limit of {max_words}",
-                self.words()
-            )));
+        let words = self.words();
+        if words > max_words {
+            return Err(bad(NeedProblem::Words {
+                words,
+                limit: max_words,
+            }));
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 /// An ONNX model that cannot be decoded or mapped onto a [`crate::Graph`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OnnxError {
     /// The file could not be read or written.
     #[error("{0}")]
@@ -17,7 +18,7 @@ pub enum OnnxError {
     },
     /// The bytes are not an ONNX protobuf.
     #[error("not an ONNX model: {0}")]
-    Decode(String),
+    Decode(#[source] prost::DecodeError),
     /// The model as a whole (opsets, graph inputs and outputs) does not fit pillar.
     #[error("{0}")]
     Model(String),

@@ -121,7 +121,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<TypedGraph, NnError> {
         }
         .into());
     }
-    let model = proto::ModelProto::decode(bytes).map_err(|e| OnnxError::Decode(e.to_string()))?;
+    let model = proto::ModelProto::decode(bytes).map_err(OnnxError::Decode)?;
     import::import(&model)
 }
 

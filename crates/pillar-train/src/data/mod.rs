@@ -15,6 +15,7 @@ use std::path::PathBuf;
 /// Why a data set could not be read. Every variant names the file it is about, except
 /// [`DataError::NoExample`], which is about an index.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// The file could not be opened or read.
     #[error("cannot read {path}: {source}")]

@@ -11,6 +11,7 @@ use crate::activation::Activation;
 
 /// Why a network could not be exported.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExportError {
     /// A layer with settings the graph cannot express.
     #[error("layer {layer}: {detail}")]

@@ -54,8 +54,8 @@ pub struct FitArgs {
     plot: Option<PathBuf>,
 }
 
-fn parse_target(s: &str) -> Result<Target, String> {
-    s.parse().map_err(|e: pillar_fit::FitError| e.to_string())
+fn parse_target(s: &str) -> Result<Target, pillar_fit::FitError> {
+    s.parse()
 }
 
 /// Runs `pillar fit`.

@@ -2,6 +2,7 @@
 //! its corrections.
 
 use std::collections::VecDeque;
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -18,13 +19,9 @@ fn connect(
     security: &Security,
     timeout: Duration,
 ) -> Result<Stream, DealerError> {
-    let unavailable = |detail: String| {
-        DealerError::Unavailable(format!("cannot reach the dealer at {addr}: {detail}"))
-    };
-    let addrs = addr
-        .to_socket_addrs()
-        .map_err(|e| unavailable(e.to_string()))?;
-    let mut last = "no address".to_string();
+    let unreachable = |e| io_error(&format!("cannot reach the dealer at {addr}"), e);
+    let addrs = addr.to_socket_addrs().map_err(unreachable)?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
             Ok(tcp) => {
@@ -33,24 +30,25 @@ fn connect(
                     s.set_read_timeout(Some(timeout))?;
                     s.set_write_timeout(Some(timeout))
                 };
-                set(&tcp).map_err(|e| unavailable(e.to_string()))?;
+                set(&tcp).map_err(unreachable)?;
                 let mut stream = Stream::establish(tcp, security, true, "dealer")
-                    .map_err(|e| io_error(&format!("the dealer at {addr}"), &e))?;
+                    .map_err(|e| io_error(&format!("the dealer at {addr}"), e))?;
                 send(stream.writer(), request)?;
                 return Ok(stream);
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = e,
         }
     }
-    Err(unavailable(last))
+    Err(unreachable(last))
 }
 
 /// The dealer's answer to a request: the session and this party's seed.
 fn answer(stream: &mut Stream, addr: &str) -> Result<(SessionId, [u8; 32]), DealerError> {
     match recv::<DealerReply>(stream.reader()).map_err(|e| match e {
-        DealerError::Unavailable(detail) => {
-            DealerError::Unavailable(format!("no answer from the dealer at {addr}: {detail}"))
-        }
+        DealerError::Unavailable { what, cause } => DealerError::Unavailable {
+            what: format!("no answer from the dealer at {addr}: {what}"),
+            cause,
+        },
         e => e,
     })? {
         DealerReply::Seed { session, seed } => Ok((session, *seed.bytes())),
@@ -86,11 +84,10 @@ pub fn join_session(
     )?;
     let (session, seed) = answer(&mut stream, addr)?;
     if session != id {
-        return Err(DealerError::Protocol(format!(
-            "the dealer answered for session {} when asked to join {}",
-            session.tag(),
-            id.tag()
-        )));
+        return Err(DealerError::WrongSession {
+            asked: id.tag(),
+            answered: session.tag(),
+        });
     }
     Ok(SeededDealer::client(
         seed,
@@ -129,7 +126,7 @@ impl CorrectionSource for RemoteCorrections {
                     got: Box::new(need.clone()),
                 });
             }
-            None => return Err(DealerError::Protocol("nothing announced".into())),
+            None => return Err(DealerError::OutOfOrder("a correction nobody announced")),
         }
         let what = "reading a correction from the dealer";
         let reader = self.stream.reader();
@@ -145,7 +142,7 @@ impl CorrectionSource for RemoteCorrections {
             return Err(match wire::decode(&bytes)? {
                 DealerReply::Refused { reason } => DealerError::Refused(reason),
                 DealerReply::Seed { .. } => {
-                    DealerError::Protocol("the dealer sent a seed in place of a correction".into())
+                    DealerError::OutOfOrder("the dealer sent a seed in place of a correction")
                 }
             });
         }
@@ -158,7 +155,7 @@ impl CorrectionSource for RemoteCorrections {
             });
         }
         let mut words = vec![0u64; expected];
-        wire::read_words_into(reader, &mut words).map_err(|e| io_error(what, &e))?;
+        wire::read_words_into(reader, &mut words).map_err(|e| io_error(what, e))?;
         Ok(words)
     }
 }

@@ -82,9 +82,9 @@ impl FromStr for SessionId {
     type Err = DealerError;
 
     fn from_str(s: &str) -> Result<Self, DealerError> {
-        unhex(s).map(SessionId).ok_or_else(|| {
-            DealerError::Protocol(format!("{s:?} is not a session id (32 hex digits)"))
-        })
+        unhex(s)
+            .map(SessionId)
+            .ok_or_else(|| DealerError::SessionId(s.to_string()))
     }
 }
 

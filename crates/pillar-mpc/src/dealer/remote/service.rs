@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::{Announce, DealerReply, DealerRequest, Seed, SessionId};
 use crate::channel::secure::{Security, Stream, StreamReader, is_integrity, is_silent};
-use crate::dealer::{CorrectionSource, DealerError, MAX_NEED_WORDS, TrustedDealer};
+use crate::dealer::{CorrectionSource, DealerError, LinkFailure, MAX_NEED_WORDS, TrustedDealer};
 use crate::wire::{self, Header, Kind, Message, ReadError, WireError};
 
 /// Corrections computed ahead of the writer, at most.
@@ -67,31 +67,27 @@ impl std::fmt::Debug for DealerService {
 }
 
 /// What an I/O error means for the dealer protocol, `what` saying what was under way.
-pub(super) fn io_error(what: &str, e: &io::Error) -> DealerError {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            DealerError::Unavailable(format!("{what}: timed out"))
-        }
+pub(super) fn io_error(what: &str, e: io::Error) -> DealerError {
+    let cause = match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => LinkFailure::TimedOut,
         io::ErrorKind::UnexpectedEof
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => {
-            DealerError::Unavailable(format!("{what}: the connection closed"))
-        }
-        io::ErrorKind::PermissionDenied => {
-            DealerError::Unavailable(format!("{what}: handshake failed: {e}"))
-        }
-        io::ErrorKind::InvalidData if is_integrity(e) => {
-            DealerError::Protocol(format!("{what}: {e}"))
-        }
-        _ => DealerError::Unavailable(format!("{what}: {e}")),
+        | io::ErrorKind::BrokenPipe => LinkFailure::Closed,
+        io::ErrorKind::PermissionDenied => LinkFailure::Handshake(e),
+        io::ErrorKind::InvalidData if is_integrity(&e) => LinkFailure::Integrity(e),
+        _ => LinkFailure::Io(e),
+    };
+    DealerError::Unavailable {
+        what: what.to_string(),
+        cause,
     }
 }
 
 /// A failed frame read as the dealer protocol sees it.
 pub(super) fn read_error(what: &str, e: ReadError) -> DealerError {
     match e {
-        ReadError::Io(e) => io_error(what, &e),
+        ReadError::Io(e) => io_error(what, e),
         ReadError::Wire(e) => e.into(),
     }
 }
@@ -99,7 +95,7 @@ pub(super) fn read_error(what: &str, e: ReadError) -> DealerError {
 /// Sends the message `m` on `w`; the encoding is wiped once sent (it may hold a seed).
 pub(super) fn send<M: Message>(w: &mut impl Write, m: &M) -> Result<(), DealerError> {
     let bytes = Zeroizing::new(wire::encode(m)?);
-    wire::write_message(w, &bytes).map_err(|e| io_error(&format!("sending the {}", M::WHAT), &e))
+    wire::write_message(w, &bytes).map_err(|e| io_error(&format!("sending the {}", M::WHAT), e))
 }
 
 /// The next frame on `r`, which must be a message `M`. The bytes are wiped once decoded.
@@ -164,12 +160,12 @@ impl DealerService {
             s.set_read_timeout(timeout)?;
             s.set_write_timeout(timeout)
         };
-        setup(&tcp).map_err(|e| io_error("setting up the connection", &e))?;
+        setup(&tcp).map_err(|e| io_error("setting up the connection", e))?;
         let mut stream = match Stream::establish(tcp, &self.security, false, "dealer") {
             Ok(stream) => stream,
             // A connection closed before saying anything: a reachability probe.
             Err(e) if is_silent(&e) => return Ok(()),
-            Err(e) => return Err(io_error("opening the connection", &e)),
+            Err(e) => return Err(io_error("opening the connection", e)),
         };
         match recv::<DealerRequest>(stream.reader())? {
             DealerRequest::Open => self.open(&mut stream),
@@ -247,15 +243,17 @@ impl DealerService {
     ) -> Result<(), DealerError> {
         let (mut reader, mut writer) = stream.split();
         std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::sync_channel::<Result<Vec<u64>, String>>(AHEAD);
+            // A need refused travels to the writer like a correction: the client hears the
+            // reason in its place, and the writer returns the error itself.
+            let (tx, rx) = mpsc::sync_channel::<Result<Vec<u64>, DealerError>>(AHEAD);
             let sender = scope.spawn(move || -> Result<(), DealerError> {
                 for item in rx {
                     match item {
                         Ok(words) => wire::write_words(&mut writer, &words)
-                            .map_err(|e| io_error("sending corrections", &e))?,
-                        Err(detail) => {
-                            let _ = send(&mut writer, &DealerReply::refused(&detail));
-                            return Err(DealerError::Refused(detail));
+                            .map_err(|e| io_error("sending corrections", e))?,
+                        Err(e) => {
+                            let _ = send(&mut writer, &DealerReply::refused(&e.to_string()));
+                            return Err(e);
                         }
                     }
                 }
@@ -270,12 +268,11 @@ impl DealerService {
                         let words = need
                             .check(self.config.max_need_words)
                             .and_then(|()| dealer.correction(need));
-                        let failed = words.as_ref().err().map(ToString::to_string);
-                        if tx.send(words.map_err(|e| e.to_string())).is_err() {
-                            return Ok(()); // the sender stopped: its error says why
-                        }
-                        if let Some(detail) = failed {
-                            return Err(DealerError::Refused(detail));
+                        let failed = words.is_err();
+                        // A failed send: the writer stopped, and its error says why. After
+                        // a refusal the writer returns it.
+                        if tx.send(words).is_err() || failed {
+                            return Ok(());
                         }
                     }
                 }
@@ -283,7 +280,7 @@ impl DealerService {
             drop(tx);
             let sent = sender
                 .join()
-                .unwrap_or_else(|_| Err(DealerError::Protocol("the sender panicked".into())));
+                .unwrap_or(Err(DealerError::OutOfOrder("the sender panicked")));
             computed.and(sent)
         })
     }
@@ -295,7 +292,7 @@ impl DealerService {
     ) -> Result<Option<Announce>, DealerError> {
         stream
             .set_read_timeout(Some(self.config.idle))
-            .map_err(|e| io_error("waiting for the client", &e))?;
+            .map_err(|e| io_error("waiting for the client", e))?;
         let header = match wire::read_header(stream) {
             Ok(h) => h,
             Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -303,7 +300,7 @@ impl DealerService {
         };
         stream
             .set_read_timeout(Some(self.config.timeout))
-            .map_err(|e| io_error("reading an announcement", &e))?;
+            .map_err(|e| io_error("reading an announcement", e))?;
         recv_body(stream, header).map(Some)
     }
 }
