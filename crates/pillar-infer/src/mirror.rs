@@ -193,7 +193,7 @@ pub fn run_plan(plan: &Plan, input: &RingTensor) -> Result<FixedOutput, InferErr
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(InferError::WorkerPanicked)))
+            .map(|h| h.join().unwrap_or(Err(InferError::WorkerPanicked)))
             .collect()
     });
 
