@@ -16,6 +16,9 @@
 //! - **Online**: the client's input enters as `(0, x)`, the layers run, and the server sends
 //!   its share of the logits to the client, who alone learns them.
 
+#[cfg(feature = "test-utils")]
+pub mod cluster;
+pub mod compare;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

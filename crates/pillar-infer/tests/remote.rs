@@ -10,14 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pillar_infer::FixedConfig;
+use pillar_infer::cluster::{self, Deployment};
 use pillar_infer::mirror;
-use pillar_infer::remote::{
-    Deployment, Links, RemoteError, RemoteModel, ServeOptions, Served, serve,
-};
+use pillar_infer::remote::{Links, RemoteError, RemoteModel, ServeOptions, Served};
 use pillar_infer::{Architecture, Layer, Plan};
 use pillar_mpc::channel::secure::PREAMBLE;
 use pillar_mpc::channel::{Identity, Link, Security};
-use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
+use pillar_mpc::dealer::remote::ServiceConfig;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::wire::{self, Greeting, Kind};
 use pillar_mpc::{FixedPoint, Party, RingTensor};
@@ -41,11 +40,7 @@ fn noise(me: &Arc<Identity>, peers: &[&Arc<Identity>]) -> Security {
 }
 
 fn start_dealer_with(security: Security) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let service = Arc::new(DealerService::new(ServiceConfig::default(), security));
-    std::thread::spawn(move || service.serve(&listener));
-    addr
+    cluster::start_dealer(security, ServiceConfig::default()).unwrap()
 }
 
 /// A dealer, a server for `g` and the keys of a client they both trust.
@@ -65,8 +60,6 @@ type Outcomes = Arc<Mutex<Vec<Result<Served, String>>>>;
 /// A server for `g` on a free port; its clients' outcomes are collected.
 fn start_server(g: &Graph, dealer: &str, security: Links) -> (String, Outcomes) {
     let plan = Arc::new(Plan::compile(&fold(g), config()).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
     let outcomes: Outcomes = Arc::default();
     let seen = Arc::clone(&outcomes);
     let options = ServeOptions {
@@ -77,17 +70,10 @@ fn start_server(g: &Graph, dealer: &str, security: Links) -> (String, Outcomes) 
         max_clients: 8,
         security,
     };
-    std::thread::spawn(move || {
-        serve(
-            &listener,
-            plan,
-            "test-model",
-            &options,
-            Arc::new(move |_: SocketAddr, r: Result<Served, RemoteError>| {
-                seen.lock().unwrap().push(r.map_err(|e| e.to_string()));
-            }),
-        )
-    });
+    let done = move |_: SocketAddr, r: Result<Served, RemoteError>| {
+        seen.lock().unwrap().push(r.map_err(|e| e.to_string()));
+    };
+    let addr = cluster::start_server(plan, "test-model", options, Arc::new(done)).unwrap();
     (addr, outcomes)
 }
 
@@ -543,8 +529,6 @@ fn clients_beyond_the_limit_are_told_the_server_is_busy() {
     let keys = Deployment::generate();
     let dealer = start_dealer_with(keys.dealer.clone());
     let plan = Arc::new(Plan::compile(&fold(&every_op()), config()).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = listener.local_addr().unwrap().to_string();
     let options = ServeOptions {
         dealer: dealer.clone(),
         link: Link::default(),
@@ -553,7 +537,7 @@ fn clients_beyond_the_limit_are_told_the_server_is_busy() {
         max_clients: 1,
         security: keys.server.clone(),
     };
-    std::thread::spawn(move || serve(&listener, plan, "m", &options, Arc::new(|_, _| {})));
+    let server = cluster::start_server(plan, "m", options, Arc::new(|_, _| {})).unwrap();
     // The first client holds its connection (set up, nothing asked yet).
     let first = connect(&server, &dealer, &keys).unwrap();
     let err = connect(&server, &dealer, &keys).unwrap_err();

@@ -22,10 +22,8 @@ pub use client::{RemoteModel, RemoteReport, decode_hello};
 pub use messages::{Hello, Request};
 pub use server::{ServeOptions, Served, serve, serve_client};
 
-use std::sync::Arc;
-
 use pillar_mpc::MpcError;
-use pillar_mpc::channel::{Identity, Security};
+use pillar_mpc::channel::Security;
 
 use crate::error::InferError;
 
@@ -95,55 +93,6 @@ impl Links {
         Links {
             peer: Security::Plaintext,
             dealer: Security::Plaintext,
-        }
-    }
-}
-
-/// The links of a dealer, a server and its client that trust one another: fresh keys for
-/// the three roles of one process (the demo, benchmarks, tests). Processes apart each load
-/// their own key instead (`pillar keygen`).
-#[derive(Debug, Clone)]
-pub struct Deployment {
-    /// The dealer's, trusting the server and the client.
-    pub dealer: Security,
-    /// The server's.
-    pub server: Links,
-    /// The client's.
-    pub client: Links,
-    /// The three identities, dealer, server and client, for tests that build other links.
-    pub identities: [Arc<Identity>; 3],
-}
-
-impl Deployment {
-    /// Fresh key pairs from the operating system's randomness, each pinning the others.
-    pub fn generate() -> Deployment {
-        let [d, s, c] = [(); 3].map(|()| Arc::new(Identity::generate()));
-        let noise = |me: &Arc<Identity>, peers: &[&Arc<Identity>]| Security::Noise {
-            identity: Arc::clone(me),
-            trusted: Arc::new(peers.iter().map(|p| p.public()).collect()),
-        };
-        Deployment {
-            dealer: noise(&d, &[&s, &c]),
-            server: Links {
-                peer: noise(&s, &[&c]),
-                dealer: noise(&s, &[&d]),
-            },
-            client: Links {
-                peer: noise(&c, &[&s]),
-                dealer: noise(&c, &[&d]),
-            },
-            identities: [d, s, c],
-        }
-    }
-
-    /// All three in plaintext.
-    pub fn plaintext() -> Deployment {
-        let [d, s, c] = [(); 3].map(|()| Arc::new(Identity::generate()));
-        Deployment {
-            dealer: Security::Plaintext,
-            server: Links::plaintext(),
-            client: Links::plaintext(),
-            identities: [d, s, c],
         }
     }
 }

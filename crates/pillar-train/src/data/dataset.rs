@@ -1,6 +1,6 @@
 //! A data set ready for training: both splits, the class count and the normalisation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -216,6 +216,38 @@ impl DataSet {
                 },
             )?;
         Ok(out)
+    }
+}
+
+impl DatasetKind {
+    /// Image files (PNG or JPEG) as a model trained on this data set takes them,
+    /// `[len, C, H, W]` flattened: decoded, resized and centre-cropped to `dims` (ImageNet's
+    /// evaluation resizes the shorter side to 232 before the 224 crop), inverted if asked
+    /// (dark digits on a light background, where MNIST is light on dark), and normalised as
+    /// the training images were. A file that cannot be read is an error naming it.
+    pub fn prepare_images(
+        self,
+        paths: &[PathBuf],
+        dims: [usize; 3],
+        invert: bool,
+    ) -> Result<Vec<f32>, DataError> {
+        let [c, h, w] = dims;
+        let (mean, std) = self.normalisation();
+        let resize = if self == DatasetKind::Imagenet {
+            (h * 232).div_ceil(224)
+        } else {
+            h.min(w)
+        };
+        let mut pixels = vec![0.0f32; paths.len() * c * h * w];
+        for (path, dst) in paths.iter().zip(pixels.chunks_mut((c * h * w).max(1))) {
+            let mut raw =
+                super::folder::decode_sized(path, dims, u32::try_from(resize).unwrap_or(u32::MAX))?;
+            if invert {
+                raw.iter_mut().for_each(|p| *p = 255 - *p);
+            }
+            normalise_image(&mean, &std, &raw, h * w, dst);
+        }
+        Ok(pixels)
     }
 }
 

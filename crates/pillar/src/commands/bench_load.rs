@@ -4,7 +4,6 @@
 //! how much memory that takes.
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,10 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use pillar_infer::FixedConfig;
 use pillar_infer::Plan;
+use pillar_infer::cluster::{Cluster, Deployment};
 use pillar_infer::mirror;
-use pillar_infer::remote::{Deployment, RemoteModel, ServeOptions, serve};
-use pillar_mpc::channel::Link;
-use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
+use pillar_mpc::channel::{DEFAULT_TIMEOUT, Link};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_train::data::DatasetKind;
@@ -142,17 +140,11 @@ pub fn run(args: &LoadBenchArgs) -> Result<()> {
         .map(|x| Ok(mirror::run_plan(&plan, x)?.ring))
         .collect::<Result<_>>()?;
 
-    let deployment = match args.links {
+    let cluster = Cluster::start(match args.links {
         LinksArg::Noise => Deployment::generate(),
         LinksArg::Plaintext => Deployment::plaintext(),
-    };
-    let dealer_listener = TcpListener::bind("127.0.0.1:0")?;
-    let dealer = dealer_listener.local_addr()?.to_string();
-    let service = Arc::new(DealerService::new(
-        ServiceConfig::default(),
-        deployment.dealer.clone(),
-    ));
-    std::thread::spawn(move || service.serve(&dealer_listener));
+    })
+    .context("cannot start the dealer")?;
     let link = Link::new(args.rtt_ms, None);
 
     eprintln!(
@@ -165,20 +157,13 @@ pub fn run(args: &LoadBenchArgs) -> Result<()> {
     );
     let mut rows = Vec::new();
     for &clients in &args.clients {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let server = listener.local_addr()?.to_string();
-        let options = ServeOptions {
-            dealer: dealer.clone(),
-            link,
-            timeout: pillar_mpc::channel::DEFAULT_TIMEOUT,
-            max_batch: 1,
-            // Headroom: a client that reconnects at once may arrive before the server has
-            // freed the slot of its last connection (the busy refusal is tested elsewhere).
-            max_clients: 2 * clients,
-            security: deployment.server.clone(),
-        };
-        let served = Arc::clone(&plan);
-        std::thread::spawn(move || serve(&listener, served, "load", &options, Arc::new(|_, _| {})));
+        // Headroom in max_clients: a client that reconnects at once may arrive before the
+        // server has freed the slot of its last connection (the busy refusal is tested
+        // elsewhere).
+        let options = cluster.options(link, 1, 2 * clients);
+        let server = cluster
+            .serve(Arc::clone(&plan), "load", options, Arc::new(|_, _| {}))
+            .context("cannot start the server")?;
         let (images, connections, wrong, failed) = (
             AtomicU64::new(0),
             AtomicU64::new(0),
@@ -200,7 +185,7 @@ pub fn run(args: &LoadBenchArgs) -> Result<()> {
             });
             let workers: Vec<_> = (0..clients)
                 .map(|c| {
-                    let (server, dealer, deployment) = (&server, &dealer, &deployment);
+                    let (server, cluster) = (&server, &cluster);
                     let (inputs, expected) = (&inputs, &expected);
                     let (images, connections, wrong, failed) =
                         (&images, &connections, &wrong, &failed);
@@ -212,14 +197,9 @@ pub fn run(args: &LoadBenchArgs) -> Result<()> {
                             k += args.requests;
                             let xs: Vec<RingTensor> =
                                 batch.iter().map(|&i| inputs[i].clone()).collect();
-                            let outcome = RemoteModel::connect(
-                                server,
-                                dealer,
-                                link,
-                                &deployment.client,
-                                pillar_mpc::channel::DEFAULT_TIMEOUT,
-                            )
-                            .and_then(|m| m.run(&xs, &|_| {}));
+                            let outcome = cluster
+                                .connect(server, link, DEFAULT_TIMEOUT)
+                                .and_then(|m| m.run(&xs, &|_| {}));
                             match outcome {
                                 Ok((logits, _)) => {
                                     connections.fetch_add(1, Ordering::Relaxed);

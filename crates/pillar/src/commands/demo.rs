@@ -11,28 +11,27 @@
 //! The parties run as threads of this process, through the same code as `pillar dealer`,
 //! `pillar serve` and `pillar infer`, whose commands it prints for running them apart.
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_fit::budget::Precision;
 use pillar_fit::{FitReport, FitSpec, Method, Target};
+use pillar_infer::cluster::{Cluster, Deployment};
 use pillar_infer::mirror;
-use pillar_infer::remote::{Deployment, Links, RemoteModel, ServeOptions, serve};
 use pillar_infer::{FixedConfig, Plan};
-use pillar_mpc::channel::Link;
-use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
+use pillar_mpc::channel::{DEFAULT_TIMEOUT, Link};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_nn::Tensor;
 use pillar_train::data::{DataSet, DatasetKind};
+use pillar_train::device::Compute;
+use pillar_train::{ActivationKind, Architecture, TrainConfig};
 use serde::Serialize;
 
 use super::bench::bytes;
-use super::train::TrainArgs;
 
 /// Arguments of `pillar demo`.
 #[derive(Debug, Args)]
@@ -56,13 +55,6 @@ pub struct DemoArgs {
     /// Polynomial protocol: honeybadger, espn or crypten.
     #[arg(long, default_value = "honeybadger")]
     protocol: ActivationProtocol,
-}
-
-/// `pillar train`'s arguments, parsed from a command line the demo writes.
-#[derive(Debug, Parser)]
-struct TrainCli {
-    #[command(flatten)]
-    args: TrainArgs,
 }
 
 /// One network's results.
@@ -124,8 +116,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
          exact ReLU",
         super::infer::count(args.epochs, "epoch")
     );
-    let poly = train(args, "poly", &fit.coefficients)?;
-    let relu = train(args, "relu", &fit.coefficients)?;
+    let poly = train(args, ActivationKind::Poly, &fit.coefficients)?;
+    let relu = train(args, ActivationKind::Relu, &fit.coefficients)?;
 
     println!(
         "[3/4] serve: a dealer, one server per network and their client, over TCP on \
@@ -133,12 +125,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         args.rtt_ms
     );
     let link = Link::new(args.rtt_ms, None);
-    let keys = Deployment::generate();
-    let net = Net {
-        dealer: start_dealer(&keys)?,
-        keys,
-        link,
-    };
+    let cluster = Cluster::start(Deployment::generate()).context("cannot start the dealer")?;
     let data = DataSet::load(DatasetKind::Mnist, None)?;
     let indices: Vec<usize> = (0..args.images.min(data.test.len())).collect();
 
@@ -151,7 +138,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         ("polynomial", &poly, args.protocol),
         ("exact ReLU", &relu, ActivationProtocol::Relu),
     ] {
-        networks.push(classify(name, dir, protocol, &net, &data, &indices)?);
+        networks.push(classify(
+            name,
+            dir,
+            protocol,
+            (&cluster, link),
+            &data,
+            &indices,
+        )?);
     }
     let speedup = networks[1].online_s_per_image / networks[0].online_s_per_image.max(1e-9);
     let report = Report {
@@ -206,113 +200,60 @@ fn fit(out: &Path) -> Result<FitReport> {
     Ok(report)
 }
 
-/// Trains one network with `pillar train` and returns its directory.
-fn train(args: &DemoArgs, activation: &str, coefficients: &[f64]) -> Result<PathBuf> {
-    let dir = args.out.join(activation);
-    std::fs::create_dir_all(&dir)?;
-    // The fitted polynomial goes to training through a config file, as a user would pass it.
-    let config = dir.join("demo.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "coefficients = [{}]\n",
-            coefficients
-                .iter()
-                .map(|c| format!("{c:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    )?;
-    let epochs = args.epochs.to_string();
-    let cli = TrainCli::try_parse_from([
-        "train".as_ref(),
-        "--model".as_ref(),
-        "convnet".as_ref(),
-        "--activation".as_ref(),
-        activation.as_ref(),
-        "--epochs".as_ref(),
-        epochs.as_ref(),
-        "--lr-warmup-epochs".as_ref(),
-        "1".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--out".as_ref(),
-        dir.as_os_str(),
-    ])?;
-    super::train::run(&cli.args)?;
-    Ok(dir)
+/// Trains one network as `pillar train --model convnet --activation ACTIVATION` would, with
+/// the fitted polynomial, and returns its directory and test accuracy.
+fn train(args: &DemoArgs, activation: ActivationKind, coefficients: &[f64]) -> Result<Trained> {
+    let dir = args.out.join(activation.name());
+    let mut cfg = TrainConfig::recipe(Architecture::Convnet);
+    cfg.activation = activation;
+    cfg.epochs = args.epochs;
+    cfg.lr_warmup_epochs = 1;
+    cfg.coefficients = coefficients.to_vec();
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let data = DataSet::load(cfg.dataset, None)?;
+    let device = pillar_train::device::open(Compute::Cpu)?;
+    let outcome = super::train::train_to(&cfg, &data, &device, &dir, false)?;
+    Ok(Trained {
+        test_accuracy: outcome.metrics.test_accuracy.unwrap_or(f64::NAN),
+        dir,
+    })
 }
 
-/// Where the dealer listens, the keys and the emulated link.
-struct Net {
-    dealer: String,
-    keys: Deployment,
-    link: Link,
+/// A trained network: where it was written, and its accuracy in floating point.
+struct Trained {
+    dir: PathBuf,
+    test_accuracy: f64,
 }
 
-fn start_dealer(keys: &Deployment) -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
-    let addr = listener.local_addr()?.to_string();
-    let service = Arc::new(DealerService::new(
-        ServiceConfig::default(),
-        keys.dealer.clone(),
-    ));
-    std::thread::spawn(move || service.serve(&listener));
-    Ok(addr)
-}
-
-fn start_server(plan: Plan, dealer: &str, security: Links, link: Link) -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
-    let addr = listener.local_addr()?;
-    let options = ServeOptions {
-        dealer: dealer.to_string(),
-        link,
-        timeout: pillar_mpc::channel::DEFAULT_TIMEOUT,
-        max_batch: 1,
-        max_clients: 4,
-        security,
+/// Serves `dir/model.onnx` and classifies `indices` through it, one request per digit.
+fn classify(
+    name: &str,
+    trained: &Trained,
+    protocol: ActivationProtocol,
+    (cluster, link): (&Cluster, Link),
+    data: &DataSet,
+    indices: &[usize],
+) -> Result<Network> {
+    let model = trained.dir.join("model.onnx");
+    let graph = pillar_nn::onnx::load(&model)?.fold_batchnorm()?;
+    let config = FixedConfig {
+        frac_bits: 16,
+        activation: protocol,
     };
-    std::thread::spawn(move || {
-        serve(
-            &listener,
-            Arc::new(plan),
+    let plan = Arc::new(Plan::compile(&graph, config)?);
+    let server = cluster
+        .serve(
+            Arc::clone(&plan),
             "model.onnx",
-            &options,
+            cluster.options(link, 1, 4),
             Arc::new(|peer, outcome| {
                 if let Err(e) = outcome {
                     tracing::warn!("demo server: client {peer}: {e}");
                 }
             }),
         )
-    });
-    Ok(addr)
-}
-
-/// Serves `dir/model.onnx` and classifies `indices` through it, one request per digit.
-fn classify(
-    name: &str,
-    dir: &Path,
-    protocol: ActivationProtocol,
-    net: &Net,
-    data: &DataSet,
-    indices: &[usize],
-) -> Result<Network> {
-    let model = dir.join("model.onnx");
-    let graph = pillar_nn::onnx::load(&model)?.fold_batchnorm()?;
-    let config = FixedConfig {
-        frac_bits: 16,
-        activation: protocol,
-    };
-    let plan = Plan::compile(&graph, config)?;
-    let arch = plan.architecture.clone();
-    let server = start_server(plan, &net.dealer, net.keys.server.clone(), net.link)?;
-    let client = RemoteModel::connect(
-        &server.to_string(),
-        &net.dealer,
-        net.link,
-        &net.keys.client,
-        pillar_mpc::channel::DEFAULT_TIMEOUT,
-    )?;
+        .context("cannot start the server")?;
+    let client = cluster.connect(&server, link, DEFAULT_TIMEOUT)?;
     let fp = client.architecture().fixed();
     let pixels = data.normalise(&data.test, indices, None)?;
     let plain_input = Tensor::new(vec![indices.len(), 1, 28, 28], pixels.clone())?;
@@ -356,13 +297,11 @@ fn classify(
     let per = |f: &dyn Fn(&pillar_infer::BatchReport) -> f64| {
         report.batches.iter().map(f).sum::<f64>() / n
     };
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json"))?)?;
     Ok(Network {
         activation: name.to_string(),
         protocol: protocol.to_string(),
         model,
-        plain_accuracy: metrics["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+        plain_accuracy: trained.test_accuracy,
         images: indices.len(),
         secure_correct: correct,
         agree_with_plain: agree,
@@ -372,7 +311,7 @@ fn classify(
         online_bytes_per_image: per(&|b| {
             (b.online.stats.bytes_sent + b.online.stats.bytes_received) as f64
         }),
-        offline_bytes_per_image: 8.0 * arch.offline_words(1)? as f64,
+        offline_bytes_per_image: 8.0 * plan.architecture.offline_words(1)? as f64,
         setup_s: report.setup.time.as_secs_f64(),
     })
 }

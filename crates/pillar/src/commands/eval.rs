@@ -11,9 +11,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_infer::FixedConfig;
+use pillar_infer::compare::{Agreement, argmax};
+use pillar_infer::mirror;
 use pillar_infer::{Plan, run_local};
+use pillar_mpc::Local;
 use pillar_mpc::protocols::activation::ActivationProtocol;
-use pillar_mpc::{FixedPoint, Local};
 use pillar_nn::{FoldedGraph, Graph, Tensor};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
@@ -126,9 +128,6 @@ struct SecureReport {
     offline_bytes_per_image: f64,
 }
 
-/// A logit error beyond this (in real units) is a failed truncation, not rounding.
-const FAILURE_ERROR: f64 = 1.0;
-
 /// Runs `pillar eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
     if args.batch == 0 {
@@ -179,11 +178,17 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let mut secure = None;
     match args.mode {
         Mode::Plain | Mode::Fixed => {
+            // The mirror runs the plan the secure run would: compiled once.
+            let plan = match args.mode {
+                Mode::Fixed => Some(compile(args, &graph, &config)?),
+                _ => None,
+            };
+            let fp = config.fixed()?;
             for (chunk, input) in indices.chunks(args.batch).zip(&inputs) {
-                let logits = match args.mode {
-                    Mode::Plain => pillar_nn::exec::float::run(&graph, input)?,
-                    _ => {
-                        let out = pillar_infer::mirror::run(&graph, input, &config)?;
+                let logits = match &plan {
+                    None => pillar_nn::exec::float::run(&graph, input)?,
+                    Some(plan) => {
+                        let out = mirror::run_plan(plan, &mirror::encode(fp, input)?)?;
                         failures += out.expected_failures();
                         out.logits
                     }
@@ -279,26 +284,11 @@ fn run_secure(
     config: &FixedConfig,
     bar: &ProgressBar,
 ) -> Result<(usize, f64, SecureReport)> {
-    if args.protocol == ActivationProtocol::Relu
-        && graph
-            .nodes
-            .iter()
-            .any(|n| matches!(n.op, pillar_nn::Op::PolyAct(_)))
-    {
-        bail!(
-            "the relu protocol cannot evaluate this model's polynomial activations: choose espn, honeybadger or crypten"
-        );
-    }
-    let plan = Plan::compile(graph, *config).with_context(|| {
-        format!(
-            "cannot compile {} for secure inference",
-            args.model.display()
-        )
-    })?;
-    let fp = FixedPoint::new(args.frac_bits)?;
+    let plan = compile(args, graph, config)?;
+    let fp = config.fixed()?;
     let encoded = inputs
         .iter()
-        .map(|t| pillar_infer::mirror::encode(fp, t))
+        .map(|t| mirror::encode(fp, t))
         .collect::<Result<Vec<_>, _>>()?;
     let (secure, costs) = run_local(&plan, &encoded, &Local::default(), &|k| bar.inc(k as u64))
         .context("the two-party computation failed")?;
@@ -307,14 +297,15 @@ fn run_secure(
         ..SecureReport::default()
     };
     let (mut correct, mut failures) = (0, 0.0);
-    let (mut plain, mut fixed, mut agree) = (0, 0, 0);
+    let (mut plain, mut fixed) = (0, 0);
+    let mut agreement = Agreement::default();
     for (((chunk, input), ring), enc) in indices
         .chunks(args.batch)
         .zip(inputs)
         .zip(&secure)
         .zip(&encoded)
     {
-        let want = pillar_infer::mirror::run_plan(&plan, enc)?;
+        let want = mirror::run_plan(&plan, enc)?;
         failures += want.expected_failures();
         let got = Tensor::new(
             ring.shape().to_vec(),
@@ -328,33 +319,15 @@ fn run_secure(
             chunk,
             data,
         )?;
-        let classes = got.shape()[1];
-        for (g, w) in got
-            .data()
-            .chunks_exact(classes)
-            .zip(want.logits.data().chunks_exact(classes))
-        {
-            let err = g
-                .iter()
-                .zip(w)
-                .map(|(a, b)| f64::from((a - b).abs()))
-                .fold(0.0, f64::max);
-            if err > FAILURE_ERROR {
-                r.truncation_failures += 1;
-            } else {
-                r.max_logit_error = r.max_logit_error.max(err);
-            }
-            if argmax(g) == argmax(w) {
-                agree += 1;
-            } else if err <= FAILURE_ERROR && margin(w) < 2.0 * err {
-                r.near_ties += 1;
-            }
-        }
+        agreement.add(&got, &want.logits);
     }
     let n = indices.len().max(1) as f64;
     r.plain_accuracy = plain as f64 / n;
     r.fixed_accuracy = fixed as f64 / n;
-    r.agreement = agree as f64 / n;
+    r.agreement = agreement.rate();
+    r.max_logit_error = agreement.max_logit_error;
+    r.truncation_failures = agreement.truncation_failures;
+    r.near_ties = agreement.near_ties;
     r.setup_s = costs.setup.time.as_secs_f64();
     r.offline_s_per_image = costs
         .client
@@ -384,25 +357,24 @@ fn run_secure(
     Ok((correct, failures, r))
 }
 
-/// The gap between the two largest values.
-fn margin(row: &[f32]) -> f64 {
-    let mut top = [f64::NEG_INFINITY; 2];
-    for &v in row {
-        let v = f64::from(v);
-        if v > top[0] {
-            top = [v, top[0]];
-        } else if v > top[1] {
-            top[1] = v;
-        }
+/// The graph compiled for secure inference (and its mirror).
+fn compile(args: &EvalArgs, graph: &FoldedGraph, config: &FixedConfig) -> Result<Plan> {
+    if args.protocol == ActivationProtocol::Relu
+        && graph
+            .nodes
+            .iter()
+            .any(|n| matches!(n.op, pillar_nn::Op::PolyAct(_)))
+    {
+        bail!(
+            "the relu protocol cannot evaluate this model's polynomial activations: choose espn, honeybadger or crypten"
+        );
     }
-    top[0] - top[1]
-}
-
-fn argmax(row: &[f32]) -> Option<usize> {
-    row.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(k, _)| k)
+    Plan::compile(graph, *config).with_context(|| {
+        format!(
+            "cannot compile {} for secure inference",
+            args.model.display()
+        )
+    })
 }
 
 fn count_correct(graph: &Graph, logits: &Tensor, chunk: &[usize], data: &DataSet) -> Result<usize> {

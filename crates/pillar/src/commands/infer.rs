@@ -12,8 +12,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pillar_infer::mirror;
 use pillar_infer::remote::{RemoteModel, RemoteReport};
 use pillar_nn::Tensor;
-use pillar_train::data::dataset::normalise_image;
-use pillar_train::data::folder::decode_sized;
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
 
@@ -200,7 +198,6 @@ pub fn run(args: &InferArgs) -> Result<()> {
 type Images = (Vec<String>, Vec<Option<usize>>, Vec<f32>);
 
 fn images(args: &InferArgs, kind: DatasetKind, dims: [usize; 3]) -> Result<Images> {
-    let [c, h, w] = dims;
     if !args.index.is_empty() {
         let data = DataSet::load(kind, args.data.as_deref())
             .with_context(|| format!("cannot load {kind}"))?;
@@ -229,21 +226,7 @@ fn images(args: &InferArgs, kind: DatasetKind, dims: [usize; 3]) -> Result<Image
             .collect();
         return Ok((names, labels, pixels));
     }
-    let (mean, std) = kind.normalisation();
-    // ImageNet's evaluation resizes the shorter side to 232 before the 224 crop.
-    let resize = if kind == DatasetKind::Imagenet {
-        (h * 232).div_ceil(224)
-    } else {
-        h.min(w)
-    };
-    let mut pixels = vec![0.0f32; args.input.len() * c * h * w];
-    for (path, dst) in args.input.iter().zip(pixels.chunks_mut(c * h * w)) {
-        let mut raw = decode_sized(path, dims, u32::try_from(resize).unwrap_or(u32::MAX))?;
-        if args.invert {
-            raw.iter_mut().for_each(|p| *p = 255 - *p);
-        }
-        normalise_image(&mean, &std, &raw, h * w, dst);
-    }
+    let pixels = kind.prepare_images(&args.input, dims, args.invert)?;
     let names = args.input.iter().map(|p| p.display().to_string()).collect();
     Ok((names, vec![None; args.input.len()], pixels))
 }

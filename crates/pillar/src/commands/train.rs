@@ -168,11 +168,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let device = pillar_train::device::open(args.device)?;
     let data = DataSet::load(cfg.dataset, args.data.as_deref())
         .with_context(|| format!("cannot load {}", cfg.dataset))?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let config_path = args.out.join("config.toml");
-    std::fs::write(&config_path, toml::to_string_pretty(&cfg)?)
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
     eprintln!(
         "training {} with {} activations on {} ({} training images, {} test), {} epochs",
         cfg.model,
@@ -183,19 +178,34 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         data.test.len(),
         cfg.epochs
     );
+    let outcome = train_to(&cfg, &data, &device, &args.out, args.resume)?;
+    report(&outcome.metrics, &args.out);
+    Ok(())
+}
+
+/// Trains `cfg` on `data` with a progress bar per epoch, and writes to `out` what `pillar
+/// train` writes: `config.toml`, `metrics.json`, `curves.png`, `model.onnx` (if an epoch was
+/// selected) and `checkpoint/`.
+pub(crate) fn train_to(
+    cfg: &TrainConfig,
+    data: &DataSet,
+    device: &burn::tensor::Device,
+    out: &Path,
+    resume: bool,
+) -> Result<pillar_train::Outcome> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let config_path = out.join("config.toml");
+    std::fs::write(&config_path, toml::to_string_pretty(cfg)?)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
     let checkpoints = Checkpoints {
-        dir: Some(args.out.join("checkpoint")),
-        resume: args.resume,
+        dir: Some(out.join("checkpoint")),
+        resume,
     };
     let mut progress = Progress::default();
-    let outcome = pillar_train::train(&cfg, &data, &device, &checkpoints, &mut |e| {
-        progress.event(e)
-    })?;
+    let outcome = pillar_train::train(cfg, data, device, &checkpoints, &mut |e| progress.event(e))?;
     progress.finish();
-    let metrics = &outcome.metrics;
-    write_outputs(&args.out, &outcome, metrics)?;
-    report(metrics, &args.out);
-    Ok(())
+    write_outputs(out, &outcome, &outcome.metrics)?;
+    Ok(outcome)
 }
 
 fn write_outputs(out: &Path, outcome: &pillar_train::Outcome, metrics: &RunMetrics) -> Result<()> {
