@@ -21,7 +21,7 @@
 //! dealer, so the same code runs in one process for tests and benchmarks and across machines.
 
 pub mod channel;
-pub mod correlation;
+pub(crate) mod correlation;
 pub mod dealer;
 mod error;
 #[doc(hidden)]

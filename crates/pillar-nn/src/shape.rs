@@ -65,7 +65,7 @@ fn expect_match(node: &Node, what: &str, weight: usize, input: usize) -> Result<
 }
 
 /// Shapes of all values (index = value id), or the first node that does not fit.
-pub fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
+pub(crate) fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
     let mut shapes: Vec<Vec<usize>> = vec![g.input_shape.clone()];
     for (i, node) in g.nodes.iter().enumerate() {
         if node.inputs.len() != node.op.arity() {

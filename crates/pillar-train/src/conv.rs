@@ -21,8 +21,6 @@
 //! padding are supported. The per-task accumulation of `dW` makes it independent of the
 //! thread count only up to rounding.
 
-use std::borrow::Cow;
-
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -34,6 +32,8 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
+
+use crate::autodiff::{AdTensor, values};
 
 /// Applies `conv` to `x` (`[N, C, H, W]`): the same result as `conv.forward(x)`, through this
 /// module's kernels where they apply.
@@ -108,9 +108,6 @@ pub fn conv2d(
         }
     }
 }
-
-/// The autodiff float primitive of `Autodiff<Flex>`.
-pub(crate) type AdTensor = <Autodiff<Flex> as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
 /// Records the convolution as one node of the autodiff graph, as burn-autodiff does for its
 /// own `conv2d` (`ops/module.rs`), with [`ConvBackward`] as its backward step.
@@ -322,34 +319,6 @@ fn valid_range(
         0
     };
     (lo.min(count), hi.max(lo.min(count)))
-}
-
-/// Puts the result `out` of a one-input operation on `x` into burn's autodiff graph, with
-/// `op` as its backward pass; `state` (what the backward needs) is built only when the graph
-/// tracks `x`.
-pub(crate) fn track_unary<const D: usize, Op: Backward<Flex, 1>>(
-    x: &AdTensor,
-    op: Op,
-    state: impl FnOnce() -> Op::State,
-    out: FlexTensor,
-) -> Tensor<D> {
-    let out = match op
-        .prepare::<NoCheckpointing>([x.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(state(), out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    };
-    Tensor::from_primitive::<Autodiff<Flex>>(out)
-}
-
-/// A tensor's values in logical (row-major) order, borrowed when it is already laid out so.
-pub(crate) fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(t.clone().into_data().iter::<f32>().collect()),
-    }
 }
 
 /// The forward pass on flex tensors.

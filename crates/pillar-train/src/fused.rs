@@ -23,7 +23,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::activation::{abs_pow, horner};
-use crate::conv::{AdTensor, track_unary, values};
+use crate::autodiff::{AdTensor, track_unary, values};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;

@@ -14,6 +14,7 @@
 //! - [`data`]: MNIST (10,000 real digits embedded), CIFAR-10/100, image folders.
 
 pub mod activation;
+mod autodiff;
 pub mod bench;
 pub mod config;
 pub mod conv;

@@ -25,7 +25,7 @@ use burn::nn::BatchNorm;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::conv::values;
+use crate::autodiff::values;
 
 /// Applies `bn` to `x` (`[N, C, ...]`): the same as `bn.forward(x)`, including the update of
 /// the running statistics in training, through this module's kernels where they apply.

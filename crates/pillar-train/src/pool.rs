@@ -16,7 +16,7 @@ use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::conv::{track_unary, values};
+use crate::autodiff::{track_unary, values};
 
 /// `[N, C, H, W]` averaged over `kernel x kernel` windows `stride` apart (no padding, output
 /// size rounded down): the same as burn's

@@ -12,7 +12,7 @@ use crate::error::{ArchitectureError, InferError, StepProblem};
 
 impl Architecture {
     /// The correlations of the per-connection setup: one weight mask per weight.
-    pub fn setup_needs(&self) -> Vec<Need> {
+    pub(crate) fn setup_needs(&self) -> Vec<Need> {
         let lens: Vec<usize> = self
             .weight_shapes
             .iter()

@@ -14,7 +14,7 @@ use crate::run::{BatchReport, ClientConnection, Phase};
 
 /// What a client makes of the server's hello: the model's name, its checked architecture
 /// and the dealer session to join, or the server's refusal.
-pub fn decode_hello(bytes: &[u8]) -> Result<(String, Architecture, SessionId), RemoteError> {
+pub(crate) fn decode_hello(bytes: &[u8]) -> Result<(String, Architecture, SessionId), RemoteError> {
     let hello = wire::decode::<Hello>(bytes).map_err(ChannelError::from)?;
     match hello {
         Hello::Ready {

@@ -10,7 +10,7 @@ use crate::plan::Architecture;
 
 /// What the server says first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Hello {
+pub(crate) enum Hello {
     /// Ready to serve.
     Ready {
         /// The model's name (its file name), for the client's report.
@@ -36,7 +36,7 @@ impl Message for Hello {
 
 /// What the client asks, per batch, until it leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
+pub(crate) enum Request {
     /// One batch of this many images (never zero).
     Batch {
         /// Images in the batch.

@@ -18,9 +18,10 @@ mod client;
 mod messages;
 mod server;
 
-pub use client::{RemoteModel, RemoteReport, decode_hello};
-pub use messages::{Hello, Request};
-pub use server::{ServeOptions, Served, serve, serve_client};
+pub(crate) use client::decode_hello;
+pub use client::{RemoteModel, RemoteReport};
+use messages::{Hello, Request};
+pub use server::{ServeOptions, Served, serve};
 
 use pillar_mpc::MpcError;
 use pillar_mpc::channel::Security;

@@ -46,16 +46,6 @@ impl Served {
     }
 }
 
-/// Serves one client on `stream` with `plan` until it says goodbye.
-pub fn serve_client(
-    stream: TcpStream,
-    plan: &Plan,
-    model: &str,
-    options: &ServeOptions,
-) -> Result<Served, RemoteError> {
-    serve_checked(stream, plan, model, options, None)
-}
-
 /// Serves one client, or tells it why not (`busy`) once the link is up.
 fn serve_checked(
     stream: TcpStream,

@@ -301,10 +301,10 @@ impl Security {
 /// `InvalidData`, so readers built on `Read` see it; [`is_integrity`] finds it again.
 #[derive(Debug, thiserror::Error)]
 #[error("a message failed authentication (altered, replayed or out of order)")]
-pub struct Integrity;
+pub(crate) struct Integrity;
 
 /// Whether `e` is an [`Integrity`] failure.
-pub fn is_integrity(e: &io::Error) -> bool {
+pub(crate) fn is_integrity(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Integrity>())
 }
 
@@ -317,16 +317,16 @@ fn handshake_error(detail: impl Into<String>) -> io::Error {
 /// worth a warning. Carried inside an `io::Error` of kind `UnexpectedEof`; see [`is_silent`].
 #[derive(Debug, thiserror::Error)]
 #[error("the peer closed the connection without a word")]
-pub struct Silent;
+pub(crate) struct Silent;
 
 /// Whether `e` is a [`Silent`] close.
-pub fn is_silent(e: &io::Error) -> bool {
+pub(crate) fn is_silent(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Silent>())
 }
 
 /// A connected stream, encrypted or not. Split it to read and write from two threads.
 #[derive(Debug)]
-pub struct Stream {
+pub(crate) struct Stream {
     reader: StreamReader,
     writer: StreamWriter,
     peer: Option<PublicKey>,
@@ -339,7 +339,7 @@ impl Stream {
     /// timeouts must already be set on `tcp`. Errors of kind `PermissionDenied` mean the peer
     /// was refused or refused us; `UnexpectedEof` before the first byte means the peer left
     /// without a word.
-    pub fn establish(
+    pub(crate) fn establish(
         tcp: TcpStream,
         security: &Security,
         initiator: bool,
@@ -398,22 +398,22 @@ impl Stream {
     }
 
     /// The peer's authenticated public key (`None` on a plaintext stream).
-    pub fn peer(&self) -> Option<PublicKey> {
+    pub(crate) fn peer(&self) -> Option<PublicKey> {
         self.peer
     }
 
     /// The two directions, to be used from two threads.
-    pub fn split(self) -> (StreamReader, StreamWriter) {
+    pub(crate) fn split(self) -> (StreamReader, StreamWriter) {
         (self.reader, self.writer)
     }
 
     /// The reading half.
-    pub fn reader(&mut self) -> &mut StreamReader {
+    pub(crate) fn reader(&mut self) -> &mut StreamReader {
         &mut self.reader
     }
 
     /// The writing half.
-    pub fn writer(&mut self) -> &mut StreamWriter {
+    pub(crate) fn writer(&mut self) -> &mut StreamWriter {
         &mut self.writer
     }
 }
@@ -554,7 +554,7 @@ struct Sender {
 }
 
 /// The reading half of a [`Stream`].
-pub struct StreamReader {
+pub(crate) struct StreamReader {
     tcp: TcpStream,
     cipher: Option<Receiver>,
 }
@@ -568,7 +568,7 @@ impl fmt::Debug for StreamReader {
 }
 
 /// The writing half of a [`Stream`].
-pub struct StreamWriter {
+pub(crate) struct StreamWriter {
     tcp: TcpStream,
     cipher: Option<Sender>,
 }
@@ -583,7 +583,7 @@ impl fmt::Debug for StreamWriter {
 
 impl StreamReader {
     /// How long a read may wait (`None`: forever).
-    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
         self.tcp.set_read_timeout(timeout)
     }
 }

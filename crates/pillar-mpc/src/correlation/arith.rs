@@ -6,21 +6,21 @@ use crate::dealer::{DealerError, Need};
 
 /// Elementwise Beaver triple of `n` elements: `a+ | b+ | c+ (corrected)`, `c = a b`.
 #[derive(Debug)]
-pub struct Beaver(Parts);
+pub(crate) struct Beaver(Parts);
 
 impl Beaver {
     /// This party's share of `a`.
-    pub fn a(&self) -> &[u64] {
+    pub(crate) fn a(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of `b`.
-    pub fn b(&self) -> &[u64] {
+    pub(crate) fn b(&self) -> &[u64] {
         self.0.get(1)
     }
 
     /// This party's share of `c = a b`.
-    pub fn c(&self) -> &[u64] {
+    pub(crate) fn c(&self) -> &[u64] {
         self.0.get(2)
     }
 }
@@ -49,16 +49,16 @@ impl Correlation for Beaver {
 
 /// Squaring pair of `n` elements: `a+ | s+ (corrected)`, `s = a^2`.
 #[derive(Debug)]
-pub struct Square(Parts);
+pub(crate) struct Square(Parts);
 
 impl Square {
     /// This party's share of `a`.
-    pub fn a(&self) -> &[u64] {
+    pub(crate) fn a(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of `a^2`.
-    pub fn aa(&self) -> &[u64] {
+    pub(crate) fn aa(&self) -> &[u64] {
         self.0.get(1)
     }
 }
@@ -90,21 +90,21 @@ impl Correlation for Square {
 /// Broadcast triple for `k` rows of `n` times one row, sized `(k, n)`:
 /// `a+ (k n) | b+ (n) | c+ (k n, corrected)`, `c[j n + i] = a[j n + i] b[i]`.
 #[derive(Debug)]
-pub struct FanOut(Parts);
+pub(crate) struct FanOut(Parts);
 
 impl FanOut {
     /// This party's share of the rows `a`.
-    pub fn a(&self) -> &[u64] {
+    pub(crate) fn a(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of the row `b`.
-    pub fn b(&self) -> &[u64] {
+    pub(crate) fn b(&self) -> &[u64] {
         self.0.get(1)
     }
 
     /// This party's share of `c`, row by row `a_j b`.
-    pub fn c(&self) -> &[u64] {
+    pub(crate) fn c(&self) -> &[u64] {
         self.0.get(2)
     }
 }
@@ -143,16 +143,16 @@ impl Correlation for FanOut {
 /// Product of two values each known whole to one party, `n` elements: `m | c+ (corrected)`,
 /// where party 0's `m` is its whole mask `a`, party 1's `m` its whole mask `b`, and `c = a b`.
 #[derive(Debug)]
-pub struct Cross(Parts);
+pub(crate) struct Cross(Parts);
 
 impl Cross {
     /// This party's whole mask (`a` for party 0, `b` for party 1).
-    pub fn mask(&self) -> &[u64] {
+    pub(crate) fn mask(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of `c = a b`.
-    pub fn c(&self) -> &[u64] {
+    pub(crate) fn c(&self) -> &[u64] {
         self.0.get(1)
     }
 }
@@ -186,11 +186,11 @@ impl Correlation for Cross {
 /// HoneyBadger's powers of a uniform `r` (never a fixed one: `r = 1` would open `x` itself),
 /// sized `(n, d)`: `r+ | r^2+ .. r^d+ (corrected)`.
 #[derive(Debug)]
-pub struct Powers(Parts);
+pub(crate) struct Powers(Parts);
 
 impl Powers {
     /// This party's share of `r^j`, `1 <= j <= d`.
-    pub fn power(&self, j: usize) -> &[u64] {
+    pub(crate) fn power(&self, j: usize) -> &[u64] {
         self.0.get(j - 1)
     }
 }

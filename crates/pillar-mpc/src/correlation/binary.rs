@@ -7,16 +7,16 @@ use crate::dealer::{DealerError, Need};
 /// Binary product of two values each known whole to one party, `n` words:
 /// `m | c^ (corrected)`, `c = a & b` with `a`, `b` the parties' whole masks.
 #[derive(Debug)]
-pub struct CrossAnd(Parts);
+pub(crate) struct CrossAnd(Parts);
 
 impl CrossAnd {
     /// This party's whole mask.
-    pub fn mask(&self) -> &[u64] {
+    pub(crate) fn mask(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's XOR share of `a & b`.
-    pub fn c(&self) -> &[u64] {
+    pub(crate) fn c(&self) -> &[u64] {
         self.0.get(1)
     }
 }
@@ -51,26 +51,26 @@ impl Correlation for CrossAnd {
 /// `a^ | b^ | aa^ (corrected) | ab^ (corrected)`, `aa = a & (a << shift)`,
 /// `ab = a & (b << shift)`.
 #[derive(Debug)]
-pub struct PrefixAnd(Parts);
+pub(crate) struct PrefixAnd(Parts);
 
 impl PrefixAnd {
     /// This party's share of the mask `a` of the propagate bits.
-    pub fn a(&self) -> &[u64] {
+    pub(crate) fn a(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of the mask `b` of the generate bits.
-    pub fn b(&self) -> &[u64] {
+    pub(crate) fn b(&self) -> &[u64] {
         self.0.get(1)
     }
 
     /// This party's share of `a & (a << shift)`.
-    pub fn aa(&self) -> &[u64] {
+    pub(crate) fn aa(&self) -> &[u64] {
         self.0.get(2)
     }
 
     /// This party's share of `a & (b << shift)`.
-    pub fn ab(&self) -> &[u64] {
+    pub(crate) fn ab(&self) -> &[u64] {
         self.0.get(3)
     }
 }
@@ -114,16 +114,16 @@ impl Correlation for PrefixAnd {
 /// Random bits of `n` elements shared both ways (daBits): `rb^ | r+ (corrected)`,
 /// `r = (rb0 ^ rb1) & 1`.
 #[derive(Debug)]
-pub struct Bit(Parts);
+pub(crate) struct Bit(Parts);
 
 impl Bit {
     /// This party's XOR share of the bits (in bit 0).
-    pub fn rb(&self) -> &[u64] {
+    pub(crate) fn rb(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's additive share of the same bits.
-    pub fn r(&self) -> &[u64] {
+    pub(crate) fn r(&self) -> &[u64] {
         self.0.get(1)
     }
 }
@@ -156,26 +156,26 @@ impl Correlation for Bit {
 /// Random bits with a masked product, `n` elements:
 /// `rb^ | a+ | r+ (corrected) | ar+ (corrected)`, `r` as for [`Bit`], `ar = a r`.
 #[derive(Debug)]
-pub struct BitProduct(Parts);
+pub(crate) struct BitProduct(Parts);
 
 impl BitProduct {
     /// This party's XOR share of the bits (in bit 0).
-    pub fn rb(&self) -> &[u64] {
+    pub(crate) fn rb(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of the mask `a`.
-    pub fn a(&self) -> &[u64] {
+    pub(crate) fn a(&self) -> &[u64] {
         self.0.get(1)
     }
 
     /// This party's additive share of the bits.
-    pub fn r(&self) -> &[u64] {
+    pub(crate) fn r(&self) -> &[u64] {
         self.0.get(2)
     }
 
     /// This party's share of `a r`.
-    pub fn ar(&self) -> &[u64] {
+    pub(crate) fn ar(&self) -> &[u64] {
         self.0.get(3)
     }
 }

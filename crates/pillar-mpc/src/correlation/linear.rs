@@ -7,21 +7,21 @@ use crate::kernels::{ConvGeometry, conv2d, matmul};
 
 /// Matrix triple sized `(m, k, n)`: `A+ (m k) | B+ (k n) | C+ (m n, corrected)`, `C = A B`.
 #[derive(Debug)]
-pub struct Matmul(Parts);
+pub(crate) struct Matmul(Parts);
 
 impl Matmul {
     /// This party's share of `A`.
-    pub fn a(&self) -> &[u64] {
+    pub(crate) fn a(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of `B`.
-    pub fn b(&self) -> &[u64] {
+    pub(crate) fn b(&self) -> &[u64] {
         self.0.get(1)
     }
 
     /// This party's share of `C = A B`.
-    pub fn c(&self) -> &[u64] {
+    pub(crate) fn c(&self) -> &[u64] {
         self.0.get(2)
     }
 }
@@ -55,21 +55,21 @@ impl Correlation for Matmul {
 /// Convolution triple: `X+ (input) | W+ (weight) | Y+ (output, corrected)`,
 /// `Y = conv(X, W)`.
 #[derive(Debug)]
-pub struct Conv(Parts);
+pub(crate) struct Conv(Parts);
 
 impl Conv {
     /// This party's share of the input mask `X`.
-    pub fn x(&self) -> &[u64] {
+    pub(crate) fn x(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of the weight mask `W`.
-    pub fn w(&self) -> &[u64] {
+    pub(crate) fn w(&self) -> &[u64] {
         self.0.get(1)
     }
 
     /// This party's share of `Y = conv(X, W)`.
-    pub fn y(&self) -> &[u64] {
+    pub(crate) fn y(&self) -> &[u64] {
         self.0.get(2)
     }
 }
@@ -105,11 +105,11 @@ impl Correlation for Conv {
 /// next mask (numbered from 0 in the order drawn), for the `Masked*` triples. The opened
 /// `W - B` is reused by every inference, which is safe because `W` never changes.
 #[derive(Debug)]
-pub struct WeightMask(Parts);
+pub(crate) struct WeightMask(Parts);
 
 impl WeightMask {
     /// This party's share of `B`.
-    pub fn into_b(self) -> Vec<u64> {
+    pub(crate) fn into_b(self) -> Vec<u64> {
         self.0.words
     }
 }
@@ -143,16 +143,16 @@ impl Correlation for WeightMask {
 /// Convolution triple against weight mask `mask` (an OIHW weight), sized `(geometry, mask)`:
 /// `X+ (input) | Y+ (output, corrected)`, `Y = conv(X, B_mask)`.
 #[derive(Debug)]
-pub struct MaskedConv(Parts);
+pub(crate) struct MaskedConv(Parts);
 
 impl MaskedConv {
     /// This party's share of the input mask `X`.
-    pub fn x(&self) -> &[u64] {
+    pub(crate) fn x(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of `Y = conv(X, B)`.
-    pub fn y(&self) -> &[u64] {
+    pub(crate) fn y(&self) -> &[u64] {
         self.0.get(1)
     }
 }
@@ -188,16 +188,16 @@ impl Correlation for MaskedConv {
 /// Matrix triple against weight mask `mask` (`k x n`), sized `(m, k, n, mask)`:
 /// `A+ (m k) | C+ (m n, corrected)`, `C = A B_mask`.
 #[derive(Debug)]
-pub struct MaskedMatmul(Parts);
+pub(crate) struct MaskedMatmul(Parts);
 
 impl MaskedMatmul {
     /// This party's share of `A`.
-    pub fn a(&self) -> &[u64] {
+    pub(crate) fn a(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of `C = A B`.
-    pub fn c(&self) -> &[u64] {
+    pub(crate) fn c(&self) -> &[u64] {
         self.0.get(1)
     }
 }
@@ -234,16 +234,16 @@ impl Correlation for MaskedMatmul {
 /// elements whose channel is `(i / inner) % channels`, sized `(n, channels, inner, mask)`:
 /// `A+ (n) | C+ (n, corrected)`, `C[i] = A[i] B_mask[(i / inner) % channels]`.
 #[derive(Debug)]
-pub struct MaskedScale(Parts);
+pub(crate) struct MaskedScale(Parts);
 
 impl MaskedScale {
     /// This party's share of `A`.
-    pub fn a(&self) -> &[u64] {
+    pub(crate) fn a(&self) -> &[u64] {
         self.0.get(0)
     }
 
     /// This party's share of `C`.
-    pub fn c(&self) -> &[u64] {
+    pub(crate) fn c(&self) -> &[u64] {
         self.0.get(1)
     }
 }

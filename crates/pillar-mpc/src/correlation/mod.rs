@@ -15,16 +15,16 @@ mod arith;
 mod binary;
 mod linear;
 
-pub use arith::{Beaver, Cross, FanOut, Powers, Square};
-pub use binary::{Bit, BitProduct, CrossAnd, PrefixAnd};
-pub use linear::{Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, WeightMask};
+pub(crate) use arith::{Beaver, Cross, FanOut, Powers, Square};
+pub(crate) use binary::{Bit, BitProduct, CrossAnd, PrefixAnd};
+pub(crate) use linear::{Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, WeightMask};
 
 use crate::dealer::{DealerError, Need, NeedProblem};
 
 /// The lengths of a correlation's parts in buffer order, and how many of the last ones party
 /// 1 gets from the dealer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
+pub(crate) struct Layout {
     lens: Vec<usize>,
     corrected: usize,
 }
@@ -37,24 +37,24 @@ impl Layout {
     }
 
     /// Words in a party's buffer.
-    pub fn words(&self) -> usize {
+    pub(crate) fn words(&self) -> usize {
         self.lens.iter().sum()
     }
 
     /// Words party 1 gets from the dealer (the last parts).
-    pub fn correction_words(&self) -> usize {
+    pub(crate) fn correction_words(&self) -> usize {
         self.lens[self.lens.len() - self.corrected..].iter().sum()
     }
 
     /// Words both parties expand from their own seeds (the first parts).
-    pub fn seeded_words(&self) -> usize {
+    pub(crate) fn seeded_words(&self) -> usize {
         self.words() - self.correction_words()
     }
 }
 
 /// One party's buffer of a correlation, cut into its parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parts {
+pub(crate) struct Parts {
     words: Vec<u64>,
     ends: Vec<usize>,
 }
@@ -84,7 +84,7 @@ impl Parts {
 
 /// A kind of correlated randomness: its layout, a party's share of it, and the dealer's
 /// correction.
-pub trait Correlation: Sized {
+pub(crate) trait Correlation: Sized {
     /// What sizes it (elements, dimensions, a geometry; for the masked products, also the
     /// weight mask's number).
     type Size;
@@ -132,7 +132,7 @@ fn correct<C: Correlation>(
 
 impl Need {
     /// The layout of a party's buffer.
-    pub fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Layout {
         match *self {
             Need::Beaver { n } => Beaver::layout(&n),
             Need::Square { n } => Square::layout(&n),
@@ -160,7 +160,7 @@ impl Need {
     /// The dealer's side: party 1's corrected words, from party 0's whole share `p0` and
     /// party 1's seeded words `p1`. `masks` holds the connection's weight masks: a
     /// [`Need::WeightMask`] adds one, a `Masked*` triple reads one.
-    pub fn correction(
+    pub(crate) fn correction(
         &self,
         p0: Vec<u64>,
         p1: Vec<u64>,
@@ -198,19 +198,9 @@ impl Need {
 /// The weight masks of one connection, as the dealer knows them (`B = b0 + b1`), in the order
 /// drawn.
 #[derive(Debug, Clone, Default)]
-pub struct Masks(Vec<Vec<u64>>);
+pub(crate) struct Masks(Vec<Vec<u64>>);
 
 impl Masks {
-    /// Masks drawn so far.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether none was drawn.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Mask `id`, which the correlation `need` expects to hold `len` elements.
     fn get(&self, id: usize, len: usize, need: &Need) -> Result<&[u64], DealerError> {
         let refuse = |problem| DealerError::Need {

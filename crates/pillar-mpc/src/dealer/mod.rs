@@ -10,7 +10,7 @@ mod need;
 pub mod remote;
 mod seeded;
 
-pub use crate::correlation::Masks;
+pub(crate) use crate::correlation::Masks;
 pub use need::Need;
 pub use seeded::{CorrectionSource, SeededDealer, TrustedDealer};
 

@@ -4,12 +4,12 @@
 
 use pillar_mpc::channel::Stats;
 use pillar_mpc::protocols::arith::reveal;
-pub use pillar_mpc::testing::input;
+pub(crate) use pillar_mpc::testing::input;
 use pillar_mpc::{Local, MpcError, Party, RingTensor, Session, Share};
 
 /// The opened output and each party's rounds and bytes of the protocol alone (sharing and
 /// opening excluded).
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The opened result.
     pub value: RingTensor,
     /// Each party's rounds and bytes.
@@ -18,7 +18,7 @@ pub struct Outcome {
 
 /// Shares `inputs` (the client owns the first, the server the rest, as weights), runs `f`
 /// and opens its result to both.
-pub fn run<F>(seed: u64, inputs: &[RingTensor], f: F) -> Outcome
+pub(crate) fn run<F>(seed: u64, inputs: &[RingTensor], f: F) -> Outcome
 where
     F: Fn(&mut Session, &[Share]) -> Result<Share, MpcError> + Sync,
 {
@@ -43,7 +43,7 @@ where
 }
 
 /// Asserts that both parties used exactly `rounds` rounds and each sent `words` ring words.
-pub fn assert_cost(o: &Outcome, rounds: u64, words: u64) {
+pub(crate) fn assert_cost(o: &Outcome, rounds: u64, words: u64) {
     for (p, st) in o.stats.iter().enumerate() {
         assert_eq!(st.rounds, rounds, "rounds of P{p}");
         assert_eq!(st.bytes_sent, 8 * words, "bytes sent by P{p}");
@@ -52,21 +52,21 @@ pub fn assert_cost(o: &Outcome, rounds: u64, words: u64) {
 }
 
 /// A ring tensor from signed values.
-pub fn tensor(shape: &[usize], data: Vec<i64>) -> RingTensor {
+pub(crate) fn tensor(shape: &[usize], data: Vec<i64>) -> RingTensor {
     RingTensor::new(shape.to_vec(), data.into_iter().map(|v| v as u64).collect()).unwrap()
 }
 
 /// Ring elements read as signed values.
-pub fn signed(t: &RingTensor) -> Vec<i64> {
+pub(crate) fn signed(t: &RingTensor) -> Vec<i64> {
     t.data().iter().map(|&v| v as i64).collect()
 }
 
 /// Elementwise sum mod 2^64: two additive shares put back together.
-pub fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
+pub(crate) fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
 }
 
 /// Elementwise product mod 2^64.
-pub fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
+pub(crate) fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x.wrapping_mul(*y)).collect()
 }

@@ -34,7 +34,7 @@ fn type_of(a: &AttributeProto) -> i32 {
 
 impl<'a> Attrs<'a> {
     /// Errors on the first attribute not in `known`.
-    pub fn only(&self, known: &[&str]) -> Res<()> {
+    pub(super) fn only(&self, known: &[&str]) -> Res<()> {
         for a in self.0 {
             let name = a.name.as_deref().unwrap_or("");
             if a.ref_attr_name.is_some() {
@@ -58,35 +58,35 @@ impl<'a> Attrs<'a> {
     }
 
     /// An `INT` attribute.
-    pub fn int(&self, name: &str) -> Res<Option<i64>> {
+    pub(super) fn int(&self, name: &str) -> Res<Option<i64>> {
         Ok(self
             .find(name, ty::INT, "an int")?
             .map(|a| a.i.unwrap_or(0)))
     }
 
     /// An `INTS` attribute.
-    pub fn ints(&self, name: &str) -> Res<Option<&'a [i64]>> {
+    pub(super) fn ints(&self, name: &str) -> Res<Option<&'a [i64]>> {
         Ok(self
             .find(name, ty::INTS, "a list of ints")?
             .map(|a| a.ints.as_slice()))
     }
 
     /// A `FLOAT` attribute.
-    pub fn float(&self, name: &str) -> Res<Option<f32>> {
+    pub(super) fn float(&self, name: &str) -> Res<Option<f32>> {
         Ok(self
             .find(name, ty::FLOAT, "a float")?
             .map(|a| a.f.unwrap_or(0.0)))
     }
 
     /// A `FLOATS` attribute.
-    pub fn floats(&self, name: &str) -> Res<Option<&'a [f32]>> {
+    pub(super) fn floats(&self, name: &str) -> Res<Option<&'a [f32]>> {
         Ok(self
             .find(name, ty::FLOATS, "a list of floats")?
             .map(|a| a.floats.as_slice()))
     }
 
     /// A `STRING` attribute, as UTF-8.
-    pub fn string(&self, name: &str) -> Res<Option<&'a str>> {
+    pub(super) fn string(&self, name: &str) -> Res<Option<&'a str>> {
         match self.find(name, ty::STRING, "a string")? {
             None => Ok(None),
             Some(a) => std::str::from_utf8(a.s.as_deref().unwrap_or(&[]))
@@ -96,7 +96,7 @@ impl<'a> Attrs<'a> {
     }
 
     /// A `TENSOR` attribute, decoded.
-    pub fn tensor(&self, name: &str) -> Res<Option<Const>> {
+    pub(super) fn tensor(&self, name: &str) -> Res<Option<Const>> {
         match self.find(name, ty::TENSOR, "a tensor")? {
             None => Ok(None),
             Some(a) => match &a.t {
@@ -107,7 +107,7 @@ impl<'a> Attrs<'a> {
     }
 
     /// An `INTS` attribute that must hold only `value` (or be absent).
-    pub fn all_equal(&self, name: &str, value: i64) -> Res<()> {
+    pub(super) fn all_equal(&self, name: &str, value: i64) -> Res<()> {
         match self.ints(name)? {
             Some(v) if v.iter().any(|&x| x != value) => {
                 Err(format!("{name} = {v:?} is not supported (only {value})"))

@@ -43,7 +43,7 @@ pub(crate) struct Poly {
 
 impl Poly {
     /// The activation `v` itself, as produced by node `origin`.
-    pub fn value(v: ValueId, origin: &str) -> Self {
+    pub(super) fn value(v: ValueId, origin: &str) -> Self {
         Poly {
             base: Some(v),
             coeffs: vec![0.0, 1.0],
@@ -53,7 +53,7 @@ impl Poly {
     }
 
     /// A scalar constant.
-    pub fn constant(c: f64, origin: &str) -> Self {
+    pub(super) fn constant(c: f64, origin: &str) -> Self {
         Poly {
             base: None,
             coeffs: vec![c],
@@ -63,7 +63,7 @@ impl Poly {
     }
 
     /// The coefficients without trailing zeros (at least one).
-    pub fn trimmed(&self) -> &[f64] {
+    pub(super) fn trimmed(&self) -> &[f64] {
         let end = self
             .coeffs
             .iter()
@@ -73,17 +73,17 @@ impl Poly {
     }
 
     /// The degree (0 for a constant).
-    pub fn degree(&self) -> usize {
+    pub(super) fn degree(&self) -> usize {
         self.trimmed().len().saturating_sub(1)
     }
 
     /// Whether it is exactly its base activation.
-    pub fn is_identity(&self) -> bool {
+    pub(super) fn is_identity(&self) -> bool {
         self.base.is_some() && self.trimmed() == [0.0, 1.0]
     }
 
     /// Its value, if it is a constant.
-    pub fn constant_value(&self) -> Option<f64> {
+    pub(super) fn constant_value(&self) -> Option<f64> {
         match self.base {
             None => self.coeffs.first().copied(),
             Some(_) => None,
@@ -112,7 +112,7 @@ impl Poly {
     }
 
     /// `self + s * other`.
-    pub fn add_scaled(&self, other: &Poly, s: f64, origin: &str) -> Result<Poly, String> {
+    pub(super) fn add_scaled(&self, other: &Poly, s: f64, origin: &str) -> Result<Poly, String> {
         let base = self.base_with(other)?;
         let n = self.coeffs.len().max(other.coeffs.len());
         let coeffs = (0..n)
@@ -125,7 +125,7 @@ impl Poly {
     }
 
     /// `self * other`.
-    pub fn mul(&self, other: &Poly, origin: &str) -> Result<Poly, String> {
+    pub(super) fn mul(&self, other: &Poly, origin: &str) -> Result<Poly, String> {
         let base = self.base_with(other)?;
         let (a, b) = (self.trimmed(), other.trimmed());
         if self.degree() + other.degree() > MAX_DEGREE {
@@ -145,13 +145,13 @@ impl Poly {
 
     /// `self / c` for a constant `c` (divided, not multiplied by `1 / c`, so that the
     /// coefficients are what the graph computes).
-    pub fn div_const(&self, c: f64, origin: &str) -> Poly {
+    pub(super) fn div_const(&self, c: f64, origin: &str) -> Poly {
         let coeffs = self.coeffs.iter().map(|x| x / c).collect();
         Poly::computed(self.base, coeffs, origin)
     }
 
     /// `self ^ k`.
-    pub fn pow(&self, k: usize, origin: &str) -> Result<Poly, String> {
+    pub(super) fn pow(&self, k: usize, origin: &str) -> Result<Poly, String> {
         if self.degree().saturating_mul(k) > MAX_DEGREE {
             return Err(format!(
                 "raising a degree-{} polynomial to the power {k} exceeds the degree {MAX_DEGREE} \

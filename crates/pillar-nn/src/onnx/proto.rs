@@ -89,12 +89,12 @@ pub(crate) struct NodeProto {
 
 /// `AttributeProto.AttributeType`.
 pub(crate) mod attribute_type {
-    pub const FLOAT: i32 = 1;
-    pub const INT: i32 = 2;
-    pub const STRING: i32 = 3;
-    pub const TENSOR: i32 = 4;
-    pub const FLOATS: i32 = 6;
-    pub const INTS: i32 = 7;
+    pub(crate) const FLOAT: i32 = 1;
+    pub(crate) const INT: i32 = 2;
+    pub(crate) const STRING: i32 = 3;
+    pub(crate) const TENSOR: i32 = 4;
+    pub(crate) const FLOATS: i32 = 6;
+    pub(crate) const INTS: i32 = 7;
 }
 
 /// `AttributeProto`: a named attribute of a node. Sub-graph fields (`g`, `graphs`) are left
@@ -130,11 +130,11 @@ pub(crate) struct AttributeProto {
 
 /// `TensorProto.DataType`, the element types pillar reads.
 pub(crate) mod data_type {
-    pub const FLOAT: i32 = 1;
-    pub const INT32: i32 = 6;
-    pub const INT64: i32 = 7;
-    pub const BOOL: i32 = 9;
-    pub const DOUBLE: i32 = 11;
+    pub(crate) const FLOAT: i32 = 1;
+    pub(crate) const INT32: i32 = 6;
+    pub(crate) const INT64: i32 = 7;
+    pub(crate) const BOOL: i32 = 9;
+    pub(crate) const DOUBLE: i32 = 11;
 }
 
 /// `TensorProto.Segment`: only detected, to refuse chunked tensors.

@@ -26,7 +26,7 @@ type Res<T> = Result<T, String>;
 
 impl Ints {
     /// An integer constant of rank 0 or 1.
-    pub fn from_const(c: &Const) -> Option<Ints> {
+    pub(super) fn from_const(c: &Const) -> Option<Ints> {
         let v = c.ints()?;
         if c.dims.len() > 1 {
             return None;

@@ -27,7 +27,7 @@ pub(crate) struct Const {
 
 impl Const {
     /// Number of elements.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match &self.data {
             Data::F32(v) => v.len(),
             Data::F64(v) => v.len(),
@@ -36,7 +36,7 @@ impl Const {
     }
 
     /// Element `i` as f64 (exact for f32 and f64; integers as the nearest f64).
-    pub fn get(&self, i: usize) -> Option<f64> {
+    pub(super) fn get(&self, i: usize) -> Option<f64> {
         match &self.data {
             Data::F32(v) => v.get(i).map(|&x| f64::from(x)),
             Data::F64(v) => v.get(i).copied(),
@@ -45,7 +45,7 @@ impl Const {
     }
 
     /// The elements as f32, for weights; `None` for integers. Doubles are rounded.
-    pub fn to_f32(&self) -> Option<Vec<f32>> {
+    pub(super) fn to_f32(&self) -> Option<Vec<f32>> {
         match &self.data {
             Data::F32(v) => Some(v.clone()),
             Data::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
@@ -54,7 +54,7 @@ impl Const {
     }
 
     /// The elements as integers, for shapes and axes; `None` for floats.
-    pub fn ints(&self) -> Option<&[i64]> {
+    pub(super) fn ints(&self) -> Option<&[i64]> {
         match &self.data {
             Data::I64(v) => Some(v),
             _ => None,

@@ -7,18 +7,18 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 /// The tensor's values, in order.
-pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 /// `len` values uniform in `[lo, hi)`.
-pub fn random(rng: &mut ChaCha8Rng, len: usize, lo: f32, hi: f32) -> Vec<f32> {
+pub(crate) fn random(rng: &mut ChaCha8Rng, len: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(lo..hi)).collect()
 }
 
 /// Every value of `ours` within `tol` times the largest |reference| (at least 1) of its
 /// counterpart.
-pub fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
+pub(crate) fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: f32) {
     assert_eq!(ours.len(), reference.len(), "{what}");
     let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     for (i, (a, b)) in ours.iter().zip(reference).enumerate() {

@@ -25,7 +25,7 @@ use super::stats::Summary;
 
 /// What to measure.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Elements in the layer.
     pub elements: usize,
     /// Round-trip times to emulate, milliseconds.
@@ -50,7 +50,7 @@ pub struct Config {
 
 /// One measured point.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// Protocol name.
     pub protocol: String,
     /// Emulated round-trip time, ms.
@@ -83,7 +83,7 @@ fn plaintext(protocol: ActivationProtocol, coefficients: &[f64], x: f64) -> f64 
 }
 
 /// Measures one protocol at one link; `tick` is called after every repeat.
-pub fn measure(
+pub(crate) fn measure(
     config: &Config,
     protocol: ActivationProtocol,
     rtt_ms: f64,

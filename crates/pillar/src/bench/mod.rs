@@ -1,4 +1,4 @@
 //! Measurements behind `pillar bench`: what is timed, how often, and how it is summarised.
 
-pub mod activations;
-pub mod stats;
+pub(crate) mod activations;
+pub(crate) mod stats;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// The median of repeated timings and the half-width of its 95% confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Median, seconds.
     pub median_s: f64,
     /// Half-width of the 95% confidence interval of the median, seconds: half the distance
@@ -15,7 +15,7 @@ pub struct Summary {
 
 impl Summary {
     /// Summarises `samples` (at least one).
-    pub fn of(samples: &[Duration]) -> Summary {
+    pub(crate) fn of(samples: &[Duration]) -> Summary {
         let mut s: Vec<f64> = samples.iter().map(Duration::as_secs_f64).collect();
         s.sort_by(f64::total_cmp);
         let k = s.len();

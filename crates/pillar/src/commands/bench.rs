@@ -14,7 +14,7 @@ use crate::bench::activations::{self, Config, Row};
 
 /// Arguments of `pillar bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     #[command(subcommand)]
     command: BenchCommand,
 }
@@ -52,7 +52,7 @@ enum BenchCommand {
 /// What both secure benchmarks vary and repeat (protocols, link bandwidth, repeats, format,
 /// seed) and how they report.
 #[derive(Debug, Args)]
-pub struct ProtocolRuns {
+pub(crate) struct ProtocolRuns {
     /// Protocols for the activation layers, comma-separated: relu, crypten, espn,
     /// honeybadger (`pillar bench model` runs each polynomial as an exact ReLU for `relu`).
     #[arg(
@@ -95,7 +95,7 @@ pub struct ProtocolRuns {
 
 impl ProtocolRuns {
     /// The transport between the two local parties.
-    pub fn transport(&self) -> Transport {
+    pub(crate) fn transport(&self) -> Transport {
         match self.transport {
             TransportArg::Memory => Transport::Memory,
             TransportArg::Tcp => Transport::Tcp,
@@ -104,7 +104,7 @@ impl ProtocolRuns {
     }
 
     /// Checks these and the round-trip times; returns the fixed-point format.
-    pub fn check(&self, rtt_ms: &[f64]) -> Result<FixedPoint> {
+    pub(crate) fn check(&self, rtt_ms: &[f64]) -> Result<FixedPoint> {
         if self.repeats == 0 {
             bail!("--repeats must be at least 1");
         }
@@ -125,7 +125,7 @@ impl ProtocolRuns {
 
 /// Arguments of `pillar bench activations`.
 #[derive(Debug, Args)]
-pub struct ActivationsArgs {
+pub(crate) struct ActivationsArgs {
     /// Elements in the activation layer.
     #[arg(short = 'n', long, default_value_t = 100_000)]
     elements: usize,
@@ -158,7 +158,7 @@ pub struct ActivationsArgs {
 
 /// `--transport`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum TransportArg {
+pub(crate) enum TransportArg {
     /// In-memory queues between two threads.
     Memory,
     /// A plaintext TCP connection over the loopback interface (the real framing and sockets).
@@ -168,7 +168,7 @@ pub enum TransportArg {
 }
 
 /// Runs `pillar bench`.
-pub fn run(args: &BenchArgs) -> Result<()> {
+pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     match &args.command {
         BenchCommand::Activations(a) => run_activations(a),
         BenchCommand::Train(a) => super::bench_train::run(a),

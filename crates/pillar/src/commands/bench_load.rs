@@ -22,7 +22,7 @@ use serde::Serialize;
 
 /// Arguments of `pillar bench load`.
 #[derive(Debug, Args)]
-pub struct LoadBenchArgs {
+pub(crate) struct LoadBenchArgs {
     /// A paper architecture with random weights, or an ONNX file.
     #[arg(long, default_value = "convnet")]
     model: String,
@@ -100,7 +100,7 @@ fn rss_mib() -> Option<f64> {
 }
 
 /// Runs `pillar bench load`.
-pub fn run(args: &LoadBenchArgs) -> Result<()> {
+pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
     if args.clients.is_empty() || args.clients.contains(&0) || args.requests == 0 {
         bail!("--clients and --requests must be at least 1");
     }

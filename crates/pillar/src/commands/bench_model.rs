@@ -31,7 +31,7 @@ use crate::plot::{Timed, time_against_rtt};
 
 /// Arguments of `pillar bench model`.
 #[derive(Debug, Args)]
-pub struct ModelBenchArgs {
+pub(crate) struct ModelBenchArgs {
     /// A paper architecture (minionn, resnet18, resnet20/32/56/110, vgg16, resnet50, convnet)
     /// with random weights, or an ONNX file.
     #[arg(long, default_value = "minionn")]
@@ -58,7 +58,7 @@ pub struct ModelBenchArgs {
 
 /// One protocol on one link.
 #[derive(Debug, Clone, Serialize)]
-pub struct ModelRow {
+pub(crate) struct ModelRow {
     model: String,
     protocol: String,
     /// memory, tcp (plaintext) or noise.
@@ -96,7 +96,7 @@ impl Timed for ModelRow {
 
 /// `model` as a graph: an ONNX file, or a paper architecture for `dataset_shape` with random
 /// weights drawn from `seed`. Also its name for reports.
-pub fn random_graph(
+pub(crate) fn random_graph(
     model: &str,
     dataset_shape: DatasetKind,
     seed: u64,
@@ -126,7 +126,7 @@ pub fn random_graph(
 }
 
 /// Runs `pillar bench model`.
-pub fn run(args: &ModelBenchArgs) -> Result<()> {
+pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
     let fp = args.runs.check(&args.rtt_ms)?;
     let (graph, name) = random_graph(&args.model, args.dataset_shape, args.runs.seed)?;
     let folded = graph

@@ -14,7 +14,7 @@ use crate::bench::stats::Summary;
 
 /// Arguments of `pillar bench train`.
 #[derive(Debug, Args)]
-pub struct TrainBenchArgs {
+pub(crate) struct TrainBenchArgs {
     /// Architecture.
     #[arg(long, default_value = "minionn")]
     model: Architecture,
@@ -62,7 +62,7 @@ struct Row {
 }
 
 /// Runs `pillar bench train`.
-pub fn run(args: &TrainBenchArgs) -> Result<()> {
+pub(crate) fn run(args: &TrainBenchArgs) -> Result<()> {
     if args.batch == 0 || args.steps == 0 {
         bail!("--batch and --steps must be at least 1");
     }

@@ -15,7 +15,7 @@ use super::net::{KeyArgs, announce_listening};
 
 /// Arguments of `pillar dealer`.
 #[derive(Debug, Args)]
-pub struct DealerArgs {
+pub(crate) struct DealerArgs {
     /// Address to listen on (port 0: any free port, printed on start).
     #[arg(long, default_value = "127.0.0.1:7879")]
     listen: String,
@@ -34,7 +34,7 @@ pub struct DealerArgs {
 }
 
 /// Runs `pillar dealer` until it is killed.
-pub fn run(args: &DealerArgs) -> Result<()> {
+pub(crate) fn run(args: &DealerArgs) -> Result<()> {
     if args.expiry_s == 0 || args.timeout_s == 0 {
         bail!("--expiry-s and --timeout-s must be at least 1");
     }

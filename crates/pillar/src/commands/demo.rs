@@ -35,7 +35,7 @@ use super::bench::bytes;
 
 /// Arguments of `pillar demo`.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Directory for the models, plots and report.
     #[arg(long, default_value = "pillar-demo")]
     out: PathBuf,
@@ -90,7 +90,7 @@ struct Report {
 }
 
 /// Runs `pillar demo`.
-pub fn run(args: &DemoArgs) -> Result<()> {
+pub(crate) fn run(args: &DemoArgs) -> Result<()> {
     if args.images == 0 || args.epochs == 0 {
         bail!("--images and --epochs must be at least 1");
     }

@@ -23,7 +23,7 @@ use serde::Serialize;
 /// How the model is executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Floating point (the reference).
     Plain,
     /// The secure engine's fixed-point arithmetic, in the clear.
@@ -34,7 +34,7 @@ pub enum Mode {
 
 /// Arguments of `pillar eval`.
 #[derive(Debug, Args)]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     /// The ONNX model (from `pillar train`, or exported by PyTorch).
     #[arg(long)]
     model: PathBuf,
@@ -129,7 +129,7 @@ struct SecureReport {
 }
 
 /// Runs `pillar eval`.
-pub fn run(args: &EvalArgs) -> Result<()> {
+pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }

@@ -12,7 +12,7 @@ use pillar_fit::{FitReport, FitSpec, Method, Target};
 /// Arguments of `pillar fit`.
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
-pub struct FitArgs {
+pub(crate) struct FitArgs {
     /// Activation to approximate: relu, sigmoid, silu or gelu.
     #[arg(long, default_value = "relu", value_parser = parse_target)]
     target: Target,
@@ -59,7 +59,7 @@ fn parse_target(s: &str) -> Result<Target, pillar_fit::FitError> {
 }
 
 /// Runs `pillar fit`.
-pub fn run(args: &FitArgs) -> Result<()> {
+pub(crate) fn run(args: &FitArgs) -> Result<()> {
     let spec = FitSpec::new(args.target, args.degree, args.range, args.bits)?;
     let precision = Precision::new(args.ring_bits, args.frac_bits)?;
     let method = if args.float {

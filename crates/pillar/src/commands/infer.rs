@@ -21,7 +21,7 @@ use super::net::{KeyArgs, LinkArgs};
 /// Arguments of `pillar infer`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("source").required(true).args(["input", "index"])))]
-pub struct InferArgs {
+pub(crate) struct InferArgs {
     /// The server's address (`pillar serve --listen`).
     #[arg(long)]
     connect: String,
@@ -113,7 +113,7 @@ struct Report {
 }
 
 /// Runs `pillar infer`.
-pub fn run(args: &InferArgs) -> Result<()> {
+pub(crate) fn run(args: &InferArgs) -> Result<()> {
     let (link, timeout) = args.link.link()?;
     if args.top_k == 0 || args.batch == Some(0) {
         bail!("--top-k and --batch must be at least 1");

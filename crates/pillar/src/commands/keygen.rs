@@ -11,7 +11,7 @@ use pillar_mpc::channel::Identity;
 
 /// Arguments of `pillar keygen`.
 #[derive(Debug, Args)]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     /// Writes NAME.key (the secret key, readable by its owner only) and NAME.pub (the public
     /// key, for the peers). Existing files are never overwritten.
     #[arg(long, value_name = "NAME")]
@@ -25,7 +25,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Runs `pillar keygen`.
-pub fn run(args: &KeygenArgs) -> Result<()> {
+pub(crate) fn run(args: &KeygenArgs) -> Result<()> {
     let secret = with_suffix(&args.out, ".key");
     let public = with_suffix(&args.out, ".pub");
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {

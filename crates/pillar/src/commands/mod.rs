@@ -1,15 +1,15 @@
 //! One module per subcommand: its arguments, and what it prints.
 
-pub mod bench;
-pub mod bench_load;
-pub mod bench_model;
-pub mod bench_train;
-pub mod dealer;
-pub mod demo;
-pub mod eval;
-pub mod fit;
-pub mod infer;
-pub mod keygen;
-pub mod net;
-pub mod serve;
-pub mod train;
+pub(crate) mod bench;
+pub(crate) mod bench_load;
+pub(crate) mod bench_model;
+pub(crate) mod bench_train;
+pub(crate) mod dealer;
+pub(crate) mod demo;
+pub(crate) mod eval;
+pub(crate) mod fit;
+pub(crate) mod infer;
+pub(crate) mod keygen;
+pub(crate) mod net;
+pub(crate) mod serve;
+pub(crate) mod train;

@@ -14,7 +14,7 @@ use pillar_mpc::channel::{Identity, Link, PublicKey, Security};
 
 /// The link to the peer, and how long to wait for it.
 #[derive(Debug, Clone, Args)]
-pub struct LinkArgs {
+pub(crate) struct LinkArgs {
     /// Emulate a link with this round-trip time to the peer, in milliseconds (on top of the
     /// real one): every message waits half of it, as the paper's WAN measurements.
     #[arg(long, default_value_t = 0.0)]
@@ -31,7 +31,7 @@ pub struct LinkArgs {
 
 impl LinkArgs {
     /// The emulated link and the timeout, checked.
-    pub fn link(&self) -> Result<(Link, Duration)> {
+    pub(crate) fn link(&self) -> Result<(Link, Duration)> {
         if !(self.rtt_ms.is_finite() && self.rtt_ms >= 0.0) {
             bail!(
                 "--rtt-ms {}: a round-trip time is a non-negative number of milliseconds",
@@ -56,7 +56,7 @@ impl LinkArgs {
     }
 
     /// `", 100 ms RTT, 50 Mbit/s"`, or nothing for an ideal link.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = String::new();
         if self.rtt_ms > 0.0 {
             s += &format!(", emulated {} ms RTT", self.rtt_ms);
@@ -70,7 +70,7 @@ impl LinkArgs {
 
 /// Prints `<what> listening on <addr>` on stdout at once: the address (the last word) is
 /// what a script that started the service with port 0 reads back.
-pub fn announce_listening(what: &str, addr: SocketAddr) -> Result<()> {
+pub(crate) fn announce_listening(what: &str, addr: SocketAddr) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{what} listening on {addr}")?;
     out.flush()?;
@@ -79,7 +79,7 @@ pub fn announce_listening(what: &str, addr: SocketAddr) -> Result<()> {
 
 /// This process's key and the peers it trusts, or plaintext by name.
 #[derive(Debug, Clone, Args)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// This process's secret key (written by `pillar keygen`). Links are Noise-encrypted and
     /// mutually authenticated with it.
     #[arg(long, value_name = "FILE")]
@@ -98,7 +98,7 @@ pub struct KeyArgs {
 
 impl KeyArgs {
     /// This process's identity, or `None` for plaintext.
-    pub fn identity(&self) -> Result<Option<Arc<Identity>>> {
+    pub(crate) fn identity(&self) -> Result<Option<Arc<Identity>>> {
         if self.insecure_plaintext {
             return Ok(None);
         }
@@ -111,7 +111,7 @@ impl KeyArgs {
     }
 
     /// The keys given with `flag` (`--trust` or `--dealer-key`), at least one.
-    pub fn keys(texts: &[String], flag: &str, whose: &str) -> Result<Arc<Vec<PublicKey>>> {
+    pub(crate) fn keys(texts: &[String], flag: &str, whose: &str) -> Result<Arc<Vec<PublicKey>>> {
         if texts.is_empty() {
             bail!("{flag}: give {whose} public key (its .pub file from `pillar keygen`)");
         }
@@ -123,7 +123,7 @@ impl KeyArgs {
     }
 
     /// Security for links to the peers in `--trust`.
-    pub fn security(&self, whose: &str) -> Result<Security> {
+    pub(crate) fn security(&self, whose: &str) -> Result<Security> {
         match self.identity()? {
             None => Ok(Security::Plaintext),
             Some(identity) => Ok(Security::Noise {
@@ -134,7 +134,7 @@ impl KeyArgs {
     }
 
     /// Security for a party's two links: the peer in `--trust`, the dealer in `dealer_key`.
-    pub fn links(&self, dealer_key: &[String], peer: &str) -> Result<Links> {
+    pub(crate) fn links(&self, dealer_key: &[String], peer: &str) -> Result<Links> {
         match self.identity()? {
             None => {
                 if !dealer_key.is_empty() {
@@ -156,7 +156,7 @@ impl KeyArgs {
     }
 
     /// `"noise"` or `"plaintext (insecure)"`, for the start-up line.
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         if self.insecure_plaintext {
             "plaintext (insecure)"
         } else {

@@ -19,7 +19,7 @@ use super::net::{KeyArgs, LinkArgs, announce_listening};
 
 /// Arguments of `pillar serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The ONNX model to serve (from `pillar train`, or exported by PyTorch).
     #[arg(long)]
     model: PathBuf,
@@ -62,7 +62,7 @@ pub struct ServeArgs {
 }
 
 /// Runs `pillar serve` until it is killed.
-pub fn run(args: &ServeArgs) -> Result<()> {
+pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     let (link, timeout) = args.link.link()?;
     if args.max_batch == 0 || args.max_clients == 0 {
         bail!("--max-batch and --max-clients must be at least 1");

@@ -14,7 +14,7 @@ use pillar_train::{ActivationKind, Architecture, Checkpoints, Event, TrainConfig
 
 /// Arguments of `pillar train`.
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub(crate) struct TrainArgs {
     /// Architecture: convnet, minionn, minionn-no-bn, vgg16, resnet18, resnet20, resnet32,
     /// resnet56, resnet110, resnet50 [default: minionn].
     #[arg(long)]
@@ -163,7 +163,7 @@ fn overlay(base: &mut toml::Table, top: toml::Table) {
 }
 
 /// Runs `pillar train`.
-pub fn run(args: &TrainArgs) -> Result<()> {
+pub(crate) fn run(args: &TrainArgs) -> Result<()> {
     let cfg = config(args)?;
     let device = pillar_train::device::open(args.device)?;
     let data = DataSet::load(cfg.dataset, args.data.as_deref())

@@ -22,7 +22,7 @@ fn color(protocol: &str) -> RGBColor {
 }
 
 /// A measured row that a speed figure can place: `(protocol, RTT in ms, median in s)`.
-pub trait Timed {
+pub(crate) trait Timed {
     /// Its line, its round-trip time and its median time.
     fn point(&self) -> (&str, f64, f64);
 }
@@ -34,7 +34,7 @@ impl Timed for Row {
 }
 
 /// One line per protocol: median time of a layer (log scale) against the emulated RTT.
-pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
+pub(crate) fn activations(rows: &[Row], path: &Path) -> Result<()> {
     let Some(first) = rows.first() else {
         bail!("nothing was measured");
     };
@@ -47,7 +47,7 @@ pub fn activations(rows: &[Row], path: &Path) -> Result<()> {
 }
 
 /// One line per protocol: median time (log scale) against the emulated RTT.
-pub fn time_against_rtt<R: Timed>(
+pub(crate) fn time_against_rtt<R: Timed>(
     rows: &[R],
     title: &str,
     y_desc: &str,

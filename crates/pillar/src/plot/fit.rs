@@ -10,7 +10,7 @@ use super::{FONT, draw_error, legend, register_font};
 
 /// The paper's Appendix B figure: the target, the float least-squares fit, that fit with its
 /// coefficients truncated to `P` bits, and the quantization-aware fit, over `[-1.5R, 1.5R]`.
-pub fn fit(report: &FitReport, path: &Path) -> Result<()> {
+pub(crate) fn fit(report: &FitReport, path: &Path) -> Result<()> {
     register_font();
     let r = report.range;
     let (x0, x1) = (-1.5 * r, 1.5 * r);

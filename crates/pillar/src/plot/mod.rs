@@ -5,9 +5,9 @@ mod bench;
 mod fit;
 mod train;
 
-pub use bench::{Timed, activations, time_against_rtt};
-pub use fit::fit;
-pub use train::training;
+pub(crate) use bench::{Timed, activations, time_against_rtt};
+pub(crate) use fit::fit;
+pub(crate) use train::training;
 
 use std::sync::Once;
 

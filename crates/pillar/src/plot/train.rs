@@ -37,7 +37,7 @@ struct Panel<'a> {
 }
 
 /// Draws the four panels of a run into `path`.
-pub fn training(metrics: &RunMetrics, path: &Path) -> Result<()> {
+pub(crate) fn training(metrics: &RunMetrics, path: &Path) -> Result<()> {
     register_font();
     let history = &metrics.history;
     if history.is_empty() {

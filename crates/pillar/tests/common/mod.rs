@@ -5,13 +5,13 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 /// The `pillar` binary this package builds.
-pub fn pillar() -> Command {
+pub(crate) fn pillar() -> Command {
     Command::cargo_bin("pillar").unwrap()
 }
 
 /// Runs `pillar ARGS --json`, which must succeed (its stderr is shown if not), and parses
 /// what it prints.
-pub fn json(args: &[&str]) -> Value {
+pub(crate) fn json(args: &[&str]) -> Value {
     let out = pillar().args(args).arg("--json").output().unwrap();
     assert!(
         out.status.success(),

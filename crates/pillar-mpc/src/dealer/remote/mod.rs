@@ -113,11 +113,11 @@ impl<'de> Deserialize<'de> for SessionId {
 /// A party's 32-byte seed, wiped from memory when dropped; 64 hex digits on the wire (inside
 /// the encrypted stream), never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Seed(Zeroizing<[u8; 32]>);
+pub(crate) struct Seed(Zeroizing<[u8; 32]>);
 
 impl Seed {
     /// The seed's bytes.
-    pub fn bytes(&self) -> &[u8; 32] {
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
 }
@@ -154,7 +154,7 @@ impl<'de> Deserialize<'de> for Seed {
 
 /// What a party asks the dealer first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DealerRequest {
+pub(crate) enum DealerRequest {
     /// The server asks for a new session.
     Open,
     /// The client joins its server's session.
@@ -171,7 +171,7 @@ impl Message for DealerRequest {
 
 /// The dealer's answer to a request, or its refusal of a request or an announcement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DealerReply {
+pub(crate) enum DealerReply {
     /// The session and the asking party's seed.
     Seed {
         /// The session.
@@ -209,11 +209,11 @@ impl Message for DealerReply {
 /// asks for nothing the dealer refuses to size; a dealer with a smaller limit checks again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Vec<Need>", into = "Vec<Need>")]
-pub struct Announce(Vec<Need>);
+pub(crate) struct Announce(Vec<Need>);
 
 impl Announce {
     /// The needs, in order.
-    pub fn needs(&self) -> &[Need] {
+    pub(crate) fn needs(&self) -> &[Need] {
         &self.0
     }
 }

@@ -2,9 +2,10 @@
 //! penalty schedule, validation-based checkpoint selection, escape detection, QuaIL's phases.
 //!
 //! The library reports progress through [`Event`]s; drawing progress bars is the caller's
-//! business (the CLI does it with indicatif).
+//! business (the CLI does it with indicatif). QuaIL's phases are in [`quail`], checkpoints
+//! in [`checkpoint`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -16,7 +17,6 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha12Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::activation::{Activation, CallStats, Tape};
 use crate::config::{ActivationKind, TrainConfig};
@@ -24,6 +24,12 @@ use crate::data::{DataError, DataSet, Split};
 use crate::metrics::{EpochMetrics, Escape, RunMetrics};
 use crate::model::{Layer, Net};
 use crate::schedule::learning_rate;
+
+mod checkpoint;
+mod quail;
+
+pub use checkpoint::Checkpoints;
+use checkpoint::{State, load_checkpoint, save_checkpoint};
 
 /// Why a run failed (an escape is not a failure: it is reported in the metrics).
 #[derive(Debug, thiserror::Error)]
@@ -81,30 +87,12 @@ pub enum Event<'a> {
     Escaped(&'a Escape),
 }
 
-/// Where checkpoints go and whether to continue from them.
-#[derive(Debug, Clone, Default)]
-pub struct Checkpoints {
-    /// Directory for `model.bpk`, `optimizer.bpk`, `state.json` (none: no checkpoints).
-    pub dir: Option<PathBuf>,
-    /// Continue from the checkpoint in `dir`.
-    pub resume: bool,
-}
-
 /// A finished run.
 pub struct Outcome {
     /// The selected network, in inference form.
     pub net: Net,
     /// Everything measured.
     pub metrics: RunMetrics,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct State {
-    phase: String,
-    next_epoch: usize,
-    history: Vec<EpochMetrics>,
-    best: Option<(usize, f64)>,
-    config: TrainConfig,
 }
 
 /// Trains `cfg.model` on `data` as `cfg` says, on `device` (an autodiff device).
@@ -297,77 +285,6 @@ impl Trainer<'_> {
             self.cfg.epochs,
             Objective::CrossEntropy { pillar },
             &|_| 0,
-        )?;
-        Ok(finish(end))
-    }
-
-    /// QuaIL: teacher, layer-wise cloning with earlier layers frozen, fine-tuning while
-    /// unfreezing from the output backwards.
-    fn quail(
-        &mut self,
-        teacher: Net,
-        student: Net,
-        amm: Option<&Device>,
-    ) -> Result<(Net, Selected, Option<Escape>), TrainError> {
-        let teacher_epochs = self.cfg.quail.teacher_epochs.unwrap_or(self.cfg.epochs);
-        let end = self.phase(
-            teacher,
-            "teacher",
-            teacher_epochs,
-            Objective::CrossEntropy { pillar: false },
-            &|_| 0,
-        )?;
-        let teacher = end.best.map(|(_, _, n)| n).unwrap_or(end.net);
-        // The student starts from the teacher's weights with its own activations.
-        let record = teacher.clone().into_record();
-        let mut student = student.load_record(record);
-        if let Some(device) = amm {
-            let target = self.cfg.amm_range;
-            student = student.map_activations(&|a, c| a.with_amm(c, target, device));
-        }
-        let teacher = teacher.valid();
-        // Top-level layer holding each activation: cloning activation k freezes the layers
-        // before it.
-        let owners: Vec<usize> = student
-            .layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| std::iter::repeat_n(i, l.activations().len()))
-            .collect();
-        for (k, &owner) in owners.iter().enumerate() {
-            let name = format!("clone-{}", k + 1);
-            // Train the layers between the previous activation and this one; inside a
-            // residual block (both activations in the same top-level layer) the whole block.
-            let frozen = match k.checked_sub(1).map(|j| owners[j]) {
-                None => 0,
-                Some(previous) if previous < owner => previous + 1,
-                Some(_) => owner,
-            };
-            let end = self.phase(
-                student,
-                &name,
-                self.cfg.quail.clone_epochs,
-                Objective::Imitate {
-                    teacher: &teacher,
-                    layer: k,
-                },
-                &|_| frozen,
-            )?;
-            if end.escape.is_some() {
-                return Ok((end.net, None, end.escape));
-            }
-            student = end.net;
-        }
-        let epochs = self.cfg.quail.finetune_epochs.unwrap_or(self.cfg.epochs);
-        let layers = student.layers.len();
-        let frozen =
-            move |epoch: usize| layers - ((epoch + 1) * layers).div_ceil(epochs).min(layers);
-        let end = self.phase(
-            student,
-            "finetune",
-            epochs,
-            Objective::CrossEntropy { pillar: false },
-            &frozen,
         )?;
         Ok(finish(end))
     }
@@ -715,72 +632,6 @@ fn scalar(t: Tensor<1>) -> f64 {
         .ok()
         .and_then(|v| v.first().copied())
         .map_or(f64::NAN, f64::from)
-}
-
-fn checkpoint_error(path: &Path, detail: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        detail: detail.to_string(),
-    }
-}
-
-fn save_checkpoint(
-    dir: &Path,
-    net: &Net,
-    optim: &ModuleOptimizer,
-    best: &Option<(usize, f64, Net)>,
-    state: State,
-) -> Result<(), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|e| checkpoint_error(dir, e))?;
-    let model = dir.join("model");
-    net.clone()
-        .save_file(&model)
-        .map_err(|e| checkpoint_error(&model, format!("{e:?}")))?;
-    let opt = dir.join("optimizer");
-    optim
-        .save(&opt)
-        .map_err(|e| checkpoint_error(&opt, format!("{e:?}")))?;
-    if let Some((e, _, b)) = best
-        && *e + 1 == state.next_epoch
-    {
-        let path = dir.join("best");
-        b.clone()
-            .save_file(&path)
-            .map_err(|e| checkpoint_error(&path, format!("{e:?}")))?;
-    }
-    let path = dir.join("state.json");
-    let json = serde_json::to_string_pretty(&state).map_err(|e| checkpoint_error(&path, e))?;
-    std::fs::write(&path, json).map_err(|e| checkpoint_error(&path, e))
-}
-
-fn load_checkpoint(
-    dir: &Path,
-    net: Net,
-    optim: ModuleOptimizer,
-    cfg: &TrainConfig,
-) -> Result<(Net, ModuleOptimizer, State), TrainError> {
-    let path = dir.join("state.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| checkpoint_error(&path, e))?;
-    let state: State = serde_json::from_str(&text).map_err(|e| checkpoint_error(&path, e))?;
-    if state.config != *cfg {
-        let mut cfg_epochs = state.config.clone();
-        cfg_epochs.epochs = cfg.epochs;
-        if cfg_epochs != *cfg {
-            return Err(checkpoint_error(
-                &path,
-                "the checkpoint was trained with a different configuration (only --epochs may change on resume)",
-            ));
-        }
-    }
-    let model = dir.join("model");
-    let net = net
-        .try_load_file(&model)
-        .map_err(|e| checkpoint_error(&model, format!("{e:?}")))?;
-    let opt = dir.join("optimizer");
-    let optim = optim
-        .load(&opt)
-        .map_err(|e| checkpoint_error(&opt, format!("{e:?}")))?;
-    Ok((net, optim, state))
 }
 
 /// The number of layers of a network that hold parameters, for messages.
