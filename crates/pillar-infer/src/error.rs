@@ -8,12 +8,6 @@ use pillar_nn::{NnError, Node};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InferError {
-    /// The graph itself, or an input that does not fit it.
-    #[error(transparent)]
-    Graph(#[from] NnError),
-    /// The two-party computation, its link or its dealer.
-    #[error(transparent)]
-    Mpc(#[from] MpcError),
     /// A node the secure engine cannot run as it stands.
     #[error("node {node:?} ({op}): {problem}")]
     Node {
@@ -25,6 +19,12 @@ pub enum InferError {
         #[source]
         problem: NodeProblem,
     },
+    /// The graph itself, or an input that does not fit it.
+    #[error(transparent)]
+    Graph(#[from] NnError),
+    /// The two-party computation, its link or its dealer.
+    #[error(transparent)]
+    Mpc(#[from] MpcError),
     /// An architecture the secure run cannot follow (one a server sent, say).
     #[error("architecture: {0}")]
     Architecture(#[from] ArchitectureError),

@@ -1,8 +1,9 @@
-//! One party's side of a secure inference, its role and phases as types: a
-//! [`ServerConnection`] (which holds the weights) or a [`ClientConnection`] (which holds the
-//! input), each made by the per-connection setup; per batch, [`prepare`](ServerConnection::prepare)
-//! runs the offline phase (fetch the correlations) and returns a [`Prepared`] batch, whose
-//! `run` is the online phase. An online step before its offline phase does not compile.
+//! One party's side of a secure inference, its role and phases as types: a [`Connection`] in
+//! the [`Server`] role (which holds the weights) or the [`Client`] role (which holds the
+//! input), made by the per-connection setup; per batch, [`Connection::prepare`] runs the
+//! offline phase (fetch the correlations) and returns a [`Prepared`] batch, whose `run` is the
+//! online phase, with what that role brings. An online step before its offline phase, or the
+//! server's step with an input, does not compile.
 
 use std::time::{Duration, Instant};
 
@@ -61,18 +62,27 @@ struct Opened<'a> {
     setup: Phase,
 }
 
-/// The server's side of one connection, after the setup.
+/// The server's role: it holds the weights (and adds the biases).
+#[derive(Debug, Clone, Copy)]
+pub struct Server<'a>(&'a Weights);
+
+/// The client's role: it holds the input.
+#[derive(Debug, Clone, Copy)]
+pub struct Client;
+
+/// One party's side of one connection after the setup, in role `R` ([`Server`] or
+/// [`Client`]): what the batches of the connection run on.
 #[derive(Debug)]
-pub struct ServerConnection<'a> {
+pub struct Connection<'a, R> {
     state: Opened<'a>,
-    weights: &'a Weights,
+    role: R,
 }
 
-/// The client's side of one connection, after the setup.
-#[derive(Debug)]
-pub struct ClientConnection<'a> {
-    state: Opened<'a>,
-}
+/// The server's side of a connection.
+pub type ServerConnection<'a> = Connection<'a, Server<'a>>;
+
+/// The client's side of a connection.
+pub type ClientConnection<'a> = Connection<'a, Client>;
 
 /// A batch whose correlations are fetched (the offline phase is done), ready for its online
 /// phase on connection `C`.
@@ -96,6 +106,25 @@ fn expect_party(s: &Session, party: Party) -> Result<(), InferError> {
     }
 }
 
+impl<R> Connection<'_, R> {
+    /// The setup's time and traffic.
+    pub fn setup(&self) -> Phase {
+        self.state.setup
+    }
+
+    /// The offline phase of a batch of `batch` images: fetches every correlation it consumes,
+    /// before the input exists.
+    pub fn prepare(&self, s: &mut Session, batch: usize) -> Result<Prepared<'_, Self>, InferError> {
+        let needs = self.state.architecture.needs(batch)?;
+        let ((), offline) = Phase::measure(s, |s| s.prefetch(&needs))?;
+        Ok(Prepared {
+            connection: self,
+            batch,
+            offline,
+        })
+    }
+}
+
 impl<'a> ServerConnection<'a> {
     /// The setup, once per connection: opens `W - B` for every weight of `plan` (one round).
     pub fn open(s: &mut Session, plan: &'a Plan) -> Result<Self, InferError> {
@@ -106,33 +135,13 @@ impl<'a> ServerConnection<'a> {
         {
             return Err(InferError::Weights);
         }
-        let (opened, setup) = Phase::measure(s, |s| {
-            s.prefetch(&architecture.setup_needs())?;
-            let refs: Vec<&[u64]> = weights.weights.iter().map(Vec::as_slice).collect();
+        let refs: Vec<&[u64]> = weights.weights.iter().map(Vec::as_slice).collect();
+        let state = Opened::new(s, architecture, |s| {
             weights::open_weights(s, &architecture.weight_shapes, &refs, 0)
         })?;
-        Ok(ServerConnection {
-            state: Opened {
-                architecture,
-                opened,
-                setup,
-            },
-            weights,
-        })
-    }
-
-    /// The setup's time and traffic.
-    pub fn setup(&self) -> Phase {
-        self.state.setup
-    }
-
-    /// The offline phase of a batch of `batch` images: fetches every correlation it consumes.
-    pub fn prepare(&self, s: &mut Session, batch: usize) -> Result<Prepared<'_, Self>, InferError> {
-        let offline = self.state.prefetch(s, batch)?;
-        Ok(Prepared {
-            connection: self,
-            batch,
-            offline,
+        Ok(Connection {
+            state,
+            role: Server(weights),
         })
     }
 }
@@ -144,10 +153,11 @@ impl Prepared<'_, ServerConnection<'_>> {
         let conn = self.connection;
         let arch = conn.state.architecture;
         let x = RingTensor::zeros(arch.batch_shape(0, self.batch))?;
+        let Server(weights) = conn.role;
         let ((), online) = Phase::measure(s, |s| {
             let y = conn
                 .state
-                .layers(s, Share::new(x), self.batch, Some(conn.weights))?;
+                .layers(s, Share::new(x), self.batch, Some(weights))?;
             arith::reveal_to_peer(s, &y)
         })?;
         Ok(BatchReport {
@@ -162,32 +172,12 @@ impl<'a> ClientConnection<'a> {
     /// (one round).
     pub fn open(s: &mut Session, architecture: &'a Architecture) -> Result<Self, InferError> {
         expect_party(s, Party::Client)?;
-        let (opened, setup) = Phase::measure(s, |s| {
-            s.prefetch(&architecture.setup_needs())?;
+        let state = Opened::new(s, architecture, |s| {
             weights::open_peer_weights(s, &architecture.weight_shapes, 0)
         })?;
-        Ok(ClientConnection {
-            state: Opened {
-                architecture,
-                opened,
-                setup,
-            },
-        })
-    }
-
-    /// The setup's time and traffic.
-    pub fn setup(&self) -> Phase {
-        self.state.setup
-    }
-
-    /// The offline phase of a batch of `batch` images: fetches every correlation it consumes,
-    /// before the input exists.
-    pub fn prepare(&self, s: &mut Session, batch: usize) -> Result<Prepared<'_, Self>, InferError> {
-        let offline = self.state.prefetch(s, batch)?;
-        Ok(Prepared {
-            connection: self,
-            batch,
-            offline,
+        Ok(Connection {
+            state,
+            role: Client,
         })
     }
 }
@@ -223,12 +213,23 @@ impl Prepared<'_, ClientConnection<'_>> {
     }
 }
 
-impl Opened<'_> {
-    /// The offline phase: fetches the correlations of a batch of `batch`.
-    fn prefetch(&self, s: &mut Session, batch: usize) -> Result<Phase, InferError> {
-        let needs = self.architecture.needs(batch)?;
-        let ((), offline) = Phase::measure(s, |s| s.prefetch(&needs))?;
-        Ok(offline)
+impl<'a> Opened<'a> {
+    /// The setup: fetches the weight masks of `architecture` and opens them with `open` (the
+    /// server's side or the client's), measured.
+    fn new(
+        s: &mut Session,
+        architecture: &'a Architecture,
+        open: impl FnOnce(&mut Session) -> Result<Vec<OpenedWeight>, MpcError>,
+    ) -> Result<Self, InferError> {
+        let (opened, setup) = Phase::measure(s, |s| {
+            s.prefetch(&architecture.setup_needs())?;
+            open(s)
+        })?;
+        Ok(Opened {
+            architecture,
+            opened,
+            setup,
+        })
     }
 
     /// The layers on the shared `x`, in the architecture's schedule; the server passes its

@@ -66,6 +66,20 @@ pub struct Header {
     pub len: u32,
 }
 
+impl Header {
+    /// Errors unless the frame holds `kind`.
+    pub(crate) fn expect(&self, kind: Kind) -> Result<(), WireError> {
+        if self.kind == kind {
+            Ok(())
+        } else {
+            Err(WireError::Unexpected {
+                expected: kind.name(),
+                got: self.kind.name(),
+            })
+        }
+    }
+}
+
 /// Why a frame or a message could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

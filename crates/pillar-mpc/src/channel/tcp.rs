@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::secure::{PublicKey, Security, Stream, StreamReader, StreamWriter, is_integrity};
 use super::{Channel, ChannelError, Stats};
 use crate::party::Party;
-use crate::wire::{self, Greeting, Kind, ReadError, WireError};
+use crate::wire::{self, Greeting, Kind, ReadError};
 
 /// Frames up to this size fit the kernel's socket buffers, so a blocking write returns.
 const INLINE_WRITE_BYTES: usize = 16 * 1024;
@@ -136,13 +136,7 @@ pub(crate) fn read_words(
 ) -> Result<(), ChannelError> {
     let io = |e: io::Error| classify(e, timeout);
     let header = wire::read_header(reader).map_err(|e| read_error(e, timeout))?;
-    if header.kind != Kind::Words {
-        return Err(WireError::Unexpected {
-            expected: Kind::Words.name(),
-            got: header.kind.name(),
-        }
-        .into());
-    }
+    header.expect(Kind::Words)?;
     if header.len as usize != recv.len() {
         return Err(ChannelError::FrameLength {
             expected: recv.len(),
@@ -160,13 +154,7 @@ pub(crate) fn read_message(
     timeout: Duration,
 ) -> Result<Vec<u8>, ChannelError> {
     let header = wire::read_header(reader).map_err(|e| read_error(e, timeout))?;
-    if header.kind != Kind::Message {
-        return Err(WireError::Unexpected {
-            expected: Kind::Message.name(),
-            got: header.kind.name(),
-        }
-        .into());
-    }
+    header.expect(Kind::Message)?;
     wire::read_message_body(reader, header.len, what, limit).map_err(|e| read_error(e, timeout))
 }
 

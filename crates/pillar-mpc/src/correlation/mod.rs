@@ -82,9 +82,9 @@ impl Parts {
     }
 }
 
-/// A kind of correlated randomness: its layout, a party's share of it, and the dealer's
-/// correction.
-pub(crate) trait Correlation: Sized {
+/// What sizes a kind of correlation, names it to the dealer and lays out its buffer (made by
+/// [`correlation!`]).
+pub(crate) trait Kind: From<Parts> {
     /// What sizes it (elements, dimensions, a geometry; for the masked products, also the
     /// weight mask's number).
     type Size;
@@ -94,24 +94,77 @@ pub(crate) trait Correlation: Sized {
 
     /// Its parts' lengths.
     fn layout(size: &Self::Size) -> Layout;
-
-    /// A party's share, from its buffer cut into parts.
-    fn from_parts(parts: Parts) -> Self;
-
-    /// The dealer's side: party 1's corrected parts, in order and concatenated, given party
-    /// 0's whole share `p0` and party 1's seeded parts in `p1` (its corrected parts read as
-    /// zeros). `masks` holds the connection's weight masks.
-    fn correction(
-        size: &Self::Size,
-        p0: &Self,
-        p1: &Self,
-        masks: &mut Masks,
-    ) -> Result<Vec<u64>, DealerError>;
 }
+
+/// Party 0's whole share of a correlation and party 1's, whose corrected parts read as zeros:
+/// what the dealer completes.
+pub(crate) struct Pair<'a, C> {
+    /// Party 0's share.
+    pub(crate) p0: &'a C,
+    /// Party 1's seeded parts.
+    pub(crate) p1: &'a C,
+}
+
+/// Words the dealer sends, or why not.
+pub(crate) type Words = Result<Vec<u64>, DealerError>;
+
+/// A kind of correlated randomness, and how the dealer completes it.
+pub(crate) trait Correlation: Kind {
+    /// The dealer's side: party 1's corrected parts, in order and concatenated. `masks` holds
+    /// the connection's weight masks.
+    fn correction(size: &Self::Size, shares: Pair<'_, Self>, masks: &mut Masks) -> Words;
+}
+
+/// Declares correlation types, one a line: its name and size (a pattern and its type), the
+/// [`Need`] that names it, its parts' lengths in buffer order (the last `corrected` ones from
+/// the dealer) and their names, each an accessor of this party's share of that part.
+macro_rules! correlations {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident($size:pat => $ty:ty) = $need:expr,
+        layout $lens:expr, corrected $corrected:expr, parts [$($part:ident),* $(,)?];
+    )+) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $name(Parts);
+
+        impl $name {
+            correlations!(@parts 0; $($part),*);
+        }
+
+        impl From<Parts> for $name {
+            fn from(parts: Parts) -> Self {
+                $name(parts)
+            }
+        }
+
+        impl Kind for $name {
+            type Size = $ty;
+
+            fn need(&$size: &$ty) -> Need {
+                $need
+            }
+
+            // The size's pattern names what the need takes; the layout may not use all of it.
+            #[allow(unused_variables)]
+            fn layout(&$size: &$ty) -> Layout {
+                Layout::new($lens, $corrected)
+            }
+        }
+    )+};
+    (@parts $index:expr;) => {};
+    (@parts $index:expr; $part:ident $(, $rest:ident)*) => {
+        pub(crate) fn $part(&self) -> &[u64] {
+            self.0.get($index)
+        }
+        correlations!(@parts $index + 1; $($rest),*);
+    };
+}
+pub(crate) use correlations;
 
 /// A party's share of `C` from a buffer of `C::layout(size).words()` words.
 pub(crate) fn share<C: Correlation>(size: &C::Size, words: Vec<u64>) -> C {
-    C::from_parts(Parts::new(words, &C::layout(size)))
+    C::from(Parts::new(words, &C::layout(size)))
 }
 
 /// The dealer's correction of `C` from party 0's whole buffer and party 1's seeded words.
@@ -120,14 +173,14 @@ fn correct<C: Correlation>(
     p0: Vec<u64>,
     mut p1: Vec<u64>,
     masks: &mut Masks,
-) -> Result<Vec<u64>, DealerError> {
+) -> Words {
     let layout = C::layout(size);
     p1.resize(layout.words(), 0);
     let (p0, p1) = (
-        C::from_parts(Parts::new(p0, &layout)),
-        C::from_parts(Parts::new(p1, &layout)),
+        C::from(Parts::new(p0, &layout)),
+        C::from(Parts::new(p1, &layout)),
     );
-    C::correction(size, &p0, &p1, masks)
+    C::correction(size, Pair { p0: &p0, p1: &p1 }, masks)
 }
 
 impl Need {

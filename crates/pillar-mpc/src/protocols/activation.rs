@@ -3,10 +3,11 @@
 //! mirror), and [`ActivationProtocol`] names them for the command line, the plans and the
 //! benchmarks.
 //!
-//! Adding a protocol takes one module with a type implementing [`Activation`], one variant of
-//! [`ActivationProtocol`] with its line in [`ActivationProtocol::protocol`] and in
-//! [`ActivationProtocol::ALL`]; the plans, their costs, the fixed-point mirror, the CLI and the
-//! benchmarks take it from there.
+//! Adding a protocol takes one module with a value implementing [`Activation`] (for a
+//! polynomial protocol, a [`PolyProtocol`](crate::protocols::poly::PolyProtocol): its powers in
+//! shares and on plaintext, and their costs), one variant of [`ActivationProtocol`] with its
+//! line in [`ActivationProtocol::protocol`] and in [`ActivationProtocol::ALL`]; the plans,
+//! their costs, the fixed-point mirror, the CLI and the benchmarks take it from there.
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,12 +37,11 @@ pub trait Activation: Sync {
     fn needs(&self, n: usize, degree: usize) -> Vec<Need>;
 
     /// The layer on the shared `x`, for coefficients `c_0..c_d`.
-    fn evaluate(&self, s: &mut Session, x: &Share, coefficients: &[f64])
-    -> Result<Share, MpcError>;
+    fn evaluate(&self, s: &mut Session, x: &Share, c: &[f64]) -> Result<Share, MpcError>;
 
     /// The same layer on plaintext at `fp`, as [`Activation::evaluate`] computes it on the
     /// opened values with every truncation an exact floor.
-    fn mirror(&self, fp: FixedPoint, coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError>;
+    fn mirror(&self, fp: FixedPoint, c: &[f64]) -> Result<Box<dyn Mirror>, MpcError>;
 }
 
 /// An activation protocol, by name.
@@ -49,11 +49,11 @@ pub trait Activation: Sync {
 pub enum ActivationProtocol {
     /// Exact ReLU over the binary adder ([`relu::Relu`]).
     Relu,
-    /// The polynomial by square-and-multiply ([`crypten::Crypten`]).
+    /// The polynomial by square-and-multiply ([`crypten::CRYPTEN`]).
     Crypten,
-    /// The polynomial by ESPN ([`espn::Espn`]).
+    /// The polynomial by ESPN ([`espn::ESPN`]).
     Espn,
-    /// The polynomial by HoneyBadger ([`honeybadger::HoneyBadger`]).
+    /// The polynomial by HoneyBadger ([`honeybadger::HONEYBADGER`]).
     HoneyBadger,
 }
 
@@ -70,9 +70,9 @@ impl ActivationProtocol {
     pub fn protocol(self) -> &'static dyn Activation {
         match self {
             ActivationProtocol::Relu => &relu::Relu,
-            ActivationProtocol::Crypten => &crypten::Crypten,
-            ActivationProtocol::Espn => &espn::Espn,
-            ActivationProtocol::HoneyBadger => &honeybadger::HoneyBadger,
+            ActivationProtocol::Crypten => &crypten::CRYPTEN,
+            ActivationProtocol::Espn => &espn::ESPN,
+            ActivationProtocol::HoneyBadger => &honeybadger::HONEYBADGER,
         }
     }
 

@@ -127,28 +127,23 @@ impl Activation for Relu {
         "relu"
     }
 
-    fn rounds(&self, _degree: usize) -> usize {
+    fn rounds(&self, _: usize) -> usize {
         ROUNDS
     }
 
-    fn words_sent(&self, n: usize, _degree: usize) -> usize {
+    fn words_sent(&self, n: usize, _: usize) -> usize {
         words_sent(n)
     }
 
-    fn needs(&self, n: usize, _degree: usize) -> Vec<Need> {
+    fn needs(&self, n: usize, _: usize) -> Vec<Need> {
         relu_needs(n)
     }
 
-    fn evaluate(
-        &self,
-        s: &mut Session,
-        x: &Share,
-        _coefficients: &[f64],
-    ) -> Result<Share, MpcError> {
+    fn evaluate(&self, s: &mut Session, x: &Share, _: &[f64]) -> Result<Share, MpcError> {
         relu(s, x)
     }
 
-    fn mirror(&self, _fp: FixedPoint, _coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
+    fn mirror(&self, _: FixedPoint, _: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
         Ok(Box::new(Elementwise(|v, _: &mut _| plain(v))))
     }
 }

@@ -96,17 +96,25 @@ impl Serialize for SessionId {
 
 impl<'de> Deserialize<'de> for SessionId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Hex;
-        impl Visitor<'_> for Hex {
-            type Value = SessionId;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a session id of 32 hex digits")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<SessionId, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_str(Hex)
+        d.deserialize_str(HexOf("a session id of 32 hex digits"))
+            .map(|b| SessionId(*b))
+    }
+}
+
+/// Decodes `2 N` hex digits into bytes wiped when dropped; the text is what was expected.
+struct HexOf<const N: usize>(&'static str);
+
+impl<const N: usize> Visitor<'_> for HexOf<N> {
+    type Value = Zeroizing<[u8; N]>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        unhex(v)
+            .map(Zeroizing::new)
+            .ok_or_else(|| E::custom(format!("expected {}", self.0)))
     }
 }
 
@@ -136,19 +144,8 @@ impl Serialize for Seed {
 
 impl<'de> Deserialize<'de> for Seed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Hex;
-        impl Visitor<'_> for Hex {
-            type Value = Seed;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a seed of 64 hex digits")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seed, E> {
-                unhex(v)
-                    .map(|b| Seed(Zeroizing::new(b)))
-                    .ok_or_else(|| E::custom("a seed is 64 hex digits"))
-            }
-        }
-        d.deserialize_str(Hex)
+        d.deserialize_str(HexOf("a seed of 64 hex digits"))
+            .map(Seed)
     }
 }
 

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use super::{Announce, DealerReply, DealerRequest, Seed, SessionId};
 use crate::channel::secure::{Security, Stream, StreamReader, is_integrity, is_silent};
 use crate::dealer::{CorrectionSource, DealerError, LinkFailure, MAX_NEED_WORDS, TrustedDealer};
-use crate::wire::{self, Header, Kind, Message, ReadError, WireError};
+use crate::wire::{self, Header, Kind, Message, ReadError};
 
 /// Corrections computed ahead of the writer, at most.
 const AHEAD: usize = 4;
@@ -107,13 +107,7 @@ pub(super) fn recv<M: Message>(r: &mut impl io::Read) -> Result<M, DealerError> 
 
 /// The body of a frame whose header was read, which must be a message `M`.
 fn recv_body<M: Message>(r: &mut impl io::Read, header: Header) -> Result<M, DealerError> {
-    if header.kind != Kind::Message {
-        return Err(WireError::Unexpected {
-            expected: Kind::Message.name(),
-            got: header.kind.name(),
-        }
-        .into());
-    }
+    header.expect(Kind::Message)?;
     let what = format!("reading the {}", M::WHAT);
     let bytes = Zeroizing::new(
         wire::read_message_body(r, header.len, M::WHAT, M::MAX_BYTES)

@@ -8,12 +8,10 @@
 use crate::correlation::FanOut;
 use crate::dealer::Need;
 use crate::error::MpcError;
-use crate::protocols::activation::Activation;
 use crate::protocols::beaver::square_raw;
-use crate::protocols::mirror::{Mirror, Tally};
-use crate::protocols::poly::{MAX_DEGREE, PlainPowers, PolyMirror, combine, degree};
+use crate::protocols::mirror::Tally;
+use crate::protocols::poly::{MAX_DEGREE, PlainPowers, PolyProtocol};
 use crate::protocols::truncation::truncate_words;
-use crate::ring::FixedPoint;
 use crate::session::Session;
 use crate::tensor::Share;
 
@@ -104,9 +102,7 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
 
 /// `sum_k c_k x^k` for coefficients `c_0..c_d`.
 pub fn evaluate(s: &mut Session, x: &Share, coefficients: &[f64]) -> Result<Share, MpcError> {
-    let d = degree(coefficients)?;
-    let p = powers(s, x, d)?;
-    combine(s, x, &p, coefficients)
+    CRYPTEN.evaluate(s, x, coefficients)
 }
 
 /// Ring words each party sends for `n` elements: `n` to square, then per later round the
@@ -119,43 +115,19 @@ pub fn words_sent(n: usize, degree: usize) -> usize {
 }
 
 /// CrypTen's polynomial as an activation protocol: `ceil(log2 d)` rounds.
-#[derive(Debug, Clone, Copy)]
-pub struct Crypten;
-
-impl Activation for Crypten {
-    fn name(&self) -> &'static str {
-        "crypten"
-    }
-
-    fn rounds(&self, degree: usize) -> usize {
-        rounds(degree)
-    }
-
-    fn words_sent(&self, n: usize, degree: usize) -> usize {
-        words_sent(n, degree)
-    }
-
-    fn needs(&self, n: usize, degree: usize) -> Vec<Need> {
-        needs(n, degree)
-    }
-
-    fn evaluate(
-        &self,
-        s: &mut Session,
-        x: &Share,
-        coefficients: &[f64],
-    ) -> Result<Share, MpcError> {
-        evaluate(s, x, coefficients)
-    }
-
-    fn mirror(&self, fp: FixedPoint, coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
-        let powers = SquareMultiply {
-            schedule: schedule(degree(coefficients)?),
-            frac_bits: fp.frac_bits(),
-        };
-        Ok(Box::new(PolyMirror::new(fp, coefficients, powers)?))
-    }
-}
+pub const CRYPTEN: PolyProtocol = PolyProtocol {
+    name: "crypten",
+    rounds,
+    words_sent,
+    needs,
+    powers,
+    plain: |frac_bits, d| {
+        Box::new(SquareMultiply {
+            schedule: schedule(d),
+            frac_bits,
+        })
+    },
+};
 
 /// The powers on plaintext: `x^2 = (x x) >> f`, then round by round `x^(m+j) = (x^j x^m) >> f`
 /// for the highest known power `m`, as [`schedule`] orders them.

@@ -15,12 +15,9 @@ use pillar_fit::budget::prescale;
 
 use crate::dealer::Need;
 use crate::error::MpcError;
-use crate::protocols::activation::Activation;
 use crate::protocols::beaver::cross_raw;
-use crate::protocols::mirror::Mirror;
-use crate::protocols::poly::{PolyMirror, Prescaled, binomial, combine, degree};
+use crate::protocols::poly::{PolyProtocol, Prescaled, binomial};
 use crate::protocols::truncation::{rescale_words, truncate_word};
-use crate::ring::FixedPoint;
 use crate::session::Session;
 use crate::tensor::Share;
 
@@ -90,44 +87,16 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
 
 /// `sum_k c_k x^k` for coefficients `c_0..c_d`.
 pub fn evaluate(s: &mut Session, x: &Share, coefficients: &[f64]) -> Result<Share, MpcError> {
-    let d = degree(coefficients)?;
-    let p = powers(s, x, d)?;
-    combine(s, x, &p, coefficients)
+    ESPN.evaluate(s, x, coefficients)
 }
 
 /// ESPN as an activation protocol: one round, `d (d - 1) / 2` words per element.
-#[derive(Debug, Clone, Copy)]
-pub struct Espn;
-
-impl Activation for Espn {
-    fn name(&self) -> &'static str {
-        "espn"
-    }
-
-    fn rounds(&self, degree: usize) -> usize {
-        usize::from(cross_terms(degree) > 0)
-    }
-
-    fn words_sent(&self, n: usize, degree: usize) -> usize {
-        n * cross_terms(degree)
-    }
-
-    fn needs(&self, n: usize, degree: usize) -> Vec<Need> {
-        needs(n, degree)
-    }
-
-    fn evaluate(
-        &self,
-        s: &mut Session,
-        x: &Share,
-        coefficients: &[f64],
-    ) -> Result<Share, MpcError> {
-        evaluate(s, x, coefficients)
-    }
-
-    fn mirror(&self, fp: FixedPoint, coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
-        let f = fp.frac_bits();
-        let powers = Prescaled::new(degree(coefficients)?, f, |k| prescale(k as u32, f));
-        Ok(Box::new(PolyMirror::new(fp, coefficients, powers)?))
-    }
-}
+pub const ESPN: PolyProtocol = PolyProtocol {
+    name: "espn",
+    rounds: |d| usize::from(cross_terms(d) > 0),
+    words_sent: |n, d| n * cross_terms(d),
+    needs,
+    powers,
+    // Each power from the input pre-scaled by its own shift.
+    plain: |f, d| Box::new(Prescaled::new(d, f, |k| prescale(k as u32, f))),
+};

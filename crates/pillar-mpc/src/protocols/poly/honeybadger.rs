@@ -14,11 +14,8 @@ use pillar_fit::budget::prescale;
 use crate::correlation::Powers;
 use crate::dealer::Need;
 use crate::error::MpcError;
-use crate::protocols::activation::Activation;
-use crate::protocols::mirror::Mirror;
-use crate::protocols::poly::{PolyMirror, Prescaled, binomial, combine, degree};
+use crate::protocols::poly::{PolyProtocol, Prescaled, binomial};
 use crate::protocols::truncation::{rescale_words, truncate_word};
-use crate::ring::FixedPoint;
 use crate::session::Session;
 use crate::tensor::Share;
 
@@ -87,45 +84,16 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
 
 /// `sum_k c_k x^k` for coefficients `c_0..c_d`.
 pub fn evaluate(s: &mut Session, x: &Share, coefficients: &[f64]) -> Result<Share, MpcError> {
-    let d = degree(coefficients)?;
-    let p = powers(s, x, d)?;
-    combine(s, x, &p, coefficients)
+    HONEYBADGER.evaluate(s, x, coefficients)
 }
 
 /// HoneyBadger as an activation protocol: one round, one word per element.
-#[derive(Debug, Clone, Copy)]
-pub struct HoneyBadger;
-
-impl Activation for HoneyBadger {
-    fn name(&self) -> &'static str {
-        "honeybadger"
-    }
-
-    fn rounds(&self, degree: usize) -> usize {
-        usize::from(degree >= 2)
-    }
-
-    fn words_sent(&self, n: usize, degree: usize) -> usize {
-        if degree >= 2 { n } else { 0 }
-    }
-
-    fn needs(&self, n: usize, degree: usize) -> Vec<Need> {
-        needs(n, degree)
-    }
-
-    fn evaluate(
-        &self,
-        s: &mut Session,
-        x: &Share,
-        coefficients: &[f64],
-    ) -> Result<Share, MpcError> {
-        evaluate(s, x, coefficients)
-    }
-
-    fn mirror(&self, fp: FixedPoint, coefficients: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
-        let (f, d) = (fp.frac_bits(), degree(coefficients)?);
-        // One opening serves every power: all from the same shift, the highest power's.
-        let powers = Prescaled::new(d, f, |_| prescale(d as u32, f));
-        Ok(Box::new(PolyMirror::new(fp, coefficients, powers)?))
-    }
-}
+pub const HONEYBADGER: PolyProtocol = PolyProtocol {
+    name: "honeybadger",
+    rounds: |d| usize::from(d >= 2),
+    words_sent: |n, d| if d >= 2 { n } else { 0 },
+    needs,
+    powers,
+    // One opening serves every power: all from the same shift, the highest power's.
+    plain: |f, d| Box::new(Prescaled::new(d, f, |_| prescale(d as u32, f))),
+};

@@ -15,7 +15,9 @@ pub mod espn;
 pub mod honeybadger;
 pub mod reference;
 
+use crate::dealer::Need;
 use crate::error::MpcError;
+use crate::protocols::activation::Activation;
 use crate::protocols::mirror::{Mirror, Tally};
 use crate::protocols::truncation::truncate_words;
 use crate::ring::FixedPoint;
@@ -80,29 +82,99 @@ pub(crate) fn combine(
     RingTensor::new(x.shape().to_vec(), acc).map(Share::new)
 }
 
+/// How a protocol forms `x^2..x^d` at scale `2^f` in shares.
+pub type PowersFn = fn(&mut Session, &Share, usize) -> Result<Vec<Vec<u64>>, MpcError>;
+
+/// A polynomial protocol: how it forms the powers `x^2..x^d`, in shares and on plaintext, and
+/// what that costs. Every one then combines the powers the same way ([`combine`]), so a new
+/// polynomial protocol is a module that defines one of these; its [`Activation`] follows.
+#[derive(Clone, Copy)]
+pub struct PolyProtocol {
+    /// Its name on the command line and in architectures.
+    pub name: &'static str,
+    /// Rounds to form the powers up to degree `d`.
+    pub rounds: fn(usize) -> usize,
+    /// Ring words each party sends for `n` elements of degree `d`.
+    pub words_sent: fn(usize, usize) -> usize,
+    /// The correlations for `n` elements of degree `d`, in order.
+    pub needs: fn(usize, usize) -> Vec<Need>,
+    /// `x^2..x^d` at scale `2^f`, in shares.
+    pub powers: PowersFn,
+    /// The same on plaintext at `f` fractional bits, up to degree `d`.
+    pub plain: fn(u32, usize) -> Box<dyn PlainPowers>,
+}
+
+impl std::fmt::Debug for PolyProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolyProtocol")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolyProtocol {
+    /// `sum_k c_k x^k` for coefficients `c_0..c_d`: the powers, then [`combine`].
+    pub fn evaluate(&self, s: &mut Session, x: &Share, c: &[f64]) -> Result<Share, MpcError> {
+        let d = degree(c)?;
+        let p = (self.powers)(s, x, d)?;
+        combine(s, x, &p, c)
+    }
+}
+
+impl Activation for PolyProtocol {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn rounds(&self, degree: usize) -> usize {
+        (self.rounds)(degree)
+    }
+
+    fn words_sent(&self, n: usize, degree: usize) -> usize {
+        (self.words_sent)(n, degree)
+    }
+
+    fn needs(&self, n: usize, degree: usize) -> Vec<Need> {
+        (self.needs)(n, degree)
+    }
+
+    fn evaluate(&self, s: &mut Session, x: &Share, c: &[f64]) -> Result<Share, MpcError> {
+        PolyProtocol::evaluate(self, s, x, c)
+    }
+
+    fn mirror(&self, fp: FixedPoint, c: &[f64]) -> Result<Box<dyn Mirror>, MpcError> {
+        let powers = (self.plain)(fp.frac_bits(), degree(c)?);
+        Ok(Box::new(PolyMirror::new(fp, c, powers)?))
+    }
+}
+
 /// How a protocol forms the powers on plaintext.
-pub(crate) trait PlainPowers: Send + Sync {
+pub trait PlainPowers: Send + Sync {
     /// Sets `p[k]` to `x^k` at scale `2^f` for `k = 2..=d`, as the protocol computes it, with
     /// every truncation counted in `t`.
     fn powers(&self, x: u64, p: &mut [u64; MAX_DEGREE + 1], t: &mut Tally);
 }
 
-/// A polynomial layer on plaintext: the powers as protocol `P` forms them, then [`combine`]'s
+/// A polynomial layer on plaintext: the powers as its protocol forms them, then [`combine`]'s
 /// weighted sum at `2^(2f)`, one truncation, and `c_0`. Every product is exact in the ring
 /// (Beaver products, ESPN's binomial expansion and HoneyBadger's closed form all sum to the
 /// true product mod 2^64), so only the truncations differ from a secure run, each by at most
 /// one unit.
-pub(crate) struct PolyMirror<P> {
+struct PolyMirror {
     /// `encode(c_0)..encode(c_d)` at `f` bits, zeros above `d`.
     enc: [u64; MAX_DEGREE + 1],
     degree: usize,
     frac_bits: u32,
-    powers: P,
+    powers: Box<dyn PlainPowers>,
 }
 
-impl<P: PlainPowers> PolyMirror<P> {
+impl PolyMirror {
     /// The layer for coefficients `c_0..c_d` (checked here) at `fp`.
-    pub(crate) fn new(fp: FixedPoint, coefficients: &[f64], powers: P) -> Result<Self, MpcError> {
+    fn new(
+        fp: FixedPoint,
+        coefficients: &[f64],
+        powers: Box<dyn PlainPowers>,
+    ) -> Result<Self, MpcError> {
         let degree = degree(coefficients)?;
         let mut enc = [0; MAX_DEGREE + 1];
         for (e, &c) in enc.iter_mut().zip(coefficients) {
@@ -117,7 +189,7 @@ impl<P: PlainPowers> PolyMirror<P> {
     }
 }
 
-impl<P: PlainPowers> Mirror for PolyMirror<P> {
+impl Mirror for PolyMirror {
     fn eval(&self, x: &[u64], t: &mut Tally) -> Vec<u64> {
         let f = self.frac_bits;
         x.iter()
