@@ -9,13 +9,20 @@
 //!
 //! # Layout
 //! - [`channel`]: the [`Channel`](channel::Channel) trait (one call, one round, rounds and bytes
-//!   counted) and its in-memory, TCP and link-emulating implementations;
-//! - [`dealer`]: what correlated randomness each protocol needs ([`Need`](dealer::Need)) and
-//!   seed-expanding dealers;
+//!   counted) and its in-memory, TCP, Noise and link-emulating implementations;
+//! - [`wire`]: the one frame every link speaks, and the typed control messages in it, each
+//!   checked as it is decoded;
+//! - [`dealer`]: what correlated randomness each protocol needs ([`Need`](dealer::Need)),
+//!   seed-expanding dealers, and the dealer as a process ([`dealer::remote`]); the kinds of
+//!   correlation are types (`Beaver`, `Matmul`, ...) that name their parts and hold the
+//!   dealer's correction, taken by protocols as `s.correlation::<Beaver>(n)`;
 //! - [`protocols`]: sharing, truncation, Beaver products, matrix products and convolutions,
-//!   pooling, the three polynomial protocols, exact ReLU and max-pooling;
+//!   pooling, the three polynomial protocols, exact ReLU and max-pooling; each activation
+//!   protocol is one module behind the [`Activation`](protocols::activation::Activation)
+//!   trait, with its plaintext arithmetic ([`protocols::mirror`]);
 //! - [`kernels`]: the wrapping `u64` matrix product and convolution;
-//! - [`Session`]: one party's state, which every protocol takes.
+//! - [`Session`]: one party's state, which every protocol takes; [`Local`]: both parties in
+//!   one process.
 //!
 //! Protocols never touch sockets, threads or clocks: they call the session's channel and
 //! dealer, so the same code runs in one process for tests and benchmarks and across machines.

@@ -88,7 +88,7 @@ impl TypedGraph {
     }
 
     /// The graph with every foldable BatchNorm merged into the layer before it (see
-    /// [`crate::fold`]).
+    /// `crate::fold`).
     pub fn fold_batchnorm(&self) -> Result<FoldedGraph, NnError> {
         crate::fold::fold_batchnorm(self).map(FoldedGraph)
     }

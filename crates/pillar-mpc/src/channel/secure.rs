@@ -11,7 +11,7 @@
 //! After the handshake, bytes travel in Noise transport messages (a 2-byte big-endian length,
 //! then at most 65,535 bytes of ciphertext and tag). Each direction counts its messages, and
 //! the count is the nonce: a message dropped, replayed, reordered or altered on the way fails
-//! authentication, and the connection ends with [`Integrity`]. The two directions have their
+//! authentication, and the connection ends with `Integrity`. The two directions have their
 //! own keys and counters, so a reader and a writer on two threads need no lock.
 
 use std::fmt;

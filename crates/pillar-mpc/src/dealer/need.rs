@@ -6,33 +6,33 @@ use super::{DealerError, NeedProblem};
 use crate::kernels::ConvGeometry;
 
 /// One correlation, sized: its kind and size as the dealer is asked for it. The layout of a
-/// party's buffer and the dealer's correction are those of the type in [`crate::correlation`]
+/// party's buffer and the dealer's correction are those of the type in `crate::correlation`
 /// each variant names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Need {
-    /// An elementwise Beaver triple: [`Beaver`](crate::correlation::Beaver).
+    /// An elementwise Beaver triple: `Beaver`.
     Beaver {
         /// Elements.
         n: usize,
     },
-    /// A squaring pair: [`Square`](crate::correlation::Square).
+    /// A squaring pair: `Square`.
     Square {
         /// Elements.
         n: usize,
     },
-    /// A broadcast triple for `k` rows times one row: [`FanOut`](crate::correlation::FanOut).
+    /// A broadcast triple for `k` rows times one row: `FanOut`.
     FanOut {
         /// Rows.
         k: usize,
         /// Elements per row.
         n: usize,
     },
-    /// A product of two values each known to one party: [`Cross`](crate::correlation::Cross).
+    /// A product of two values each known to one party: `Cross`.
     Cross {
         /// Elements.
         n: usize,
     },
-    /// A matrix triple `C = A B`: [`Matmul`](crate::correlation::Matmul).
+    /// A matrix triple `C = A B`: `Matmul`.
     Matmul {
         /// Rows of `A`.
         m: usize,
@@ -41,45 +41,45 @@ pub enum Need {
         /// Columns of `B`.
         n: usize,
     },
-    /// A convolution triple: [`Conv`](crate::correlation::Conv).
+    /// A convolution triple: `Conv`.
     Conv2d(ConvGeometry),
-    /// HoneyBadger's powers of a uniform `r`: [`Powers`](crate::correlation::Powers).
+    /// HoneyBadger's powers of a uniform `r`: `Powers`.
     Powers {
         /// Elements.
         n: usize,
         /// Highest power `d`.
         degree: usize,
     },
-    /// A binary product of two values each known to one party: [`CrossAnd`](crate::correlation::CrossAnd).
+    /// A binary product of two values each known to one party: `CrossAnd`.
     CrossAnd {
         /// Words.
         n: usize,
     },
-    /// One Kogge-Stone level: [`PrefixAnd`](crate::correlation::PrefixAnd).
+    /// One Kogge-Stone level: `PrefixAnd`.
     PrefixAnd {
         /// Words.
         n: usize,
         /// The level's shift.
         shift: u32,
     },
-    /// Random bits shared both ways: [`Bit`](crate::correlation::Bit).
+    /// Random bits shared both ways: `Bit`.
     Bit {
         /// Elements.
         n: usize,
     },
-    /// A weight mask, drawn once per connection: [`WeightMask`](crate::correlation::WeightMask).
+    /// A weight mask, drawn once per connection: `WeightMask`.
     WeightMask {
         /// Elements.
         n: usize,
     },
-    /// A convolution triple against a weight mask: [`MaskedConv`](crate::correlation::MaskedConv).
+    /// A convolution triple against a weight mask: `MaskedConv`.
     MaskedConv2d {
         /// The convolution.
         geometry: ConvGeometry,
         /// Which weight mask.
         mask: usize,
     },
-    /// A matrix triple against a weight mask: [`MaskedMatmul`](crate::correlation::MaskedMatmul).
+    /// A matrix triple against a weight mask: `MaskedMatmul`.
     MaskedMatmul {
         /// Rows of `A`.
         m: usize,
@@ -90,7 +90,7 @@ pub enum Need {
         /// Which weight mask.
         mask: usize,
     },
-    /// A per-channel product against a weight mask: [`MaskedScale`](crate::correlation::MaskedScale).
+    /// A per-channel product against a weight mask: `MaskedScale`.
     MaskedScale {
         /// Elements.
         n: usize,
@@ -101,7 +101,7 @@ pub enum Need {
         /// Which weight mask.
         mask: usize,
     },
-    /// Random bits with a masked product: [`BitProduct`](crate::correlation::BitProduct).
+    /// Random bits with a masked product: `BitProduct`.
     BitProduct {
         /// Elements.
         n: usize,

@@ -1,6 +1,6 @@
 //! Exact ReLU, comparison and maximum (the CrypTen baseline), in 8 rounds.
 //!
-//! `relu(x) = x (1 - sign(x))`. The sign comes from [`sign_bits`] (7 rounds). It is turned into
+//! `relu(x) = x (1 - sign(x))`. The sign comes from `sign_bits` (7 rounds). It is turned into
 //! an arithmetic product with a random bit `r` shared both ways (a "daBit"): the parties open
 //! `c = sign ^ r` (one round, one bit per element), so `sign = c + r - 2 c r`. The product
 //! `x r` needs no round of its own: `x - a` for the dealer's mask `a` travels in the first

@@ -2,8 +2,8 @@
 //! penalty schedule, validation-based checkpoint selection, escape detection, QuaIL's phases.
 //!
 //! The library reports progress through [`Event`]s; drawing progress bars is the caller's
-//! business (the CLI does it with indicatif). QuaIL's phases are in [`quail`], checkpoints
-//! in [`checkpoint`].
+//! business (the CLI does it with indicatif). QuaIL's phases are in `quail`, checkpoints
+//! in `checkpoint`.
 
 use std::path::PathBuf;
 use std::time::Instant;

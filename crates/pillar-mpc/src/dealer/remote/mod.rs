@@ -1,22 +1,22 @@
 //! The dealer as a process of its own, reached by both parties over TCP.
 //!
 //! # Protocol
-//! Every connection runs inside a [`Stream`](crate::channel::secure::Stream) (Noise with
+//! Every connection runs inside a `Stream` (Noise with
 //! pinned keys unless plaintext was asked for, so nobody on the path learns a seed or a
 //! correction, and only the parties whose keys the dealer trusts get any) and speaks the
-//! frames of [`crate::wire`]. A party's first message is a [`DealerRequest`]:
-//! - the server's (party 0) is [`DealerRequest::Open`]: the dealer draws two seeds from the
+//! frames of [`crate::wire`]. A party's first message is a `DealerRequest`:
+//! - the server's (party 0) is `DealerRequest::Open`: the dealer draws two seeds from the
 //!   operating system's CSPRNG, keeps them under a fresh random 128-bit [`SessionId`], and
-//!   answers [`DealerReply::Seed`] with the id and seed 0. The server's part ends there: it
+//!   answers `DealerReply::Seed` with the id and seed 0. The server's part ends there: it
 //!   expands everything from its seed, and hands the id to its client;
-//! - the client's (party 1) is [`DealerRequest::Join`] with that id: the dealer answers with
+//! - the client's (party 1) is `DealerRequest::Join` with that id: the dealer answers with
 //!   seed 1, then serves corrections on the same connection. The client announces what it will
-//!   ask for ([`Announce`], its needs checked as they are decoded), and the dealer answers each
+//!   ask for (`Announce`, its needs checked as they are decoded), and the dealer answers each
 //!   need, in order, with a frame of its correction words. A writer thread sends while the
 //!   next correction is computed, so corrections are under way before the client asks.
 //!
 //! A refusal (an unknown, expired or already joined session, a need beyond the limits) is a
-//! [`DealerReply::Refused`] in place of the answer. A session is joined at most once, and one
+//! `DealerReply::Refused` in place of the answer. A session is joined at most once, and one
 //! never joined expires.
 //!
 //! The dealer sees both seeds, so it must not collude with either party: the paper's trusted

@@ -6,9 +6,9 @@
 //! - [`honeybadger`]: one opened `x - r` per input and the dealer's powers of `r`, one round.
 //!
 //! All three then combine the powers with the coefficients locally and truncate once;
-//! [`reference`] computes the same in plain integers, with the error bound of a secure run.
+//! [`reference`](mod@reference) computes the same in plain integers, with the error bound of a secure run.
 //! Each protocol's [`Mirror`] (its arithmetic on plaintext, for the fixed-point mirror of a
-//! network) is a [`PolyMirror`] over how it forms the powers.
+//! network) is a `PolyMirror` over how it forms the powers.
 
 pub mod crypten;
 pub mod espn;
@@ -86,7 +86,7 @@ pub(crate) fn combine(
 pub type PowersFn = fn(&mut Session, &Share, usize) -> Result<Vec<Vec<u64>>, MpcError>;
 
 /// A polynomial protocol: how it forms the powers `x^2..x^d`, in shares and on plaintext, and
-/// what that costs. Every one then combines the powers the same way ([`combine`]), so a new
+/// what that costs. Every one then combines the powers the same way (`combine`), so a new
 /// polynomial protocol is a module that defines one of these; its [`Activation`] follows.
 #[derive(Clone, Copy)]
 pub struct PolyProtocol {
@@ -113,7 +113,7 @@ impl std::fmt::Debug for PolyProtocol {
 }
 
 impl PolyProtocol {
-    /// `sum_k c_k x^k` for coefficients `c_0..c_d`: the powers, then [`combine`].
+    /// `sum_k c_k x^k` for coefficients `c_0..c_d`: the powers, then `combine`.
     pub fn evaluate(&self, s: &mut Session, x: &Share, c: &[f64]) -> Result<Share, MpcError> {
         let d = degree(c)?;
         let p = (self.powers)(s, x, d)?;
