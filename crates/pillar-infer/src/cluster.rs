@@ -4,7 +4,7 @@
 //! keys are made here, fresh, for all three ([`Deployment`]).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use pillar_mpc::channel::{DEFAULT_TIMEOUT, Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
 
 use crate::plan::Plan;
-use crate::remote::{Links, RemoteError, RemoteModel, ServeOptions, Served, serve};
+use crate::remote::{Done, Links, RemoteError, RemoteModel, ServeOptions, serve};
 
 /// The links of a dealer, a server and its client that trust one another: fresh keys for
 /// the three roles of one process. Processes apart each load their own key instead (`pillar
@@ -63,9 +63,6 @@ impl Deployment {
     }
 }
 
-/// What a server does with each client's outcome.
-pub type Outcome = Arc<dyn Fn(SocketAddr, Result<Served, RemoteError>) + Send + Sync>;
-
 /// Starts a dealer protected by `security` on a free loopback port, in a thread of its own,
 /// and returns its address.
 pub fn start_dealer(security: Security, config: ServiceConfig) -> io::Result<String> {
@@ -82,7 +79,7 @@ pub fn start_server(
     plan: Arc<Plan>,
     model: &str,
     options: ServeOptions,
-    done: Outcome,
+    done: Done,
 ) -> io::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?.to_string();
@@ -117,17 +114,6 @@ impl Cluster {
             max_clients,
             security: self.keys.server.clone(),
         }
-    }
-
-    /// Starts a server for `plan` (see [`start_server`]).
-    pub fn serve(
-        &self,
-        plan: Arc<Plan>,
-        model: &str,
-        options: ServeOptions,
-        done: Outcome,
-    ) -> io::Result<String> {
-        start_server(plan, model, options, done)
     }
 
     /// A client of this cluster connected to the server at `server` over `link`.

@@ -62,10 +62,11 @@ use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_nn::{FoldedGraph, NnError, Op, Tensor};
 
-use crate::error::{InferError, NodeProblem, node_error};
-use crate::plan::{FixedConfig, Layer, Plan};
 use pillar_mpc::protocols::mirror::{Mirror as LayerMirror, Tally};
 use pillar_mpc::protocols::relu;
+
+use crate::error::{InferError, NodeProblem, node_error};
+use crate::plan::{FixedConfig, Layer, Plan};
 
 /// Images each thread runs through the whole plan at once: enough for the products to be
 /// large, few enough that the intermediates of a MiniONN-sized net stay a few MiB.
@@ -132,7 +133,6 @@ pub fn run(
     config: &FixedConfig,
 ) -> Result<FixedOutput, InferError> {
     let fp = config.fixed()?;
-    g.check_input(input.shape())?;
     if let Some((index, &value)) = input
         .data()
         .iter()
@@ -193,7 +193,7 @@ pub fn run_plan(plan: &Plan, input: &RingTensor) -> Result<FixedOutput, InferErr
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or(Err(InferError::WorkerPanicked)))
+            .map(|h| h.join().map_err(|_| InferError::WorkerPanicked))
             .collect()
     });
 
@@ -246,7 +246,7 @@ struct Part {
 
 impl Mirror<'_> {
     /// Runs the images of `data` (`in_len` words each), [`CHUNK`] at a time.
-    fn run_images(&self, data: &[u64], in_len: usize) -> Result<Part, InferError> {
+    fn run_images(&self, data: &[u64], in_len: usize) -> Part {
         let mut part = Part {
             words: Vec::new(),
             tallies: vec![Tally::default(); self.polys.len()],
@@ -256,7 +256,7 @@ impl Mirror<'_> {
             part.words
                 .extend(self.run_chunk(chunk, batch, &mut part.tallies));
         }
-        Ok(part)
+        part
     }
 
     /// Runs the whole plan on `batch` images.
@@ -264,7 +264,7 @@ impl Mirror<'_> {
         let arch = &self.plan.architecture;
         let weights = &self.plan.weights;
         let f = arch.fixed().frac_bits();
-        let walked = arch.schedule().walk(input.to_vec(), |i, operands| {
+        arch.schedule().run(input.to_vec(), |i, operands| {
             let x = operands[0].as_slice();
             let t = &mut tallies[i];
             let in_shape = &arch.shapes[arch.steps[i].inputs[0]];
@@ -309,20 +309,16 @@ impl Mirror<'_> {
                     .collect(),
                 Layer::Flatten => x.to_vec(),
                 Layer::Relu => x.iter().map(|&v| relu::plain(v)).collect(),
-                Layer::Poly { .. } => match &self.polys[i] {
-                    Some(p) => p.eval(x, t),
-                    None => x.to_vec(),
-                },
+                Layer::Poly { .. } => self.polys[i]
+                    .as_ref()
+                    .expect("run_plan prepares every polynomial step")
+                    .eval(x, t),
             };
             debug_assert_eq!(
                 y.len(),
                 batch * arch.shapes[i + 1].iter().product::<usize>()
             );
-            Ok::<_, std::convert::Infallible>(y)
-        });
-        match walked {
-            Ok(y) => y,
-            Err(never) => match never {},
-        }
+            y
+        })
     }
 }

@@ -70,6 +70,24 @@ pub struct Server<'a>(&'a Weights);
 #[derive(Debug, Clone, Copy)]
 pub struct Client;
 
+/// What a role brings to the layers: the server adds its biases, the client nothing.
+trait Role {
+    /// The bias step `i` adds, if this role holds one.
+    fn bias(&self, i: usize) -> Option<&[u64]>;
+}
+
+impl Role for Server<'_> {
+    fn bias(&self, i: usize) -> Option<&[u64]> {
+        self.0.biases[i].as_deref()
+    }
+}
+
+impl Role for Client {
+    fn bias(&self, _: usize) -> Option<&[u64]> {
+        None
+    }
+}
+
 /// One party's side of one connection after the setup, in role `R` ([`Server`] or
 /// [`Client`]): what the batches of the connection run on.
 #[derive(Debug)]
@@ -153,11 +171,10 @@ impl Prepared<'_, ServerConnection<'_>> {
         let conn = self.connection;
         let arch = conn.state.architecture;
         let x = RingTensor::zeros(arch.batch_shape(0, self.batch))?;
-        let Server(weights) = conn.role;
         let ((), online) = Phase::measure(s, |s| {
             let y = conn
                 .state
-                .layers(s, Share::new(x), self.batch, Some(weights))?;
+                .layers(s, Share::new(x), self.batch, &conn.role)?;
             arith::reveal_to_peer(s, &y)
         })?;
         Ok(BatchReport {
@@ -191,7 +208,7 @@ impl Prepared<'_, ClientConnection<'_>> {
         s: &mut Session,
         input: &RingTensor,
     ) -> Result<(RingTensor, BatchReport), InferError> {
-        let state = &self.connection.state;
+        let Connection { state, role } = self.connection;
         let batch = check_batch_shape(&state.architecture.input_shape, input.shape())?;
         if batch != self.batch {
             return Err(InferError::Batch {
@@ -200,7 +217,7 @@ impl Prepared<'_, ClientConnection<'_>> {
             });
         }
         let (logits, online) = Phase::measure(s, |s| {
-            let y = state.layers(s, Share::new(input.clone()), batch, None)?;
+            let y = state.layers(s, Share::new(input.clone()), batch, role)?;
             arith::receive_reveal(s, &y)
         })?;
         Ok((
@@ -232,21 +249,19 @@ impl<'a> Opened<'a> {
         })
     }
 
-    /// The layers on the shared `x`, in the architecture's schedule; the server passes its
-    /// weights for the biases it adds.
+    /// The layers on the shared `x`, in the architecture's schedule, with what `role` brings.
     fn layers(
         &self,
         s: &mut Session,
         x: Share,
         batch: usize,
-        weights: Option<&Weights>,
+        role: &impl Role,
     ) -> Result<Share, MpcError> {
         let arch = self.architecture;
         arch.schedule().walk(x, |i, operands| {
             let step = &arch.steps[i];
             let x = operands[0];
-            let bias = weights.and_then(|w| w.biases[i].as_deref());
-            let with_bias = |s: &Session, y: Share| match bias {
+            let with_bias = |s: &Session, y: Share| match role.bias(i) {
                 Some(b) => weights::add_bias(s, y, b),
                 None => Ok(y),
             };

@@ -103,16 +103,18 @@ impl Session {
     /// prefetched.
     pub(crate) fn correlation<C: Correlation>(&mut self, size: C::Size) -> Result<C, MpcError> {
         let need = C::need(&size);
+        let layout = C::layout(&size);
         let words = self.correlation_words(need.clone())?;
-        if words.len() != need.words() {
+        // A dealer of this crate always gives `layout.words()`; another `Dealer` may not.
+        if words.len() != layout.words() {
             return Err(DealerError::Correction {
-                expected: need.words(),
+                expected: layout.words(),
                 got: words.len(),
                 need: Box::new(need),
             }
             .into());
         }
-        Ok(correlation::share(&size, words))
+        Ok(correlation::share(words, &layout))
     }
 
     /// The words of `need`, as [`Session::correlation`] takes them.

@@ -164,8 +164,18 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, WireError> {
 /// hand).
 pub fn message_frame<M: Message>(m: &M) -> Result<Vec<u8>, WireError> {
     let bytes = encode(m)?;
-    let mut frame = header(Kind::Message, bytes.len() as u32).to_vec();
-    frame.extend_from_slice(&bytes);
+    frame_of(&bytes).map_err(|_| WireError::TooLarge {
+        what: M::WHAT,
+        len: bytes.len() as u64,
+        limit: u32::MAX as usize,
+    })
+}
+
+/// `bytes` as one message frame.
+fn frame_of(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let mut frame = Vec::with_capacity(HEADER + bytes.len());
+    frame.extend_from_slice(&header(Kind::Message, length(bytes.len())?));
+    frame.extend_from_slice(bytes);
     Ok(frame)
 }
 
@@ -211,12 +221,9 @@ pub(crate) fn write_words(w: &mut impl Write, words: &[u64]) -> io::Result<()> {
     w.write_all(&bytes)
 }
 
-/// Writes `bytes` as one message frame.
+/// Writes `bytes` as one message frame (one write: one packet, one Noise message).
 pub(crate) fn write_message(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    let mut frame = Vec::with_capacity(HEADER + bytes.len());
-    frame.extend_from_slice(&header(Kind::Message, length(bytes.len())?));
-    frame.extend_from_slice(bytes);
-    w.write_all(&frame)
+    w.write_all(&frame_of(bytes)?)
 }
 
 /// Reads the payload of a words frame whose header said `len` into `recv`, which must be
@@ -229,24 +236,36 @@ pub(crate) fn read_words_into(r: &mut impl Read, recv: &mut [u64]) -> io::Result
     Ok(())
 }
 
-/// Reads the payload of a message frame of `len` bytes, after checking it against `limit`.
+/// Reads the payload of the frame whose header is `header`, which must be a message (`what`
+/// in errors) of at most `limit` bytes: checked before anything is read.
 pub(crate) fn read_message_body(
     r: &mut impl Read,
-    len: u32,
+    header: Header,
     what: &'static str,
     limit: usize,
 ) -> Result<Vec<u8>, ReadError> {
-    if len as usize > limit {
+    header.expect(Kind::Message)?;
+    if header.len as usize > limit {
         return Err(WireError::TooLarge {
             what,
-            len: u64::from(len),
+            len: u64::from(header.len),
             limit,
         }
         .into());
     }
-    let mut bytes = vec![0u8; len as usize];
+    let mut bytes = vec![0u8; header.len as usize];
     r.read_exact(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Reads the next frame, which must be a message (`what` in errors) of at most `limit` bytes.
+pub(crate) fn read_message(
+    r: &mut impl Read,
+    what: &'static str,
+    limit: usize,
+) -> Result<Vec<u8>, ReadError> {
+    let header = read_header(r)?;
+    read_message_body(r, header, what, limit)
 }
 
 /// Reads one header.

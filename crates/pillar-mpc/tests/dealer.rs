@@ -5,10 +5,11 @@
 mod common;
 
 use common::{add, input, mul};
-use pillar_mpc::dealer::{Dealer, Need, TrustedDealer};
+use pillar_mpc::channel::memory_pair;
+use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer};
 use pillar_mpc::kernels::{ConvGeometry, conv2d, matmul};
 use pillar_mpc::protocols::beaver;
-use pillar_mpc::{Local, MpcError, Party, RingTensor};
+use pillar_mpc::{FixedPoint, Local, MpcError, Party, RingTensor, Session, Share};
 
 fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x ^ y).collect()
@@ -274,4 +275,66 @@ fn masked_triples_reuse_the_connections_weight_masks() {
     };
     let e = d1.generate(&wrong).unwrap_err();
     assert!(e.to_string().contains("6 elements"), "{e}");
+}
+
+/// A broken dealer whose every share is one word short.
+struct ShortDealer;
+
+impl Dealer for ShortDealer {
+    fn party(&self) -> Party {
+        Party::Server
+    }
+
+    fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
+        Ok(vec![0; need.words() - 1])
+    }
+}
+
+#[test]
+fn a_share_of_the_wrong_length_is_an_error_not_a_panic() {
+    let (channel, _peer) = memory_pair(std::time::Duration::from_secs(1));
+    let mut s = Session::new(Party::Server, FixedPoint::default(), channel, ShortDealer).unwrap();
+    let x = Share::new(RingTensor::from_vec(vec![1, 2, 3]));
+    let e = beaver::mul_raw(&mut s, &x, &x).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            MpcError::Dealer(DealerError::Correction {
+                expected: 9,
+                got: 8,
+                ..
+            })
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn degenerate_needs_are_refused_or_served_never_panic() {
+    let (mut d0, mut d1) = TrustedDealer::pair_from_seed(8);
+    // Powers of degree 0: nothing to correct.
+    let powers = Need::Powers { n: 3, degree: 0 };
+    assert!(d0.generate(&powers).unwrap().is_empty());
+    assert!(d1.generate(&powers).unwrap().is_empty());
+    // A degree beyond the protocols' is refused before anything is sized.
+    let e = d1
+        .generate(&Need::Powers {
+            n: 1,
+            degree: 1 << 28,
+        })
+        .unwrap_err();
+    assert!(matches!(e, DealerError::Need { .. }), "{e}");
+    // A per-channel product against an empty mask.
+    let empty = Need::WeightMask { n: 0 };
+    d0.generate(&empty).unwrap();
+    d1.generate(&empty).unwrap();
+    let scale = Need::MaskedScale {
+        n: 4,
+        channels: 0,
+        inner: 2,
+        mask: 0,
+    };
+    d0.generate(&scale).unwrap();
+    let e = d1.generate(&scale).unwrap_err();
+    assert!(e.to_string().contains("no channels"), "{e}");
 }

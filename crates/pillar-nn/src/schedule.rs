@@ -70,6 +70,14 @@ impl Schedule {
         self.output
     }
 
+    /// [`Schedule::walk`] for steps that cannot fail.
+    pub fn run<V>(&self, input: V, mut step: impl FnMut(usize, &[&V]) -> V) -> V {
+        match self.walk(input, |i, x| Ok::<V, std::convert::Infallible>(step(i, x))) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
     /// Runs every step in order from `input`: `step(i, operands)` computes value `i + 1` from
     /// the values step `i` reads, in the order it reads them. Each value is dropped right
     /// after its last reader; the output is returned.

@@ -24,15 +24,7 @@ impl Graph {
     /// returns the graph with its shapes and schedule.
     pub fn typed(self) -> Result<TypedGraph, NnError> {
         let shapes = self.shapes()?;
-        let schedule = Schedule::new(
-            self.nodes.iter().map(|n| n.inputs.clone()).collect(),
-            self.output,
-        )?;
-        Ok(TypedGraph {
-            graph: self,
-            shapes,
-            schedule,
-        })
+        TypedGraph::with_shapes(self, shapes)
     }
 }
 
@@ -53,13 +45,18 @@ impl Deref for TypedGraph {
 }
 
 impl TypedGraph {
-    /// A graph with shapes and a schedule its caller derived from a checked graph.
-    pub(crate) fn from_parts(graph: Graph, shapes: Vec<Vec<usize>>, schedule: Schedule) -> Self {
-        TypedGraph {
+    /// `graph` with the `shapes` its caller inferred (or kept from a graph already checked),
+    /// and its schedule.
+    pub(crate) fn with_shapes(graph: Graph, shapes: Vec<Vec<usize>>) -> Result<Self, NnError> {
+        let schedule = Schedule::new(
+            graph.nodes.iter().map(|n| n.inputs.clone()).collect(),
+            graph.output,
+        )?;
+        Ok(TypedGraph {
             graph,
             shapes,
             schedule,
-        }
+        })
     }
 
     /// The shape of every value without the batch dimension, input first.

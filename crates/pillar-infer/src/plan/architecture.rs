@@ -43,8 +43,8 @@ pub struct UncheckedArchitecture {
 /// public: shapes, pooling, the activation polynomials, the fixed-point format. Its fields
 /// are read through `Deref`; it is checked once, when made, and holds the schedule every walk
 /// of it follows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "UncheckedArchitecture", into = "UncheckedArchitecture")]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "UncheckedArchitecture")]
 pub struct Architecture {
     fields: UncheckedArchitecture,
     fixed: FixedPoint,
@@ -59,9 +59,10 @@ impl Deref for Architecture {
     }
 }
 
-impl From<Architecture> for UncheckedArchitecture {
-    fn from(a: Architecture) -> Self {
-        a.fields
+/// Written as its fields, without a copy.
+impl Serialize for Architecture {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.fields.serialize(s)
     }
 }
 

@@ -226,6 +226,10 @@ impl Plan {
         let mut biases = Vec::with_capacity(g.nodes.len());
         for node in &g.nodes {
             let in_shape = &shapes[node.inputs[0]];
+            let encode_bias = |b: Option<&Tensor>| {
+                b.map(|b| encode_tensor(node, "the bias", fp, b))
+                    .transpose()
+            };
             let mut bias = None;
             let layer = match &node.op {
                 Op::Conv2d(c) => {
@@ -246,11 +250,7 @@ impl Plan {
                             .map_err(|e| err(node, NodeProblem::Geometry(e)))?;
                     weights.push(encode_tensor(node, "the weight", fp, &c.weight)?);
                     weight_shapes.push(geometry.weight_shape());
-                    bias = c
-                        .bias
-                        .as_ref()
-                        .map(|b| encode_tensor(node, "the bias", fp, b))
-                        .transpose()?;
+                    bias = encode_bias(c.bias.as_ref())?;
                     Layer::Conv {
                         geometry,
                         weight: weights.len() - 1,
@@ -275,11 +275,7 @@ impl Plan {
                             .collect(),
                     );
                     weight_shapes.push(vec![inp, out]);
-                    bias = l
-                        .bias
-                        .as_ref()
-                        .map(|b| encode_tensor(node, "the bias", fp, b))
-                        .transpose()?;
+                    bias = encode_bias(l.bias.as_ref())?;
                     Layer::Linear {
                         inputs: inp,
                         outputs: out,
@@ -313,19 +309,6 @@ impl Plan {
                     }
                 }
             };
-            if let Layer::AvgPool(w) | Layer::MaxPool(w) = &layer {
-                let &[_, h, wd] = in_shape.as_slice() else {
-                    return Err(err(
-                        node,
-                        NodeProblem::Shape {
-                            expected: "a [C, H, W] input",
-                            got: in_shape.clone(),
-                        },
-                    ));
-                };
-                w.output(h, wd)
-                    .map_err(|e| err(node, NodeProblem::Geometry(e)))?;
-            }
             steps.push(Step {
                 name: node.name.clone(),
                 layer,
@@ -333,6 +316,8 @@ impl Plan {
             });
             biases.push(bias);
         }
+        // The typed graph has checked every node (pool windows included); the architecture
+        // checks what it was compiled into once more, as a client checks a server's.
         let architecture = Architecture::try_from(UncheckedArchitecture {
             input_shape: g.input_shape.clone(),
             shapes: shapes.to_vec(),

@@ -21,7 +21,7 @@ mod server;
 pub(crate) use client::decode_hello;
 pub use client::{RemoteModel, RemoteReport};
 use messages::{Hello, Request};
-pub use server::{ServeOptions, Served, serve};
+pub use server::{Done, ServeOptions, Served, serve};
 
 use pillar_mpc::MpcError;
 use pillar_mpc::channel::Security;

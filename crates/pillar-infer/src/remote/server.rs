@@ -46,8 +46,11 @@ impl Served {
     }
 }
 
+/// What a server does with each client's address and outcome.
+pub type Done = Arc<dyn Fn(SocketAddr, Result<Served, RemoteError>) + Send + Sync>;
+
 /// Serves one client, or tells it why not (`busy`) once the link is up.
-fn serve_checked(
+fn serve_one(
     stream: TcpStream,
     plan: &Plan,
     model: &str,
@@ -120,7 +123,7 @@ pub fn serve(
     plan: Arc<Plan>,
     model: &str,
     options: &ServeOptions,
-    done: Arc<dyn Fn(SocketAddr, Result<Served, RemoteError>) + Send + Sync>,
+    done: Done,
 ) -> std::io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
     loop {
@@ -140,7 +143,7 @@ pub fn serve(
                     options.max_clients
                 )
             });
-            let outcome = serve_checked(stream, &plan, &model, &options, busy);
+            let outcome = serve_one(stream, &plan, &model, &options, busy);
             active.fetch_sub(1, Ordering::SeqCst);
             done(peer, outcome)
         });

@@ -146,18 +146,6 @@ pub(crate) fn read_words(
     wire::read_words_into(reader, recv).map_err(io)
 }
 
-/// Reads one message frame of at most `limit` bytes.
-pub(crate) fn read_message(
-    reader: &mut impl Read,
-    what: &'static str,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Vec<u8>, ChannelError> {
-    let header = wire::read_header(reader).map_err(|e| read_error(e, timeout))?;
-    header.expect(Kind::Message)?;
-    wire::read_message_body(reader, header.len, what, limit).map_err(|e| read_error(e, timeout))
-}
-
 /// A failed read as the protocol sees it.
 fn read_error(e: ReadError, timeout: Duration) -> ChannelError {
     match e {
@@ -195,7 +183,8 @@ impl Channel for TcpChannel {
     }
 
     fn recv_message(&mut self, what: &'static str, limit: usize) -> Result<Vec<u8>, ChannelError> {
-        let bytes = read_message(&mut self.reader, what, limit, self.timeout)?;
+        let bytes = wire::read_message(&mut self.reader, what, limit)
+            .map_err(|e| read_error(e, self.timeout))?;
         self.stats.record_bytes(0, bytes.len());
         Ok(bytes)
     }

@@ -162,9 +162,9 @@ macro_rules! correlations {
 }
 pub(crate) use correlations;
 
-/// A party's share of `C` from a buffer of `C::layout(size).words()` words.
-pub(crate) fn share<C: Correlation>(size: &C::Size, words: Vec<u64>) -> C {
-    C::from(Parts::new(words, &C::layout(size)))
+/// A party's share of `C` from a buffer of `layout.words()` words.
+pub(crate) fn share<C: Correlation>(words: Vec<u64>, layout: &Layout) -> C {
+    C::from(Parts::new(words, layout))
 }
 
 /// The dealer's correction of `C` from party 0's whole buffer and party 1's seeded words.

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use pillar_infer::FixedConfig;
 use pillar_infer::Plan;
-use pillar_infer::cluster::{Cluster, Deployment};
+use pillar_infer::cluster::{Cluster, Deployment, start_server};
 use pillar_infer::mirror;
 use pillar_mpc::channel::{DEFAULT_TIMEOUT, Link};
 use pillar_mpc::protocols::activation::ActivationProtocol;
@@ -161,8 +161,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         // server has freed the slot of its last connection (the busy refusal is tested
         // elsewhere).
         let options = cluster.options(link, 1, 2 * clients);
-        let server = cluster
-            .serve(Arc::clone(&plan), "load", options, Arc::new(|_, _| {}))
+        let server = start_server(Arc::clone(&plan), "load", options, Arc::new(|_, _| {}))
             .context("cannot start the server")?;
         let (images, connections, wrong, failed) = (
             AtomicU64::new(0),

@@ -20,7 +20,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_fit::budget::Precision;
 use pillar_fit::{FitReport, FitSpec, Method, Target};
-use pillar_infer::cluster::{Cluster, Deployment};
+use pillar_infer::cluster::{Cluster, Deployment, start_server};
 use pillar_infer::mirror;
 use pillar_infer::{FixedConfig, Plan};
 use pillar_mpc::channel::{DEFAULT_TIMEOUT, Link};
@@ -241,18 +241,17 @@ fn classify(
         activation: protocol,
     };
     let plan = Arc::new(Plan::compile(&graph, config)?);
-    let server = cluster
-        .serve(
-            Arc::clone(&plan),
-            "model.onnx",
-            cluster.options(link, 1, 4),
-            Arc::new(|peer, outcome| {
-                if let Err(e) = outcome {
-                    tracing::warn!("demo server: client {peer}: {e}");
-                }
-            }),
-        )
-        .context("cannot start the server")?;
+    let server = start_server(
+        Arc::clone(&plan),
+        "model.onnx",
+        cluster.options(link, 1, 4),
+        Arc::new(|peer, outcome| {
+            if let Err(e) = outcome {
+                tracing::warn!("demo server: client {peer}: {e}");
+            }
+        }),
+    )
+    .context("cannot start the server")?;
     let client = cluster.connect(&server, link, DEFAULT_TIMEOUT)?;
     let fp = client.architecture().fixed();
     let pixels = data.normalise(&data.test, indices, None)?;

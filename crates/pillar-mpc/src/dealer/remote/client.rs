@@ -6,11 +6,11 @@ use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use super::service::{io_error, read_error, recv, send};
+use super::service::{io_error, read_error, recv, recv_body, send};
 use super::{Announce, DealerReply, DealerRequest, SessionId};
 use crate::channel::secure::{Security, Stream};
 use crate::dealer::{CorrectionSource, DealerError, Need, SeededDealer};
-use crate::wire::{self, Kind, Message};
+use crate::wire::{self, Kind};
 
 /// Connects to the dealer at `addr` and sends `request`.
 fn connect(
@@ -132,14 +132,7 @@ impl CorrectionSource for RemoteCorrections {
         let reader = self.stream.reader();
         let header = wire::read_header(reader).map_err(|e| read_error(what, e))?;
         if header.kind == Kind::Message {
-            let bytes = wire::read_message_body(
-                reader,
-                header.len,
-                DealerReply::WHAT,
-                DealerReply::MAX_BYTES,
-            )
-            .map_err(|e| read_error(what, e))?;
-            return Err(match wire::decode(&bytes)? {
+            return Err(match recv_body::<DealerReply>(reader, header)? {
                 DealerReply::Refused { reason } => DealerError::Refused(reason),
                 DealerReply::Seed { .. } => {
                     DealerError::OutOfOrder("the dealer sent a seed in place of a correction")

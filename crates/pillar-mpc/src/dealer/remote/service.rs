@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use super::{Announce, DealerReply, DealerRequest, Seed, SessionId};
 use crate::channel::secure::{Security, Stream, StreamReader, is_integrity, is_silent};
 use crate::dealer::{CorrectionSource, DealerError, LinkFailure, MAX_NEED_WORDS, TrustedDealer};
-use crate::wire::{self, Header, Kind, Message, ReadError};
+use crate::wire::{self, Header, Message, ReadError};
 
 /// Corrections computed ahead of the writer, at most.
 const AHEAD: usize = 4;
@@ -105,13 +105,14 @@ pub(super) fn recv<M: Message>(r: &mut impl io::Read) -> Result<M, DealerError> 
     recv_body(r, header)
 }
 
-/// The body of a frame whose header was read, which must be a message `M`.
-fn recv_body<M: Message>(r: &mut impl io::Read, header: Header) -> Result<M, DealerError> {
-    header.expect(Kind::Message)?;
-    let what = format!("reading the {}", M::WHAT);
+/// The message `M` in the frame whose header was read.
+pub(super) fn recv_body<M: Message>(
+    r: &mut impl io::Read,
+    header: Header,
+) -> Result<M, DealerError> {
     let bytes = Zeroizing::new(
-        wire::read_message_body(r, header.len, M::WHAT, M::MAX_BYTES)
-            .map_err(|e| read_error(&what, e))?,
+        wire::read_message_body(r, header, M::WHAT, M::MAX_BYTES)
+            .map_err(|e| read_error(&format!("reading the {}", M::WHAT), e))?,
     );
     Ok(wire::decode(&bytes)?)
 }
