@@ -58,14 +58,13 @@ mod ops;
 use std::thread;
 
 use pillar_mpc::kernels::ConvGeometry;
-use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
-use pillar_nn::{FoldedGraph, NnError, Op, Tensor};
+use pillar_nn::{FoldedGraph, NnError, Tensor};
 
 use pillar_mpc::protocols::mirror::{Mirror as LayerMirror, Tally};
 use pillar_mpc::protocols::relu;
 
-use crate::error::{InferError, NodeProblem, node_error};
+use crate::error::InferError;
 use crate::plan::{FixedConfig, Layer, Plan};
 
 /// Images each thread runs through the whole plan at once: enough for the products to be
@@ -151,12 +150,7 @@ pub fn run_encoded(
     input: &RingTensor,
     config: &FixedConfig,
 ) -> Result<FixedOutput, InferError> {
-    if config.activation == ActivationProtocol::Relu
-        && let Some(node) = g.nodes.iter().find(|n| matches!(n.op, Op::PolyAct(_)))
-    {
-        return Err(node_error(node, NodeProblem::ReluPolynomial));
-    }
-    run_plan(&Plan::compile(g, *config)?, input)
+    run_plan(&Plan::compile_strict(g, *config)?, input)
 }
 
 /// The mirror of `plan` on a batch `[N, ...input_shape]` of ring words at the plan's `f`.

@@ -211,6 +211,18 @@ fn encode_tensor(
 }
 
 impl Plan {
+    /// [`Plan::compile`] for a run that must compute what the graph does: a polynomial
+    /// activation under the relu protocol is an error naming its node, not an exact ReLU. What
+    /// the mirror and `pillar eval` compile; the benchmarks' ReLU baseline uses `compile`.
+    pub fn compile_strict(g: &FoldedGraph, options: FixedConfig) -> Result<Plan, InferError> {
+        if options.activation == ActivationProtocol::Relu
+            && let Some(node) = g.nodes.iter().find(|n| matches!(n.op, Op::PolyAct(_)))
+        {
+            return Err(err(node, NodeProblem::ReluPolynomial));
+        }
+        Plan::compile(g, options)
+    }
+
     /// Compiles `g` for the arithmetic `options` describes: encodes the parameters at
     /// `options.frac_bits` (a BatchNorm left after folding becomes a per-channel scale and
     /// shift) and checks every node against what the secure engine runs. With

@@ -36,7 +36,7 @@ const TAG: usize = 16;
 /// Largest plaintext carried by one message.
 const MAX_PLAINTEXT: usize = MAX_MESSAGE - TAG;
 /// What both ends send first, in the clear, followed by a mode byte (0 plaintext, 1 Noise):
-/// `PILLAR` and the wire version, so a pillar of another version is told so at once.
+/// `PILLAR` and the wire version, so a pillar of another version is refused at once.
 pub const PREAMBLE: &[u8; 7] = b"PILLAR3";
 const _: () = assert!(PREAMBLE[6] == b'0' + crate::wire::VERSION);
 /// How a secret key file starts; the key follows in hex.

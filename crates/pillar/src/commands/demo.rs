@@ -116,8 +116,9 @@ pub(crate) fn run(args: &DemoArgs) -> Result<()> {
          exact ReLU",
         super::infer::count(args.epochs, "epoch")
     );
-    let poly = train(args, ActivationKind::Poly, &fit.coefficients)?;
-    let relu = train(args, ActivationKind::Relu, &fit.coefficients)?;
+    let data = DataSet::load(DatasetKind::Mnist, None)?;
+    let poly = train(args, ActivationKind::Poly, &fit.coefficients, &data)?;
+    let relu = train(args, ActivationKind::Relu, &fit.coefficients, &data)?;
 
     println!(
         "[3/4] serve: a dealer, one server per network and their client, over TCP on \
@@ -126,7 +127,6 @@ pub(crate) fn run(args: &DemoArgs) -> Result<()> {
     );
     let link = Link::new(args.rtt_ms, None);
     let cluster = Cluster::start(Deployment::generate()).context("cannot start the dealer")?;
-    let data = DataSet::load(DatasetKind::Mnist, None)?;
     let indices: Vec<usize> = (0..args.images.min(data.test.len())).collect();
 
     println!(
@@ -202,17 +202,21 @@ fn fit(out: &Path) -> Result<FitReport> {
 
 /// Trains one network as `pillar train --model convnet --activation ACTIVATION` would, with
 /// the fitted polynomial, and returns its directory and test accuracy.
-fn train(args: &DemoArgs, activation: ActivationKind, coefficients: &[f64]) -> Result<Trained> {
+fn train(
+    args: &DemoArgs,
+    activation: ActivationKind,
+    coefficients: &[f64],
+    data: &DataSet,
+) -> Result<Trained> {
     let dir = args.out.join(activation.name());
     let mut cfg = TrainConfig::recipe(Architecture::Convnet);
+    cfg.dataset = data.kind;
     cfg.activation = activation;
     cfg.epochs = args.epochs;
     cfg.lr_warmup_epochs = 1;
     cfg.coefficients = coefficients.to_vec();
-    cfg.validate().map_err(anyhow::Error::msg)?;
-    let data = DataSet::load(cfg.dataset, None)?;
     let device = pillar_train::device::open(Compute::Cpu)?;
-    let outcome = super::train::train_to(&cfg, &data, &device, &dir, false)?;
+    let outcome = super::train::train_to(&cfg, data, &device, &dir, false)?;
     Ok(Trained {
         test_accuracy: outcome.metrics.test_accuracy.unwrap_or(f64::NAN),
         dir,

@@ -359,17 +359,7 @@ fn run_secure(
 
 /// The graph compiled for secure inference (and its mirror).
 fn compile(args: &EvalArgs, graph: &FoldedGraph, config: &FixedConfig) -> Result<Plan> {
-    if args.protocol == ActivationProtocol::Relu
-        && graph
-            .nodes
-            .iter()
-            .any(|n| matches!(n.op, pillar_nn::Op::PolyAct(_)))
-    {
-        bail!(
-            "the relu protocol cannot evaluate this model's polynomial activations: choose espn, honeybadger or crypten"
-        );
-    }
-    Plan::compile(graph, *config).with_context(|| {
+    Plan::compile_strict(graph, *config).with_context(|| {
         format!(
             "cannot compile {} for secure inference",
             args.model.display()

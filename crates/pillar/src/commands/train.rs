@@ -204,11 +204,12 @@ pub(crate) fn train_to(
     let mut progress = Progress::default();
     let outcome = pillar_train::train(cfg, data, device, &checkpoints, &mut |e| progress.event(e))?;
     progress.finish();
-    write_outputs(out, &outcome, &outcome.metrics)?;
+    write_outputs(out, &outcome)?;
     Ok(outcome)
 }
 
-fn write_outputs(out: &Path, outcome: &pillar_train::Outcome, metrics: &RunMetrics) -> Result<()> {
+fn write_outputs(out: &Path, outcome: &pillar_train::Outcome) -> Result<()> {
+    let metrics = &outcome.metrics;
     let metrics_path = out.join("metrics.json");
     std::fs::write(&metrics_path, serde_json::to_string_pretty(metrics)?)
         .with_context(|| format!("cannot write {}", metrics_path.display()))?;
