@@ -324,6 +324,15 @@ pub(crate) fn is_silent(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Silent>())
 }
 
+/// Sets up a connected socket for a [`Stream`]: no Nagle delay (every round is a small
+/// message waiting for its answer) and `timeout` on every read and write. Every link (parties,
+/// dealer and its clients) does this before [`Stream::establish`].
+pub(crate) fn configure(tcp: &TcpStream, timeout: std::time::Duration) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))
+}
+
 /// A connected stream, encrypted or not. Split it to read and write from two threads.
 #[derive(Debug)]
 pub(crate) struct Stream {
@@ -335,8 +344,8 @@ pub(crate) struct Stream {
 impl Stream {
     /// Runs the handshake `security` asks for on `tcp` (the side that connected is the
     /// `initiator`). `context` names the protocol on top (it enters the handshake hash, so a
-    /// stream set up for one protocol cannot be replayed into another). Read and write
-    /// timeouts must already be set on `tcp`. Errors of kind `PermissionDenied` mean the peer
+    /// stream set up for one protocol cannot be replayed into another). `tcp` must be set up
+    /// by [`configure`] first. Errors of kind `PermissionDenied` mean the peer
     /// was refused or refused us; `UnexpectedEof` before the first byte means the peer left
     /// without a word.
     pub(crate) fn establish(

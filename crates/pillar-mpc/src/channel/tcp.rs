@@ -12,7 +12,9 @@ use std::io::{self, Read};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use super::secure::{PublicKey, Security, Stream, StreamReader, StreamWriter, is_integrity};
+use super::secure::{
+    PublicKey, Security, Stream, StreamReader, StreamWriter, configure, is_integrity,
+};
 use super::{Channel, ChannelError, Stats};
 use crate::party::Party;
 use crate::wire::{self, Greeting, Kind, ReadError};
@@ -80,9 +82,7 @@ impl TcpChannel {
         timeout: Duration,
         initiator: bool,
     ) -> Result<Self, ChannelError> {
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
+        configure(&stream, timeout)?;
         let stream = Stream::establish(stream, security, initiator, "parties")
             .map_err(|e| classify(e, timeout))?;
         let peer = stream.peer();

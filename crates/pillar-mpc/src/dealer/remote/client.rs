@@ -6,9 +6,10 @@ use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use super::service::{io_error, read_error, recv, recv_body, send};
-use super::{Announce, DealerReply, DealerRequest, SessionId};
-use crate::channel::secure::{Security, Stream};
+use super::{
+    Announce, DealerReply, DealerRequest, SessionId, io_error, read_error, recv, recv_body, send,
+};
+use crate::channel::secure::{Security, Stream, configure};
 use crate::dealer::{CorrectionSource, DealerError, Need, SeededDealer};
 use crate::wire::{self, Kind};
 
@@ -25,12 +26,7 @@ fn connect(
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
             Ok(tcp) => {
-                let set = |s: &TcpStream| {
-                    s.set_nodelay(true)?;
-                    s.set_read_timeout(Some(timeout))?;
-                    s.set_write_timeout(Some(timeout))
-                };
-                set(&tcp).map_err(unreachable)?;
+                configure(&tcp, timeout).map_err(unreachable)?;
                 let mut stream = Stream::establish(tcp, security, true, "dealer")
                     .map_err(|e| io_error(&format!("the dealer at {addr}"), e))?;
                 send(stream.writer(), request)?;

@@ -29,14 +29,16 @@ pub use client::{join_session, open_session};
 pub use service::{DealerService, ServiceConfig};
 
 use std::fmt;
+use std::io::{self, Write};
 use std::str::FromStr;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use zeroize::Zeroizing;
 
-use super::{DealerError, MAX_NEED_WORDS, Need};
-use crate::wire::Message;
+use super::{DealerError, LinkFailure, MAX_NEED_WORDS, Need};
+use crate::channel::secure::is_integrity;
+use crate::wire::{self, Header, Message, ReadError};
 
 /// Longest announcement accepted, in bytes.
 const MAX_ANNOUNCE_BYTES: usize = 64 << 20;
@@ -235,4 +237,54 @@ impl From<Announce> for Vec<Need> {
 impl Message for Announce {
     const WHAT: &'static str = "announcement";
     const MAX_BYTES: usize = MAX_ANNOUNCE_BYTES;
+}
+
+// The message exchange both sides of a dealer link speak.
+
+/// What an I/O error means for the dealer protocol, `what` saying what was under way.
+fn io_error(what: &str, e: io::Error) -> DealerError {
+    let cause = match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => LinkFailure::TimedOut,
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => LinkFailure::Closed,
+        io::ErrorKind::PermissionDenied => LinkFailure::Handshake(e),
+        io::ErrorKind::InvalidData if is_integrity(&e) => LinkFailure::Integrity(e),
+        _ => LinkFailure::Io(e),
+    };
+    DealerError::Unavailable {
+        what: what.to_string(),
+        cause,
+    }
+}
+
+/// A failed frame read as the dealer protocol sees it.
+fn read_error(what: &str, e: ReadError) -> DealerError {
+    match e {
+        ReadError::Io(e) => io_error(what, e),
+        ReadError::Wire(e) => e.into(),
+    }
+}
+
+/// Sends the message `m` on `w`; the encoding is wiped once sent (it may hold a seed).
+fn send<M: Message>(w: &mut impl Write, m: &M) -> Result<(), DealerError> {
+    let bytes = Zeroizing::new(wire::encode(m)?);
+    wire::write_message(w, &bytes).map_err(|e| io_error(&format!("sending the {}", M::WHAT), e))
+}
+
+/// The next frame on `r`, which must be a message `M`. The bytes are wiped once decoded.
+fn recv<M: Message>(r: &mut impl io::Read) -> Result<M, DealerError> {
+    let what = format!("reading the {}", M::WHAT);
+    let header = wire::read_header(r).map_err(|e| read_error(&what, e))?;
+    recv_body(r, header)
+}
+
+/// The message `M` in the frame whose header was read.
+fn recv_body<M: Message>(r: &mut impl io::Read, header: Header) -> Result<M, DealerError> {
+    let bytes = Zeroizing::new(
+        wire::read_message_body(r, header, M::WHAT, M::MAX_BYTES)
+            .map_err(|e| read_error(&format!("reading the {}", M::WHAT), e))?,
+    );
+    Ok(wire::decode(&bytes)?)
 }

@@ -1,7 +1,7 @@
 //! The dealer process's side: sessions waiting for their client, and the serving loop.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -11,10 +11,13 @@ use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use zeroize::Zeroizing;
 
-use super::{Announce, DealerReply, DealerRequest, Seed, SessionId};
-use crate::channel::secure::{Security, Stream, StreamReader, is_integrity, is_silent};
-use crate::dealer::{CorrectionSource, DealerError, LinkFailure, MAX_NEED_WORDS, TrustedDealer};
-use crate::wire::{self, Header, Message, ReadError};
+use super::{
+    Announce, DealerReply, DealerRequest, Seed, SessionId, io_error, read_error, recv, recv_body,
+    send,
+};
+use crate::channel::secure::{Security, Stream, StreamReader, configure, is_silent};
+use crate::dealer::{CorrectionSource, DealerError, MAX_NEED_WORDS, TrustedDealer};
+use crate::wire::{self, ReadError};
 
 /// Corrections computed ahead of the writer, at most.
 const AHEAD: usize = 4;
@@ -66,57 +69,6 @@ impl std::fmt::Debug for DealerService {
     }
 }
 
-/// What an I/O error means for the dealer protocol, `what` saying what was under way.
-pub(super) fn io_error(what: &str, e: io::Error) -> DealerError {
-    let cause = match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => LinkFailure::TimedOut,
-        io::ErrorKind::UnexpectedEof
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => LinkFailure::Closed,
-        io::ErrorKind::PermissionDenied => LinkFailure::Handshake(e),
-        io::ErrorKind::InvalidData if is_integrity(&e) => LinkFailure::Integrity(e),
-        _ => LinkFailure::Io(e),
-    };
-    DealerError::Unavailable {
-        what: what.to_string(),
-        cause,
-    }
-}
-
-/// A failed frame read as the dealer protocol sees it.
-pub(super) fn read_error(what: &str, e: ReadError) -> DealerError {
-    match e {
-        ReadError::Io(e) => io_error(what, e),
-        ReadError::Wire(e) => e.into(),
-    }
-}
-
-/// Sends the message `m` on `w`; the encoding is wiped once sent (it may hold a seed).
-pub(super) fn send<M: Message>(w: &mut impl Write, m: &M) -> Result<(), DealerError> {
-    let bytes = Zeroizing::new(wire::encode(m)?);
-    wire::write_message(w, &bytes).map_err(|e| io_error(&format!("sending the {}", M::WHAT), e))
-}
-
-/// The next frame on `r`, which must be a message `M`. The bytes are wiped once decoded.
-pub(super) fn recv<M: Message>(r: &mut impl io::Read) -> Result<M, DealerError> {
-    let what = format!("reading the {}", M::WHAT);
-    let header = wire::read_header(r).map_err(|e| read_error(&what, e))?;
-    recv_body(r, header)
-}
-
-/// The message `M` in the frame whose header was read.
-pub(super) fn recv_body<M: Message>(
-    r: &mut impl io::Read,
-    header: Header,
-) -> Result<M, DealerError> {
-    let bytes = Zeroizing::new(
-        wire::read_message_body(r, header, M::WHAT, M::MAX_BYTES)
-            .map_err(|e| read_error(&format!("reading the {}", M::WHAT), e))?,
-    );
-    Ok(wire::decode(&bytes)?)
-}
-
 impl DealerService {
     /// A dealer with no sessions yet, whose connections are protected by `security` (with
     /// Noise, it serves only the parties whose keys it trusts).
@@ -149,13 +101,8 @@ impl DealerService {
 
     /// Serves one connection: a server asking for a session, or a client joining one.
     pub fn handle(&self, tcp: TcpStream) -> Result<(), DealerError> {
-        let timeout = Some(self.config.timeout);
-        let setup = |s: &TcpStream| {
-            s.set_nodelay(true)?;
-            s.set_read_timeout(timeout)?;
-            s.set_write_timeout(timeout)
-        };
-        setup(&tcp).map_err(|e| io_error("setting up the connection", e))?;
+        configure(&tcp, self.config.timeout)
+            .map_err(|e| io_error("setting up the connection", e))?;
         let mut stream = match Stream::establish(tcp, &self.security, false, "dealer") {
             Ok(stream) => stream,
             // A connection closed before saying anything: a reachability probe.
