@@ -1,14 +1,14 @@
 //! The third stage of pillar: secure inference of a model graph.
 //!
-//! A folded graph from `pillar-nn` ([`pillar_nn::FoldedGraph`]) compiles into a [`Plan`]: a public [`Architecture`] (shapes,
-//! pooling, the polynomials, the fixed-point format: what the server shows the client) and the
-//! server's encoded [`Weights`]. The [`mirror`] runs a plan's arithmetic on plaintext, word for
-//! word what the two parties compute on shares; a [`ServerConnection`] or
-//! [`ClientConnection`] runs it as one party over `pillar-mpc`; [`run_local`] runs both
-//! parties in one process, and [`remote`] is the server and client as separate processes.
-//! [`compare`] sets a secure run's logits against the mirror's; `cluster` (feature
-//! `test-utils`) runs a dealer, servers and clients in one process. Errors are
-//! [`InferError`]s, which name the node, step or value at fault.
+//! A folded graph from `pillar-nn` ([`pillar_nn::FoldedGraph`]) compiles into a [`Plan`]: a public
+//! [`Architecture`] (shapes, pooling, the polynomials, the fixed-point format: what the server
+//! shows the client) and the server's encoded [`Weights`]. The [`mirror`] runs a plan's arithmetic
+//! on plaintext, word for word what the two parties compute on shares; a [`ServerConnection`] or
+//! [`ClientConnection`] runs it as one party over `pillar-mpc`; [`run_local`] runs both parties in
+//! one process, and [`remote`] is the server and client as separate processes. [`compare`] sets a
+//! secure run's logits against the mirror's; `cluster` (feature `test-utils`) runs a dealer,
+//! servers and clients in one process. Errors are [`InferError`]s, which name the node, step or
+//! value at fault.
 //!
 //! # Phases
 //! - **Setup**, once per connection: the server's weights enter as the sharing `(W, 0)` and

@@ -12,7 +12,6 @@ use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::weights::{self, OpenedWeight};
 use pillar_mpc::protocols::{arith, maxpool, pool, relu};
 use pillar_mpc::{MpcError, Party, RingTensor, Session, Share};
-use pillar_nn::check_batch_shape;
 
 use crate::error::InferError;
 use crate::plan::{Architecture, Layer, Plan, Weights};
@@ -209,7 +208,7 @@ impl Prepared<'_, ClientConnection<'_>> {
         input: &RingTensor,
     ) -> Result<(RingTensor, BatchReport), InferError> {
         let Connection { state, role } = self.connection;
-        let batch = check_batch_shape(&state.architecture.input_shape, input.shape())?;
+        let batch = state.architecture.check_input(input)?;
         if batch != self.batch {
             return Err(InferError::Batch {
                 prepared: self.batch,

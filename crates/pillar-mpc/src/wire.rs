@@ -12,8 +12,9 @@
 //!   invariants matter decode through `TryFrom`, as mpz's `ExtendUnchecked`).
 //!
 //! Every header carries [`VERSION`], so a frame of another version is refused, naming both
-//! versions (the preamble, `PILLAR` and the version, already keeps most such peers out). The control messages are defined where they are used: [`Greeting`] here, the
-//! dealer's in [`crate::dealer::remote`], the server's and client's in `pillar-infer`.
+//! versions (the preamble, `PILLAR` and the version, already keeps most such peers out). The
+//! control messages are defined where they are used: [`Greeting`] here, the dealer's in
+//! [`crate::dealer::remote`], the server's and client's in `pillar-infer`.
 
 use std::io::{self, Read, Write};
 

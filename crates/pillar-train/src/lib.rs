@@ -9,7 +9,8 @@
 //! - [`conv`]: the CPU convolution (im2col + GEMM in NCHW, handwritten backward);
 //!   [`fused`]: the activation, its penalty and statistics as single passes; [`norm`]: batch
 //!   normalisation in training, likewise; [`pool`]: average pooling.
-//! - [`train`](mod@train): the loop (validation-based selection, checkpoints, escape detection, QuaIL).
+//! - [`train`](mod@train): the loop (validation-based selection, checkpoints, escape
+//!   detection, QuaIL).
 //! - [`device`]: the CPU backend, or a GPU through wgpu (cargo feature `wgpu`).
 //! - [`data`]: MNIST (10,000 real digits embedded), CIFAR-10/100, image folders.
 

@@ -6,9 +6,9 @@
 //! - [`honeybadger`]: one opened `x - r` per input and the dealer's powers of `r`, one round.
 //!
 //! All three then combine the powers with the coefficients locally and truncate once;
-//! [`reference`](mod@reference) computes the same in plain integers, with the error bound of a secure run.
-//! Each protocol's [`Mirror`] (its arithmetic on plaintext, for the fixed-point mirror of a
-//! network) is a `PolyMirror` over how it forms the powers.
+//! [`reference`](mod@reference) computes the same in plain integers, with the error bound of a
+//! secure run. Each protocol's [`Mirror`] (its arithmetic on plaintext, for the fixed-point mirror
+//! of a network) is a `PolyMirror` over how it forms the powers.
 
 pub mod crypten;
 pub mod espn;
