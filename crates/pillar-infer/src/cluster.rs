@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pillar_mpc::channel::{DEFAULT_TIMEOUT, Identity, Link, Security};
-use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
+use pillar_mpc::dealer::remote::{DealerLinks, DealerService, ServiceConfig};
 
 use crate::plan::Plan;
 use crate::remote::{Done, Links, RemoteError, RemoteModel, ServeOptions, serve};
@@ -19,8 +19,8 @@ use crate::remote::{Done, Links, RemoteError, RemoteModel, ServeOptions, serve};
 /// keygen`).
 #[derive(Debug, Clone)]
 pub struct Deployment {
-    /// The dealer's, trusting the server and the client.
-    pub dealer: Security,
+    /// The dealer's, trusting the server as a server and the client as a client.
+    pub dealer: DealerLinks,
     /// The server's.
     pub server: Links,
     /// The client's.
@@ -38,7 +38,11 @@ impl Deployment {
             trusted: Arc::new(peers.iter().map(|p| p.public()).collect()),
         };
         Deployment {
-            dealer: noise(&d, &[&s, &c]),
+            dealer: DealerLinks::Noise {
+                identity: Arc::clone(&d),
+                servers: Arc::new(vec![s.public()]),
+                clients: Arc::new(vec![c.public()]),
+            },
             server: Links {
                 peer: noise(&s, &[&c]),
                 dealer: noise(&s, &[&d]),
@@ -55,7 +59,7 @@ impl Deployment {
     pub fn plaintext() -> Deployment {
         let [d, s, c] = [(); 3].map(|()| Arc::new(Identity::generate()));
         Deployment {
-            dealer: Security::Plaintext,
+            dealer: DealerLinks::Plaintext,
             server: Links::plaintext(),
             client: Links::plaintext(),
             identities: [d, s, c],
@@ -63,12 +67,12 @@ impl Deployment {
     }
 }
 
-/// Starts a dealer protected by `security` on a free loopback port, in a thread of its own,
+/// Starts a dealer protected by `links` on a free loopback port, in a thread of its own,
 /// and returns its address.
-pub fn start_dealer(security: Security, config: ServiceConfig) -> io::Result<String> {
+pub fn start_dealer(links: DealerLinks, config: ServiceConfig) -> io::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?.to_string();
-    let service = Arc::new(DealerService::new(config, security));
+    let service = Arc::new(DealerService::new(config, links));
     std::thread::spawn(move || service.serve(&listener));
     Ok(addr)
 }

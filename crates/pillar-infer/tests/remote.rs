@@ -16,7 +16,7 @@ use pillar_infer::remote::{Links, RemoteError, RemoteModel, ServeOptions, Served
 use pillar_infer::{Architecture, Layer, Plan};
 use pillar_mpc::channel::secure::PREAMBLE;
 use pillar_mpc::channel::{Identity, Link, Security};
-use pillar_mpc::dealer::remote::ServiceConfig;
+use pillar_mpc::dealer::remote::{DealerLinks, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::wire::{self, Greeting, Kind};
 use pillar_mpc::{FixedPoint, Party, RingTensor};
@@ -39,8 +39,8 @@ fn noise(me: &Arc<Identity>, peers: &[&Arc<Identity>]) -> Security {
     }
 }
 
-fn start_dealer_with(security: Security) -> String {
-    cluster::start_dealer(security, ServiceConfig::default()).unwrap()
+fn start_dealer_with(links: DealerLinks) -> String {
+    cluster::start_dealer(links, ServiceConfig::default()).unwrap()
 }
 
 /// A dealer, a server for `g` and the keys of a client they both trust.
@@ -294,7 +294,7 @@ fn a_client_lost_mid_inference_does_not_stop_the_server() {
 #[test]
 fn garbage_and_broken_frames_do_not_stop_the_server() {
     // Plaintext, so that the frames can be forged without a key.
-    let dealer = start_dealer_with(Security::Plaintext);
+    let dealer = start_dealer_with(DealerLinks::Plaintext);
     let (server, served) = start_server(&every_op(), &dealer, Links::plaintext());
     let connect = || {
         let s = TcpStream::connect(&server).unwrap();

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use common::{add, mul};
 use pillar_mpc::channel::{Identity, Security, memory_pair};
 use pillar_mpc::dealer::remote::{
-    DealerService, ServiceConfig, SessionId, join_session, open_session,
+    DealerLinks, DealerService, OpenedSession, ServiceConfig, SessionId, join_session, open_session,
 };
-use pillar_mpc::dealer::{Dealer, DealerError, Need};
+use pillar_mpc::dealer::{Dealer, DealerError, Need, SeededDealer};
 use pillar_mpc::protocols::{arith, beaver};
 use pillar_mpc::{FixedPoint, Party, RingTensor, Session, Share};
 
@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Links of the dealer, a server and a client, each pinning the others' keys.
 struct Keys {
-    dealer: Security,
+    dealer: DealerLinks,
     server: Security,
     client: Security,
 }
@@ -35,7 +35,11 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| {
     );
     let (dk, sk, ck) = (d.public(), s.public(), c.public());
     Keys {
-        dealer: Security::noise(d, vec![sk, ck]),
+        dealer: DealerLinks::Noise {
+            identity: Arc::new(d),
+            servers: Arc::new(vec![sk]),
+            clients: Arc::new(vec![ck]),
+        },
         server: Security::noise(s, vec![dk]),
         client: Security::noise(c, vec![dk]),
     }
@@ -51,6 +55,12 @@ fn start(config: ServiceConfig) -> (String, Arc<DealerService>) {
     (addr, service)
 }
 
+/// A session opened by the trusted server: its id and the server's dealer.
+fn session(addr: &str) -> (SessionId, SeededDealer) {
+    let OpenedSession { id, dealer, .. } = open_session(addr, &KEYS.server, TIMEOUT).unwrap();
+    (id, dealer)
+}
+
 fn matmul(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
     pillar_mpc::kernels::matmul(m, k, n, a, b)
 }
@@ -58,7 +68,7 @@ fn matmul(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
 #[test]
 fn correlations_hold_across_the_wire() {
     let (addr, service) = start(ServiceConfig::default());
-    let (id, mut d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (id, mut d0) = session(&addr);
     assert_eq!(service.pending(), 1);
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     assert_eq!(service.pending(), 0);
@@ -101,7 +111,7 @@ fn correlations_hold_across_the_wire() {
 #[test]
 fn a_protocol_runs_on_remote_dealers() {
     let (addr, _service) = start(ServiceConfig::default());
-    let (id, d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (id, d0) = session(&addr);
     let d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let (c0, c1) = memory_pair(TIMEOUT);
     let fp = FixedPoint::default();
@@ -142,7 +152,7 @@ fn sessions_are_joined_once_and_unknown_ones_refused() {
         matches!(&err, DealerError::Refused(m) if m.contains("no session 00112233")),
         "{err}"
     );
-    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (id, _d0) = session(&addr);
     assert_eq!(id.to_string().parse::<SessionId>().unwrap(), id);
     join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let err = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap_err();
@@ -161,11 +171,11 @@ fn sessions_expire() {
         expiry: Duration::from_millis(1),
         ..ServiceConfig::default()
     });
-    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (id, _d0) = session(&addr);
     std::thread::sleep(Duration::from_millis(20));
     assert!(join_session(&addr, id, &KEYS.client, TIMEOUT).is_err());
     // Opening another session sweeps the expired ones.
-    let (_id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (_id, _d0) = session(&addr);
     assert_eq!(service.pending(), 1);
 }
 
@@ -201,7 +211,7 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
     assert!(buf.is_empty(), "the dealer answered a stranger: {buf:?}");
 
     // A client asking for more than the dealer serves gets the reason.
-    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (id, _d0) = session(&addr);
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let err = d1.generate(&Need::Beaver { n: 1 << 20 }).unwrap_err();
     assert!(
@@ -217,8 +227,8 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
         })
         .unwrap_err();
     assert!(matches!(err, DealerError::Need { .. }), "{err}");
-    // A mask never drawn.
-    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    // A mask never drawn (even though the server committed to it).
+    let (id, mut d0) = session(&addr);
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let need = Need::MaskedScale {
         n: 4,
@@ -226,13 +236,14 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
         inner: 2,
         mask: 3,
     };
+    d0.generate(&need).unwrap();
     let err = d1.generate(&need).unwrap_err();
     assert!(
         matches!(&err, DealerError::Refused(m) if m.contains("weight mask 3")),
         "{err}"
     );
     // And still serves a well-formed session.
-    let (id, mut d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (id, mut d0) = session(&addr);
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let need = Need::Beaver { n: 3 };
     let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
@@ -243,7 +254,7 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
 #[test]
 fn a_client_asking_out_of_order_is_stopped() {
     let (addr, _service) = start(ServiceConfig::default());
-    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (id, _d0) = session(&addr);
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     d1.announce(&[Need::Beaver { n: 2 }]).unwrap();
     let err = d1.generate(&Need::Square { n: 2 }).unwrap_err();
@@ -257,8 +268,8 @@ fn the_dealer_serves_only_the_parties_it_trusts() {
     let stranger = Identity::generate();
     let stranger_key = stranger.public().to_string();
     let dealer_key = match &KEYS.dealer {
-        Security::Noise { identity, .. } => identity.public(),
-        Security::Plaintext => unreachable!(),
+        DealerLinks::Noise { identity, .. } => identity.public(),
+        DealerLinks::Plaintext => unreachable!(),
     };
     let security = Security::noise(stranger, vec![dealer_key]);
     let err = open_session(&addr, &security, TIMEOUT).unwrap_err();
@@ -281,10 +292,112 @@ fn the_dealer_serves_only_the_parties_it_trusts() {
     assert!(err.to_string().contains("requires Noise"), "{err}");
     assert_eq!(service.pending(), 0);
     // The trusted parties are served.
-    let (id, mut d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let (id, mut d0) = session(&addr);
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let need = Need::Square { n: 2 };
     let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
     let a = add(&p[..2], &q[..2]);
     assert_eq!(add(&p[2..], &q[2..]), mul(&a, &a));
+}
+
+#[test]
+fn a_client_gets_only_what_its_server_committed_to_and_the_server_hears_of_a_deviation() {
+    let (addr, _service) = start(ServiceConfig {
+        timeout: Duration::from_millis(300),
+        ..ServiceConfig::default()
+    });
+    let OpenedSession {
+        id,
+        dealer: mut d0,
+        mut watch,
+    } = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
+    // In step: served, whichever side asks first.
+    let mask = Need::WeightMask { n: 8 };
+    d0.announce(std::slice::from_ref(&mask)).unwrap();
+    d1.generate(&mask).unwrap();
+    d0.generate(&mask).unwrap();
+    assert!(watch.verdict(Duration::ZERO).is_none());
+    // A client ahead of its server waits for the commitment, and without one is refused.
+    let err = d1.generate(&Need::Beaver { n: 2 }).unwrap_err();
+    assert!(
+        matches!(&err, DealerError::Refused(m) if m.contains("committed to no correlation 1")),
+        "{err}"
+    );
+    // Another session: the server draws a weight mask, the client asks for bits in its place.
+    let OpenedSession {
+        id,
+        dealer: mut d0,
+        mut watch,
+    } = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
+    d0.generate(&Need::WeightMask { n: 8 }).unwrap();
+    let err = d1.generate(&Need::Bit { n: 4 }).unwrap_err();
+    assert!(
+        matches!(&err, DealerError::Refused(m) if m.contains("not what the server committed to")),
+        "{err}"
+    );
+    let told = watch.verdict(TIMEOUT).expect("the dealer told the server");
+    assert!(
+        matches!(&told, DealerError::ClientDeviated(m) if m.contains("Bit { n: 4 }") && m.contains("WeightMask { n: 8 }")),
+        "{told}"
+    );
+}
+
+#[test]
+fn roles_are_bound_to_keys() {
+    let (addr, service) = start(ServiceConfig::default());
+    // The client's key cannot open a session (it would get a server's seed) ...
+    let err = open_session(&addr, &KEYS.client, TIMEOUT).unwrap_err();
+    assert!(
+        matches!(&err, DealerError::Refused(m) if m.contains("not trusted as a server's")),
+        "{err}"
+    );
+    assert_eq!(service.pending(), 0);
+    // ... nor the server's join one (it would get the client's corrections).
+    let (id, _d0) = session(&addr);
+    let err = join_session(&addr, id, &KEYS.server, TIMEOUT).unwrap_err();
+    assert!(
+        matches!(&err, DealerError::Refused(m) if m.contains("not trusted as a client's")),
+        "{err}"
+    );
+    assert_eq!(
+        service.pending(),
+        1,
+        "a refused join leaves the session to its client"
+    );
+    join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
+}
+
+#[test]
+fn a_session_holds_at_most_its_memory_budget() {
+    let (addr, _service) = start(ServiceConfig {
+        max_session_words: 1 << 12,
+        timeout: Duration::from_millis(300),
+        ..ServiceConfig::default()
+    });
+    // Weight masks are kept for the connection, and one of 1000 words takes 3000 while it is
+    // made (both expansions and their sum): the third goes beyond 4096.
+    let (id, mut d0) = session(&addr);
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
+    let mask = Need::WeightMask { n: 1000 };
+    let needs = vec![mask.clone(); 3];
+    d0.announce(&needs).unwrap();
+    d1.announce(&needs).unwrap();
+    for _ in 0..2 {
+        d0.generate(&mask).unwrap();
+        d1.generate(&mask).unwrap();
+    }
+    let err = d1.generate(&mask).unwrap_err();
+    assert!(
+        matches!(&err, DealerError::Refused(m) if m.contains("with 2000 held already; a session may hold 4096")),
+        "{err}"
+    );
+    // The dealer goes on serving other sessions.
+    let (id, mut d0) = session(&addr);
+    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
+    let need = Need::Beaver { n: 100 };
+    let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
+    let (a, b) = (add(&p[..100], &q[..100]), add(&p[100..200], &q[100..200]));
+    assert_eq!(add(&p[200..], &q[200..]), mul(&a, &b));
 }

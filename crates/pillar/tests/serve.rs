@@ -108,9 +108,9 @@ impl Keys {
             dealer: flags(&[
                 "--key",
                 "@dealer.key",
-                "--trust",
+                "--trust-server",
                 "@server.pub",
-                "--trust",
+                "--trust-client",
                 "@client.pub",
             ]),
             server: flags(&[

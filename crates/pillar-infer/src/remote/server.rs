@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pillar_mpc::channel::{Emulated, Link, TcpChannel, send};
-use pillar_mpc::dealer::remote::open_session;
+use pillar_mpc::dealer::remote::{DealerWatch, OpenedSession, open_session};
 use pillar_mpc::{Party, Session};
 
 use super::{Hello, Links, RemoteError, Request};
@@ -73,17 +73,21 @@ fn serve_one(
         )?;
         return Err(RemoteError::Refused(reason));
     }
-    let (id, dealer) =
-        match open_session(&options.dealer, &options.security.dealer, options.timeout) {
-            Ok(pair) => pair,
-            Err(e) => {
-                let hello = Hello::Refused {
-                    reason: format!("the server has no dealer: {e}"),
-                };
-                send(&mut channel, &hello)?;
-                return Err(e.into());
-            }
-        };
+    let opened = match open_session(&options.dealer, &options.security.dealer, options.timeout) {
+        Ok(opened) => opened,
+        Err(e) => {
+            let hello = Hello::Refused {
+                reason: format!("the server has no dealer: {e}"),
+            };
+            send(&mut channel, &hello)?;
+            return Err(e.into());
+        }
+    };
+    let OpenedSession {
+        id,
+        dealer,
+        mut watch,
+    } = opened;
     let arch = &plan.architecture;
     send(
         &mut channel,
@@ -94,12 +98,40 @@ fn serve_one(
         },
     )?;
     let mut s = Session::new(Party::Server, arch.fixed(), channel, dealer)?;
-    let conn = ServerConnection::open(&mut s, plan)?;
+    let outcome = serve_batches(&mut s, plan, options, &mut watch);
+    // A client the dealer refused for deviating from the plan fails here or soon after; the
+    // dealer's word says why, and it may still be on its way.
+    let wait = if outcome.is_err() {
+        DEVIATION_WAIT
+    } else {
+        Duration::ZERO
+    };
+    match watch.verdict(wait) {
+        Some(deviated) => Err(deviated.into()),
+        None => outcome,
+    }
+}
+
+/// How long a server whose client failed waits for the dealer to say whether it deviated.
+const DEVIATION_WAIT: Duration = Duration::from_millis(500);
+
+/// The setup, then the client's batches until its goodbye. The dealer's refusal of the
+/// client ends the connection after the batch during which it came.
+fn serve_batches(
+    s: &mut Session,
+    plan: &Plan,
+    options: &ServeOptions,
+    watch: &mut DealerWatch,
+) -> Result<Served, RemoteError> {
+    let conn = ServerConnection::open(s, plan)?;
     let mut served = Served {
         setup: conn.setup(),
         batches: Vec::new(),
     };
     loop {
+        if let Some(deviated) = watch.verdict(Duration::ZERO) {
+            return Err(deviated.into());
+        }
         let images = match s.recv::<Request>()? {
             Request::Goodbye => return Ok(served),
             Request::Batch { images } => images.get(),
@@ -110,7 +142,7 @@ fn serve_one(
                 limit: options.max_batch,
             });
         }
-        let report = conn.prepare(&mut s, images)?.run(&mut s)?;
+        let report = conn.prepare(s, images)?.run(s)?;
         served.batches.push((images, report));
     }
 }

@@ -595,6 +595,24 @@ impl StreamReader {
     pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
         self.tcp.set_read_timeout(timeout)
     }
+
+    /// Whether a read would return at once: bytes or the end of the stream have arrived (or
+    /// decrypted bytes are waiting). For a side that only listens for a rare message between
+    /// its own writes; it must not write from another thread meanwhile (the socket is briefly
+    /// non-blocking).
+    pub(crate) fn ready(&self) -> io::Result<bool> {
+        if self.cipher.as_ref().is_some_and(|rx| rx.start < rx.end) {
+            return Ok(true);
+        }
+        self.tcp.set_nonblocking(true)?;
+        let peeked = self.tcp.peek(&mut [0u8; 1]);
+        self.tcp.set_nonblocking(false)?;
+        match peeked {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl Read for StreamReader {

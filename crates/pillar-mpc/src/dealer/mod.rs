@@ -12,7 +12,7 @@ mod seeded;
 
 pub(crate) use crate::correlation::Masks;
 pub use need::Need;
-pub use seeded::{CorrectionSource, SeededDealer, TrustedDealer};
+pub use seeded::{Commitment, CorrectionSource, SeededDealer, TrustedDealer};
 
 use crate::party::Party;
 
@@ -47,6 +47,37 @@ pub enum DealerError {
     /// The dealer refused the request (an unknown or expired session, say); its reason.
     #[error("the dealer refused: {0}")]
     Refused(String),
+    /// A client asked the dealer for a correlation other than the one its server committed to
+    /// next: what the dealer refuses (and tells the server).
+    #[error(
+        "the client deviated from the plan its server committed to: it asked for {asked:?} as correlation {index}, the server committed {committed:?}"
+    )]
+    Diverged {
+        /// The correlation's number in the session, from 0.
+        index: usize,
+        /// What the client asked for.
+        asked: Box<Need>,
+        /// What the server committed to.
+        committed: Box<Need>,
+    },
+    /// The dealer told this server that its client deviated from the committed plan, and that
+    /// it refused the client (its words).
+    #[error("the dealer refused this connection's client: {0}")]
+    ClientDeviated(String),
+    /// A session's corrections would take more memory at the dealer than it gives one session.
+    #[error(
+        "{need:?} would hold {words} words at the dealer with {held} held already; a session may hold {limit}"
+    )]
+    Budget {
+        /// The correlation.
+        need: Box<Need>,
+        /// Words it needs while computed, sent or kept.
+        words: usize,
+        /// Words the session holds already (its weight masks).
+        held: usize,
+        /// The session's budget.
+        limit: usize,
+    },
     /// A need whose sizes the dealer will not serve.
     #[error("{need:?}: {problem}")]
     Need {

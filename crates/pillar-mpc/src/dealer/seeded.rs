@@ -1,4 +1,7 @@
-//! Seed-expanding dealers: each party expands its own seed; party 1 also receives corrections.
+//! Seed-expanding dealers: each party expands its own seed; party 1 also receives corrections,
+//! and party 0 may commit what it draws to a dealer process that serves party 1 nothing else.
+
+use std::collections::VecDeque;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -20,6 +23,15 @@ pub trait CorrectionSource: Send {
     fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError>;
 }
 
+/// Where party 0 tells a dealer process, in order, every correlation it draws: the dealer
+/// expands party 0's stream for party 1's corrections, so a party 1 that asked for anything
+/// else would get words of party 0's stream (its weight masks) in its corrections. The dealer
+/// serves party 1 only what party 0 committed to.
+pub trait Commitment: Send {
+    /// Party 0 will draw `needs` next, in this order.
+    fn commit(&mut self, needs: &[Need]) -> Result<(), DealerError>;
+}
+
 /// Fills `n` words from `rng`, little-endian so that both parties' expansions agree on any
 /// platform.
 pub(crate) fn expand(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
@@ -37,6 +49,27 @@ pub struct SeededDealer {
     party: Party,
     rng: ChaCha12Rng,
     corrections: Option<Box<dyn CorrectionSource>>,
+    commitment: Option<Committer>,
+}
+
+/// Party 0's commitments, and those announced but not drawn yet.
+struct Committer {
+    sink: Box<dyn Commitment>,
+    announced: VecDeque<Need>,
+}
+
+impl Committer {
+    /// Commits `need` as it is drawn, unless it was announced (and so committed) before.
+    fn draw(&mut self, need: &Need) -> Result<(), DealerError> {
+        match self.announced.pop_front() {
+            Some(expected) if expected == *need => Ok(()),
+            Some(expected) => Err(DealerError::Mismatch {
+                expected: Box::new(expected),
+                got: Box::new(need.clone()),
+            }),
+            None => self.sink.commit(std::slice::from_ref(need)),
+        }
+    }
 }
 
 impl std::fmt::Debug for SeededDealer {
@@ -74,7 +107,19 @@ impl SeededDealer {
             party: Party::Server,
             rng: ChaCha12Rng::from_seed(seed),
             corrections: None,
+            commitment: None,
         }
+    }
+
+    /// Party 0's dealer from its seed, committing every correlation it draws to `sink` (the
+    /// dealer process that serves its client).
+    pub fn committed_server(seed: [u8; 32], sink: Box<dyn Commitment>) -> Self {
+        let mut dealer = SeededDealer::server(seed);
+        dealer.commitment = Some(Committer {
+            sink,
+            announced: VecDeque::new(),
+        });
+        dealer
     }
 
     /// Party 1's dealer from its seed and the source of its corrections.
@@ -83,6 +128,7 @@ impl SeededDealer {
             party: Party::Client,
             rng: ChaCha12Rng::from_seed(seed),
             corrections: Some(corrections),
+            commitment: None,
         }
     }
 }
@@ -93,6 +139,12 @@ impl Dealer for SeededDealer {
     }
 
     fn announce(&mut self, needs: &[Need]) -> Result<(), DealerError> {
+        if let Some(c) = &mut self.commitment
+            && !needs.is_empty()
+        {
+            c.sink.commit(needs)?;
+            c.announced.extend(needs.iter().cloned());
+        }
         match &mut self.corrections {
             None => Ok(()),
             Some(source) => source.announce(needs),
@@ -101,6 +153,9 @@ impl Dealer for SeededDealer {
 
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         need.check(MAX_NEED_WORDS)?;
+        if let Some(c) = &mut self.commitment {
+            c.draw(need)?;
+        }
         match &mut self.corrections {
             None => Ok(expand(&mut self.rng, need.words())),
             Some(source) => {

@@ -1,15 +1,17 @@
 //! `pillar dealer`: the trusted third party as a process of its own. Each server connection
-//! gets a fresh session (two seeds, one per party); the client that joins it with the id its
-//! server gave it gets its seed and then the corrections, streamed in the order it announces.
+//! gets a fresh session (two seeds, one per party) and commits the correlations it draws; the
+//! client that joins it with the id its server gave it gets its seed and then the corrections,
+//! streamed in the order it announces, as long as they are the ones its server committed to.
 //! See `pillar_mpc::dealer::remote` for the protocol.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use pillar_mpc::dealer::remote::{DealerService, ServiceConfig};
+use pillar_mpc::dealer::remote::{DealerLinks, DealerService, ServiceConfig};
 
 use super::net::{KeyArgs, announce_listening};
 
@@ -28,9 +30,45 @@ pub(crate) struct DealerArgs {
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
 
-    /// The dealer's key, and the servers' and clients' public keys (`--trust`, once each).
-    #[command(flatten)]
-    keys: KeyArgs,
+    /// The dealer's secret key (written by `pillar keygen`). Links are Noise-encrypted and
+    /// mutually authenticated with it.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+
+    /// A server's public key (its `.pub` file or the 64 hex digits): it may open sessions.
+    /// Repeat for each server.
+    #[arg(long = "trust-server", value_name = "KEY")]
+    servers: Vec<String>,
+
+    /// A client's public key: it may join the session its server opened. Repeat for each
+    /// client. A key given only as a client's cannot open a session, nor a server's join one.
+    #[arg(long = "trust-client", value_name = "KEY")]
+    clients: Vec<String>,
+
+    /// Run without encryption or authentication: anyone on the path reads every seed and
+    /// correction, and anyone can connect in either role. For benchmarks and trusted networks
+    /// only.
+    #[arg(long, conflicts_with_all = ["key", "servers", "clients"])]
+    insecure_plaintext: bool,
+}
+
+impl DealerArgs {
+    /// The dealer's links: its key, and each trusted key in its role.
+    fn links(&self) -> Result<DealerLinks> {
+        let keys = KeyArgs {
+            key: self.key.clone(),
+            trust: Vec::new(),
+            insecure_plaintext: self.insecure_plaintext,
+        };
+        let Some(identity) = keys.identity()? else {
+            return Ok(DealerLinks::Plaintext);
+        };
+        Ok(DealerLinks::Noise {
+            identity,
+            servers: KeyArgs::keys(&self.servers, "--trust-server", "each server's")?,
+            clients: KeyArgs::keys(&self.clients, "--trust-client", "each client's")?,
+        })
+    }
 }
 
 /// Runs `pillar dealer` until it is killed.
@@ -38,17 +76,21 @@ pub(crate) fn run(args: &DealerArgs) -> Result<()> {
     if args.expiry_s == 0 || args.timeout_s == 0 {
         bail!("--expiry-s and --timeout-s must be at least 1");
     }
-    let security = args.keys.security("each server's and client's")?;
+    let links = args.links()?;
     let listener = TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!("dealer links: {}", args.keys.describe());
+    let described = match links {
+        DealerLinks::Noise { .. } => "noise, roles bound to keys",
+        _ => "plaintext (insecure)",
+    };
+    eprintln!("dealer links: {described}");
     let config = ServiceConfig {
         expiry: Duration::from_secs(args.expiry_s),
         timeout: Duration::from_secs(args.timeout_s),
         ..ServiceConfig::default()
     };
     announce_listening("pillar dealer", listener.local_addr()?)?;
-    Arc::new(DealerService::new(config, security))
+    Arc::new(DealerService::new(config, links))
         .serve(&listener)
         .context("the dealer stopped accepting connections")
 }

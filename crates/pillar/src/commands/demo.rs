@@ -364,7 +364,7 @@ fn summarise(args: &DemoArgs, r: &Report, seconds: f64) {
     println!("  for p in dealer server client; do pillar keygen --out keys/$p; done");
     println!(
         "  pillar dealer --listen 127.0.0.1:7879 --key keys/dealer.key \
-         --trust keys/server.pub --trust keys/client.pub"
+         --trust-server keys/server.pub --trust-client keys/client.pub"
     );
     println!(
         "  pillar serve --model {out}/poly/model.onnx --listen 127.0.0.1:7878 \

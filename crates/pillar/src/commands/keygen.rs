@@ -37,7 +37,7 @@ pub(crate) fn run(args: &KeygenArgs) -> Result<()> {
         .context("cannot write the key pair")?;
     println!("{}", identity.public());
     eprintln!(
-        "wrote {} (secret: keep it with this process, pass it as --key) and {} (give it to the peers, who pass it as --trust or --dealer-key)",
+        "wrote {} (secret: keep it with this process, pass it as --key) and {} (give it to the peers, who pass it as --trust, --dealer-key, or to the dealer as --trust-server or --trust-client)",
         secret.display(),
         public.display()
     );

@@ -122,17 +122,6 @@ impl KeyArgs {
         Ok(Arc::new(keys))
     }
 
-    /// Security for links to the peers in `--trust`.
-    pub(crate) fn security(&self, whose: &str) -> Result<Security> {
-        match self.identity()? {
-            None => Ok(Security::Plaintext),
-            Some(identity) => Ok(Security::Noise {
-                identity,
-                trusted: Self::keys(&self.trust, "--trust", whose)?,
-            }),
-        }
-    }
-
     /// Security for a party's two links: the peer in `--trust`, the dealer in `dealer_key`.
     pub(crate) fn links(&self, dealer_key: &[String], peer: &str) -> Result<Links> {
         match self.identity()? {

@@ -1,5 +1,5 @@
-//! The parties' side of the dealer: the server opens a session, the client joins it and reads
-//! its corrections.
+//! The parties' side of the dealer: the server opens a session and commits what it draws, the
+//! client joins it and reads its corrections.
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::{
     Announce, DealerReply, DealerRequest, SessionId, io_error, read_error, recv, recv_body, send,
 };
-use crate::channel::secure::{Security, Stream, configure};
-use crate::dealer::{CorrectionSource, DealerError, Need, SeededDealer};
+use crate::channel::secure::{Security, Stream, StreamReader, StreamWriter, configure};
+use crate::dealer::{Commitment, CorrectionSource, DealerError, Need, SeededDealer};
 use crate::wire::{self, Kind};
 
 /// Connects to the dealer at `addr` and sends `request`.
@@ -52,16 +52,102 @@ fn answer(stream: &mut Stream, addr: &str) -> Result<(SessionId, [u8; 32]), Deal
     }
 }
 
+/// What a server gets from the dealer for one client.
+#[derive(Debug)]
+pub struct OpenedSession {
+    /// The session, for the client to join.
+    pub id: SessionId,
+    /// The server's dealer: it commits every correlation it draws to the dealer process.
+    pub dealer: SeededDealer,
+    /// Where the dealer's word on the client arrives.
+    pub watch: DealerWatch,
+}
+
 /// The server's side: asks the dealer at `addr` for a new session, and returns its id (to
-/// hand to the client) and the server's dealer.
+/// hand to the client), the server's dealer and the watch on what the dealer says of the
+/// client. The connection stays open for the session: the dealer serves the client only what
+/// the server's dealer commits to on it.
 pub fn open_session(
     addr: &str,
     security: &Security,
     timeout: Duration,
-) -> Result<(SessionId, SeededDealer), DealerError> {
+) -> Result<OpenedSession, DealerError> {
     let mut stream = connect(addr, &DealerRequest::Open, security, timeout)?;
     let (id, seed) = answer(&mut stream, addr)?;
-    Ok((id, SeededDealer::server(seed)))
+    let (reader, writer) = stream.split();
+    Ok(OpenedSession {
+        id,
+        dealer: SeededDealer::committed_server(seed, Box::new(Committing { writer })),
+        watch: DealerWatch {
+            reader,
+            timeout,
+            verdict: None,
+            ended: false,
+        },
+    })
+}
+
+/// The server's commitments, sent as they are made.
+struct Committing {
+    writer: StreamWriter,
+}
+
+impl Commitment for Committing {
+    fn commit(&mut self, needs: &[Need]) -> Result<(), DealerError> {
+        send(&mut self.writer, &Announce::try_from(needs.to_vec())?)
+    }
+}
+
+/// What the dealer says to a server about its client: nothing while the client asks for what
+/// the server committed to; a refusal, once, when it deviated.
+pub struct DealerWatch {
+    reader: StreamReader,
+    timeout: Duration,
+    verdict: Option<String>,
+    /// The dealer closed the link, or it failed: nothing more will come.
+    ended: bool,
+}
+
+impl std::fmt::Debug for DealerWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DealerWatch")
+            .field("verdict", &self.verdict)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DealerWatch {
+    /// The dealer's refusal of this session's client, if it sent one, as an error: looked for
+    /// without waiting, or (`wait` not zero: after the client failed, the dealer's word may be
+    /// on its way) waiting up to `wait`. Call it from the thread that uses the session's
+    /// dealer, between its draws.
+    pub fn verdict(&mut self, wait: Duration) -> Option<DealerError> {
+        if self.verdict.is_none() && !self.ended {
+            self.listen(wait);
+        }
+        self.verdict.clone().map(DealerError::ClientDeviated)
+    }
+
+    fn listen(&mut self, wait: Duration) {
+        let ready = wait > Duration::ZERO || self.reader.ready().unwrap_or(true);
+        if !ready {
+            return;
+        }
+        let limit = if wait > Duration::ZERO {
+            wait
+        } else {
+            self.timeout
+        };
+        if self.reader.set_read_timeout(Some(limit)).is_err() {
+            self.ended = true;
+            return;
+        }
+        match recv::<DealerReply>(&mut self.reader) {
+            Ok(DealerReply::Refused { reason }) => self.verdict = Some(reason),
+            // A seed here, a closed or timed-out link: no word on the client will follow.
+            Ok(DealerReply::Seed { .. }) | Err(_) => self.ended = true,
+        }
+    }
 }
 
 /// The client's side: joins session `id` at the dealer at `addr`; the returned dealer

@@ -7,17 +7,32 @@
 //! frames of [`crate::wire`]. A party's first message is a `DealerRequest`:
 //! - the server's (party 0) is `DealerRequest::Open`: the dealer draws two seeds from the
 //!   operating system's CSPRNG, keeps them under a fresh random 128-bit [`SessionId`], and
-//!   answers `DealerReply::Seed` with the id and seed 0. The server's part ends there: it
-//!   expands everything from its seed, and hands the id to its client;
+//!   answers `DealerReply::Seed` with the id and seed 0. The server expands everything from its
+//!   seed and hands the id to its client. It keeps the connection open and commits, in order,
+//!   every correlation it draws (`Announce` messages: its needs, as it announces or draws them);
 //! - the client's (party 1) is `DealerRequest::Join` with that id: the dealer answers with
 //!   seed 1, then serves corrections on the same connection. The client announces what it will
 //!   ask for (`Announce`, its needs checked as they are decoded), and the dealer answers each
 //!   need, in order, with a frame of its correction words. A writer thread sends while the
 //!   next correction is computed, so corrections are under way before the client asks.
 //!
-//! A refusal (an unknown, expired or already joined session, a need beyond the limits) is a
-//! `DealerReply::Refused` in place of the answer. A session is joined at most once, and one
-//! never joined expires.
+//! # Why the server commits
+//! A correction is computed from both parties' streams: `c - p0[..]` for party 0's words at
+//! the position the need takes in its stream. A client that asked for other needs than the
+//! server draws would place the corrections over the server's words of another kind: a `Bit`
+//! need where the server's weight mask `b0` lies returns `bit - b0` (one unknown bit), and the
+//! server's opened `W - b0` then gives the weights. So the dealer serves the client's `i`-th
+//! need only if it is the server's `i`-th commitment (waiting for it if the client is ahead);
+//! a client that deviates is refused before it gets a word of that correction, and the dealer
+//! tells the server (`DealerReply::Refused` on the server's connection), which ends the
+//! connection ([`DealerWatch`]).
+//!
+//! With Noise, the dealer binds roles to keys ([`DealerLinks`]): only a server's key may open
+//! a session, only a client's may join one.
+//!
+//! A refusal (an unknown, expired or already joined session, a need beyond the limits or the
+//! session's memory budget, one the server did not commit to) is a `DealerReply::Refused` in
+//! place of the answer. A session is joined at most once, and one never joined expires.
 //!
 //! The dealer sees both seeds, so it must not collude with either party: the paper's trusted
 //! third party.
@@ -25,8 +40,8 @@
 mod client;
 mod service;
 
-pub use client::{join_session, open_session};
-pub use service::{DealerService, ServiceConfig};
+pub use client::{DealerWatch, OpenedSession, join_session, open_session};
+pub use service::{DealerLinks, DealerService, ServiceConfig};
 
 use std::fmt;
 use std::io::{self, Write};

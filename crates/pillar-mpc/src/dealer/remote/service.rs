@@ -1,10 +1,11 @@
-//! The dealer process's side: sessions waiting for their client, and the serving loop.
+//! The dealer process's side: sessions waiting for their client, the plans their servers
+//! commit to, and the serving loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -15,12 +16,18 @@ use super::{
     Announce, DealerReply, DealerRequest, Seed, SessionId, io_error, read_error, recv, recv_body,
     send,
 };
-use crate::channel::secure::{Security, Stream, StreamReader, configure, is_silent};
-use crate::dealer::{CorrectionSource, DealerError, MAX_NEED_WORDS, TrustedDealer};
+use crate::channel::secure::{
+    Identity, PublicKey, Security, Stream, StreamReader, StreamWriter, configure, is_silent,
+};
+use crate::dealer::{CorrectionSource, DealerError, MAX_NEED_WORDS, Need, TrustedDealer};
 use crate::wire::{self, ReadError};
 
 /// Corrections computed ahead of the writer, at most.
 const AHEAD: usize = 4;
+
+/// Correlations a server may commit to ahead of its client, at most: a batch of the largest
+/// networks needs a few hundred.
+const MAX_COMMITTED: usize = 1 << 16;
 
 /// How a dealer process behaves.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +40,10 @@ pub struct ServiceConfig {
     pub idle: Duration,
     /// The largest correlation served, in words per party.
     pub max_need_words: usize,
+    /// The most words one session may hold at once at the dealer: its weight masks, kept for
+    /// the connection, and the correlations being computed or sent. A need that would go
+    /// beyond is refused before anything is allocated.
+    pub max_session_words: usize,
 }
 
 impl Default for ServiceConfig {
@@ -42,6 +53,7 @@ impl Default for ServiceConfig {
             timeout: crate::channel::DEFAULT_TIMEOUT,
             idle: Duration::from_secs(3600),
             max_need_words: MAX_NEED_WORDS,
+            max_session_words: MAX_NEED_WORDS,
         }
     }
 }
@@ -50,11 +62,71 @@ struct Pending {
     created: Instant,
     /// Both parties' seeds: wiped when the session is joined, expires or the dealer stops.
     seeds: Zeroizing<[[u8; 32]; 2]>,
+    /// What the server committed to.
+    plan: Arc<Committed>,
+}
+
+/// How the dealer's links are protected, and which trusted key plays which role.
+#[derive(Debug, Clone)]
+pub enum DealerLinks {
+    /// Noise with the dealer's `identity`. A key in `servers` may open sessions, one in
+    /// `clients` may join them: a client's key cannot open a session (and so draw a server's
+    /// seed), nor a server's key join one (and so receive corrections).
+    Noise {
+        /// The dealer's key pair.
+        identity: Arc<Identity>,
+        /// The servers' public keys.
+        servers: Arc<Vec<PublicKey>>,
+        /// The clients' public keys.
+        clients: Arc<Vec<PublicKey>>,
+    },
+    /// No encryption or authentication: anyone may take either role. Benchmarks and tests.
+    Plaintext,
+}
+
+impl DealerLinks {
+    /// The handshake's security: every key of either role gets in, then its request is
+    /// checked against its role.
+    fn security(&self) -> Security {
+        match self {
+            DealerLinks::Noise {
+                identity,
+                servers,
+                clients,
+            } => Security::Noise {
+                identity: Arc::clone(identity),
+                trusted: Arc::new(servers.iter().chain(clients.iter()).copied().collect()),
+            },
+            DealerLinks::Plaintext => Security::Plaintext,
+        }
+    }
+
+    /// Refuses a request by `peer` that its role does not allow.
+    fn allow(&self, peer: Option<PublicKey>, request: &DealerRequest) -> Result<(), String> {
+        let DealerLinks::Noise {
+            servers, clients, ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let (keys, role, verb) = match request {
+            DealerRequest::Open => (servers, "server", "open a session"),
+            DealerRequest::Join { .. } => (clients, "client", "join a session"),
+        };
+        match peer {
+            Some(key) if keys.contains(&key) => Ok(()),
+            Some(key) => Err(format!(
+                "the key {key} is not trusted as a {role}'s: it may not {verb}"
+            )),
+            None => Err(format!("an unauthenticated peer may not {verb}")),
+        }
+    }
 }
 
 /// The dealer process: sessions waiting for their client, and the serving loop.
 pub struct DealerService {
     config: ServiceConfig,
+    links: DealerLinks,
     security: Security,
     pending: Mutex<HashMap<SessionId, Pending>>,
 }
@@ -70,12 +142,13 @@ impl std::fmt::Debug for DealerService {
 }
 
 impl DealerService {
-    /// A dealer with no sessions yet, whose connections are protected by `security` (with
-    /// Noise, it serves only the parties whose keys it trusts).
-    pub fn new(config: ServiceConfig, security: Security) -> Self {
+    /// A dealer with no sessions yet, whose connections are protected by `links` (with Noise,
+    /// it serves only the parties whose keys it trusts, each in its role).
+    pub fn new(config: ServiceConfig, links: DealerLinks) -> Self {
         DealerService {
             config,
-            security,
+            security: links.security(),
+            links,
             pending: Mutex::new(HashMap::new()),
         }
     }
@@ -109,13 +182,19 @@ impl DealerService {
             Err(e) if is_silent(&e) => return Ok(()),
             Err(e) => return Err(io_error("opening the connection", e)),
         };
-        match recv::<DealerRequest>(stream.reader())? {
-            DealerRequest::Open => self.open(&mut stream),
+        let request = recv::<DealerRequest>(stream.reader())?;
+        if let Err(reason) = self.links.allow(stream.peer(), &request) {
+            let _ = send(stream.writer(), &DealerReply::refused(&reason));
+            return Err(DealerError::Refused(reason));
+        }
+        match request {
+            DealerRequest::Open => self.open(stream),
             DealerRequest::Join { session } => self.join(stream, session),
         }
     }
 
-    fn open(&self, stream: &mut Stream) -> Result<(), DealerError> {
+    /// A server's session: its seed, then the correlations it commits to, until it hangs up.
+    fn open(&self, mut stream: Stream) -> Result<(), DealerError> {
         let mut rng: ChaCha12Rng = rand::make_rng();
         let mut id = [0u8; 16];
         let mut seeds = Zeroizing::new([[0u8; 32]; 2]);
@@ -126,6 +205,7 @@ impl DealerService {
             session: id,
             seed: Seed(Zeroizing::new(seeds[0])),
         };
+        let plan = Arc::new(Committed::default());
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             let expiry = self.config.expiry;
@@ -135,6 +215,7 @@ impl DealerService {
                 Pending {
                     created: Instant::now(),
                     seeds,
+                    plan: Arc::clone(&plan),
                 },
             );
         }
@@ -146,7 +227,19 @@ impl DealerService {
             return Err(e);
         }
         tracing::info!("dealer: opened session {}", id.tag());
-        Ok(())
+        let (mut reader, writer) = stream.split();
+        plan.lock().server = Some(writer);
+        let committed = (|| loop {
+            match self.read_announcement(&mut reader)? {
+                Some(announced) => plan.commit(announced.needs())?,
+                None => return Ok(()),
+            }
+        })();
+        plan.end(match &committed {
+            Ok(()) => "the server closed the session".to_string(),
+            Err(e) => format!("the server's link failed: {e}"),
+        });
+        committed
     }
 
     fn join(&self, mut stream: Stream, id: SessionId) -> Result<(), DealerError> {
@@ -155,8 +248,8 @@ impl DealerService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
-        let seeds = match found {
-            Some(p) if p.created.elapsed() < self.config.expiry => p.seeds,
+        let (seeds, plan) = match found {
+            Some(p) if p.created.elapsed() < self.config.expiry => (p.seeds, p.plan),
             _ => {
                 let detail = format!(
                     "no session {}: it was never opened, has expired or was joined already",
@@ -172,29 +265,44 @@ impl DealerService {
         };
         send(stream.writer(), &reply)?;
         tracing::info!("dealer: session {} joined", id.tag());
-        self.serve_corrections(stream, TrustedDealer::from_seeds(seeds[0], seeds[1]))?;
+        let dealer = TrustedDealer::from_seeds(seeds[0], seeds[1]);
+        let served = self.serve_corrections(stream, dealer, &plan);
+        if let Err(e @ DealerError::Diverged { .. }) = &served {
+            tracing::warn!("dealer: session {}: {e}", id.tag());
+            plan.tell_server(&format!("{e}; it was refused before it got a word"));
+        }
+        served?;
         tracing::info!("dealer: session {} closed", id.tag());
         Ok(())
     }
 
-    /// Reads announcements and streams their corrections until the client hangs up.
+    /// Reads announcements and streams their corrections until the client hangs up. Each need
+    /// must be the one the server committed to next: the corrections are computed from the
+    /// server's stream, so any other need would hand the client words of it.
     fn serve_corrections(
         &self,
         stream: Stream,
         mut dealer: TrustedDealer,
+        plan: &Committed,
     ) -> Result<(), DealerError> {
         let (mut reader, mut writer) = stream.split();
+        let budget = Budget::new(self.config.max_session_words);
         std::thread::scope(|scope| {
             // A need refused travels to the writer like a correction: the client hears the
             // reason in its place, and the writer returns the error itself.
             let (tx, rx) = mpsc::sync_channel::<Result<Vec<u64>, DealerError>>(AHEAD);
+            let budget = &budget;
             let sender = scope.spawn(move || -> Result<(), DealerError> {
                 for item in rx {
                     match item {
-                        Ok(words) => wire::write_words(&mut writer, &words)
-                            .map_err(|e| io_error("sending corrections", e))?,
+                        Ok(words) => {
+                            let sent = wire::write_words(&mut writer, &words)
+                                .map_err(|e| io_error("sending corrections", e));
+                            budget.release(words.len());
+                            sent?;
+                        }
                         Err(e) => {
-                            let _ = send(&mut writer, &DealerReply::refused(&e.to_string()));
+                            let _ = send(&mut writer, &DealerReply::refused(&refusal(&e)));
                             return Err(e);
                         }
                     }
@@ -202,6 +310,7 @@ impl DealerService {
                 Ok(())
             });
             let computed = (|| -> Result<(), DealerError> {
+                let mut index = 0;
                 loop {
                     let Some(announced) = self.read_announcement(&mut reader)? else {
                         return Ok(());
@@ -209,7 +318,14 @@ impl DealerService {
                     for need in announced.needs() {
                         let words = need
                             .check(self.config.max_need_words)
-                            .and_then(|()| dealer.correction(need));
+                            .and_then(|()| plan.next(index, need, self.config.timeout))
+                            .and_then(|()| budget.reserve(need, self.config.timeout))
+                            .and_then(|()| {
+                                let words = dealer.correction(need);
+                                budget.computed(need);
+                                words
+                            });
+                        index += 1;
                         let failed = words.is_err();
                         // A failed send: the writer stopped, and its error says why. After
                         // a refusal the writer returns it.
@@ -244,5 +360,176 @@ impl DealerService {
             .set_read_timeout(Some(self.config.timeout))
             .map_err(|e| io_error("reading an announcement", e))?;
         recv_body(stream, header).map(Some)
+    }
+}
+
+/// What the client is told when refused: a deviation is named without the server's plan.
+fn refusal(e: &DealerError) -> String {
+    match e {
+        DealerError::Diverged { index, asked, .. } => format!(
+            "{asked:?} as correlation {index} is not what the server committed to: the dealer serves a client only the plan its server committed to"
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// The correlations a server committed to, in order, as they arrive on its link; the
+/// client's requests are matched against them one by one.
+#[derive(Default)]
+struct Committed {
+    state: Mutex<Commitments>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Commitments {
+    /// Committed and not yet asked for by the client.
+    queue: VecDeque<Need>,
+    /// Why nothing more will come: the server left, or its link failed.
+    ended: Option<String>,
+    /// The server's link, to tell it its client deviated.
+    server: Option<StreamWriter>,
+}
+
+impl Committed {
+    fn lock(&self) -> MutexGuard<'_, Commitments> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The server will draw `needs` next.
+    fn commit(&self, needs: &[Need]) -> Result<(), DealerError> {
+        let mut state = self.lock();
+        if state.queue.len() + needs.len() > MAX_COMMITTED {
+            return Err(DealerError::OutOfOrder(
+                "the server committed to too many correlations ahead of its client",
+            ));
+        }
+        state.queue.extend(needs.iter().cloned());
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Nothing more will be committed, because of `why`.
+    fn end(&self, why: String) {
+        self.lock().ended.get_or_insert(why);
+        self.changed.notify_all();
+    }
+
+    /// Takes the server's next commitment, which must be `asked`, the client's `index`-th
+    /// need, waiting up to `timeout` for the server to commit it.
+    fn next(&self, index: usize, asked: &Need, timeout: Duration) -> Result<(), DealerError> {
+        let state = self.lock();
+        let (mut state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| s.queue.is_empty() && s.ended.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(committed) = state.queue.pop_front() else {
+            let why = state
+                .ended
+                .as_deref()
+                .unwrap_or("it committed nothing in time");
+            return Err(DealerError::Refused(format!(
+                "the server committed to no correlation {index} ({why}): {asked:?} is not served"
+            )));
+        };
+        if committed != *asked {
+            return Err(DealerError::Diverged {
+                index,
+                asked: Box::new(asked.clone()),
+                committed: Box::new(committed),
+            });
+        }
+        Ok(())
+    }
+
+    /// Tells the server, if it is still there, that its client was refused for `reason`.
+    fn tell_server(&self, reason: &str) {
+        if let Some(mut server) = self.lock().server.take() {
+            let _ = send(&mut server, &DealerReply::refused(reason));
+        }
+    }
+}
+
+/// Words one session holds at the dealer: its weight masks for the whole connection, plus the
+/// correlations being computed or waiting to be sent. Counted before anything is allocated.
+struct Budget {
+    limit: usize,
+    held: Mutex<Held>,
+    released: Condvar,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Weight masks, kept until the client leaves.
+    kept: usize,
+    /// Corrections computed and not yet sent, and the one being computed.
+    passing: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget {
+            limit,
+            held: Mutex::new(Held::default()),
+            released: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Room for computing `need`: both parties' expansions and the correction while it is
+    /// computed, and what it keeps. Waits up to `timeout` for corrections on their way out to
+    /// leave; a need that cannot fit even then is refused.
+    fn reserve(&self, need: &Need, timeout: Duration) -> Result<(), DealerError> {
+        let (passing, kept) = Self::words(need);
+        let held = self.lock();
+        let total = passing.saturating_add(kept);
+        let refuse = |held: &Held| DealerError::Budget {
+            need: Box::new(need.clone()),
+            words: total,
+            held: held.kept,
+            limit: self.limit,
+        };
+        if total > self.limit.saturating_sub(held.kept) {
+            return Err(refuse(&held));
+        }
+        let full = |h: &mut Held| h.kept + h.passing + total > self.limit;
+        let (mut held, _) = self
+            .released
+            .wait_timeout_while(held, timeout, full)
+            .unwrap_or_else(|p| p.into_inner());
+        if held.kept + held.passing + total > self.limit {
+            return Err(refuse(&held));
+        }
+        held.kept += kept;
+        held.passing += passing;
+        Ok(())
+    }
+
+    /// `need` is computed: its expansions are freed, its correction waits to be sent.
+    fn computed(&self, need: &Need) {
+        let (passing, _) = Self::words(need);
+        self.lock().passing -= passing - need.correction_words();
+        self.released.notify_all();
+    }
+
+    /// `words` of correction were sent.
+    fn release(&self, words: usize) {
+        let mut held = self.lock();
+        held.passing = held.passing.saturating_sub(words);
+        self.released.notify_all();
+    }
+
+    /// Words `need` holds while computed (party 0's expansion, party 1's seeded words and the
+    /// correction), and words it keeps for the session (a weight mask). Sizes are checked.
+    fn words(need: &Need) -> (usize, usize) {
+        let passing = need.words() + need.seeded_words() + need.correction_words();
+        let kept = match need {
+            Need::WeightMask { n } => *n,
+            _ => 0,
+        };
+        (passing, kept)
     }
 }
