@@ -631,3 +631,23 @@ fn a_dealer_given_as_the_server_or_a_server_as_the_dealer_is_named() {
     assert!(err.contains("is a pillar server, not a dealer"), "{err}");
     serves_correctly(&server, &dealer, &keys.client, 6);
 }
+
+#[test]
+fn a_batch_beyond_the_servers_limit_is_refused_by_the_client_naming_the_limit() {
+    let (keys, dealer, server, _) = start(&every_op());
+    let model = connect(&server, &dealer, &keys).unwrap();
+    let err = model
+        .run(&[encode(&[65, 2, 8, 8], 3)], &|_| {})
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RemoteError::BatchTooLarge {
+                asked: 65,
+                limit: 64
+            }
+        ),
+        "{err}"
+    );
+    serves_correctly(&server, &dealer, &keys.client, 7);
+}

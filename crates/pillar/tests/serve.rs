@@ -448,7 +448,15 @@ fn strangers_beyond_the_open_file_limit_stop_neither_the_dealer_nor_the_server()
         &[&["dealer"][..], &listen, &strs(&keys.dealer)].concat(),
     );
     let model = model.to_str().unwrap();
-    let serve = ["serve", "--model", model, "--dealer", &dealer.addr];
+    let serve = [
+        "serve",
+        "--model",
+        model,
+        "--dealer",
+        &dealer.addr,
+        "--max-batch",
+        "2",
+    ];
     let mut server =
         start_with_file_limit(64, &[&serve[..], &listen, &strs(&keys.server)].concat());
     // More idle connections than either process may open files: each runs out.
@@ -468,7 +476,7 @@ fn strangers_beyond_the_open_file_limit_stop_neither_the_dealer_nor_the_server()
         status.is_none(),
         "the server stopped ({status:?}) after {counts:?} strangers"
     );
-    // Once they are gone, a trusted client is served.
+    // Once they are gone, a trusted client is served, in requests of at most --max-batch.
     drop(idle);
     let out = infer_json(
         &server.addr,
@@ -477,6 +485,7 @@ fn strangers_beyond_the_open_file_limit_stop_neither_the_dealer_nor_the_server()
         &["--index", "0,1,2"],
     );
     assert_eq!(out["images"].as_array().unwrap().len(), 3);
+    assert_eq!(out["requests"], 2);
 }
 
 #[cfg(unix)]

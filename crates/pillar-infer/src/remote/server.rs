@@ -1,6 +1,7 @@
 //! The model owner's side: serving clients, one thread each.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -132,6 +133,7 @@ fn serve_one(
             model: model.to_string(),
             architecture: arch.clone(),
             session: id,
+            max_batch: NonZeroUsize::new(options.max_batch).unwrap_or(NonZeroUsize::MIN),
         },
     )?;
     let mut s = Session::new(Party::Server, arch.fixed(), channel, dealer)?;
