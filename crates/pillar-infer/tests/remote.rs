@@ -608,10 +608,10 @@ fn slow_strangers_hold_no_client_slot_and_are_cut_at_the_handshake_deadline() {
     // steadily they trickle.
     for mut loris in lorises {
         loris.set_read_timeout(Some(TIMEOUT)).unwrap();
-        match loris.read(&mut [0u8; 64]) {
-            Ok(0) => {}
+        match loris.read_to_end(&mut Vec::new()) {
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-            other => panic!("the server still holds a stranger's handshake: {other:?}"),
+            Err(e) => panic!("the server still holds a stranger's handshake: {e}"),
         }
     }
 }
@@ -650,4 +650,41 @@ fn a_batch_beyond_the_servers_limit_is_refused_by_the_client_naming_the_limit() 
         "{err}"
     );
     serves_correctly(&server, &dealer, &keys.client, 7);
+}
+
+#[test]
+fn connections_beyond_the_handshake_bound_are_closed_without_a_word() {
+    let keys = Deployment::generate();
+    let dealer = start_dealer_with(keys.dealer.clone());
+    let plan = Arc::new(Plan::compile(&fold(&every_op()), config()).unwrap());
+    let options = ServeOptions {
+        dealer: dealer.clone(),
+        link: Link::default(),
+        timeout: TIMEOUT,
+        max_batch: 4,
+        max_clients: 8,
+        admission: Admission {
+            handshake: Duration::from_secs(1),
+            max_handshakes: 2,
+        },
+        security: keys.server.clone(),
+    };
+    let server = cluster::start_server(plan, "m", options, Arc::new(|_, _| {})).unwrap();
+    // Two strangers fill the handshakes (the server accepts in order).
+    let lorises: Vec<TcpStream> = (0..2).map(|_| slow_loris(&server)).collect();
+    // A third connection is closed before the server says anything: no thread waits on it.
+    let mut third = TcpStream::connect(&server).unwrap();
+    third.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = third.write_all(PREAMBLE);
+    let mut heard = Vec::new();
+    match third.read_to_end(&mut heard) {
+        Ok(_) => assert!(heard.is_empty(), "the server answered: {heard:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    // Once the deadline has cut the strangers off, a trusted client is served.
+    for mut loris in lorises {
+        loris.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = loris.read_to_end(&mut Vec::new());
+    }
+    serves_correctly(&server, &dealer, &keys.client, 8);
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use common::{add, mul};
-use pillar_mpc::channel::{Identity, Security, memory_pair};
+use pillar_mpc::channel::secure::PREAMBLE;
+use pillar_mpc::channel::{Admission, Identity, Security, memory_pair};
 use pillar_mpc::dealer::remote::{
     DealerService, ServiceConfig, SessionId, join_session, open_session,
 };
@@ -287,4 +288,40 @@ fn the_dealer_serves_only_the_parties_it_trusts() {
     let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
     let a = add(&p[..2], &q[..2]);
     assert_eq!(add(&p[2..], &q[2..]), mul(&a, &a));
+}
+
+#[test]
+fn a_stranger_trickling_its_handshake_is_cut_at_the_deadline() {
+    let (addr, _service) = start(ServiceConfig {
+        admission: Admission {
+            handshake: Duration::from_secs(1),
+            ..Admission::default()
+        },
+        ..ServiceConfig::default()
+    });
+    // The preamble of an encrypted dealer link, the length of the largest Noise message,
+    // then a byte of it every 300 ms: each in time for any per-read timeout.
+    let stranger = TcpStream::connect(&addr).unwrap();
+    let mut writer = stranger.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut bytes = PREAMBLE.to_vec();
+        bytes.extend([3, 0xff, 0xff]);
+        for b in bytes.into_iter().chain(std::iter::repeat(0)) {
+            if writer.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    // The dealer answers the preamble, then cuts the stranger off.
+    let mut stranger = stranger;
+    stranger.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut heard = Vec::new();
+    match stranger.read_to_end(&mut heard) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    // The trusted parties are served.
+    let (id, _d0) = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
 }
