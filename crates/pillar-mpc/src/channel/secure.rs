@@ -196,8 +196,9 @@ fn is_low_order(key: [u8; 32]) -> bool {
 }
 
 /// The text of the key file at `path`: a regular file (checked before it is opened, so a FIFO
-/// cannot block the open) of at most [`MAX_KEY_FILE_BYTES`] (the read stops there, so a
-/// device cannot fill memory). The text is wiped when dropped.
+/// cannot block the open, and `/dev/zero` is not read for ever) of at most
+/// [`MAX_KEY_FILE_BYTES`] (the read stops there, so a huge file costs no memory). The text is
+/// wiped when dropped.
 fn read_key_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
     let in_file = |e| KeyError::InFile {
         path: path.display().to_string(),
@@ -239,7 +240,7 @@ fn warn_if_readable_by_others(path: &Path) {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             tracing::warn!(
-                "{}: the secret key is readable by others (mode {mode:03o}): anyone who reads it can pass for this process; run chmod 600 on it",
+                "{}: the secret key is readable by others (mode {mode:03o}): any user who reads it can pass for this process; run chmod 600 on it",
                 path.display()
             );
         }
