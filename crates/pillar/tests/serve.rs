@@ -38,6 +38,7 @@ fn start(args: &[&str]) -> Service {
 }
 
 /// Starts `pillar ARGS` allowed `files` open files at most (`ulimit -n`).
+#[cfg(unix)]
 fn start_with_file_limit(files: u32, args: &[&str]) -> Service {
     let mut sh = Process::new("sh");
     sh.arg("-c")
@@ -427,6 +428,7 @@ fn demo_trains_serves_and_compares_both_networks() {
 
 /// `count` idle connections to `addr` that never say a word; those the listener's backlog
 /// has no room for are given up after a second.
+#[cfg(unix)]
 fn strangers(addr: &str, count: usize) -> Vec<std::net::TcpStream> {
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     (0..count)
@@ -436,6 +438,7 @@ fn strangers(addr: &str, count: usize) -> Vec<std::net::TcpStream> {
         .collect()
 }
 
+#[cfg(unix)]
 #[test]
 fn strangers_beyond_the_open_file_limit_stop_neither_the_dealer_nor_the_server() {
     let dir = tempfile::tempdir().unwrap();
