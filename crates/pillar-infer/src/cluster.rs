@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pillar_mpc::channel::{DEFAULT_TIMEOUT, Identity, Link, Security};
+use pillar_mpc::channel::{Admission, DEFAULT_TIMEOUT, Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerLinks, DealerService, ServiceConfig};
 
 use crate::plan::Plan;
@@ -116,6 +116,7 @@ impl Cluster {
             timeout: DEFAULT_TIMEOUT,
             max_batch,
             max_clients,
+            admission: Admission::default(),
             security: self.keys.server.clone(),
         }
     }

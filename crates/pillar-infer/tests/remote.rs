@@ -15,7 +15,7 @@ use pillar_infer::mirror;
 use pillar_infer::remote::{Links, RemoteError, RemoteModel, ServeOptions, Served};
 use pillar_infer::{Architecture, Layer, Plan};
 use pillar_mpc::channel::secure::PREAMBLE;
-use pillar_mpc::channel::{Identity, Link, Security};
+use pillar_mpc::channel::{Admission, Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerLinks, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::wire::{self, Greeting, Kind};
@@ -68,6 +68,7 @@ fn start_server(g: &Graph, dealer: &str, security: Links) -> (String, Outcomes) 
         timeout: TIMEOUT,
         max_batch: 64,
         max_clients: 8,
+        admission: Admission::default(),
         security,
     };
     let done = move |_: SocketAddr, r: Result<Served, RemoteError>| {
@@ -535,6 +536,7 @@ fn clients_beyond_the_limit_are_told_the_server_is_busy() {
         timeout: TIMEOUT,
         max_batch: 4,
         max_clients: 1,
+        admission: Admission::default(),
         security: keys.server.clone(),
     };
     let server = cluster::start_server(plan, "m", options, Arc::new(|_, _| {})).unwrap();
@@ -558,4 +560,131 @@ fn clients_beyond_the_limit_are_told_the_server_is_busy() {
         })
         .expect("the server stayed busy");
     model.run(&[encode(&[1, 2, 8, 8], 2)], &|_| {}).unwrap();
+}
+
+/// A stranger that starts a Noise handshake and never finishes it: the preamble, then the
+/// length of the largest Noise message, then one byte of it every 300 ms, each in time for
+/// any per-read timeout, for as long as the server reads. Returns its socket, to watch.
+fn slow_loris(server: &str) -> TcpStream {
+    let stream = TcpStream::connect(server).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut bytes = PREAMBLE.to_vec();
+        bytes.extend([1, 0xff, 0xff]);
+        for b in bytes.into_iter().chain(std::iter::repeat(0)) {
+            if writer.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    stream
+}
+
+#[test]
+fn slow_strangers_hold_no_client_slot_and_are_cut_at_the_handshake_deadline() {
+    let keys = Deployment::generate();
+    let dealer = start_dealer_with(keys.dealer.clone());
+    let plan = Arc::new(Plan::compile(&fold(&every_op()), config()).unwrap());
+    let options = ServeOptions {
+        dealer: dealer.clone(),
+        link: Link::default(),
+        timeout: TIMEOUT,
+        max_batch: 4,
+        max_clients: 2,
+        admission: Admission {
+            handshake: Duration::from_secs(1),
+            ..Admission::default()
+        },
+        security: keys.server.clone(),
+    };
+    let server = cluster::start_server(plan, "m", options, Arc::new(|_, _| {})).unwrap();
+    // As many strangers as the server takes clients, trickling their handshakes.
+    let lorises: Vec<TcpStream> = (0..2).map(|_| slow_loris(&server)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A trusted client is served all the same.
+    serves_correctly(&server, &dealer, &keys.client, 5);
+    // And the strangers are cut off once the handshake's deadline has passed, however
+    // steadily they trickle.
+    for mut loris in lorises {
+        loris.set_read_timeout(Some(TIMEOUT)).unwrap();
+        match loris.read_to_end(&mut Vec::new()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the server still holds a stranger's handshake: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_dealer_given_as_the_server_or_a_server_as_the_dealer_is_named() {
+    let (keys, dealer, server, _) = start(&every_op());
+    // A client pointed at the dealer instead of the server.
+    let err = connect(&dealer, &dealer, &keys).unwrap_err().to_string();
+    assert!(err.contains("is a pillar dealer, not a server"), "{err}");
+    // A client given the server's address for its dealer.
+    let err = connect(&server, &server, &keys).unwrap_err().to_string();
+    assert!(err.contains("is a pillar server, not a dealer"), "{err}");
+    // A server given another server's address for its dealer refuses its client, saying so.
+    let (confused, _) = start_server(&every_op(), &server, keys.server.clone());
+    let err = connect(&confused, &dealer, &keys).unwrap_err().to_string();
+    assert!(err.contains("is a pillar server, not a dealer"), "{err}");
+    serves_correctly(&server, &dealer, &keys.client, 6);
+}
+
+#[test]
+fn a_batch_beyond_the_servers_limit_is_refused_by_the_client_naming_the_limit() {
+    let (keys, dealer, server, _) = start(&every_op());
+    let model = connect(&server, &dealer, &keys).unwrap();
+    let err = model
+        .run(&[encode(&[65, 2, 8, 8], 3)], &|_| {})
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RemoteError::BatchTooLarge {
+                asked: 65,
+                limit: 64
+            }
+        ),
+        "{err}"
+    );
+    serves_correctly(&server, &dealer, &keys.client, 7);
+}
+
+#[test]
+fn connections_beyond_the_handshake_bound_are_closed_without_a_word() {
+    let keys = Deployment::generate();
+    let dealer = start_dealer_with(keys.dealer.clone());
+    let plan = Arc::new(Plan::compile(&fold(&every_op()), config()).unwrap());
+    let options = ServeOptions {
+        dealer: dealer.clone(),
+        link: Link::default(),
+        timeout: TIMEOUT,
+        max_batch: 4,
+        max_clients: 8,
+        admission: Admission {
+            handshake: Duration::from_secs(1),
+            max_handshakes: 2,
+        },
+        security: keys.server.clone(),
+    };
+    let server = cluster::start_server(plan, "m", options, Arc::new(|_, _| {})).unwrap();
+    // Two strangers fill the handshakes (the server accepts in order).
+    let lorises: Vec<TcpStream> = (0..2).map(|_| slow_loris(&server)).collect();
+    // A third connection is closed before the server says anything: no thread waits on it.
+    let mut third = TcpStream::connect(&server).unwrap();
+    third.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = third.write_all(PREAMBLE);
+    let mut heard = Vec::new();
+    match third.read_to_end(&mut heard) {
+        Ok(_) => assert!(heard.is_empty(), "the server answered: {heard:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    // Once the deadline has cut the strangers off, a trusted client is served.
+    for mut loris in lorises {
+        loris.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = loris.read_to_end(&mut Vec::new());
+    }
+    serves_correctly(&server, &dealer, &keys.client, 8);
 }

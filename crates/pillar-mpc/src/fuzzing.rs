@@ -58,7 +58,7 @@ pub fn handshake(input: &[u8]) {
     } else {
         Security::Plaintext
     };
-    if secure::preamble(&mut peer, &security, false).is_err() {
+    if secure::preamble(&mut peer, &security, secure::Service::Parties, false).is_err() {
         return;
     }
     if let Security::Noise { identity, trusted } = &security {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pillar_mpc::channel::secure::PREAMBLE;
 use pillar_mpc::channel::{
-    Channel, ChannelError, Emulated, Identity, Link, Security, TcpChannel, memory_pair,
+    Channel, ChannelError, Emulated, Identity, Link, PublicKey, Security, TcpChannel, memory_pair,
 };
 use pillar_mpc::protocols::arith::reveal;
 use pillar_mpc::protocols::poly::espn;
@@ -279,4 +279,127 @@ fn the_emulator_delays_each_round_by_at_least_the_one_way_latency() {
     assert!(start.elapsed() >= Duration::from_millis(3 * 28));
     assert_eq!(a.stats().rounds, 3);
     assert_eq!(link.delay(8000), Duration::from_millis(28));
+}
+
+/// An attacker's Noise keys: every key it shows is the all-zero point, and every
+/// Diffie-Hellman it computes is all zeros, which is what its peer computes too (a point of
+/// low order times anything is zero). It needs no secret at all.
+mod zero_keys {
+    use snow::params::{CipherChoice, DHChoice, HashChoice};
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    use snow::types::{Cipher, Dh, Hash, Random};
+
+    pub(crate) struct Zeros;
+
+    struct ZeroDh([u8; 32]);
+
+    impl Dh for ZeroDh {
+        fn name(&self) -> &'static str {
+            "25519"
+        }
+        fn pub_len(&self) -> usize {
+            32
+        }
+        fn priv_len(&self) -> usize {
+            32
+        }
+        fn set(&mut self, _: &[u8]) {}
+        fn generate(&mut self, _: &mut dyn Random) -> Result<(), snow::Error> {
+            Ok(())
+        }
+        fn pubkey(&self) -> &[u8] {
+            &self.0
+        }
+        fn privkey(&self) -> &[u8] {
+            &self.0
+        }
+        fn dh(&self, _: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+            out[..32].fill(0);
+            Ok(())
+        }
+    }
+
+    impl CryptoResolver for Zeros {
+        fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+            DefaultResolver.resolve_rng()
+        }
+        fn resolve_dh(&self, _: &DHChoice) -> Option<Box<dyn Dh>> {
+            Some(Box::new(ZeroDh([0; 32])))
+        }
+        fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
+            DefaultResolver.resolve_hash(choice)
+        }
+        fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+            DefaultResolver.resolve_cipher(choice)
+        }
+    }
+}
+
+/// Plays a client whose static key is the all-zero point against the server at `addr`: the
+/// preamble, the Noise handshake with [`zero_keys::Zeros`], then its verdict and greeting,
+/// as pillar's own client sends them.
+fn zero_key_client(addr: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let mut raw = TcpStream::connect(addr)?;
+    raw.set_read_timeout(Some(T))?;
+    raw.write_all(PREAMBLE)?;
+    raw.write_all(&[1])?;
+    raw.read_exact(&mut [0u8; 8])?;
+    let params = "Noise_XX_25519_AESGCM_SHA256".parse()?;
+    let mut hs = snow::Builder::with_resolver(params, Box::new(zero_keys::Zeros))
+        .local_private_key(&[0; 32])?
+        .prologue(b"pillar/1 parties")?
+        .build_initiator()?;
+    let (mut message, mut payload) = (vec![0u8; 65_535], vec![0u8; 65_535]);
+    while !hs.is_handshake_finished() {
+        if hs.is_my_turn() {
+            let len = hs.write_message(&[], &mut message)?;
+            raw.write_all(&(len as u16).to_be_bytes())?;
+            raw.write_all(&message[..len])?;
+        } else {
+            let mut len = [0u8; 2];
+            raw.read_exact(&mut len)?;
+            let len = usize::from(u16::from_be_bytes(len));
+            raw.read_exact(&mut message[..len])?;
+            hs.read_message(&message[..len], &mut payload)?;
+        }
+    }
+    let state = hs.into_stateless_transport_mode()?;
+    let greeting = wire::message_frame(&Greeting {
+        party: Party::Client,
+    })?;
+    for (nonce, plain) in [vec![1u8], greeting].iter().enumerate() {
+        let len = state.write_message(nonce as u64, plain, &mut message)?;
+        raw.write_all(&(len as u16).to_be_bytes())?;
+        raw.write_all(&message[..len])?;
+    }
+    let _ = raw.read(&mut [0u8; 1]);
+    Ok(())
+}
+
+#[test]
+fn a_low_order_key_cannot_be_trusted_nor_used_to_get_in() {
+    // An operator's trust file, edited to hold the all-zero key next to a real client's.
+    let dir = tempfile::tempdir().unwrap();
+    let edited = dir.path().join("client.pub");
+    std::fs::write(&edited, format!("pillar-public-key {}\n", "00".repeat(32))).unwrap();
+    let loaded = PublicKey::load(edited.to_str().unwrap());
+    let mut trusted = vec![Identity::generate().public()];
+    trusted.extend(loaded.as_ref().ok().copied());
+    // The attacker, who holds no secret, tries the server that loaded it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let security = Security::noise(Identity::generate(), trusted);
+    let accepted = std::thread::scope(|s| {
+        s.spawn(move || zero_key_client(addr).map_err(|e| e.to_string()));
+        TcpChannel::accept(&listener, Party::Server, &security, T)
+    });
+    let refused = match accepted {
+        Ok(channel) => panic!("the all-zero key got in as {:?}", channel.peer()),
+        Err(e) => e.to_string(),
+    };
+    // The handshake itself refuses a key of low order, trusted or not.
+    assert!(refused.contains("low order"), "{refused}");
+    // The edited file itself is refused, saying why.
+    let err = loaded.unwrap_err().to_string();
+    assert!(err.contains("low order"), "{err}");
 }

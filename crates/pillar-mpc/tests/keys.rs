@@ -60,3 +60,82 @@ fn wrong_key_files_are_clear_errors() {
     let err = Identity::load(&dir.path().join("missing.key")).unwrap_err();
     assert!(err.to_string().contains("missing.key"), "{err}");
 }
+
+/// The encodings of Curve25519's points of small order (and their non-canonical twins): a
+/// peer "holding" one of these needs no secret at all, since every Diffie-Hellman with it is
+/// all zeros.
+const LOW_ORDER: [&str; 7] = [
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+
+#[test]
+fn low_order_public_keys_are_refused_as_text_and_in_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, hex) in LOW_ORDER.iter().enumerate() {
+        let err = PublicKey::load(hex).unwrap_err().to_string();
+        assert!(err.contains("low order"), "{hex}: {err}");
+        // An edited trust file is refused the same way, the file named.
+        let file = dir.path().join(format!("edited{i}.pub"));
+        std::fs::write(&file, format!("pillar-public-key {hex}\n")).unwrap();
+        let err = PublicKey::load(file.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("low order") && err.contains("edited"),
+            "{hex}: {err}"
+        );
+    }
+    // A secret key of all zeros is a key anyone has.
+    let zero = dir.path().join("zero.key");
+    std::fs::write(&zero, format!("pillar-secret-key {}\n", "00".repeat(32))).unwrap();
+    let err = Identity::load(&zero).unwrap_err().to_string();
+    assert!(err.contains("all zeros"), "{err}");
+}
+
+/// Runs `load` on a thread and waits 10 s at most for it: a load that hangs (a FIFO nobody
+/// writes) or reads without end (`/dev/zero`) fails the test instead of stalling it.
+fn within_10_s<T: Send + 'static>(load: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(load()));
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading the key did not return")
+}
+
+#[cfg(unix)]
+#[test]
+fn devices_fifos_and_huge_files_are_not_read_as_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.key");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for path in [std::path::PathBuf::from("/dev/zero"), fifo] {
+        let p = path.clone();
+        let err = within_10_s(move || Identity::load(&p).map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let text = path.to_str().unwrap().to_string();
+        let err = within_10_s(move || PublicKey::load(&text).map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    // A regular file of a megabyte is read no further than the limit.
+    let big = dir.path().join("big.pub");
+    std::fs::write(&big, vec![b' '; 1 << 20]).unwrap();
+    let err = PublicKey::load(big.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than"), "{err}");
+    let err = Identity::load(&big).unwrap_err().to_string();
+    assert!(err.contains("larger than"), "{err}");
+}

@@ -10,7 +10,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use common::{add, mul};
-use pillar_mpc::channel::{Identity, Security, memory_pair};
+use pillar_mpc::channel::secure::PREAMBLE;
+use pillar_mpc::channel::{Admission, Identity, Security, memory_pair};
 use pillar_mpc::dealer::remote::{
     DealerLinks, DealerService, OpenedSession, ServiceConfig, SessionId, join_session, open_session,
 };
@@ -400,4 +401,40 @@ fn a_session_holds_at_most_its_memory_budget() {
     let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
     let (a, b) = (add(&p[..100], &q[..100]), add(&p[100..200], &q[100..200]));
     assert_eq!(add(&p[200..], &q[200..]), mul(&a, &b));
+}
+
+#[test]
+fn a_stranger_trickling_its_handshake_is_cut_at_the_deadline() {
+    let (addr, _service) = start(ServiceConfig {
+        admission: Admission {
+            handshake: Duration::from_secs(1),
+            ..Admission::default()
+        },
+        ..ServiceConfig::default()
+    });
+    // The preamble of an encrypted dealer link, the length of the largest Noise message,
+    // then a byte of it every 300 ms: each in time for any per-read timeout.
+    let stranger = TcpStream::connect(&addr).unwrap();
+    let mut writer = stranger.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut bytes = PREAMBLE.to_vec();
+        bytes.extend([3, 0xff, 0xff]);
+        for b in bytes.into_iter().chain(std::iter::repeat(0)) {
+            if writer.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    // The dealer answers the preamble, then cuts the stranger off.
+    let mut stranger = stranger;
+    stranger.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut heard = Vec::new();
+    match stranger.read_to_end(&mut heard) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    // The trusted parties are served.
+    let (id, _d0) = session(&addr);
+    join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
 }

@@ -34,7 +34,22 @@ impl Drop for Service {
 
 /// Starts `pillar ARGS` and reads the address it prints when it listens.
 fn start(args: &[&str]) -> Service {
-    let mut child = Process::new(assert_cmd::cargo::cargo_bin!("pillar"))
+    start_process(Process::new(assert_cmd::cargo::cargo_bin!("pillar")), args)
+}
+
+/// Starts `pillar ARGS` allowed `files` open files at most (`ulimit -n`).
+#[cfg(unix)]
+fn start_with_file_limit(files: u32, args: &[&str]) -> Service {
+    let mut sh = Process::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+        .arg(assert_cmd::cargo::cargo_bin!("pillar"));
+    start_process(sh, args)
+}
+
+/// Starts `command ARGS` and reads the address it prints when it listens.
+fn start_process(mut command: Process, args: &[&str]) -> Service {
+    let mut child = command
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -409,4 +424,91 @@ fn demo_trains_serves_and_compares_both_networks() {
         .map(|c| c.as_f64().unwrap())
         .collect();
     assert_eq!(fitted, pillar_fit::PAPER_RELU.to_vec());
+}
+
+/// `count` idle connections to `addr` that never say a word; those the listener's backlog
+/// has no room for are given up after a second.
+#[cfg(unix)]
+fn strangers(addr: &str, count: usize) -> Vec<std::net::TcpStream> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    (0..count)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok()
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn strangers_beyond_the_open_file_limit_stop_neither_the_dealer_nor_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    train(dir.path());
+    let model = dir.path().join("model.onnx");
+    let keys = Keys::new(dir.path());
+    let listen = ["--listen", "127.0.0.1:0"];
+    let mut dealer = start_with_file_limit(
+        64,
+        &[&["dealer"][..], &listen, &strs(&keys.dealer)].concat(),
+    );
+    let model = model.to_str().unwrap();
+    let serve = [
+        "serve",
+        "--model",
+        model,
+        "--dealer",
+        &dealer.addr,
+        "--max-batch",
+        "2",
+    ];
+    let mut server =
+        start_with_file_limit(64, &[&serve[..], &listen, &strs(&keys.server)].concat());
+    // More idle connections than either process may open files: each runs out.
+    let idle: Vec<_> = [&dealer.addr, &server.addr]
+        .iter()
+        .map(|addr| strangers(addr, 150))
+        .collect();
+    let counts: Vec<usize> = idle.iter().map(Vec::len).collect();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let status = dealer.child.try_wait().unwrap();
+    assert!(
+        status.is_none(),
+        "the dealer stopped ({status:?}) after {counts:?} strangers"
+    );
+    let status = server.child.try_wait().unwrap();
+    assert!(
+        status.is_none(),
+        "the server stopped ({status:?}) after {counts:?} strangers"
+    );
+    // Once they are gone, a trusted client is served, in requests of at most --max-batch.
+    drop(idle);
+    let out = infer_json(
+        &server.addr,
+        &dealer.addr,
+        &keys.client,
+        &["--index", "0,1,2"],
+    );
+    assert_eq!(out["images"].as_array().unwrap().len(), 3);
+    assert_eq!(out["requests"], 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_secret_key_others_may_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::new(dir.path());
+    let secret = dir.path().join("client.key");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    infer(&nowhere, &nowhere, &keys.client)
+        .args(["--index", "0"])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(contains("readable by others"))
+        .stderr(contains("client.key"));
 }

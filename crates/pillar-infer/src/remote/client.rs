@@ -12,16 +12,34 @@ use super::{Hello, Links, RemoteError, Request};
 use crate::plan::Architecture;
 use crate::run::{BatchReport, ClientConnection, Phase};
 
-/// What a client makes of the server's hello: the model's name, its checked architecture
-/// and the dealer session to join, or the server's refusal.
-pub(crate) fn decode_hello(bytes: &[u8]) -> Result<(String, Architecture, SessionId), RemoteError> {
+/// What a client learns from the server's hello.
+pub(crate) struct Ready {
+    /// The model's name.
+    pub(crate) model: String,
+    /// Its architecture, checked.
+    pub(crate) architecture: Architecture,
+    /// The dealer session to join.
+    pub(crate) session: SessionId,
+    /// Most images per request.
+    pub(crate) max_batch: NonZeroUsize,
+}
+
+/// What a client makes of the server's hello: what it needs to go on, or the server's
+/// refusal.
+pub(crate) fn decode_hello(bytes: &[u8]) -> Result<Ready, RemoteError> {
     let hello = wire::decode::<Hello>(bytes).map_err(ChannelError::from)?;
     match hello {
         Hello::Ready {
             model,
             architecture,
             session,
-        } => Ok((model, architecture, session)),
+            max_batch,
+        } => Ok(Ready {
+            model,
+            architecture,
+            session,
+            max_batch,
+        }),
         Hello::Refused { reason } => Err(RemoteError::Refused(reason)),
     }
 }
@@ -31,6 +49,7 @@ pub struct RemoteModel {
     /// The model's name, as the server gives it.
     pub model: String,
     architecture: Architecture,
+    max_batch: NonZeroUsize,
     session: Session,
 }
 
@@ -64,14 +83,20 @@ impl RemoteModel {
         let tcp = TcpChannel::connect(server, Party::Client, &security.peer, timeout)?;
         let mut channel = Emulated::new(tcp, link);
         let bytes = channel.recv_message(Hello::WHAT, Hello::MAX_BYTES)?;
-        let (model, architecture, id) = decode_hello(&bytes)?;
-        let dealer = join_session(dealer, id, &security.dealer, timeout)?;
-        let session = Session::new(Party::Client, architecture.fixed(), channel, dealer)?;
+        let ready = decode_hello(&bytes)?;
+        let dealer = join_session(dealer, ready.session, &security.dealer, timeout)?;
+        let session = Session::new(Party::Client, ready.architecture.fixed(), channel, dealer)?;
         Ok(RemoteModel {
-            model,
-            architecture,
+            model: ready.model,
+            architecture: ready.architecture,
+            max_batch: ready.max_batch,
             session,
         })
+    }
+
+    /// Most images the server takes in one batch.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch.get()
     }
 
     /// The network the server runs.
@@ -81,7 +106,8 @@ impl RemoteModel {
 
     /// Runs the setup, then every batch (ring words at the architecture's `f`, `[n, ...]`),
     /// calling `progress` with the images of each batch done, and says goodbye. Every batch
-    /// is checked against the architecture before anything is sent.
+    /// is checked against the architecture and the server's [`max_batch`](Self::max_batch)
+    /// before anything is sent.
     pub fn run(
         mut self,
         batches: &[RingTensor],
@@ -91,6 +117,12 @@ impl RemoteModel {
         for b in batches {
             let images = NonZeroUsize::new(self.architecture.check_input(b)?)
                 .ok_or(RemoteError::EmptyBatch)?;
+            if images > self.max_batch {
+                return Err(RemoteError::BatchTooLarge {
+                    asked: images.get(),
+                    limit: self.max_batch.get(),
+                });
+            }
             sizes.push(images);
         }
         let s = &mut self.session;

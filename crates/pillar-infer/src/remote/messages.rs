@@ -19,6 +19,9 @@ pub(crate) enum Hello {
         architecture: Architecture,
         /// The dealer session to join.
         session: SessionId,
+        /// Most images in one request, so that the client splits its images or refuses up
+        /// front instead of having the connection cut under it.
+        max_batch: NonZeroUsize,
     },
     /// Cannot serve.
     Refused {

@@ -1,11 +1,12 @@
 //! The model owner's side: serving clients, one thread each.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pillar_mpc::channel::{Emulated, Link, TcpChannel, send};
+use pillar_mpc::channel::{Admission, Emulated, Link, TcpChannel, Ticket, accept_loop, send};
 use pillar_mpc::dealer::remote::{DealerWatch, OpenedSession, open_session};
 use pillar_mpc::{Party, Session};
 
@@ -24,8 +25,11 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// Most images in one request.
     pub max_batch: usize,
-    /// Most clients served at once; more are told the server is busy.
+    /// Most clients served at once, counted once they have proved their key; more are told
+    /// the server is busy.
     pub max_clients: usize,
+    /// How connections are let in before the client is known.
+    pub admission: Admission,
     /// How links to clients and to the dealer are protected.
     pub security: Links,
 }
@@ -49,20 +53,58 @@ impl Served {
 /// What a server does with each client's address and outcome.
 pub type Done = Arc<dyn Fn(SocketAddr, Result<Served, RemoteError>) + Send + Sync>;
 
-/// Serves one client, or tells it why not (`busy`) once the link is up.
-fn serve_one(
+/// A client's place among the `max_clients` served at once, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place in `active`, and whether it is beyond `max`.
+    fn take(active: &Arc<AtomicUsize>, max: usize) -> (Slot, bool) {
+        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+        (Slot(Arc::clone(active)), now > max)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs the handshake on `stream` within the admission's deadline, holding `ticket` only
+/// until it is done, then takes a client slot: a stranger that never proves a trusted key
+/// never holds one.
+fn admit(
     stream: TcpStream,
-    plan: &Plan,
-    model: &str,
+    ticket: Ticket,
     options: &ServeOptions,
-    busy: Option<String>,
-) -> Result<Served, RemoteError> {
+    active: &Arc<AtomicUsize>,
+) -> Result<(TcpChannel, Slot, Option<String>), RemoteError> {
     let tcp = TcpChannel::from_stream(
         stream,
         Party::Server,
         &options.security.peer,
         options.timeout,
+        options.admission.handshake,
     )?;
+    drop(ticket);
+    let (slot, beyond) = Slot::take(active, options.max_clients);
+    let busy = beyond.then(|| {
+        format!(
+            "the server is busy ({} clients at once at most): try again later",
+            options.max_clients
+        )
+    });
+    Ok((tcp, slot, busy))
+}
+
+/// Serves one client, or tells it why not (`busy`).
+fn serve_one(
+    tcp: TcpChannel,
+    plan: &Plan,
+    model: &str,
+    options: &ServeOptions,
+    busy: Option<String>,
+) -> Result<Served, RemoteError> {
     let mut channel = Emulated::new(tcp, options.link);
     if let Some(reason) = busy {
         send(
@@ -95,6 +137,7 @@ fn serve_one(
             model: model.to_string(),
             architecture: arch.clone(),
             session: id,
+            max_batch: NonZeroUsize::new(options.max_batch).unwrap_or(NonZeroUsize::MIN),
         },
     )?;
     let mut s = Session::new(Party::Server, arch.fixed(), channel, dealer)?;
@@ -147,9 +190,11 @@ fn serve_batches(
     }
 }
 
-/// Accepts clients on `listener` forever, one thread each, and calls `done` with each
+/// Accepts clients on `listener` for ever, one thread each, and calls `done` with each
 /// client's address and outcome. A failed client does not stop the others; beyond
-/// `max_clients` at once, a client is told the server is busy.
+/// `max_clients` at once, a client is told the server is busy. Strangers are let in as
+/// `options.admission` says, and a failed accept (no file descriptor free, say) is logged
+/// and survived (see [`accept_loop`]). Returns only if the listener is unusable.
 pub fn serve(
     listener: &TcpListener,
     plan: Arc<Plan>,
@@ -158,26 +203,16 @@ pub fn serve(
     done: Done,
 ) -> std::io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
-    loop {
-        let (stream, peer) = listener.accept()?;
-        let (plan, model, options, done, active) = (
-            Arc::clone(&plan),
-            model.to_string(),
-            options.clone(),
-            Arc::clone(&done),
-            Arc::clone(&active),
-        );
-        std::thread::spawn(move || {
-            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
-            let busy = (now > options.max_clients).then(|| {
-                format!(
-                    "the server is busy ({} clients at once at most): try again later",
-                    options.max_clients
-                )
-            });
-            let outcome = serve_one(stream, &plan, &model, &options, busy);
-            active.fetch_sub(1, Ordering::SeqCst);
+    let (model, options) = (model.to_string(), options.clone());
+    let admission = options.admission;
+    accept_loop(
+        listener,
+        admission,
+        "server",
+        move |stream, peer, ticket| {
+            let outcome = admit(stream, ticket, &options, &active)
+                .and_then(|(tcp, _slot, busy)| serve_one(tcp, &plan, &model, &options, busy));
             done(peer, outcome)
-        });
-    }
+        },
+    )
 }

@@ -7,11 +7,13 @@
 //! application sends typed control messages one way ([`send`], [`recv`]: a batch request, a
 //! goodbye), in the frames of [`crate::wire`].
 
+mod admission;
 mod emulator;
 mod memory;
 pub mod secure;
 mod tcp;
 
+pub use admission::{Admission, Ticket, accept_loop};
 pub use emulator::{Emulated, Link};
 pub use memory::{MemoryChannel, memory_pair};
 pub use secure::{Identity, PublicKey, Security};

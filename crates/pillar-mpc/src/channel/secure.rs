@@ -21,10 +21,14 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use snow::StatelessTransportState;
+use snow::params::{CipherChoice, DHChoice, HashChoice};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
 use zeroize::Zeroizing;
 
 /// The Noise protocol every pillar link speaks.
@@ -35,14 +39,18 @@ const MAX_MESSAGE: usize = 65_535;
 const TAG: usize = 16;
 /// Largest plaintext carried by one message.
 const MAX_PLAINTEXT: usize = MAX_MESSAGE - TAG;
-/// What both ends send first, in the clear, followed by a mode byte (0 plaintext, 1 Noise):
-/// `PILLAR` and the wire version, so a pillar of another version is refused at once.
+/// What both ends send first, in the clear, followed by a mode byte (bit 0: Noise rather than
+/// plaintext; bit 1: the dealer's protocol rather than the parties'): `PILLAR` and the wire
+/// version, so a pillar of another version is refused at once.
 pub const PREAMBLE: &[u8; 7] = b"PILLAR3";
 const _: () = assert!(PREAMBLE[6] == b'0' + crate::wire::VERSION);
 /// How a secret key file starts; the key follows in hex.
 const SECRET_TAG: &str = "pillar-secret-key";
 /// How a public key file starts; the key follows in hex.
 const PUBLIC_TAG: &str = "pillar-public-key";
+/// A key file is about 100 bytes; reading stops here, so a wrong path (a log, a disk image)
+/// costs no memory.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
 
 /// Why a key could not be read, written or used.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,24 @@ pub enum KeyError {
     /// A file that `pillar keygen` did not write.
     #[error("not a pillar secret key (written by `pillar keygen`)")]
     NotAKey,
+    /// A point of small order: every Diffie-Hellman with it is zero, so anyone could pass
+    /// for its holder without a secret.
+    #[error(
+        "this key is a point of low order on Curve25519, which anyone can pass for: make keys with `pillar keygen`"
+    )]
+    LowOrder,
+    /// A secret key of all zeros: a key anyone has.
+    #[error("the secret key is all zeros, a key anyone has: make one with `pillar keygen`")]
+    ZeroSecret,
+    /// A device, a FIFO or a directory where a key file belongs.
+    #[error("not a regular file: a key is a small file written by `pillar keygen`")]
+    NotAFile,
+    /// A file far larger than a key.
+    #[error("larger than {limit} bytes: a key file is about 100 bytes")]
+    TooLarge {
+        /// The most bytes read.
+        limit: u64,
+    },
     /// What is wrong with the key in a file, the file named.
     #[error("{path}: {source}")]
     InFile {
@@ -103,13 +129,12 @@ impl PublicKey {
 
     /// Reads a key from `text`: a path to a `.pub` file written by `pillar keygen`, or the key
     /// itself (64 hex digits, with or without the `pillar-public-key` tag).
+    /// Anything that exists at that path is read as a key file (so a FIFO or a device is
+    /// refused, not taken for key text).
     pub fn load(text: &str) -> Result<PublicKey, KeyError> {
         let path = Path::new(text);
-        if path.is_file() {
-            let contents = fs::read_to_string(path).map_err(|source| KeyError::File {
-                path: text.to_string(),
-                source,
-            })?;
+        if fs::metadata(path).is_ok() {
+            let contents = read_key_file(path)?;
             contents.parse().map_err(|e| KeyError::InFile {
                 path: text.to_string(),
                 source: Box::new(e),
@@ -152,9 +177,78 @@ impl FromStr for PublicKey {
             return Err(KeyError::SecretGiven);
         }
         let hex = s.strip_prefix(PUBLIC_TAG).unwrap_or(s).trim();
-        Ok(PublicKey(*decode_hex(hex)?))
+        let key = *decode_hex(hex)?;
+        if is_low_order(key) {
+            return Err(KeyError::LowOrder);
+        }
+        Ok(PublicKey(key))
     }
 }
+
+/// Whether `key` is a point of small order (on the curve or its twist, in any encoding):
+/// multiplying by a clamped scalar (a multiple of the cofactor 8) sends exactly those points to
+/// zero, and a peer showing one shares an all-zero secret with everyone.
+fn is_low_order(key: [u8; 32]) -> bool {
+    curve25519_dalek::MontgomeryPoint(key)
+        .mul_clamped([1; 32])
+        .to_bytes()
+        == [0; 32]
+}
+
+/// The text of the key file at `path`: a regular file (checked before it is opened, so a FIFO
+/// cannot block the open, and `/dev/zero` is not read for ever) of at most
+/// [`MAX_KEY_FILE_BYTES`] (the read stops there, so a huge file costs no memory). The text is
+/// wiped when dropped.
+fn read_key_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    let in_file = |e| KeyError::InFile {
+        path: path.display().to_string(),
+        source: Box::new(e),
+    };
+    let io = |source| KeyError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    if !fs::metadata(path).map_err(io)?.is_file() {
+        return Err(in_file(KeyError::NotAFile));
+    }
+    let file = fs::File::open(path).map_err(io)?;
+    // The path may have changed between the check and the open: check what was opened.
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(in_file(KeyError::NotAFile));
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(in_file(KeyError::TooLarge {
+            limit: MAX_KEY_FILE_BYTES,
+        }));
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_string())),
+        Err(_) => Err(in_file(KeyError::NotHex)),
+    }
+}
+
+/// Warns (as ssh does) when the secret key at `path` may be read by other users: whoever
+/// reads it can pass for this process.
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "{}: the secret key is readable by others (mode {mode:03o}): any user who reads it can pass for this process; run chmod 600 on it",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &Path) {}
 
 /// Reads 64 hex digits into a buffer that is wiped when dropped.
 fn decode_hex(hex: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
@@ -206,13 +300,11 @@ impl Identity {
         self.public
     }
 
-    /// Reads a secret key file written by [`Identity::save`].
+    /// Reads a secret key file written by [`Identity::save`], and warns if other users may
+    /// read it.
     pub fn load(path: &Path) -> Result<Identity, KeyError> {
-        let file = |source| KeyError::File {
-            path: path.display().to_string(),
-            source,
-        };
-        let text = Zeroizing::new(fs::read_to_string(path).map_err(file)?);
+        let text = read_key_file(path)?;
+        warn_if_readable_by_others(path);
         let in_file = |e| KeyError::InFile {
             path: path.display().to_string(),
             source: Box::new(e),
@@ -225,6 +317,9 @@ impl Identity {
             return Err(in_file(KeyError::NotAKey));
         };
         let secret = decode_hex(hex.trim()).map_err(in_file)?;
+        if *secret == [0; 32] {
+            return Err(in_file(KeyError::ZeroSecret));
+        }
         Ok(Identity::from_secret(secret))
     }
 
@@ -324,6 +419,59 @@ pub(crate) fn is_silent(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Silent>())
 }
 
+/// Which protocol a connection is for. The preamble names it, so that a client that reached
+/// the dealer, or a party that took a server for its dealer, is told so in words instead of
+/// failing the Noise handshake (whose prologue names the protocol too) without a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// The server and its client.
+    Parties,
+    /// The dealer and a party.
+    Dealer,
+}
+
+impl Service {
+    /// Its bit in the preamble's mode byte.
+    fn bit(self) -> u8 {
+        match self {
+            Service::Parties => 0,
+            Service::Dealer => 2,
+        }
+    }
+
+    /// The process that listens for it.
+    fn listener(self) -> &'static str {
+        match self {
+            Service::Parties => "server",
+            Service::Dealer => "dealer",
+        }
+    }
+
+    /// Its name in the Noise prologue.
+    pub(crate) fn context(self) -> &'static str {
+        match self {
+            Service::Parties => "parties",
+            Service::Dealer => "dealer",
+        }
+    }
+}
+
+/// What to say when the peer speaks the other protocol: the side that connected was given
+/// the wrong address, and hears which process it reached.
+fn wrong_service(ours: Service, theirs: Service, initiator: bool) -> io::Error {
+    let (ours, theirs) = (ours.listener(), theirs.listener());
+    if !initiator {
+        return handshake_error(format!("the peer took this pillar {ours} for a {theirs}"));
+    }
+    let hint = match theirs {
+        "dealer" => "give it as the dealer's address, and the server's as the one to connect to",
+        _ => "give the address `pillar dealer` listens on",
+    };
+    handshake_error(format!(
+        "the peer is a pillar {theirs}, not a {ours}: {hint}"
+    ))
+}
+
 /// Sets up a connected socket for a [`Stream`]: no Nagle delay (every round is a small
 /// message waiting for its answer) and `timeout` on every read and write. Every link (parties,
 /// dealer and its clients) does this before [`Stream::establish`].
@@ -341,21 +489,105 @@ pub(crate) struct Stream {
     peer: Option<PublicKey>,
 }
 
+/// The deadline of a handshake under way, and the socket's own timeouts to restore after it.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    until: Instant,
+    limit: Duration,
+    read: Option<Duration>,
+    write: Option<Duration>,
+}
+
+impl Deadline {
+    fn passed(&self) -> io::Error {
+        handshake_error(format!(
+            "the handshake did not finish within {:?}",
+            self.limit
+        ))
+    }
+}
+
+/// A socket on which, while a handshake is under way, every read and write must end by one
+/// deadline. A per-read timeout restarts with every byte, so without it a peer trickling a
+/// byte at a time would hold the connection, and the thread serving it, for ever.
+struct Socket {
+    tcp: TcpStream,
+    deadline: Option<Deadline>,
+}
+
+impl Socket {
+    /// Runs `op` on the socket, within the deadline if one is set: `set` gives the socket the
+    /// time left as the timeout of the operation.
+    fn within<T>(
+        &mut self,
+        set: fn(&TcpStream, Option<Duration>) -> io::Result<()>,
+        op: impl FnOnce(&mut TcpStream) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let Some(deadline) = self.deadline else {
+            return op(&mut self.tcp);
+        };
+        let left = deadline.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(deadline.passed());
+        }
+        set(&self.tcp, Some(left))?;
+        op(&mut self.tcp).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => deadline.passed(),
+            _ => e,
+        })
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.within(TcpStream::set_read_timeout, |tcp| tcp.read(buf))
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.within(TcpStream::set_write_timeout, |tcp| tcp.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 impl Stream {
     /// Runs the handshake `security` asks for on `tcp` (the side that connected is the
-    /// `initiator`). `context` names the protocol on top (it enters the handshake hash, so a
-    /// stream set up for one protocol cannot be replayed into another). `tcp` must be set up
-    /// by [`configure`] first. Errors of kind `PermissionDenied` mean the peer
-    /// was refused or refused us; `UnexpectedEof` before the first byte means the peer left
+    /// `initiator`) for `service` (its name enters the handshake hash, so a stream set up for
+    /// one protocol cannot be replayed into another). `tcp` must be set up by [`configure`]
+    /// first. The whole handshake must end within `handshake`, and so must every read until
+    /// [`StreamReader::finish_handshake`], so that the protocol's first message is read
+    /// under the same deadline. Errors of kind `PermissionDenied` mean the peer was refused,
+    /// refused us or was too slow; `UnexpectedEof` before the first byte means the peer left
     /// without a word.
     pub(crate) fn establish(
         tcp: TcpStream,
         security: &Security,
         initiator: bool,
-        context: &str,
+        service: Service,
+        handshake: Duration,
     ) -> io::Result<Stream> {
-        preamble(&mut &tcp, security, initiator)?;
-        let writer_tcp = tcp.try_clone()?;
+        let until = Instant::now().checked_add(handshake).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a handshake deadline beyond time",
+            )
+        })?;
+        let deadline = Deadline {
+            until,
+            limit: handshake,
+            read: tcp.read_timeout()?,
+            write: tcp.write_timeout()?,
+        };
+        let mut tcp = Socket {
+            tcp,
+            deadline: Some(deadline),
+        };
+        preamble(&mut tcp, security, service, initiator)?;
+        let writer_tcp = tcp.tcp.try_clone()?;
         let Security::Noise { identity, trusted } = security else {
             return Ok(Stream {
                 reader: StreamReader { tcp, cipher: None },
@@ -367,7 +599,7 @@ impl Stream {
             });
         };
         let (state, peer, verdict) =
-            noise_handshake(&mut &tcp, identity, trusted, initiator, context)?;
+            noise_handshake(&mut tcp, identity, trusted, initiator, service.context())?;
         let state = Arc::new(state);
         let mut stream = Stream {
             reader: StreamReader {
@@ -400,7 +632,7 @@ impl Stream {
         }
         stream.writer.write_all(&message)?;
         if let Err(reason) = verdict {
-            linger(&stream.reader.tcp);
+            linger(&stream.reader.tcp.tcp);
             return Err(handshake_error(reason.replace("the other end", "this end")));
         }
         Ok(stream)
@@ -434,9 +666,10 @@ impl Stream {
 pub(crate) fn preamble<S: Read + Write>(
     io: &mut S,
     security: &Security,
+    service: Service,
     initiator: bool,
 ) -> io::Result<()> {
-    let mode = u8::from(security.is_encrypted());
+    let mode = u8::from(security.is_encrypted()) | service.bit();
     let mut ours = [0u8; 8];
     ours[..7].copy_from_slice(PREAMBLE);
     ours[7] = mode;
@@ -456,17 +689,100 @@ pub(crate) fn preamble<S: Read + Write>(
     if !initiator {
         io.write_all(&ours)?;
     }
-    match (mode, theirs[7]) {
+    let other = theirs[7];
+    if other & !0b11 != 0 {
+        return Err(handshake_error(format!(
+            "the peer asks for an unknown link mode {other}"
+        )));
+    }
+    let their_service = if other & Service::Dealer.bit() != 0 {
+        Service::Dealer
+    } else {
+        Service::Parties
+    };
+    if their_service != service {
+        return Err(wrong_service(service, their_service, initiator));
+    }
+    match (mode & 1, other & 1) {
         (a, b) if a == b => Ok(()),
-        (1, 0) => Err(handshake_error(
+        (1, _) => Err(handshake_error(
             "the peer runs without encryption (--insecure-plaintext) and this side requires Noise",
         )),
-        (0, 1) => Err(handshake_error(
+        _ => Err(handshake_error(
             "the peer requires Noise encryption and this side runs with --insecure-plaintext",
         )),
-        (_, other) => Err(handshake_error(format!(
-            "the peer asks for an unknown link mode {other}"
-        ))),
+    }
+}
+
+/// snow's own primitives, except that a Diffie-Hellman whose result is all zeros fails: the
+/// peer sent a point of low order (as its ephemeral or its static key), and keys derived from
+/// it would be keys everyone knows. Refusing it here covers the static key an untrusted peer
+/// claims too, before any check against the trusted keys.
+struct Contributory;
+
+impl CryptoResolver for Contributory {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        DefaultResolver.resolve_rng()
+    }
+
+    fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
+        DefaultResolver
+            .resolve_dh(choice)
+            .map(|dh| Box::new(RefuseZero(dh)) as Box<dyn Dh>)
+    }
+
+    fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+
+    fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// A Diffie-Hellman that fails on an all-zero result (see [`Contributory`]).
+struct RefuseZero(Box<dyn Dh>);
+
+impl Dh for RefuseZero {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn pub_len(&self) -> usize {
+        self.0.pub_len()
+    }
+
+    fn priv_len(&self) -> usize {
+        self.0.priv_len()
+    }
+
+    fn set(&mut self, privkey: &[u8]) {
+        self.0.set(privkey);
+    }
+
+    fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
+        self.0.generate(rng)
+    }
+
+    fn pubkey(&self) -> &[u8] {
+        self.0.pubkey()
+    }
+
+    fn privkey(&self) -> &[u8] {
+        self.0.privkey()
+    }
+
+    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.dh(pubkey, out)?;
+        let len = self.0.dh_len().min(out.len());
+        if out[..len].iter().fold(0, |acc, b| acc | b) == 0 {
+            return Err(snow::Error::Dh);
+        }
+        Ok(())
+    }
+
+    fn dh_len(&self) -> usize {
+        self.0.dh_len()
     }
 }
 
@@ -493,12 +809,17 @@ pub(crate) fn noise_handshake<S: Read + Write>(
     initiator: bool,
     context: &str,
 ) -> io::Result<(StatelessTransportState, PublicKey, Result<(), String>)> {
-    let snow_error = |e: snow::Error| handshake_error(format!("noise handshake: {e}"));
+    let low_order =
+        || handshake_error("the peer sent a key of low order, which anyone can pass for");
+    let snow_error = |e: snow::Error| match e {
+        snow::Error::Dh => low_order(),
+        e => handshake_error(format!("noise handshake: {e}")),
+    };
     let params = NOISE_PARAMS
         .parse()
         .map_err(|e: snow::Error| handshake_error(format!("noise parameters: {e}")))?;
     let prologue = format!("pillar/1 {context}");
-    let builder = snow::Builder::new(params)
+    let builder = snow::Builder::with_resolver(params, Box::new(Contributory))
         .local_private_key(identity.secret.as_slice())
         .and_then(|b| b.prologue(prologue.as_bytes()))
         .map_err(snow_error)?;
@@ -521,10 +842,11 @@ pub(crate) fn noise_handshake<S: Read + Write>(
             let len = usize::from(u16::from_be_bytes(len));
             io.read_exact(&mut message[..len])?;
             hs.read_message(&message[..len], &mut payload)
-                .map_err(|e| {
-                    handshake_error(format!(
+                .map_err(|e| match e {
+                    snow::Error::Dh => low_order(),
+                    e => handshake_error(format!(
                         "the noise handshake failed ({e}): the peer's messages do not check out"
-                    ))
+                    )),
                 })?;
         }
     }
@@ -564,7 +886,7 @@ struct Sender {
 
 /// The reading half of a [`Stream`].
 pub(crate) struct StreamReader {
-    tcp: TcpStream,
+    tcp: Socket,
     cipher: Option<Receiver>,
 }
 
@@ -591,9 +913,19 @@ impl fmt::Debug for StreamWriter {
 }
 
 impl StreamReader {
-    /// How long a read may wait (`None`: forever).
+    /// How long a read may wait (`None`: forever), once the handshake is finished.
     pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
-        self.tcp.set_read_timeout(timeout)
+        self.tcp.tcp.set_read_timeout(timeout)
+    }
+
+    /// Ends the handshake's deadline (see [`Stream::establish`]): the protocol has read its
+    /// first message, and the socket's own timeouts apply again.
+    pub(crate) fn finish_handshake(&mut self) -> io::Result<()> {
+        if let Some(deadline) = self.tcp.deadline.take() {
+            self.tcp.tcp.set_read_timeout(deadline.read)?;
+            self.tcp.tcp.set_write_timeout(deadline.write)?;
+        }
+        Ok(())
     }
 
     /// Whether a read would return at once: bytes or the end of the stream have arrived (or
@@ -604,9 +936,10 @@ impl StreamReader {
         if self.cipher.as_ref().is_some_and(|rx| rx.start < rx.end) {
             return Ok(true);
         }
-        self.tcp.set_nonblocking(true)?;
-        let peeked = self.tcp.peek(&mut [0u8; 1]);
-        self.tcp.set_nonblocking(false)?;
+        let tcp = &self.tcp.tcp;
+        tcp.set_nonblocking(true)?;
+        let peeked = tcp.peek(&mut [0u8; 1]);
+        tcp.set_nonblocking(false)?;
         match peeked {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),

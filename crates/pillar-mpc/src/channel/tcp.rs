@@ -13,7 +13,7 @@ use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::secure::{
-    PublicKey, Security, Stream, StreamReader, StreamWriter, configure, is_integrity,
+    PublicKey, Security, Service, Stream, StreamReader, StreamWriter, configure, is_integrity,
 };
 use super::{Channel, ChannelError, Stats};
 use crate::party::Party;
@@ -33,7 +33,8 @@ pub struct TcpChannel {
 }
 
 impl TcpChannel {
-    /// Connects to the peer listening at `addr`, as `party`.
+    /// Connects to the peer listening at `addr`, as `party`; the handshake may take
+    /// `timeout` in all.
     pub fn connect(
         addr: impl ToSocketAddrs,
         party: Party,
@@ -43,7 +44,9 @@ impl TcpChannel {
         let mut last = None;
         for a in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&a, timeout) {
-                Ok(stream) => return TcpChannel::open(stream, party, security, timeout, true),
+                Ok(stream) => {
+                    return TcpChannel::open(stream, party, security, timeout, timeout, true);
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -52,7 +55,7 @@ impl TcpChannel {
             .into())
     }
 
-    /// Accepts one peer on `listener`, as `party`.
+    /// Accepts one peer on `listener`, as `party`; the handshake may take `timeout` in all.
     pub fn accept(
         listener: &TcpListener,
         party: Party,
@@ -60,18 +63,20 @@ impl TcpChannel {
         timeout: Duration,
     ) -> Result<Self, ChannelError> {
         let (stream, _) = listener.accept()?;
-        TcpChannel::from_stream(stream, party, security, timeout)
+        TcpChannel::from_stream(stream, party, security, timeout, timeout)
     }
 
     /// Sets up a connection accepted by this side: the handshake `security` asks for, then a
-    /// check that the peer is pillar in the other role.
+    /// check that the peer is pillar in the other role, all within `handshake` (a stranger
+    /// cannot stretch it by trickling bytes); then every read may wait `timeout`.
     pub fn from_stream(
         stream: TcpStream,
         party: Party,
         security: &Security,
         timeout: Duration,
+        handshake: Duration,
     ) -> Result<Self, ChannelError> {
-        TcpChannel::open(stream, party, security, timeout, false)
+        TcpChannel::open(stream, party, security, timeout, handshake, false)
     }
 
     /// The handshakes on a connected stream; the side that connected is the `initiator`.
@@ -80,10 +85,11 @@ impl TcpChannel {
         party: Party,
         security: &Security,
         timeout: Duration,
+        handshake: Duration,
         initiator: bool,
     ) -> Result<Self, ChannelError> {
         configure(&stream, timeout)?;
-        let stream = Stream::establish(stream, security, initiator, "parties")
+        let stream = Stream::establish(stream, security, initiator, Service::Parties, handshake)
             .map_err(|e| classify(e, timeout))?;
         let peer = stream.peer();
         let (reader, writer) = stream.split();
@@ -99,6 +105,10 @@ impl TcpChannel {
         if theirs.party != party.peer() {
             return Err(ChannelError::SameRole(party));
         }
+        channel
+            .reader
+            .finish_handshake()
+            .map_err(|e| channel.io(e))?;
         // The greetings are part of the handshake, not of the protocol's traffic.
         channel.stats = Stats::default();
         Ok(channel)

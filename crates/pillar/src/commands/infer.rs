@@ -52,7 +52,7 @@ pub(crate) struct InferArgs {
     #[arg(long)]
     invert: bool,
 
-    /// Images per request [default: all in one].
+    /// Images per request [default: all in one, or as many as the server takes].
     #[arg(long)]
     batch: Option<usize>,
 
@@ -145,7 +145,8 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
     let (names, labels, pixels) = images(args, kind, [c, h, w])?;
     let n = names.len();
     let fp = arch.fixed();
-    let per = args.batch.unwrap_or(n).min(n);
+    // The server says how many images it takes at once: more go in further requests.
+    let per = args.batch.unwrap_or(n).min(n).min(model.max_batch()).max(1);
     let size = c * h * w;
     let batches = pixels
         .chunks(per * size)
@@ -185,7 +186,7 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
             top,
         });
     }
-    let report = summarise(args, &arch, model_name, out, &costs);
+    let report = summarise(args, &arch, model_name, out, &costs, per);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -255,6 +256,7 @@ fn summarise(
     model: String,
     images: Vec<Image>,
     costs: &RemoteReport,
+    per: usize,
 ) -> Report {
     let sum = |f: &dyn Fn(&pillar_infer::BatchReport) -> f64| -> f64 {
         costs.batches.iter().map(f).sum()
@@ -262,7 +264,7 @@ fn summarise(
     let offline_words: usize = costs
         .batches
         .iter()
-        .zip(images.chunks(args.batch.unwrap_or(images.len()).max(1)))
+        .zip(images.chunks(per))
         .map(|(_, chunk)| arch.offline_words(chunk.len()).unwrap_or(0))
         .sum();
     Report {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use pillar_infer::remote::{RemoteError, ServeOptions, Served, serve};
 use pillar_infer::{FixedConfig, Plan};
+use pillar_mpc::channel::Admission;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 
 use super::bench::bytes;
@@ -107,6 +108,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         timeout,
         max_batch: args.max_batch,
         max_clients: args.max_clients,
+        admission: Admission::default(),
         security,
     };
     serve(&listener, Arc::new(plan), &name, &options, Arc::new(report))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{
     Announce, DealerReply, DealerRequest, SessionId, io_error, read_error, recv, recv_body, send,
 };
-use crate::channel::secure::{Security, Stream, StreamReader, StreamWriter, configure};
+use crate::channel::secure::{Security, Service, Stream, StreamReader, StreamWriter, configure};
 use crate::dealer::{Commitment, CorrectionSource, DealerError, Need, SeededDealer};
 use crate::wire::{self, Kind};
 
@@ -27,7 +27,8 @@ fn connect(
         match TcpStream::connect_timeout(&a, timeout) {
             Ok(tcp) => {
                 configure(&tcp, timeout).map_err(unreachable)?;
-                let mut stream = Stream::establish(tcp, security, true, "dealer")
+                let mut stream = Stream::establish(tcp, security, true, Service::Dealer, timeout)
+                    .and_then(|mut s| s.reader().finish_handshake().map(|()| s))
                     .map_err(|e| io_error(&format!("the dealer at {addr}"), e))?;
                 send(stream.writer(), request)?;
                 return Ok(stream);

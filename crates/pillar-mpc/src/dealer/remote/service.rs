@@ -17,8 +17,10 @@ use super::{
     send,
 };
 use crate::channel::secure::{
-    Identity, PublicKey, Security, Stream, StreamReader, StreamWriter, configure, is_silent,
+    Identity, PublicKey, Security, Service, Stream, StreamReader, StreamWriter, configure,
+    is_silent,
 };
+use crate::channel::{Admission, Ticket, accept_loop};
 use crate::dealer::{CorrectionSource, DealerError, MAX_NEED_WORDS, Need, TrustedDealer};
 use crate::wire::{self, ReadError};
 
@@ -44,6 +46,8 @@ pub struct ServiceConfig {
     /// the connection, and the correlations being computed or sent. A need that would go
     /// beyond is refused before anything is allocated.
     pub max_session_words: usize,
+    /// How connections are let in before the peer is known.
+    pub admission: Admission,
 }
 
 impl Default for ServiceConfig {
@@ -54,6 +58,7 @@ impl Default for ServiceConfig {
             idle: Duration::from_secs(3600),
             max_need_words: MAX_NEED_WORDS,
             max_session_words: MAX_NEED_WORDS,
+            admission: Admission::default(),
         }
     }
 }
@@ -158,31 +163,49 @@ impl DealerService {
         self.pending.lock().map(|p| p.len()).unwrap_or_default()
     }
 
-    /// Serves every connection on `listener`, one thread each, until accepting fails. A
-    /// connection that fails is logged and closed; the others go on.
+    /// Serves every connection on `listener`, one thread each, for ever (see
+    /// [`accept_loop`]: strangers are let in as `config.admission` says, and a failed accept
+    /// is logged and survived). A connection that fails is logged and closed; the others go
+    /// on. Returns only if the listener is unusable.
     pub fn serve(self: Arc<Self>, listener: &TcpListener) -> io::Result<()> {
-        loop {
-            let (stream, peer) = listener.accept()?;
-            let service = Arc::clone(&self);
-            std::thread::spawn(move || {
-                if let Err(e) = service.handle(stream) {
+        let admission = self.config.admission;
+        accept_loop(
+            listener,
+            admission,
+            "dealer",
+            move |stream, peer, ticket| {
+                if let Err(e) = self.admit(stream, Some(ticket)) {
                     tracing::warn!("dealer: connection from {peer}: {e}");
                 }
-            });
-        }
+            },
+        )
     }
 
     /// Serves one connection: a server asking for a session, or a client joining one.
     pub fn handle(&self, tcp: TcpStream) -> Result<(), DealerError> {
+        self.admit(tcp, None)
+    }
+
+    /// Serves one connection, whose handshake holds `ticket` until the peer's request is
+    /// read: a peer that is still unknown holds a place among the handshakes, and only
+    /// for `config.admission.handshake`.
+    fn admit(&self, tcp: TcpStream, ticket: Option<Ticket>) -> Result<(), DealerError> {
         configure(&tcp, self.config.timeout)
             .map_err(|e| io_error("setting up the connection", e))?;
-        let mut stream = match Stream::establish(tcp, &self.security, false, "dealer") {
-            Ok(stream) => stream,
-            // A connection closed before saying anything: a reachability probe.
-            Err(e) if is_silent(&e) => return Ok(()),
-            Err(e) => return Err(io_error("opening the connection", e)),
-        };
+        let handshake = self.config.admission.handshake;
+        let mut stream =
+            match Stream::establish(tcp, &self.security, false, Service::Dealer, handshake) {
+                Ok(stream) => stream,
+                // A connection closed before saying anything: a reachability probe.
+                Err(e) if is_silent(&e) => return Ok(()),
+                Err(e) => return Err(io_error("opening the connection", e)),
+            };
         let request = recv::<DealerRequest>(stream.reader())?;
+        stream
+            .reader()
+            .finish_handshake()
+            .map_err(|e| io_error("opening the connection", e))?;
+        drop(ticket);
         if let Err(reason) = self.links.allow(stream.peer(), &request) {
             let _ = send(stream.writer(), &DealerReply::refused(&reason));
             return Err(DealerError::Refused(reason));
