@@ -111,14 +111,10 @@ impl ProtocolRuns {
         if self.protocols.is_empty() {
             bail!("--protocols lists no protocol");
         }
-        if let Some(bad) = rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-            bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
+        for &rtt in rtt_ms {
+            super::net::check_rtt_ms(rtt)?;
         }
-        if let Some(b) = self.bandwidth_mbps
-            && !(b.is_finite() && b > 0.0)
-        {
-            bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
-        }
+        super::net::check_bandwidth_mbps(self.bandwidth_mbps)?;
         Ok(FixedPoint::new(self.frac_bits)?)
     }
 }

@@ -35,8 +35,9 @@ pub(crate) struct DealerArgs {
 
 /// Runs `pillar dealer` until it is killed.
 pub(crate) fn run(args: &DealerArgs) -> Result<()> {
-    if args.expiry_s == 0 || args.timeout_s == 0 {
-        bail!("--expiry-s and --timeout-s must be at least 1");
+    let max = super::net::MAX_SECONDS as u64;
+    if !(1..=max).contains(&args.expiry_s) || !(1..=max).contains(&args.timeout_s) {
+        bail!("--expiry-s and --timeout-s must be from 1 to {max} seconds");
     }
     let security = args.keys.security("each server's and client's")?;
     let listener = TcpListener::bind(&args.listen)
