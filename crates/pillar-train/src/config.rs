@@ -228,8 +228,11 @@ impl TrainConfig {
         if self.epochs == 0 {
             return Err("epochs must be at least 1".into());
         }
-        if self.batch_size == 0 {
-            return Err("batch_size must be at least 1".into());
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(format!(
+                "batch_size must be from 1 to {MAX_BATCH_SIZE}, got {}",
+                self.batch_size
+            ));
         }
         if self.limit_train == Some(0) {
             return Err("limit_train must be at least 1".into());
@@ -303,6 +306,10 @@ impl TrainConfig {
         Ok(())
     }
 }
+
+/// Most images per step: a batch's tensors (and every layer's activations for the backward
+/// pass) are allocated whole, so a batch of the whole data set exhausts memory.
+pub const MAX_BATCH_SIZE: usize = 8_192;
 
 /// Largest augmentation padding: beyond it a random crop is mostly padding, and a huge one
 /// wraps negative where the crop offset is drawn, which panics.

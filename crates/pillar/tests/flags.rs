@@ -112,3 +112,14 @@ fn durations_beyond_the_limit_are_refused() {
         );
     }
 }
+
+#[test]
+fn sizes_that_would_exhaust_memory_or_threads_are_refused() {
+    let quick = ["--rtt-ms", "0", "-k", "1"];
+    let elements = [&["bench", "activations", "-n", "100000000000"][..], &quick].concat();
+    refused(&elements, "--elements", "10000000");
+    let clients = ["bench", "load", "--clients", "100000", "--seconds", "1"];
+    refused(&clients, "--clients 100000", "256");
+    let batch = ["bench", "train", "--batch", "100000000", "--steps", "1"];
+    refused(&batch, "--batch 100000000", "8192");
+}

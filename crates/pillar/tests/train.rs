@@ -327,6 +327,7 @@ fn hyperparameters_that_cannot_train_are_refused() {
         ("escape_threshold = -1.0\n", "escape_threshold"),
         ("epochs = 0\n", "epochs"),
         ("batch_size = 0\n", "batch_size"),
+        ("batch_size = 100000000\n", "batch_size"),
         ("limit_train = 0\n", "limit_train"),
         ("quad_coefficients = [nan]\n", "quad_coefficients"),
         ("coefficients = []\n", "coefficients"),

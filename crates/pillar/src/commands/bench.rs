@@ -173,9 +173,16 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
 }
 
+/// Most elements in the benchmarked layer: each party holds several ring words per element
+/// and the dealer more, so a typo of a few digits must be refused, not exhaust memory.
+const MAX_ELEMENTS: usize = 10_000_000;
+
 fn config(args: &ActivationsArgs) -> Result<Config> {
     if args.elements == 0 {
         bail!("--elements must be at least 1");
+    }
+    if args.elements > MAX_ELEMENTS {
+        bail!("--elements {}: at most {MAX_ELEMENTS}", args.elements);
     }
     let fixed = args.runs.check(&args.rtt_ms)?;
     if !(args.input_range.is_finite() && args.input_range > 0.0) {

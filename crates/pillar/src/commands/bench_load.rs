@@ -99,10 +99,17 @@ fn rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Most concurrent clients: each is a thread of this process, and the server takes twice as
+/// many connections; beyond it spawning threads fails (a panic).
+const MAX_CLIENTS: usize = 256;
+
 /// Runs `pillar bench load`.
 pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
     if args.clients.is_empty() || args.clients.contains(&0) || args.requests == 0 {
         bail!("--clients and --requests must be at least 1");
+    }
+    if let Some(n) = args.clients.iter().find(|&&n| n > MAX_CLIENTS) {
+        bail!("--clients {n}: at most {MAX_CLIENTS} (one thread each, in this process)");
     }
     let seconds = super::net::seconds("--seconds", args.seconds)?;
     let link = super::net::emulated_link(args.rtt_ms, None)?;
