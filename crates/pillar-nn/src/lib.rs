@@ -14,6 +14,7 @@
 //!
 //! [`onnx`] reads a model into a typed graph and writes one back.
 
+mod atomic;
 mod error;
 pub mod exec;
 mod fold;
@@ -27,6 +28,7 @@ mod tensor;
 pub mod testing;
 mod typed;
 
+pub use atomic::{write_atomic, write_atomic_with};
 pub use error::NnError;
 pub use graph::{BatchNorm, Conv2d, Graph, Linear, Node, Op, PolyAct, Pool, ValueId};
 pub use schedule::Schedule;

@@ -214,16 +214,57 @@ impl TrainConfig {
         }
     }
 
-    /// Checks values a run cannot start with.
+    /// Checks values a run cannot start with, or that would train something else than asked
+    /// (a negative penalty weight rewards escaping activations; a NaN learning rate trains
+    /// nothing), each with the field's name and the values it accepts.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_counts()?;
+        self.validate_rates()?;
+        self.validate_polynomials()?;
+        self.validate_penalty()
+    }
+
+    fn validate_counts(&self) -> Result<(), String> {
         if self.epochs == 0 {
             return Err("epochs must be at least 1".into());
         }
-        if self.batch_size == 0 {
-            return Err("batch_size must be at least 1".into());
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(format!(
+                "batch_size must be from 1 to {MAX_BATCH_SIZE}, got {}",
+                self.batch_size
+            ));
         }
+        if self.limit_train == Some(0) {
+            return Err("limit_train must be at least 1".into());
+        }
+        let quail = &self.quail;
+        if quail.clone_epochs == 0
+            || quail.teacher_epochs == Some(0)
+            || quail.finetune_epochs == Some(0)
+        {
+            return Err(
+                "quail.teacher_epochs, quail.clone_epochs and quail.finetune_epochs must be at least 1"
+                    .into(),
+            );
+        }
+        if let Some(a) = self.augment
+            && a.pad > MAX_AUGMENT_PAD
+        {
+            return Err(format!(
+                "augment.pad must be at most {MAX_AUGMENT_PAD}, got {}",
+                a.pad
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_rates(&self) -> Result<(), String> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("lr must be positive, got {}", self.lr));
+            return Err(format!("lr must be positive and finite, got {}", self.lr));
+        }
+        non_negative("weight_decay", self.weight_decay)?;
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("momentum must be in [0, 1), got {}", self.momentum));
         }
         if !(0.0..0.9).contains(&self.val_fraction) {
             return Err(format!(
@@ -231,25 +272,67 @@ impl TrainConfig {
                 self.val_fraction
             ));
         }
-        if self.coefficients.is_empty() || self.coefficients.iter().any(|c| !c.is_finite()) {
-            return Err("coefficients must be finite and non-empty".into());
-        }
-        if !(self.range.is_finite() && self.range > 0.0) {
-            return Err(format!("range must be positive, got {}", self.range));
-        }
-        if !(self.amm_range.is_finite() && self.amm_range > 0.0) {
+        if self.escape_threshold.is_nan() || self.escape_threshold <= 0.0 {
             return Err(format!(
-                "amm_range must be positive, got {}",
-                self.amm_range
+                "escape_threshold must be positive, got {}",
+                self.escape_threshold
             ));
         }
-        if !(self.penalty.reg_range.is_finite() && self.penalty.reg_range > 0.0)
-            || self.penalty.exponent == 0
-        {
-            return Err(
-                "penalty.reg_range must be positive and penalty.exponent at least 1".into(),
-            );
+        Ok(())
+    }
+
+    fn validate_polynomials(&self) -> Result<(), String> {
+        for (name, c) in [
+            ("coefficients", &self.coefficients),
+            ("quad_coefficients", &self.quad_coefficients),
+        ] {
+            if c.is_empty() || c.iter().any(|c| !c.is_finite()) {
+                return Err(format!("{name} must be finite and non-empty"));
+            }
+        }
+        positive("range", self.range)?;
+        positive("amm_range", self.amm_range)
+    }
+
+    fn validate_penalty(&self) -> Result<(), String> {
+        non_negative("penalty.lambda", self.penalty.lambda)?;
+        positive("penalty.reg_range", self.penalty.reg_range)?;
+        if !(1..=MAX_PENALTY_EXPONENT).contains(&self.penalty.exponent) {
+            return Err(format!(
+                "penalty.exponent must be from 1 to {MAX_PENALTY_EXPONENT}, got {}",
+                self.penalty.exponent
+            ));
         }
         Ok(())
+    }
+}
+
+/// Most images per step: a batch's tensors (and every layer's activations for the backward
+/// pass) are allocated whole, so a batch of the whole data set exhausts memory.
+pub const MAX_BATCH_SIZE: usize = 8_192;
+
+/// Largest augmentation padding: beyond it a random crop is mostly padding, and a huge one
+/// wraps negative where the crop offset is drawn, which panics.
+pub const MAX_AUGMENT_PAD: usize = 64;
+
+/// Largest penalty exponent: `|x / r|^e` overflows to infinity for any input out of range
+/// long before, and the exponent must fit the `i32` of `powi`.
+pub const MAX_PENALTY_EXPONENT: u32 = 64;
+
+fn positive(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{name} must be positive and finite, got {value}"))
+    }
+}
+
+fn non_negative(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} must be zero or positive and finite, got {value}"
+        ))
     }
 }

@@ -32,4 +32,4 @@ pub mod train;
 
 pub use config::{ActivationKind, TrainConfig};
 pub use model::{Architecture, Net};
-pub use train::{Checkpoints, Event, Outcome, TrainError, train};
+pub use train::{Checkpoints, Event, Outcome, TrainError, check_resume, train};

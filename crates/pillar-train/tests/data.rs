@@ -361,3 +361,46 @@ fn data_sets_are_known_by_their_shape() {
     pillar_train::data::dataset::normalise_image(&mnist.mean, &mnist.std, &raw, 784, &mut one);
     assert_eq!(one, mnist.normalise(&mnist.test, &[0], None).unwrap());
 }
+
+/// A grey PNG of `width x height` black pixels: a few KB even for millions of pixels.
+fn grey_png(path: &std::path::Path, width: u32, height: u32) {
+    image::GrayImage::new(width, height).save(path).unwrap();
+}
+
+#[test]
+fn a_thin_strip_of_millions_of_pixels_is_refused_before_it_is_resized() {
+    let dir = tempfile::tempdir().unwrap();
+    let strip = dir.path().join("strip.png");
+    // Resized so that its short side covers 28 pixels, it would be 112,000,000 x 28 RGBA:
+    // 12.5 GB.
+    grey_png(&strip, 4_000_000, 1);
+    assert!(std::fs::metadata(&strip).unwrap().len() < 64 * 1024);
+    let err = DatasetKind::Mnist
+        .prepare_images(&[strip], [1, 28, 28], false)
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, DataError::ImageTooLarge { .. })
+            && message.contains("4000000x1")
+            && message.contains(&folder::MAX_IMAGE_SIDE.to_string()),
+        "{message}"
+    );
+    // Within the side limit, but 300 x 16,000 resized for ImageNet (short side 232) is
+    // 232 x 12,373: allowed; 16,000 x 2 would become 1,856,000 x 232: refused.
+    let wide = dir.path().join("wide.png");
+    grey_png(&wide, 16_000, 2);
+    let err = DatasetKind::Imagenet
+        .prepare_images(&[wide], [3, 224, 224], false)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("resized to cover the crop"),
+        "{err}"
+    );
+    // An ordinary image still decodes.
+    let fine = dir.path().join("fine.png");
+    grey_png(&fine, 300, 16_000);
+    let pixels = DatasetKind::Imagenet
+        .prepare_images(&[fine], [3, 224, 224], false)
+        .unwrap();
+    assert_eq!(pixels.len(), 3 * 224 * 224);
+}

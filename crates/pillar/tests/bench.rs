@@ -113,11 +113,17 @@ fn bad_arguments_are_explained() {
             vec!["--protocols", "relu,sigmoid"],
             "unknown protocol \"sigmoid\"",
         ),
-        (vec!["--rtt-ms", "-5"], "round-trip times are non-negative"),
+        (
+            vec!["--rtt-ms", "-5"],
+            "round-trip time is a number of milliseconds from 0",
+        ),
         (vec!["--repeats", "0"], "--repeats must be at least 1"),
         (vec!["-n", "0"], "--elements must be at least 1"),
         (vec!["--frac-bits", "30"], "30 fractional bits"),
-        (vec!["--bandwidth-mbps", "0"], "positive number of megabits"),
+        (
+            vec!["--bandwidth-mbps", "0"],
+            "megabits per second from 0.001",
+        ),
         (vec!["--coefficients", "0.1,nan"], "not a finite number"),
     ] {
         let mut all = vec!["bench", "activations"];

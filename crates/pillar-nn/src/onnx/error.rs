@@ -16,6 +16,18 @@ pub enum OnnxError {
         /// The limit.
         limit: u64,
     },
+    /// The model holds more of something than pillar decodes; refused before decoding, since
+    /// small encodings of many parts decode to many times the file's size.
+    #[error("the model holds more than {limit} {what}, the limit")]
+    Limit {
+        /// What was counted.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+    },
+    /// The bytes are not a well-formed protobuf (found before decoding).
+    #[error("not an ONNX model: {0}")]
+    Malformed(String),
     /// The bytes are not an ONNX protobuf.
     #[error("not an ONNX model: {0}")]
     Decode(#[source] prost::DecodeError),

@@ -38,6 +38,7 @@ mod error;
 mod export;
 mod fuse;
 mod import;
+mod limits;
 mod proto;
 mod symbolic;
 mod tensor;
@@ -50,6 +51,10 @@ use std::path::Path;
 use prost::Message;
 
 pub use error::OnnxError;
+pub use limits::{
+    MAX_ATTRIBUTES, MAX_DECODED_OVERHEAD, MAX_INITIALIZERS, MAX_NAME_BYTES, MAX_NODE_VALUES,
+    MAX_NODES, MAX_VALUE_INFOS,
+};
 
 use crate::error::NnError;
 use crate::typed::TypedGraph;
@@ -112,8 +117,14 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, OnnxError> {
     Ok(bytes)
 }
 
-/// Decodes an ONNX model held in memory into a checked graph.
+/// Decodes an ONNX model held in memory into a checked graph. The counts and the memory the
+/// decoded model would take are checked before decoding: see [`MAX_NODES`] and the limits
+/// beside it.
 pub fn from_bytes(bytes: &[u8]) -> Result<TypedGraph, NnError> {
+    from_bytes_within(bytes, &limits::Limits::DEFAULT)
+}
+
+fn from_bytes_within(bytes: &[u8], limits: &limits::Limits) -> Result<TypedGraph, NnError> {
     if bytes.len() as u64 > MAX_MODEL_BYTES {
         return Err(OnnxError::TooLarge {
             size: bytes.len() as u64,
@@ -121,6 +132,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<TypedGraph, NnError> {
         }
         .into());
     }
+    limits::check(bytes, limits)?;
     let model = proto::ModelProto::decode(bytes).map_err(OnnxError::Decode)?;
     import::import(&model)
 }
@@ -130,7 +142,7 @@ pub fn save(g: &TypedGraph, path: impl AsRef<Path>) -> Result<(), NnError> {
     save_with(g, path, &SaveOptions::default())
 }
 
-/// Writes `g` as an ONNX model, as `opts` says.
+/// Writes `g` as an ONNX model, as `opts` says, atomically (a reader never sees half a model).
 pub fn save_with(
     g: &TypedGraph,
     path: impl AsRef<Path>,
@@ -138,7 +150,7 @@ pub fn save_with(
 ) -> Result<(), NnError> {
     let path = path.as_ref();
     let bytes = to_bytes_with(g, opts)?;
-    std::fs::write(path, bytes).map_err(|e| NnError::File {
+    crate::write_atomic(path, &bytes).map_err(|e| NnError::File {
         path: path.to_path_buf(),
         source: Box::new(OnnxError::Io(e).into()),
     })

@@ -4,8 +4,10 @@
 
 use prost::Message;
 
+use super::error::OnnxError;
+use super::limits::Limits;
 use super::proto::*;
-use super::{from_bytes, tensor};
+use super::{from_bytes, from_bytes_within, tensor};
 use crate::error::NnError;
 use crate::graph::Op;
 use crate::typed::TypedGraph;
@@ -565,4 +567,117 @@ fn layers_in_other_spellings_load() {
         (p.coefficients.as_slice(), p.range),
         ([0.0, 0.0, 1.0].as_slice(), 7.5)
     );
+}
+
+/// `n` Relu nodes in a chain from `x`: the cheapest nodes to encode (a few bytes each).
+fn relu_chain(n: usize) -> ModelProto {
+    let nodes = (0..n)
+        .map(|i| {
+            let input = if i == 0 {
+                "x".to_string()
+            } else {
+                format!("{}", i - 1)
+            };
+            node("Relu", "", &[&input], &i.to_string(), vec![])
+        })
+        .collect();
+    model(input(&[4]), nodes, vec![], &(n - 1).to_string())
+}
+
+#[test]
+fn a_model_with_more_nodes_than_the_limit_is_refused_before_decoding() {
+    let bytes = relu_chain(super::MAX_NODES as usize + 1).encode_to_vec();
+    // A small file: the limit is on what it decodes to, not on its bytes.
+    assert!(bytes.len() < 4 << 20, "{}", bytes.len());
+    let Err(err) = from_bytes(&bytes) else {
+        panic!("a model of 100,001 nodes loaded");
+    };
+    assert!(
+        matches!(err, NnError::Onnx(OnnxError::Limit { limit: 100_000, .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("100000 nodes"), "{err}");
+    // The same chain within the limit loads.
+    assert!(load(&relu_chain(1000)).is_ok());
+}
+
+/// The default limits with `f` applied.
+fn within(m: &ModelProto, f: impl FnOnce(&mut Limits)) -> Result<TypedGraph, NnError> {
+    let mut limits = Limits::DEFAULT;
+    f(&mut limits);
+    from_bytes_within(&m.encode_to_vec(), &limits)
+}
+
+#[track_caller]
+fn over_limit(result: Result<TypedGraph, NnError>, needle: &str) {
+    let Err(err) = result else {
+        panic!("loaded past the limit on {needle:?}");
+    };
+    assert!(
+        matches!(err, NnError::Onnx(OnnxError::Limit { .. })) && err.to_string().contains(needle),
+        "{err} should be a limit on {needle:?}"
+    );
+}
+
+#[test]
+fn every_count_and_the_decoded_size_are_limited() {
+    let chain = relu_chain(10);
+    assert!(within(&chain, |l| l.nodes = 10).is_ok());
+    over_limit(within(&chain, |l| l.nodes = 9), "9 nodes");
+    over_limit(
+        within(&chain, |l| l.value_infos = 1),
+        "graph inputs, outputs and value infos",
+    );
+    // Attributes, values and names of one node.
+    let attr = AttributeProto {
+        name: Some("alpha".into()),
+        f: Some(1.0),
+        ..Default::default()
+    };
+    let mut m = relu_chain(2);
+    let graph = m.graph.as_mut().unwrap();
+    graph.node[0].attribute = vec![attr; 3];
+    over_limit(within(&m, |l| l.attributes = 2), "attributes in one node");
+    over_limit(
+        within(&m, |l| l.node_values = 1),
+        "inputs and outputs of one node",
+    );
+    let graph = m.graph.as_mut().unwrap();
+    graph.node[1].name = Some("n".repeat(5000));
+    over_limit(within(&m, |_| {}), "4096 bytes in one name");
+    // Initializers, and packed int64 zeros: one byte each in the file, eight decoded.
+    let m = model(
+        input(&[4]),
+        vec![node("Relu", "r", &["x"], "y", vec![])],
+        vec![i64s("zeros", &vec![0; 1 << 20]), i64s("one", &[1])],
+        "y",
+    );
+    over_limit(within(&m, |l| l.initializers = 1), "initializers");
+    over_limit(
+        within(&m, |l| l.overhead = 4 << 20),
+        "MiB of decoded structures",
+    );
+    // Float data decodes to its own size: the same count of floats is not refused.
+    let floats = model(
+        input(&[4]),
+        vec![node("Relu", "r", &["x"], "y", vec![])],
+        vec![f32s("w", &[1 << 20], &vec![0.5; 1 << 20])],
+        "y",
+    );
+    assert!(
+        !matches!(
+            within(&floats, |l| l.overhead = 4 << 20),
+            Err(NnError::Onnx(OnnxError::Limit { .. }))
+        ),
+        "float data counted as overhead"
+    );
+}
+
+#[test]
+fn bytes_cut_short_are_refused_by_the_count_as_by_the_decoder() {
+    let bytes = relu_chain(3).encode_to_vec();
+    for end in [1, bytes.len() / 2, bytes.len() - 1] {
+        let err = from_bytes(&bytes[..end]).unwrap_err().to_string();
+        assert!(err.contains("not an ONNX model"), "{end}: {err}");
+    }
 }

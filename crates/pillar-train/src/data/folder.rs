@@ -123,6 +123,41 @@ pub fn decode(path: &Path, geometry: Geometry) -> Result<Vec<u8>, DataError> {
     decode_sized(path, [3, side, side], geometry.resize)
 }
 
+/// Widest or tallest image decoded, in pixels: far beyond any photograph a network is given,
+/// and it bounds the strip a tiny file can describe (a 4,000,000 x 1 PNG is 4 KB).
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+/// Largest image decoded, and largest image the resize makes, in bytes at 4 per pixel (RGBA,
+/// the widest the decoder produces): 256 MiB, checked before either is allocated.
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Refuses a `width x height` image beyond [`MAX_IMAGE_SIDE`] or [`MAX_IMAGE_BYTES`].
+fn check_image_size(path: &Path, width: u32, height: u32, stage: &str) -> Result<(), DataError> {
+    let bytes = u64::from(width) * u64::from(height) * 4;
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || bytes > MAX_IMAGE_BYTES {
+        return Err(DataError::ImageTooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+            stage: stage.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn open_image(
+    path: &Path,
+) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>, DataError> {
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    image::ImageReader::open(path)
+        .map_err(io)?
+        .with_guessed_format()
+        .map_err(io)
+}
+
 /// One image as channel-major bytes of `[c, h, w]` (`c` 1: luma, 3: RGB): resized so that its
 /// shorter side is `resize` (and it covers `h x w`), then centre-cropped to `h x w`.
 pub fn decode_sized(path: &Path, [c, h, w]: [usize; 3], resize: u32) -> Result<Vec<u8>, DataError> {
@@ -138,25 +173,31 @@ pub fn decode_sized(path: &Path, [c, h, w]: [usize; 3], resize: u32) -> Result<V
             "cannot make a [{c}, {h}, {w}] image: 1 (grey) or 3 (RGB) channels"
         )));
     }
-    let reader = image::ImageReader::open(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let reader = reader
-        .with_guessed_format()
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let (iw, ih) = open_image(path)?
+        .into_dimensions()
+        .map_err(|e| bad(format!("cannot decode: {e}")))?;
+    check_image_size(path, iw, ih, "")?;
+    let (iw, ih) = (iw.max(1), ih.max(1));
+    let scale = f64::from(resize.max(1)) / f64::from(iw.min(ih));
+    let (nw, nh) = (
+        ((f64::from(iw) * scale).round().min(f64::from(u32::MAX)) as u32).max(cw),
+        ((f64::from(ih) * scale).round().min(f64::from(u32::MAX)) as u32).max(ch),
+    );
+    // A thin strip resized to cover the crop grows by the scale along its length.
+    check_image_size(path, nw, nh, ", resized to cover the crop,")?;
+    let mut reader = open_image(path)?;
+    // The header was checked above; the limits hold if the file changed since.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
     let img = reader
         .decode()
         .map_err(|e| bad(format!("cannot decode: {e}")))?;
-    let (iw, ih) = (img.width().max(1), img.height().max(1));
-    let scale = f64::from(resize.max(1)) / f64::from(iw.min(ih));
-    let (nw, nh) = (
-        ((f64::from(iw) * scale).round() as u32).max(cw),
-        ((f64::from(ih) * scale).round() as u32).max(ch),
-    );
+    if (img.width(), img.height()) != (iw, ih) {
+        return Err(bad("changed while it was read".into()));
+    }
     let resized = img.resize_exact(nw, nh, FilterType::Triangle);
     let (x0, y0) = ((nw - cw) / 2, (nh - ch) / 2);
     let mut out = vec![0u8; c * h * w];

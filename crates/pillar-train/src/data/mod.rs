@@ -113,6 +113,23 @@ pub enum DataError {
         /// Bytes per record.
         record: usize,
     },
+    /// An image larger than pillar decodes, refused before its pixels are allocated.
+    #[error(
+        "{}: {width}x{height} pixels{stage} is beyond the limit of {} pixels a side and {} MiB decoded",
+        path.display(),
+        folder::MAX_IMAGE_SIDE,
+        folder::MAX_IMAGE_BYTES >> 20
+    )]
+    ImageTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its width (or the resized width).
+        width: u32,
+        /// Its height (or the resized height).
+        height: u32,
+        /// Empty for the file's own size, or the stage that would make it this large.
+        stage: String,
+    },
     /// A folder data set with something unusable in it.
     #[error("{}{detail}", if path.as_os_str().is_empty() { String::new() } else { format!("{}: ", path.display()) })]
     Folder {

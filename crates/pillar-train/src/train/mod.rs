@@ -29,7 +29,8 @@ mod checkpoint;
 mod quail;
 
 pub use checkpoint::Checkpoints;
-use checkpoint::{State, load_checkpoint, save_checkpoint};
+pub use checkpoint::check_resume;
+use checkpoint::{State, load_best, load_checkpoint, save_checkpoint};
 
 /// Why a run failed (an escape is not a failure: it is reported in the metrics).
 #[derive(Debug, thiserror::Error)]
@@ -360,9 +361,8 @@ impl Trainer<'_> {
             start = state.next_epoch;
             self.history = state.history;
             if let Some((e, v)) = state.best {
-                let best_net = Net::clone(&net).valid();
-                let path = dir.join("best");
-                best = Some((e, v, best_net.load_file(&path)));
+                let best_net = load_best(dir, Net::clone(&net).valid(), e)?;
+                best = Some((e, v, best_net));
             }
         }
         let names = layer_names(&net);

@@ -111,14 +111,10 @@ impl ProtocolRuns {
         if self.protocols.is_empty() {
             bail!("--protocols lists no protocol");
         }
-        if let Some(bad) = rtt_ms.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-            bail!("--rtt-ms {bad}: round-trip times are non-negative milliseconds");
+        for &rtt in rtt_ms {
+            super::net::check_rtt_ms(rtt)?;
         }
-        if let Some(b) = self.bandwidth_mbps
-            && !(b.is_finite() && b > 0.0)
-        {
-            bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
-        }
+        super::net::check_bandwidth_mbps(self.bandwidth_mbps)?;
         Ok(FixedPoint::new(self.frac_bits)?)
     }
 }
@@ -177,9 +173,16 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
 }
 
+/// Most elements in the benchmarked layer: each party holds several ring words per element
+/// and the dealer more, so a typo of a few digits must be refused, not exhaust memory.
+const MAX_ELEMENTS: usize = 10_000_000;
+
 fn config(args: &ActivationsArgs) -> Result<Config> {
     if args.elements == 0 {
         bail!("--elements must be at least 1");
+    }
+    if args.elements > MAX_ELEMENTS {
+        bail!("--elements {}: at most {MAX_ELEMENTS}", args.elements);
     }
     let fixed = args.runs.check(&args.rtt_ms)?;
     if !(args.input_range.is_finite() && args.input_range > 0.0) {

@@ -14,7 +14,7 @@ use pillar_infer::FixedConfig;
 use pillar_infer::Plan;
 use pillar_infer::cluster::{Cluster, Deployment, start_server};
 use pillar_infer::mirror;
-use pillar_mpc::channel::{DEFAULT_TIMEOUT, Link};
+use pillar_mpc::channel::DEFAULT_TIMEOUT;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_train::data::DatasetKind;
@@ -99,14 +99,20 @@ fn rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Most concurrent clients: each is a thread of this process, and the server takes twice as
+/// many connections; beyond it spawning threads fails (a panic).
+const MAX_CLIENTS: usize = 256;
+
 /// Runs `pillar bench load`.
 pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
     if args.clients.is_empty() || args.clients.contains(&0) || args.requests == 0 {
         bail!("--clients and --requests must be at least 1");
     }
-    if !(args.seconds.is_finite() && args.seconds > 0.0) {
-        bail!("--seconds {}: give a positive duration", args.seconds);
+    if let Some(n) = args.clients.iter().find(|&&n| n > MAX_CLIENTS) {
+        bail!("--clients {n}: at most {MAX_CLIENTS} (one thread each, in this process)");
     }
+    let seconds = super::net::seconds("--seconds", args.seconds)?;
+    let link = super::net::emulated_link(args.rtt_ms, None)?;
     let (graph, name) =
         super::bench_model::random_graph(&args.model, args.dataset_shape, args.seed)?;
     let config = FixedConfig {
@@ -145,7 +151,6 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         LinksArg::Plaintext => Deployment::plaintext(),
     })
     .context("cannot start the dealer")?;
-    let link = Link::new(args.rtt_ms, None);
 
     eprintln!(
         "{name}: {} under {}, {} links, {} single-image requests per connection, {} s per row",
@@ -171,7 +176,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         );
         let done = AtomicBool::new(false);
         let peak = std::sync::Mutex::new(rss_mib().unwrap_or(0.0));
-        let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+        let deadline = Instant::now() + seconds;
         let start = Instant::now();
         std::thread::scope(|scope| {
             scope.spawn(|| {

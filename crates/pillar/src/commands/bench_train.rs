@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use pillar_train::config::MAX_BATCH_SIZE;
 use pillar_train::data::DatasetKind;
 use pillar_train::device::Compute;
 use pillar_train::{ActivationKind, Architecture};
@@ -65,6 +66,9 @@ struct Row {
 pub(crate) fn run(args: &TrainBenchArgs) -> Result<()> {
     if args.batch == 0 || args.steps == 0 {
         bail!("--batch and --steps must be at least 1");
+    }
+    if args.batch > MAX_BATCH_SIZE {
+        bail!("--batch {}: at most {MAX_BATCH_SIZE}", args.batch);
     }
     let (shape, classes) = match args.dataset_shape {
         DatasetKind::Mnist => ([1, 28, 28], 10),

@@ -73,8 +73,9 @@ impl DealerArgs {
 
 /// Runs `pillar dealer` until it is killed.
 pub(crate) fn run(args: &DealerArgs) -> Result<()> {
-    if args.expiry_s == 0 || args.timeout_s == 0 {
-        bail!("--expiry-s and --timeout-s must be at least 1");
+    let max = super::net::MAX_SECONDS as u64;
+    if !(1..=max).contains(&args.expiry_s) || !(1..=max).contains(&args.timeout_s) {
+        bail!("--expiry-s and --timeout-s must be from 1 to {max} seconds");
     }
     let links = args.links()?;
     let listener = TcpListener::bind(&args.listen)

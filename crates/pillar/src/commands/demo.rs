@@ -94,12 +94,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<()> {
     if args.images == 0 || args.epochs == 0 {
         bail!("--images and --epochs must be at least 1");
     }
-    if !(args.rtt_ms.is_finite() && args.rtt_ms >= 0.0) {
-        bail!(
-            "--rtt-ms {}: give a non-negative number of milliseconds",
-            args.rtt_ms
-        );
-    }
+    let link = super::net::emulated_link(args.rtt_ms, None)?;
     if args.protocol == ActivationProtocol::Relu {
         bail!("--protocol relu: the demo compares a polynomial protocol with exact ReLU");
     }
@@ -125,7 +120,6 @@ pub(crate) fn run(args: &DemoArgs) -> Result<()> {
          127.0.0.1 with an emulated {} ms round trip",
         args.rtt_ms
     );
-    let link = Link::new(args.rtt_ms, None);
     let cluster = Cluster::start(Deployment::generate()).context("cannot start the dealer")?;
     let indices: Vec<usize> = (0..args.images.min(data.test.len())).collect();
 
@@ -157,7 +151,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<()> {
         speedup,
     };
     let json = args.out.join("report.json");
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+    pillar_nn::write_atomic(&json, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("cannot write {}", json.display()))?;
     summarise(args, &report, start.elapsed().as_secs_f64());
     Ok(())
@@ -190,7 +184,9 @@ fn fit(out: &Path) -> Result<FitReport> {
         .collect();
     let plot = out.join("fit.png");
     crate::plot::fit(&report, &plot).with_context(|| format!("cannot draw {}", plot.display()))?;
-    std::fs::write(out.join("fit.json"), serde_json::to_string_pretty(&report)?)?;
+    let json = out.join("fit.json");
+    pillar_nn::write_atomic(&json, serde_json::to_string_pretty(&report)?.as_bytes())
+        .with_context(|| format!("cannot write {}", json.display()))?;
     println!(
         "      p(x) = ({}) / {scale}; max error {:.3} on the range (plot: {})",
         terms.join(" "),
@@ -200,8 +196,9 @@ fn fit(out: &Path) -> Result<FitReport> {
     Ok(report)
 }
 
-/// Trains one network as `pillar train --model convnet --activation ACTIVATION` would, with
-/// the fitted polynomial, and returns its directory and test accuracy.
+/// Trains one network as `pillar train --model convnet --activation ACTIVATION --force` would,
+/// with the fitted polynomial, and returns its directory and test accuracy. The demo owns its
+/// directory: running it again replaces its networks.
 fn train(
     args: &DemoArgs,
     activation: ActivationKind,
@@ -216,7 +213,7 @@ fn train(
     cfg.lr_warmup_epochs = 1;
     cfg.coefficients = coefficients.to_vec();
     let device = pillar_train::device::open(Compute::Cpu)?;
-    let outcome = super::train::train_to(&cfg, data, &device, &dir, false)?;
+    let outcome = super::train::train_to(&cfg, data, &device, &dir, super::train::Start::Replace)?;
     Ok(Trained {
         test_accuracy: outcome.metrics.test_accuracy.unwrap_or(f64::NAN),
         dir,

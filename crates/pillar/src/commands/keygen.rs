@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use pillar_mpc::channel::Identity;
 
@@ -28,13 +28,19 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 pub(crate) fn run(args: &KeygenArgs) -> Result<()> {
     let secret = with_suffix(&args.out, ".key");
     let public = with_suffix(&args.out, ".pub");
+    // Either file there means a key pair is: a new secret beside an old public key (or the
+    // reverse) would be a pair that does not match.
+    if let Some(existing) = [&secret, &public].into_iter().find(|p| p.exists()) {
+        bail!(
+            "{} exists: keys are never overwritten (remove it, or choose another --out)",
+            existing.display()
+        );
+    }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let identity = Identity::generate();
-    identity
-        .save(&secret, &public)
-        .context("cannot write the key pair")?;
+    save_pair(&identity, &secret, &public)?;
     println!("{}", identity.public());
     eprintln!(
         "wrote {} (secret: keep it with this process, pass it as --key) and {} (give it to the peers, who pass it as --trust, --dealer-key, or to the dealer as --trust-server or --trust-client)",
@@ -42,4 +48,25 @@ pub(crate) fn run(args: &KeygenArgs) -> Result<()> {
         public.display()
     );
     Ok(())
+}
+
+/// Writes the pair under temporary names beside its place, then renames each into place: a
+/// process killed while writing leaves no half-written key under the real names.
+fn save_pair(identity: &Identity, secret: &Path, public: &Path) -> Result<()> {
+    let tmp_secret = with_suffix(secret, &format!(".{}.tmp", std::process::id()));
+    let tmp_public = with_suffix(public, &format!(".{}.tmp", std::process::id()));
+    let result = identity
+        .save(&tmp_secret, &tmp_public)
+        .context("cannot write the key pair")
+        .and_then(|()| {
+            std::fs::rename(&tmp_secret, secret)
+                .with_context(|| format!("cannot write {}", secret.display()))?;
+            std::fs::rename(&tmp_public, public)
+                .with_context(|| format!("cannot write {}", public.display()))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp_secret);
+        let _ = std::fs::remove_file(&tmp_public);
+    }
+    result
 }

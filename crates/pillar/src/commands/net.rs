@@ -32,27 +32,8 @@ pub(crate) struct LinkArgs {
 impl LinkArgs {
     /// The emulated link and the timeout, checked.
     pub(crate) fn link(&self) -> Result<(Link, Duration)> {
-        if !(self.rtt_ms.is_finite() && self.rtt_ms >= 0.0) {
-            bail!(
-                "--rtt-ms {}: a round-trip time is a non-negative number of milliseconds",
-                self.rtt_ms
-            );
-        }
-        if let Some(b) = self.bandwidth_mbps
-            && !(b.is_finite() && b > 0.0)
-        {
-            bail!("--bandwidth-mbps {b}: give a positive number of megabits per second");
-        }
-        if !(self.timeout_s.is_finite() && self.timeout_s > 0.0 && self.timeout_s < 1e6) {
-            bail!(
-                "--timeout-s {}: give a positive number of seconds",
-                self.timeout_s
-            );
-        }
-        Ok((
-            Link::new(self.rtt_ms, self.bandwidth_mbps),
-            Duration::from_secs_f64(self.timeout_s),
-        ))
+        let link = emulated_link(self.rtt_ms, self.bandwidth_mbps)?;
+        Ok((link, seconds("--timeout-s", self.timeout_s)?))
     }
 
     /// `", 100 ms RTT, 50 Mbit/s"`, or nothing for an ideal link.
@@ -66,6 +47,60 @@ impl LinkArgs {
         }
         s
     }
+}
+
+/// Longest emulated round trip, in milliseconds: an hour is beyond any real link, and every
+/// delay derived from it stays a valid `Duration` (a huge value would panic converting).
+pub(crate) const MAX_RTT_MS: f64 = 3_600_000.0;
+
+/// Slowest emulated bandwidth, in megabits per second (1 kbit/s): below it a message's
+/// serialisation delay overflows a `Duration` and panics the thread that sends it.
+pub(crate) const MIN_BANDWIDTH_MBPS: f64 = 1e-3;
+
+/// Fastest emulated bandwidth, in megabits per second (1 Tbit/s): beyond it the cap means
+/// nothing.
+pub(crate) const MAX_BANDWIDTH_MBPS: f64 = 1e6;
+
+/// Longest duration a flag in seconds may give (about 11.6 days): a typo such as `1e300`
+/// must be an error, not a panic converting it to a `Duration`.
+pub(crate) const MAX_SECONDS: f64 = 1e6;
+
+/// Checks `--rtt-ms`.
+pub(crate) fn check_rtt_ms(rtt_ms: f64) -> Result<()> {
+    if !(rtt_ms.is_finite() && (0.0..=MAX_RTT_MS).contains(&rtt_ms)) {
+        bail!(
+            "--rtt-ms {rtt_ms}: a round-trip time is a number of milliseconds from 0 to {MAX_RTT_MS} (an hour)"
+        );
+    }
+    Ok(())
+}
+
+/// Checks `--bandwidth-mbps`.
+pub(crate) fn check_bandwidth_mbps(bandwidth_mbps: Option<f64>) -> Result<()> {
+    if let Some(b) = bandwidth_mbps
+        && !(b.is_finite() && (MIN_BANDWIDTH_MBPS..=MAX_BANDWIDTH_MBPS).contains(&b))
+    {
+        bail!(
+            "--bandwidth-mbps {b}: give a number of megabits per second from {MIN_BANDWIDTH_MBPS} (1 kbit/s) to {MAX_BANDWIDTH_MBPS}"
+        );
+    }
+    Ok(())
+}
+
+/// The emulated link of `--rtt-ms` and `--bandwidth-mbps`, checked: every command that
+/// emulates a link builds it here.
+pub(crate) fn emulated_link(rtt_ms: f64, bandwidth_mbps: Option<f64>) -> Result<Link> {
+    check_rtt_ms(rtt_ms)?;
+    check_bandwidth_mbps(bandwidth_mbps)?;
+    Ok(Link::new(rtt_ms, bandwidth_mbps))
+}
+
+/// A positive number of seconds given with `flag`, as a `Duration`.
+pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
+        bail!("{flag} {value}: give a positive number of seconds, at most {MAX_SECONDS}");
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 /// Prints `<what> listening on <addr>` on stdout at once: the address (the last word) is

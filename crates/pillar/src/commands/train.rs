@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use pillar_nn::write_atomic;
 use pillar_train::data::{DataSet, DatasetKind};
 use pillar_train::device::Compute;
 use pillar_train::metrics::RunMetrics;
@@ -80,6 +81,11 @@ pub(crate) struct TrainArgs {
     /// Continue from OUT/checkpoint.
     #[arg(long)]
     resume: bool,
+
+    /// Replace a run already in OUT (its model, metrics, curves, configuration and
+    /// checkpoint are deleted first). Without it, or --resume, an existing run is refused.
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
 
     /// cpu, or gpu (Vulkan; needs a pillar built with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
@@ -165,6 +171,15 @@ fn overlay(base: &mut toml::Table, top: toml::Table) {
 /// Runs `pillar train`.
 pub(crate) fn run(args: &TrainArgs) -> Result<()> {
     let cfg = config(args)?;
+    let start = if args.resume {
+        Start::Resume
+    } else if args.force {
+        Start::Replace
+    } else {
+        Start::New
+    };
+    // Before the data loads: a refused output directory or checkpoint is known at once.
+    start.check(&cfg, &args.out)?;
     let device = pillar_train::device::open(args.device)?;
     let data = DataSet::load(cfg.dataset, args.data.as_deref())
         .with_context(|| format!("cannot load {}", cfg.dataset))?;
@@ -178,25 +193,88 @@ pub(crate) fn run(args: &TrainArgs) -> Result<()> {
         data.test.len(),
         cfg.epochs
     );
-    let outcome = train_to(&cfg, &data, &device, &args.out, args.resume)?;
-    report(&outcome.metrics, &args.out);
-    Ok(())
+    let outcome = train_to(&cfg, &data, &device, &args.out, start)?;
+    report(&outcome.metrics, &args.out)
+}
+
+/// The files a run writes to its directory: one of them there means a run is there.
+const RUN_FILES: [&str; 5] = [
+    "config.toml",
+    "metrics.json",
+    "curves.png",
+    "model.onnx",
+    "checkpoint",
+];
+
+/// How a run treats its output directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// A new run: an existing one is refused, never overwritten.
+    New,
+    /// A new run over an existing one (`--force`), whose files are deleted first so that an
+    /// interrupted run does not leave the old model next to the new checkpoint.
+    Replace,
+    /// Continue the checkpoint (`--resume`); nothing is written until it has loaded.
+    Resume,
+}
+
+impl Start {
+    /// Refuses what would lose or mix up a run, before anything is written.
+    pub(crate) fn check(self, cfg: &TrainConfig, out: &Path) -> Result<()> {
+        match self {
+            Start::New => {
+                if let Some(file) = RUN_FILES.iter().find(|f| out.join(f).exists()) {
+                    bail!(
+                        "{} already holds a run ({file}): pass --resume to continue it, or --force to replace it",
+                        out.display()
+                    );
+                }
+                Ok(())
+            }
+            Start::Replace => Ok(()),
+            Start::Resume => Ok(pillar_train::check_resume(&out.join("checkpoint"), cfg)?),
+        }
+    }
+
+    /// Prepares `out` for the run: checked, created, the old run removed if replaced.
+    fn prepare(self, cfg: &TrainConfig, out: &Path) -> Result<()> {
+        self.check(cfg, out)?;
+        if self == Start::Replace {
+            for file in RUN_FILES {
+                let path = out.join(file);
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                match removed {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
+    }
 }
 
 /// Trains `cfg` on `data` with a progress bar per epoch, and writes to `out` what `pillar
 /// train` writes: `config.toml`, `metrics.json`, `curves.png`, `model.onnx` (if an epoch was
-/// selected) and `checkpoint/`.
+/// selected) and `checkpoint/`, each file atomically. A resumed run writes nothing before
+/// its checkpoint has loaded.
 pub(crate) fn train_to(
     cfg: &TrainConfig,
     data: &DataSet,
     device: &burn::tensor::Device,
     out: &Path,
-    resume: bool,
+    start: Start,
 ) -> Result<pillar_train::Outcome> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let config_path = out.join("config.toml");
-    std::fs::write(&config_path, toml::to_string_pretty(cfg)?)
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let resume = start == Start::Resume;
+    if !resume {
+        start.prepare(cfg, out)?;
+        write_config(cfg, out)?;
+    }
     let checkpoints = Checkpoints {
         dir: Some(out.join("checkpoint")),
         resume,
@@ -204,15 +282,27 @@ pub(crate) fn train_to(
     let mut progress = Progress::default();
     let outcome = pillar_train::train(cfg, data, device, &checkpoints, &mut |e| progress.event(e))?;
     progress.finish();
+    if resume {
+        write_config(cfg, out)?;
+    }
     write_outputs(out, &outcome)?;
     Ok(outcome)
+}
+
+fn write_config(cfg: &TrainConfig, out: &Path) -> Result<()> {
+    let path = out.join("config.toml");
+    write_atomic(&path, toml::to_string_pretty(cfg)?.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn write_outputs(out: &Path, outcome: &pillar_train::Outcome) -> Result<()> {
     let metrics = &outcome.metrics;
     let metrics_path = out.join("metrics.json");
-    std::fs::write(&metrics_path, serde_json::to_string_pretty(metrics)?)
-        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+    write_atomic(
+        &metrics_path,
+        serde_json::to_string_pretty(metrics)?.as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", metrics_path.display()))?;
     let curves = out.join("curves.png");
     if !metrics.history.is_empty() {
         crate::plot::training(metrics, &curves)
@@ -227,7 +317,8 @@ fn write_outputs(out: &Path, outcome: &pillar_train::Outcome) -> Result<()> {
     Ok(())
 }
 
-fn report(metrics: &RunMetrics, out: &Path) {
+/// Prints the run's result; a run in which no epoch finished is a failure.
+fn report(metrics: &RunMetrics, out: &Path) -> Result<()> {
     if let Some(e) = &metrics.escape {
         eprintln!(
             "activations escaped in phase {}, epoch {}{}, layer {}: {}; training stopped",
@@ -250,9 +341,13 @@ fn report(metrics: &RunMetrics, out: &Path) {
             test * 100.0,
             metrics.oor_ratio.unwrap_or(0.0)
         ),
-        _ => println!("no epoch finished: no model was written"),
+        _ => bail!(
+            "no epoch finished: no model was written (metrics in {})",
+            out.join("metrics.json").display()
+        ),
     }
     println!("wrote {}", out.display());
+    Ok(())
 }
 
 /// One progress bar per epoch, with the running loss, accuracy and out-of-range ratio.

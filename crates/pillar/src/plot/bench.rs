@@ -46,8 +46,18 @@ pub(crate) fn activations(rows: &[Row], path: &Path) -> Result<()> {
     )
 }
 
-/// One line per protocol: median time (log scale) against the emulated RTT.
+/// One line per protocol: median time (log scale) against the emulated RTT. The file is
+/// replaced atomically.
 pub(crate) fn time_against_rtt<R: Timed>(
+    rows: &[R],
+    title: &str,
+    y_desc: &str,
+    path: &Path,
+) -> Result<()> {
+    pillar_nn::write_atomic_with(path, |tmp| draw_time_against_rtt(rows, title, y_desc, tmp))
+}
+
+fn draw_time_against_rtt<R: Timed>(
     rows: &[R],
     title: &str,
     y_desc: &str,

@@ -10,7 +10,12 @@ use super::{FONT, draw_error, legend, register_font};
 
 /// The paper's Appendix B figure: the target, the float least-squares fit, that fit with its
 /// coefficients truncated to `P` bits, and the quantization-aware fit, over `[-1.5R, 1.5R]`.
+/// The file is replaced atomically.
 pub(crate) fn fit(report: &FitReport, path: &Path) -> Result<()> {
+    pillar_nn::write_atomic_with(path, |tmp| draw_fit(report, tmp))
+}
+
+fn draw_fit(report: &FitReport, path: &Path) -> Result<()> {
     register_font();
     let r = report.range;
     let (x0, x1) = (-1.5 * r, 1.5 * r);

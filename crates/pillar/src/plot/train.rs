@@ -37,7 +37,12 @@ struct Panel<'a> {
 }
 
 /// Draws the four panels of a run into `path`.
+/// The file is replaced atomically: a killed run never leaves half a PNG.
 pub(crate) fn training(metrics: &RunMetrics, path: &Path) -> Result<()> {
+    pillar_nn::write_atomic_with(path, |tmp| draw_training(metrics, tmp))
+}
+
+fn draw_training(metrics: &RunMetrics, path: &Path) -> Result<()> {
     register_font();
     let history = &metrics.history;
     if history.is_empty() {
