@@ -22,8 +22,6 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use rand::Rng;
-use rand_chacha::ChaCha12Rng;
 use snow::StatelessTransportState;
 use zeroize::Zeroizing;
 
@@ -186,9 +184,8 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// A fresh key pair from the operating system's randomness.
     pub fn generate() -> Identity {
-        let mut rng: ChaCha12Rng = rand::make_rng();
         let mut secret = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(secret.as_mut_slice());
+        crate::secret::WipedRng::from_os().fill(secret.as_mut_slice());
         Identity::from_secret(secret)
     }
 

@@ -35,7 +35,7 @@ impl Correlation for CrossAnd {
             .zip(p1.mask())
             .map(|(a, b)| a & b)
             .collect();
-        Ok(xor(&ands, p0.c()))
+        Ok(xor(&ands, p0.c()).to_vec())
     }
 }
 
@@ -46,7 +46,7 @@ impl Correlation for PrefixAnd {
         let (a, b) = (xor(p.p0.a(), p.p1.a()), xor(p.p0.b(), p.p1.b()));
         let mut out = Vec::with_capacity(2 * a.len());
         out.extend(a.iter().zip(p.p0.aa()).map(|(a, s)| (a & shl(*a)) ^ s));
-        let ab = a.iter().zip(&b).map(|(a, b)| a & shl(*b));
+        let ab = a.iter().zip(b.iter()).map(|(a, b)| a & shl(*b));
         out.extend(ab.zip(p.p0.ab()).map(|(v, s)| v ^ s));
         Ok(out)
     }
