@@ -12,33 +12,28 @@ use super::{Hello, Links, RemoteError, Request};
 use crate::plan::Architecture;
 use crate::run::{BatchReport, ClientConnection, Phase};
 
-/// What a client makes of the server's hello: the model's name, its checked architecture
-/// and the dealer session to join, or the server's refusal.
-pub(crate) fn decode_hello(bytes: &[u8]) -> Result<(String, Architecture, SessionId), RemoteError> {
+/// What a client makes of the server's hello: the checked architecture and the dealer
+/// session to join, or the server's refusal.
+pub(crate) fn decode_hello(bytes: &[u8]) -> Result<(Architecture, SessionId), RemoteError> {
     let hello = wire::decode::<Hello>(bytes).map_err(ChannelError::from)?;
     match hello {
         Hello::Ready {
-            model,
             architecture,
             session,
-        } => Ok((model, architecture, session)),
+        } => Ok((architecture, session)),
         Hello::Refused { reason } => Err(RemoteError::Refused(reason)),
     }
 }
 
 /// A connection to a server, before the setup.
 pub struct RemoteModel {
-    /// The model's name, as the server gives it.
-    pub model: String,
     architecture: Architecture,
     session: Session,
 }
 
 impl std::fmt::Debug for RemoteModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteModel")
-            .field("model", &self.model)
-            .finish_non_exhaustive()
+        f.debug_struct("RemoteModel").finish_non_exhaustive()
     }
 }
 
@@ -64,11 +59,10 @@ impl RemoteModel {
         let tcp = TcpChannel::connect(server, Party::Client, &security.peer, timeout)?;
         let mut channel = Emulated::new(tcp, link);
         let bytes = channel.recv_message(Hello::WHAT, Hello::MAX_BYTES)?;
-        let (model, architecture, id) = decode_hello(&bytes)?;
+        let (architecture, id) = decode_hello(&bytes)?;
         let dealer = join_session(dealer, id, &security.dealer, timeout)?;
         let session = Session::new(Party::Client, architecture.fixed(), channel, dealer)?;
         Ok(RemoteModel {
-            model,
             architecture,
             session,
         })

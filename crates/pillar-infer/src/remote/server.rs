@@ -53,7 +53,6 @@ pub type Done = Arc<dyn Fn(SocketAddr, Result<Served, RemoteError>) + Send + Syn
 fn serve_one(
     stream: TcpStream,
     plan: &Plan,
-    model: &str,
     options: &ServeOptions,
     busy: Option<String>,
 ) -> Result<Served, RemoteError> {
@@ -88,7 +87,6 @@ fn serve_one(
     send(
         &mut channel,
         &Hello::Ready {
-            model: model.to_string(),
             architecture: arch.clone(),
             session: id,
         },
@@ -121,16 +119,14 @@ fn serve_one(
 pub fn serve(
     listener: &TcpListener,
     plan: Arc<Plan>,
-    model: &str,
     options: &ServeOptions,
     done: Done,
 ) -> std::io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, peer) = listener.accept()?;
-        let (plan, model, options, done, active) = (
+        let (plan, options, done, active) = (
             Arc::clone(&plan),
-            model.to_string(),
             options.clone(),
             Arc::clone(&done),
             Arc::clone(&active),
@@ -143,7 +139,7 @@ pub fn serve(
                     options.max_clients
                 )
             });
-            let outcome = serve_one(stream, &plan, &model, &options, busy);
+            let outcome = serve_one(stream, &plan, &options, busy);
             active.fetch_sub(1, Ordering::SeqCst);
             done(peer, outcome)
         });

@@ -161,7 +161,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         // server has freed the slot of its last connection (the busy refusal is tested
         // elsewhere).
         let options = cluster.options(link, 1, 2 * clients);
-        let server = start_server(Arc::clone(&plan), "load", options, Arc::new(|_, _| {}))
+        let server = start_server(Arc::clone(&plan), options, Arc::new(|_, _| {}))
             .context("cannot start the server")?;
         let (images, connections, wrong, failed) = (
             AtomicU64::new(0),

@@ -109,7 +109,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         max_clients: args.max_clients,
         security,
     };
-    serve(&listener, Arc::new(plan), &name, &options, Arc::new(report))
+    serve(&listener, Arc::new(plan), &options, Arc::new(report))
         .context("the server stopped accepting connections")
 }
 
