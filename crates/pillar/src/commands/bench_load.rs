@@ -120,14 +120,16 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
     let fp = FixedPoint::new(config.frac_bits)?;
     let mut shape = vec![1];
     shape.extend_from_slice(&graph.input_shape);
+    // The inputs' own stream: the weights derive theirs from the same seed.
+    let inputs_seed = pillar_mpc::derive_seed_u64(args.seed, "inputs");
     let inputs: Vec<RingTensor> = (0..16u64)
         .map(|k| {
             let t = pillar_nn::Tensor::new(
                 shape.clone(),
                 (0..shape.iter().product::<usize>())
                     .map(|i| {
-                        let h =
-                            (i as u64 ^ (k << 32) ^ args.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        let h = (i as u64 ^ (k << 32) ^ inputs_seed)
+                            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
                         (h >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
                     })
                     .collect(),
