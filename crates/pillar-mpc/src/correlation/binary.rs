@@ -2,6 +2,8 @@
 //! bits shared both ways for turning a sign into an arithmetic value.
 
 use super::{Correlation, Kind, Layout, Masks, Pair, Parts, Words, add, correlations, minus, xor};
+use zeroize::Zeroizing;
+
 use crate::dealer::Need;
 
 correlations! {
@@ -29,12 +31,14 @@ fn bits(rb0: &[u64], rb1: &[u64]) -> Vec<u64> {
 
 impl Correlation for CrossAnd {
     fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
-        let ands: Vec<u64> = p0
-            .mask()
-            .iter()
-            .zip(p1.mask())
-            .map(|(a, b)| a & b)
-            .collect();
+        // `a & b` of the parties' whole masks: wiped like every whole mask here.
+        let ands: Zeroizing<Vec<u64>> = Zeroizing::new(
+            p0.mask()
+                .iter()
+                .zip(p1.mask())
+                .map(|(a, b)| a & b)
+                .collect(),
+        );
         Ok(xor(&ands, p0.c()).to_vec())
     }
 }
