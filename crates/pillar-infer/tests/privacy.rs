@@ -395,6 +395,10 @@ fn findings(party: &str, views: &[ConnectionView]) -> Vec<String> {
             words.len()
         );
         let (chi2, byte) = byte_uniformity(words);
+        eprintln!(
+            "{party}'s {what}: {} words, largest chi2 {chi2:.1}",
+            words.len()
+        );
         if chi2 > CRITICAL {
             found.push(format!(
                 "{party}'s {what} are not uniform: chi2 {chi2:.0} on byte {byte} of {} words",
