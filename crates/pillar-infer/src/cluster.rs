@@ -77,18 +77,12 @@ pub fn start_dealer(links: DealerLinks, config: ServiceConfig) -> io::Result<Str
     Ok(addr)
 }
 
-/// Starts a server for `plan`, called `model`, on a free loopback port, in a thread of its
-/// own, and returns its address; each client's outcome goes to `done`.
-pub fn start_server(
-    plan: Arc<Plan>,
-    model: &str,
-    options: ServeOptions,
-    done: Done,
-) -> io::Result<String> {
+/// Starts a server for `plan` on a free loopback port, in a thread of its own, and returns its
+/// address; each client's outcome goes to `done`.
+pub fn start_server(plan: Arc<Plan>, options: ServeOptions, done: Done) -> io::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?.to_string();
-    let model = model.to_string();
-    std::thread::spawn(move || serve(&listener, plan, &model, &options, done));
+    std::thread::spawn(move || serve(&listener, plan, &options, done));
     Ok(addr)
 }
 

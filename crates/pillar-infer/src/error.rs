@@ -123,11 +123,11 @@ pub enum ArchitectureError {
         limit: usize,
     },
     /// A step that does not fit its inputs and weights.
-    #[error("step {index} ({name:?}): {problem}")]
+    #[error("step {index}{}: {problem}", named(.name))]
     Step {
         /// Its index.
         index: usize,
-        /// Its name.
+        /// Its name, empty in an architecture a client received.
         name: String,
         /// What is wrong.
         #[source]
@@ -196,6 +196,15 @@ pub enum StepProblem {
 impl pillar_mpc::PartyError for InferError {
     fn is_peer_gone(&self) -> bool {
         matches!(self, InferError::Mpc(e) if e.is_peer_gone())
+    }
+}
+
+/// ` ("name")` after a step's index, or nothing for a step known by its index alone.
+fn named(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({name:?})")
     }
 }
 

@@ -36,7 +36,7 @@ fn deploy() -> (Cluster, Arc<Plan>, String, Outcomes) {
     let seen = Arc::clone(&outcomes);
     let done = move |_: SocketAddr, r: Result<Served, RemoteError>| seen.lock().unwrap().push(r);
     let options: ServeOptions = cluster.options(Link::default(), 8, 4);
-    let server = cluster::start_server(Arc::clone(&plan), "m", options, Arc::new(done)).unwrap();
+    let server = cluster::start_server(Arc::clone(&plan), options, Arc::new(done)).unwrap();
     (cluster, plan, server, outcomes)
 }
 

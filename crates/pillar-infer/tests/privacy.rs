@@ -1,7 +1,15 @@
-//! Evidence that the server learns nothing about the client's input: everything the server
-//! receives during secure inferences of two very different inputs has the same distribution
-//! (a two-sample chi-square test cannot tell them apart), while the same test tells them apart
-//! at once when the masks are deliberately removed, so it is a test that can fail.
+//! Evidence that neither party learns the other's secrets from what it sees.
+//!
+//! Two tests. The older one: everything the server receives during secure inferences of two
+//! very different inputs has the same distribution (a two-sample chi-square test cannot tell
+//! them apart), while the same test tells them apart at once when the masks are removed.
+//! The stronger one records every party's *opened* values (its own message plus the peer's,
+//! `x - a`, `y - r`, ...) and received words over several batches on several connections, and
+//! checks that they look uniform, that none repeats, and that the same opening in two batches
+//! differs by a uniform amount. It passes with the real dealer and flags each of the
+//! deliberately flawed ones of `pillar_mpc::testing` (HoneyBadger's `r = 0`, ESPN's client mask
+//! `b = 0`, triples reused across batches, and the same dealer seeds on every connection),
+//! every one of which keeps the results right and passes the older test.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
@@ -12,6 +20,7 @@ use pillar_infer::{ClientConnection, Plan, ServerConnection};
 use pillar_mpc::channel::{Channel, ChannelError, Stats, memory_pair};
 use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer};
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::testing::{Flaw, flawed_pair};
 use pillar_mpc::{FixedPoint, Party, RingTensor, Session};
 use pillar_nn::testing::{conv, fold, linear, pillar_poly, tensor};
 use pillar_nn::{Graph, Op, Pool};
@@ -173,5 +182,355 @@ fn the_server_cannot_tell_two_inputs_apart_unless_the_masks_are_removed() {
     eprintln!(
         "chi2 over {} words: {masked:.1} masked, {unmasked:.1} unmasked",
         a.len()
+    );
+}
+
+/// What one party saw in one round: the words it sent and those it received.
+#[derive(Debug, Clone)]
+struct Round {
+    sent: Vec<u64>,
+    received: Vec<u64>,
+}
+
+/// A channel that keeps every round, for the party that owns it to drain.
+struct Transcript<C> {
+    inner: C,
+    rounds: Arc<Mutex<Vec<Round>>>,
+}
+
+impl<C: Channel> Channel for Transcript<C> {
+    fn exchange(&mut self, send: &[u64], recv: &mut [u64]) -> Result<(), ChannelError> {
+        self.inner.exchange(send, recv)?;
+        self.rounds.lock().unwrap().push(Round {
+            sent: send.to_vec(),
+            received: recv.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn send_message(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
+        self.inner.send_message(bytes)
+    }
+
+    fn recv_message(&mut self, what: &'static str, limit: usize) -> Result<Vec<u8>, ChannelError> {
+        self.inner.recv_message(what, limit)
+    }
+
+    fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+}
+
+/// One party's rounds on one connection: the setup's, then each batch's but its last, which
+/// delivers the logits (the server's share of them, which the client is meant to learn:
+/// truncated shares are not uniform in their top bits, and need not be, as the client learns
+/// their sum with its own share anyway).
+#[derive(Debug, Default)]
+struct ConnectionView {
+    setup: Vec<Round>,
+    batches: Vec<Vec<Round>>,
+}
+
+/// A batch's rounds without the last, the logits' delivery.
+fn without_output(mut rounds: Vec<Round>) -> Vec<Round> {
+    let last = rounds.pop().expect("a batch has rounds");
+    assert!(
+        last.sent.is_empty() || last.received.is_empty(),
+        "the last round is one-way"
+    );
+    rounds
+}
+
+/// The values a round opens: where both parties send as many words (every opening `x - a`
+/// is such a round), the sum of the two messages; otherwise nothing.
+fn opened(rounds: &[Round]) -> Vec<u64> {
+    rounds
+        .iter()
+        .filter(|r| r.sent.len() == r.received.len())
+        .flat_map(|r| {
+            r.sent
+                .iter()
+                .zip(&r.received)
+                .map(|(a, b)| a.wrapping_add(*b))
+        })
+        .collect()
+}
+
+fn received(rounds: &[Round]) -> Vec<u64> {
+    rounds.iter().flat_map(|r| r.received.clone()).collect()
+}
+
+/// Both parties' dealers for connection `k`.
+type Dealers = dyn Fn(u64) -> (Box<dyn Dealer>, Box<dyn Dealer>);
+
+/// Runs `connections` connections of `batches` batches each, every batch classifying `x`,
+/// with the dealers `dealers` makes per connection; returns the server's and the client's
+/// views.
+fn views(
+    plan: &Plan,
+    x: &RingTensor,
+    connections: u64,
+    batches: usize,
+    dealers: &Dealers,
+) -> [Vec<ConnectionView>; 2] {
+    let fp = plan.architecture.fixed();
+    let images = plan.architecture.check_input(x).unwrap();
+    let mut out = [Vec::new(), Vec::new()];
+    for k in 0..connections {
+        let (c0, c1) = memory_pair(pillar_mpc::channel::DEFAULT_TIMEOUT);
+        let logs = [(); 2].map(|()| Arc::new(Mutex::new(Vec::new())));
+        let record = |c, log: &Arc<Mutex<Vec<Round>>>| Transcript {
+            inner: c,
+            rounds: Arc::clone(log),
+        };
+        let (d0, d1) = dealers(k);
+        let mut s0 = Session::new(Party::Server, fp, record(c0, &logs[0]), d0)
+            .unwrap()
+            .with_mask_seed(100 + k);
+        let mut s1 = Session::new(Party::Client, fp, record(c1, &logs[1]), d1)
+            .unwrap()
+            .with_mask_seed(100 + k);
+        let drain = |log: &Arc<Mutex<Vec<Round>>>| std::mem::take(&mut *log.lock().unwrap());
+        let arch = &plan.architecture;
+        let [server, client] = std::thread::scope(|scope| {
+            let client = scope.spawn(|| {
+                let mut view = ConnectionView::default();
+                let conn = ClientConnection::open(&mut s1, arch).unwrap();
+                view.setup = drain(&logs[1]);
+                for _ in 0..batches {
+                    let batch = conn.prepare(&mut s1, images).unwrap();
+                    let (logits, _) = batch.run(&mut s1, x).unwrap();
+                    assert_right(plan, x, &logits);
+                    view.batches.push(without_output(drain(&logs[1])));
+                }
+                view
+            });
+            let mut view = ConnectionView::default();
+            let conn = ServerConnection::open(&mut s0, plan).unwrap();
+            view.setup = drain(&logs[0]);
+            for _ in 0..batches {
+                conn.prepare(&mut s0, images).unwrap().run(&mut s0).unwrap();
+                view.batches.push(without_output(drain(&logs[0])));
+            }
+            [view, client.join().unwrap()]
+        });
+        out[0].push(server);
+        out[1].push(client);
+    }
+    out
+}
+
+/// The logits are the fixed executor's up to the secure rounding: every flawed dealer keeps
+/// the results right, so only what the parties see can give it away.
+fn assert_right(plan: &Plan, x: &RingTensor, logits: &RingTensor) {
+    let want = mirror::run_plan(plan, x).unwrap().ring;
+    assert_eq!(logits.shape(), want.shape());
+    for (a, b) in logits.data().iter().zip(want.data()) {
+        let diff = (*a as i64).wrapping_sub(*b as i64).unsigned_abs();
+        assert!(diff < 400, "{diff} units apart");
+    }
+}
+
+/// The largest chi-square statistic of uniformity over the 8 byte positions of `words`, and
+/// the position.
+fn byte_uniformity(words: &[u64]) -> (f64, usize) {
+    let expected = words.len() as f64 / 256.0;
+    (0..8)
+        .map(|byte| {
+            let mut h = [0f64; 256];
+            for w in words {
+                h[((w >> (8 * byte)) & 0xff) as usize] += 1.0;
+            }
+            let stat = h.iter().map(|o| (o - expected).powi(2) / expected).sum();
+            (stat, byte)
+        })
+        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
+}
+
+/// Above this, a chi-square statistic at 255 degrees of freedom is not uniform: its 10^-6
+/// critical value is about 377 (Wilson-Hilferty), so with the 48 statistics of one check a
+/// real dealer is flagged with odds below 1 in 20,000.
+const CRITICAL: f64 = 380.0;
+
+/// What the detector finds wrong with what one party saw, in words; empty if nothing.
+fn findings(party: &str, views: &[ConnectionView]) -> Vec<String> {
+    let mut found = Vec::new();
+    let all_rounds = |v: &ConnectionView| {
+        let mut r = v.setup.clone();
+        r.extend(v.batches.iter().flatten().cloned());
+        r
+    };
+    let opened_all: Vec<u64> = views.iter().flat_map(|v| opened(&all_rounds(v))).collect();
+    let received_all: Vec<u64> = views
+        .iter()
+        .flat_map(|v| received(&all_rounds(v)))
+        .collect();
+    // The same opening in consecutive batches of a connection: with fresh masks the two
+    // differ by a uniform amount whatever the input; with reused ones, by the inputs'
+    // difference.
+    let differences: Vec<u64> = views
+        .iter()
+        .flat_map(|v| {
+            let per_batch: Vec<Vec<u64>> = v.batches.iter().map(|b| opened(b)).collect();
+            per_batch
+                .windows(2)
+                .flat_map(|w| {
+                    assert_eq!(w[0].len(), w[1].len(), "batches open the same values");
+                    w[1].iter()
+                        .zip(&w[0])
+                        .map(|(a, b)| a.wrapping_sub(*b))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (what, words) in [
+        ("opened values", &opened_all),
+        ("received words", &received_all),
+        ("differences between batches", &differences),
+    ] {
+        assert!(
+            words.len() > 5_000,
+            "{party}'s {what}: only {}",
+            words.len()
+        );
+        let (chi2, byte) = byte_uniformity(words);
+        eprintln!(
+            "{party}'s {what}: {} words, largest chi2 {chi2:.1}",
+            words.len()
+        );
+        if chi2 > CRITICAL {
+            found.push(format!(
+                "{party}'s {what} are not uniform: chi2 {chi2:.0} on byte {byte} of {} words",
+                words.len()
+            ));
+        }
+    }
+    for (what, words) in [
+        ("opened values", &opened_all),
+        ("received words", &received_all),
+    ] {
+        let mut sorted = words.clone();
+        sorted.sort_unstable();
+        let repeats = sorted.windows(2).filter(|w| w[0] == w[1]).count();
+        if repeats > 0 {
+            found.push(format!(
+                "{party}'s {what} repeat: {repeats} of {} words",
+                words.len()
+            ));
+        }
+    }
+    found
+}
+
+/// Both parties' findings for `protocol` with the dealers `dealers` makes.
+fn detect(protocol: ActivationProtocol, dealers: &Dealers) -> Vec<String> {
+    let plan = Plan::compile(
+        &fold(&network()),
+        FixedConfig {
+            frac_bits: 16,
+            activation: protocol,
+        },
+    )
+    .unwrap();
+    let fp = FixedPoint::new(16).unwrap();
+    // Two images, a blank one and a noisy one, classified again in every batch.
+    let blank = tensor(&[1, 1, 8, 8], 1, 0.0);
+    let noisy = tensor(&[1, 1, 8, 8], 2, 3.0);
+    let mut data = blank.data().to_vec();
+    data.extend_from_slice(noisy.data());
+    let x = mirror::encode(fp, &pillar_nn::Tensor::new(vec![2, 1, 8, 8], data).unwrap()).unwrap();
+    let [server, client] = views(&plan, &x, 4, 4, dealers);
+    let mut found = findings("server", &server);
+    found.extend(findings("client", &client));
+    eprintln!("{}: {found:#?}", protocol.name());
+    found
+}
+
+/// Fresh dealers from a seed of their own per connection.
+fn real(k: u64) -> (Box<dyn Dealer>, Box<dyn Dealer>) {
+    let (a, b) = TrustedDealer::pair_from_seed(7_000 + k);
+    (Box::new(a), Box::new(b))
+}
+
+/// Dealers with `flaw`, from a seed of their own per connection.
+fn flawed(flaw: Flaw) -> impl Fn(u64) -> (Box<dyn Dealer>, Box<dyn Dealer>) {
+    move |k| {
+        let (a, b) = flawed_pair(7_000 + k, flaw);
+        (Box::new(a), Box::new(b))
+    }
+}
+
+#[test]
+fn with_the_real_dealer_opened_values_look_uniform_and_never_repeat() {
+    for protocol in [ActivationProtocol::HoneyBadger, ActivationProtocol::Espn] {
+        let found = detect(protocol, &real);
+        assert!(found.is_empty(), "{}: {found:#?}", protocol.name());
+    }
+}
+
+#[test]
+fn the_detector_flags_honeybadger_with_r_zero() {
+    let found = detect(
+        ActivationProtocol::HoneyBadger,
+        &flawed(Flaw::HoneyBadgerZeroR),
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("server's opened values are not uniform"))
+            && found
+                .iter()
+                .any(|f| f.starts_with("client's opened values are not uniform")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn the_detector_flags_espn_with_the_clients_mask_zero() {
+    let found = detect(ActivationProtocol::Espn, &flawed(Flaw::EspnClientMaskZero));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("server's received words are not uniform")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn the_detector_flags_triples_reused_across_batches() {
+    for protocol in [ActivationProtocol::HoneyBadger, ActivationProtocol::Espn] {
+        let found = detect(protocol, &flawed(Flaw::ReusedTriples));
+        for party in ["server", "client"] {
+            assert!(
+                found
+                    .iter()
+                    .any(|f| f.starts_with(&format!("{party}'s opened values repeat"))),
+                "{}: {found:#?}",
+                protocol.name()
+            );
+            assert!(
+                found.iter().any(|f| f.starts_with(&format!(
+                    "{party}'s differences between batches are not uniform"
+                ))),
+                "{}: {found:#?}",
+                protocol.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_detector_flags_the_same_dealer_seeds_on_every_connection() {
+    let same = |_| real(0);
+    let found = detect(ActivationProtocol::HoneyBadger, &same);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("server's opened values repeat"))
+            && found
+                .iter()
+                .any(|f| f.starts_with("client's opened values repeat")),
+        "{found:#?}"
     );
 }

@@ -74,7 +74,7 @@ fn start_server(g: &Graph, dealer: &str, security: Links) -> (String, Outcomes) 
     let done = move |_: SocketAddr, r: Result<Served, RemoteError>| {
         seen.lock().unwrap().push(r.map_err(|e| e.to_string()));
     };
-    let addr = cluster::start_server(plan, "test-model", options, Arc::new(done)).unwrap();
+    let addr = cluster::start_server(plan, options, Arc::new(done)).unwrap();
     (addr, outcomes)
 }
 
@@ -122,7 +122,6 @@ fn a_client_gets_the_fixed_executors_logits_over_tcp() {
     let g = every_op();
     let (keys, dealer, server, served) = start(&g);
     let model = connect(&server, &dealer, &keys).unwrap();
-    assert_eq!(model.model, "test-model");
     let arch = model.architecture().clone();
     assert_eq!(arch.input_shape, vec![2, 8, 8]);
     let batches = [encode(&[3, 2, 8, 8], 1), encode(&[1, 2, 8, 8], 2)];
@@ -539,7 +538,7 @@ fn clients_beyond_the_limit_are_told_the_server_is_busy() {
         admission: Admission::default(),
         security: keys.server.clone(),
     };
-    let server = cluster::start_server(plan, "m", options, Arc::new(|_, _| {})).unwrap();
+    let server = cluster::start_server(plan, options, Arc::new(|_, _| {})).unwrap();
     // The first client holds its connection (set up, nothing asked yet).
     let first = connect(&server, &dealer, &keys).unwrap();
     let err = connect(&server, &dealer, &keys).unwrap_err();
@@ -598,7 +597,7 @@ fn slow_strangers_hold_no_client_slot_and_are_cut_at_the_handshake_deadline() {
         },
         security: keys.server.clone(),
     };
-    let server = cluster::start_server(plan, "m", options, Arc::new(|_, _| {})).unwrap();
+    let server = cluster::start_server(plan, options, Arc::new(|_, _| {})).unwrap();
     // As many strangers as the server takes clients, trickling their handshakes.
     let lorises: Vec<TcpStream> = (0..2).map(|_| slow_loris(&server)).collect();
     std::thread::sleep(Duration::from_millis(200));
@@ -669,7 +668,7 @@ fn connections_beyond_the_handshake_bound_are_closed_without_a_word() {
         },
         security: keys.server.clone(),
     };
-    let server = cluster::start_server(plan, "m", options, Arc::new(|_, _| {})).unwrap();
+    let server = cluster::start_server(plan, options, Arc::new(|_, _| {})).unwrap();
     // Two strangers fill the handshakes (the server accepts in order).
     let lorises: Vec<TcpStream> = (0..2).map(|_| slow_loris(&server)).collect();
     // A third connection is closed before the server says anything: no thread waits on it.

@@ -38,6 +38,7 @@ mod local;
 mod party;
 pub mod protocols;
 mod ring;
+mod secret;
 mod session;
 mod tensor;
 #[cfg(feature = "test-utils")]
@@ -48,5 +49,6 @@ pub use error::MpcError;
 pub use local::{Local, PartyError, Transport};
 pub use party::Party;
 pub use ring::{FRAC_BITS, FixedPoint};
+pub use secret::{derive_seed, derive_seed_u64};
 pub use session::Session;
 pub use tensor::{RingTensor, Share};

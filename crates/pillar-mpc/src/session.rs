@@ -2,8 +2,7 @@
 
 use std::collections::VecDeque;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha12Rng;
+use zeroize::Zeroizing;
 
 use crate::channel::{self, Channel, Stats};
 use crate::correlation::{self, Correlation};
@@ -11,6 +10,7 @@ use crate::dealer::{Dealer, DealerError, Need};
 use crate::error::MpcError;
 use crate::party::Party;
 use crate::ring::FixedPoint;
+use crate::secret::{WipedRng, derive_seed};
 use crate::wire::Message;
 
 /// Everything a protocol step needs on one side. Protocols are functions of a `&mut Session`
@@ -21,8 +21,10 @@ pub struct Session {
     fixed: FixedPoint,
     channel: Box<dyn Channel>,
     dealer: Box<dyn Dealer>,
-    prefetched: VecDeque<(Need, Vec<u64>)>,
-    rng: ChaCha12Rng,
+    /// Wiped when used or dropped, like the generator: they are this party's shares of the
+    /// masks.
+    prefetched: VecDeque<(Need, Zeroizing<Vec<u64>>)>,
+    rng: WipedRng,
 }
 
 impl std::fmt::Debug for Session {
@@ -56,14 +58,16 @@ impl Session {
             channel: Box::new(channel),
             dealer: Box::new(dealer),
             prefetched: VecDeque::new(),
-            rng: rand::make_rng(),
+            rng: WipedRng::from_os(),
         })
     }
 
     /// Replaces the input-masking CSPRNG by one from a fixed seed: reproducible runs in tests
-    /// and benchmarks only.
+    /// and benchmarks only. Each party's stream is [`derive_seed`]`(seed, "masks of P<i>")`,
+    /// apart from the other party's and from the dealer's of the same `seed`.
     pub fn with_mask_seed(mut self, seed: u64) -> Self {
-        self.rng = ChaCha12Rng::seed_from_u64(seed ^ self.party.index() as u64);
+        let label = format!("masks of P{}", self.party.index());
+        self.rng = WipedRng::from_seed(*derive_seed(seed, &label));
         self
     }
 
@@ -87,7 +91,7 @@ impl Session {
     pub fn prefetch(&mut self, needs: &[Need]) -> Result<(), MpcError> {
         self.dealer.announce(needs)?;
         for need in needs {
-            let words = self.dealer.generate(need)?;
+            let words = Zeroizing::new(self.dealer.generate(need)?);
             self.prefetched.push_back((need.clone(), words));
         }
         Ok(())
@@ -120,7 +124,8 @@ impl Session {
     /// The words of `need`, as [`Session::correlation`] takes them.
     fn correlation_words(&mut self, need: Need) -> Result<Vec<u64>, MpcError> {
         match self.prefetched.pop_front() {
-            Some((expected, words)) if expected == need => Ok(words),
+            // The buffer moves on to the correlation, which wipes it in turn.
+            Some((expected, mut words)) if expected == need => Ok(std::mem::take(&mut *words)),
             Some((expected, _)) => Err(DealerError::Mismatch {
                 expected: Box::new(expected),
                 got: Box::new(need),
@@ -153,7 +158,7 @@ impl Session {
     /// Uniform ring words from the session's CSPRNG.
     pub(crate) fn random_words(&mut self, n: usize) -> Vec<u64> {
         let mut words = vec![0u64; n];
-        self.rng.fill_bytes(bytemuck::cast_slice_mut(&mut words));
+        self.rng.fill(bytemuck::cast_slice_mut(&mut words));
         words
     }
 }

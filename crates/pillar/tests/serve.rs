@@ -208,7 +208,7 @@ fn three_processes_classify_as_the_fixed_executor_does() {
         &["--index", "0,1,2,3,4", "--batch", "2", "--top-k", "10"],
     );
     for key in [
-        "model",
+        "server",
         "protocol",
         "rounds_per_request",
         "online_s",

@@ -143,7 +143,10 @@ impl Layer {
 /// A layer with its place in the graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
-    /// The graph node's name, for errors and reports.
+    /// The graph node's name, for the server's errors and reports. Never serialised: the
+    /// client knows a step by its index, and a name can say what the model is or who made it
+    /// (a decoded step's name is empty).
+    #[serde(skip)]
     pub name: String,
     /// What it computes.
     pub layer: Layer,

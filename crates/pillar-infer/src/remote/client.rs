@@ -14,8 +14,6 @@ use crate::run::{BatchReport, ClientConnection, Phase};
 
 /// What a client learns from the server's hello.
 pub(crate) struct Ready {
-    /// The model's name.
-    pub(crate) model: String,
     /// Its architecture, checked.
     pub(crate) architecture: Architecture,
     /// The dealer session to join.
@@ -30,12 +28,10 @@ pub(crate) fn decode_hello(bytes: &[u8]) -> Result<Ready, RemoteError> {
     let hello = wire::decode::<Hello>(bytes).map_err(ChannelError::from)?;
     match hello {
         Hello::Ready {
-            model,
             architecture,
             session,
             max_batch,
         } => Ok(Ready {
-            model,
             architecture,
             session,
             max_batch,
@@ -46,8 +42,6 @@ pub(crate) fn decode_hello(bytes: &[u8]) -> Result<Ready, RemoteError> {
 
 /// A connection to a server, before the setup.
 pub struct RemoteModel {
-    /// The model's name, as the server gives it.
-    pub model: String,
     architecture: Architecture,
     max_batch: NonZeroUsize,
     session: Session,
@@ -55,9 +49,7 @@ pub struct RemoteModel {
 
 impl std::fmt::Debug for RemoteModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteModel")
-            .field("model", &self.model)
-            .finish_non_exhaustive()
+        f.debug_struct("RemoteModel").finish_non_exhaustive()
     }
 }
 
@@ -87,7 +79,6 @@ impl RemoteModel {
         let dealer = join_session(dealer, ready.session, &security.dealer, timeout)?;
         let session = Session::new(Party::Client, ready.architecture.fixed(), channel, dealer)?;
         Ok(RemoteModel {
-            model: ready.model,
             architecture: ready.architecture,
             max_batch: ready.max_batch,
             session,

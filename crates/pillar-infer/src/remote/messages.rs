@@ -13,9 +13,9 @@ use crate::plan::Architecture;
 pub(crate) enum Hello {
     /// Ready to serve.
     Ready {
-        /// The model's name (its file name), for the client's report.
-        model: String,
-        /// The public network, checked as it is decoded.
+        /// The public network, checked as it is decoded. Its steps carry no node names, and
+        /// the model's file name is not sent: the client needs neither, and they can say what
+        /// the model is or who made it.
         architecture: Architecture,
         /// The dealer session to join.
         session: SessionId,

@@ -4,9 +4,10 @@
 //! On a [`TcpChannel`](pillar_mpc::channel::TcpChannel) (Noise with pinned keys unless
 //! plaintext was asked for; its greeting checks that one end is the server and the other the
 //! client), possibly under the link emulator, in the frames of [`pillar_mpc::wire`]:
-//! 1. The server asks its dealer for a session, then sends a `Hello`: the model's name, its
-//!    public [`Architecture`](crate::Architecture) (checked as the client decodes it) and the
-//!    session id the client must join, or why it cannot serve (its dealer is down, say).
+//! 1. The server asks its dealer for a session, then sends a `Hello`: its public
+//!    [`Architecture`](crate::Architecture) (checked as the client decodes it; without node
+//!    names, and without the model's file name) and the session id the client must join, or
+//!    why it cannot serve (its dealer is down, say).
 //! 2. The client joins the dealer session, and both run the per-connection setup
 //!    ([`ServerConnection::open`](crate::ServerConnection::open),
 //!    [`ClientConnection::open`](crate::ClientConnection::open)).

@@ -101,7 +101,6 @@ fn admit(
 fn serve_one(
     tcp: TcpChannel,
     plan: &Plan,
-    model: &str,
     options: &ServeOptions,
     busy: Option<String>,
 ) -> Result<Served, RemoteError> {
@@ -134,7 +133,6 @@ fn serve_one(
     send(
         &mut channel,
         &Hello::Ready {
-            model: model.to_string(),
             architecture: arch.clone(),
             session: id,
             max_batch: NonZeroUsize::new(options.max_batch).unwrap_or(NonZeroUsize::MIN),
@@ -198,12 +196,11 @@ fn serve_batches(
 pub fn serve(
     listener: &TcpListener,
     plan: Arc<Plan>,
-    model: &str,
     options: &ServeOptions,
     done: Done,
 ) -> std::io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
-    let (model, options) = (model.to_string(), options.clone());
+    let options = options.clone();
     let admission = options.admission;
     accept_loop(
         listener,
@@ -211,7 +208,7 @@ pub fn serve(
         "server",
         move |stream, peer, ticket| {
             let outcome = admit(stream, ticket, &options, &active)
-                .and_then(|(tcp, _slot, busy)| serve_one(tcp, &plan, &model, &options, busy));
+                .and_then(|(tcp, _slot, busy)| serve_one(tcp, &plan, &options, busy));
             done(peer, outcome)
         },
     )

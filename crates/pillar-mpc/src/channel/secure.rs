@@ -23,8 +23,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-use rand_chacha::ChaCha12Rng;
 use snow::StatelessTransportState;
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
@@ -280,9 +278,8 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// A fresh key pair from the operating system's randomness.
     pub fn generate() -> Identity {
-        let mut rng: ChaCha12Rng = rand::make_rng();
         let mut secret = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(secret.as_mut_slice());
+        crate::secret::WipedRng::from_os().fill(secret.as_mut_slice());
         Identity::from_secret(secret)
     }
 

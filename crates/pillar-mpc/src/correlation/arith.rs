@@ -26,7 +26,11 @@ correlations! {
 impl Correlation for Beaver {
     fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
         let (a, b) = (add(p0.a(), p1.a()), add(p0.b(), p1.b()));
-        let c = a.iter().zip(&b).map(|(x, y)| x.wrapping_mul(*y)).collect();
+        let c = a
+            .iter()
+            .zip(b.iter())
+            .map(|(x, y)| x.wrapping_mul(*y))
+            .collect();
         Ok(minus(c, p0.c()))
     }
 }
@@ -82,9 +86,9 @@ impl Correlation for Powers {
         for j in 2..=d {
             power
                 .iter_mut()
-                .zip(&r)
+                .zip(r.iter())
                 .for_each(|(p, x)| *p = p.wrapping_mul(*x));
-            out.extend(minus(power.clone(), p0.power(j)));
+            out.extend(minus(power.to_vec(), p0.power(j)));
         }
         Ok(out)
     }

@@ -2,6 +2,8 @@
 //! bits shared both ways for turning a sign into an arithmetic value.
 
 use super::{Correlation, Kind, Layout, Masks, Pair, Parts, Words, add, correlations, minus, xor};
+use zeroize::Zeroizing;
+
 use crate::dealer::Need;
 
 correlations! {
@@ -29,13 +31,15 @@ fn bits(rb0: &[u64], rb1: &[u64]) -> Vec<u64> {
 
 impl Correlation for CrossAnd {
     fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
-        let ands: Vec<u64> = p0
-            .mask()
-            .iter()
-            .zip(p1.mask())
-            .map(|(a, b)| a & b)
-            .collect();
-        Ok(xor(&ands, p0.c()))
+        // `a & b` of the parties' whole masks: wiped like every whole mask here.
+        let ands: Zeroizing<Vec<u64>> = Zeroizing::new(
+            p0.mask()
+                .iter()
+                .zip(p1.mask())
+                .map(|(a, b)| a & b)
+                .collect(),
+        );
+        Ok(xor(&ands, p0.c()).to_vec())
     }
 }
 
@@ -46,7 +50,7 @@ impl Correlation for PrefixAnd {
         let (a, b) = (xor(p.p0.a(), p.p1.a()), xor(p.p0.b(), p.p1.b()));
         let mut out = Vec::with_capacity(2 * a.len());
         out.extend(a.iter().zip(p.p0.aa()).map(|(a, s)| (a & shl(*a)) ^ s));
-        let ab = a.iter().zip(&b).map(|(a, b)| a & shl(*b));
+        let ab = a.iter().zip(b.iter()).map(|(a, b)| a & shl(*b));
         out.extend(ab.zip(p.p0.ab()).map(|(v, s)| v ^ s));
         Ok(out)
     }

@@ -53,8 +53,8 @@ impl Correlation for Conv {
 
 impl WeightMask {
     /// This party's share of `B`, by value.
-    pub(crate) fn into_b(self) -> Vec<u64> {
-        self.0.words
+    pub(crate) fn into_b(mut self) -> Vec<u64> {
+        std::mem::take(&mut self.0.words)
     }
 }
 

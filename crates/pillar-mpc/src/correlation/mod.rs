@@ -19,6 +19,8 @@ pub(crate) use arith::{Beaver, Cross, FanOut, Powers, Square};
 pub(crate) use binary::{Bit, BitProduct, CrossAnd, PrefixAnd};
 pub(crate) use linear::{Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, WeightMask};
 
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::dealer::{DealerError, Need, NeedProblem};
 
 /// The lengths of a correlation's parts in buffer order, and how many of the last ones party
@@ -52,11 +54,18 @@ impl Layout {
     }
 }
 
-/// One party's buffer of a correlation, cut into its parts.
+/// One party's buffer of a correlation, cut into its parts; wiped when dropped, as it is a
+/// share of the masks (on the dealer's side, both parties' shares).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Parts {
     words: Vec<u64>,
     ends: Vec<usize>,
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        self.words.zeroize();
+    }
 }
 
 impl Parts {
@@ -251,7 +260,7 @@ impl Need {
 /// The weight masks of one connection, as the dealer knows them (`B = b0 + b1`), in the order
 /// drawn.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Masks(Vec<Vec<u64>>);
+pub(crate) struct Masks(Vec<Zeroizing<Vec<u64>>>);
 
 impl Masks {
     /// Mask `id`, which the correlation `need` expects to hold `len` elements.
@@ -273,22 +282,23 @@ impl Masks {
                 has: b.len(),
             }));
         }
-        Ok(b)
+        Ok(b.as_slice())
     }
 }
 
-/// `x + y` elementwise.
-fn add(x: &[u64], y: &[u64]) -> Vec<u64> {
-    x.iter().zip(y).map(|(a, b)| a.wrapping_add(*b)).collect()
+/// `x + y` elementwise: on the dealer's side a whole mask, hence wiped when dropped.
+fn add(x: &[u64], y: &[u64]) -> Zeroizing<Vec<u64>> {
+    Zeroizing::new(x.iter().zip(y).map(|(a, b)| a.wrapping_add(*b)).collect())
 }
 
-/// `x ^ y` elementwise.
-fn xor(x: &[u64], y: &[u64]) -> Vec<u64> {
-    x.iter().zip(y).map(|(a, b)| a ^ b).collect()
+/// `x ^ y` elementwise, wiped when dropped as [`add`].
+fn xor(x: &[u64], y: &[u64]) -> Zeroizing<Vec<u64>> {
+    Zeroizing::new(x.iter().zip(y).map(|(a, b)| a ^ b).collect())
 }
 
-/// `value - share0` elementwise: party 1's additive share of `value`.
+/// `value - share0` elementwise: party 1's additive share of `value`, which is wiped.
 fn minus(value: Vec<u64>, share0: &[u64]) -> Vec<u64> {
+    let value = Zeroizing::new(value);
     value
         .iter()
         .zip(share0)

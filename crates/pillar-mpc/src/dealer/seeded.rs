@@ -3,11 +3,11 @@
 
 use std::collections::VecDeque;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha12Rng;
+use zeroize::Zeroizing;
 
 use super::{Dealer, DealerError, MAX_NEED_WORDS, Masks, Need};
 use crate::party::Party;
+use crate::secret::{WipedRng, derive_seed};
 
 /// Where party 1's corrected words come from: an in-process trusted dealer, or a dealer
 /// process streaming them over the network.
@@ -34,20 +34,25 @@ pub trait Commitment: Send {
 
 /// Fills `n` words from `rng`, little-endian so that both parties' expansions agree on any
 /// platform.
-pub(crate) fn expand(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
+pub(crate) fn expand(rng: &mut WipedRng, n: usize) -> Vec<u64> {
     let mut words = vec![0u64; n];
-    rng.fill_bytes(bytemuck::cast_slice_mut(&mut words));
-    for w in &mut words {
+    fill(rng, &mut words);
+    words
+}
+
+/// Fills `words` as [`expand`] does.
+fn fill(rng: &mut WipedRng, words: &mut [u64]) {
+    rng.fill(bytemuck::cast_slice_mut(words));
+    for w in words {
         *w = u64::from_le(*w);
     }
-    words
 }
 
 /// One party's dealer: a ChaCha12 stream from the seed the dealer gave it, plus, for party 1,
 /// the corrections.
 pub struct SeededDealer {
     party: Party,
-    rng: ChaCha12Rng,
+    rng: WipedRng,
     corrections: Option<Box<dyn CorrectionSource>>,
     commitment: Option<Committer>,
 }
@@ -80,32 +85,12 @@ impl std::fmt::Debug for SeededDealer {
     }
 }
 
-/// Overwrites a generator's state, so the randomness behind shares and masks does not
-/// outlive the session in memory (`black_box` keeps the store from being optimised away).
-fn wipe(rng: &mut ChaCha12Rng) {
-    *rng = ChaCha12Rng::from_seed([0; 32]);
-    std::hint::black_box(rng);
-}
-
-impl Drop for SeededDealer {
-    fn drop(&mut self) {
-        wipe(&mut self.rng);
-    }
-}
-
-impl Drop for TrustedDealer {
-    fn drop(&mut self) {
-        wipe(&mut self.p0);
-        wipe(&mut self.p1);
-    }
-}
-
 impl SeededDealer {
     /// Party 0's dealer from its seed: it never hears from the dealer again.
     pub fn server(seed: [u8; 32]) -> Self {
         SeededDealer {
             party: Party::Server,
-            rng: ChaCha12Rng::from_seed(seed),
+            rng: WipedRng::from_seed(seed),
             corrections: None,
             commitment: None,
         }
@@ -126,7 +111,7 @@ impl SeededDealer {
     pub fn client(seed: [u8; 32], corrections: Box<dyn CorrectionSource>) -> Self {
         SeededDealer {
             party: Party::Client,
-            rng: ChaCha12Rng::from_seed(seed),
+            rng: WipedRng::from_seed(seed),
             corrections: Some(corrections),
             commitment: None,
         }
@@ -159,16 +144,20 @@ impl Dealer for SeededDealer {
         match &mut self.corrections {
             None => Ok(expand(&mut self.rng, need.words())),
             Some(source) => {
-                let mut words = expand(&mut self.rng, need.seeded_words());
-                let correction = source.correction(need)?;
-                if correction.len() != need.correction_words() {
+                // One buffer of the final size, and the correction wiped after its copy: no
+                // reallocation leaves a share behind in freed memory.
+                let mut words = vec![0u64; need.words()];
+                let (seeded, corrected) = words.split_at_mut(need.seeded_words());
+                fill(&mut self.rng, seeded);
+                let correction = Zeroizing::new(source.correction(need)?);
+                if correction.len() != corrected.len() {
                     return Err(DealerError::Correction {
                         need: Box::new(need.clone()),
                         expected: need.correction_words(),
                         got: correction.len(),
                     });
                 }
-                words.extend(correction);
+                corrected.copy_from_slice(&correction);
                 Ok(words)
             }
         }
@@ -178,40 +167,41 @@ impl Dealer for SeededDealer {
 /// The trusted third party of the paper's benchmarks, run in process: it picks both seeds and
 /// computes party 1's corrections by replaying both parties' streams.
 pub struct TrustedDealer {
-    p0: ChaCha12Rng,
-    p1: ChaCha12Rng,
+    p0: WipedRng,
+    p1: WipedRng,
     masks: Masks,
 }
 
 impl TrustedDealer {
     /// Dealers for both parties, seeded from the operating system's CSPRNG.
     pub fn pair() -> (SeededDealer, SeededDealer) {
-        let mut master: ChaCha12Rng = rand::make_rng();
-        Self::from_master(&mut master)
+        Self::from_master(&mut WipedRng::from_os())
     }
 
     /// Dealers for both parties from a fixed seed: reproducible, so for tests and benchmarks
-    /// only. A fixed seed makes the randomness known to whoever knows the seed.
+    /// only. A fixed seed makes the randomness known to whoever knows the seed. The master
+    /// seed is [`derive_seed`]`(seed, "dealer")`, so a run that seeds its input masks or its
+    /// inputs with the same `seed` does not draw the dealer's seeds as its masks.
     pub fn pair_from_seed(seed: u64) -> (SeededDealer, SeededDealer) {
-        Self::from_master(&mut ChaCha12Rng::seed_from_u64(seed))
+        Self::from_master(&mut WipedRng::from_seed(*derive_seed(seed, "dealer")))
     }
 
-    fn from_master(master: &mut ChaCha12Rng) -> (SeededDealer, SeededDealer) {
-        let mut s0 = [0u8; 32];
-        let mut s1 = [0u8; 32];
-        master.fill_bytes(&mut s0);
-        master.fill_bytes(&mut s1);
+    fn from_master(master: &mut WipedRng) -> (SeededDealer, SeededDealer) {
+        let mut s0 = Zeroizing::new([0u8; 32]);
+        let mut s1 = Zeroizing::new([0u8; 32]);
+        master.fill(s0.as_mut_slice());
+        master.fill(s1.as_mut_slice());
         (
-            SeededDealer::server(s0),
-            SeededDealer::client(s1, Box::new(TrustedDealer::from_seeds(s0, s1))),
+            SeededDealer::server(*s0),
+            SeededDealer::client(*s1, Box::new(TrustedDealer::from_seeds(*s0, *s1))),
         )
     }
 
     /// The dealer's side of a pair of parties seeded with `s0` and `s1`.
     pub(crate) fn from_seeds(s0: [u8; 32], s1: [u8; 32]) -> Self {
         TrustedDealer {
-            p0: ChaCha12Rng::from_seed(s0),
-            p1: ChaCha12Rng::from_seed(s1),
+            p0: WipedRng::from_seed(s0),
+            p1: WipedRng::from_seed(s1),
             masks: Masks::default(),
         }
     }

@@ -11,12 +11,13 @@ use crate::tensor::{RingTensor, Share, check_same_shape};
 /// uniform `r` to the peer, which calls [`receive_share`]. One round; this party sends `n`
 /// words, the peer none.
 pub fn share(s: &mut Session, value: &RingTensor) -> Result<Share, MpcError> {
-    let mask = s.random_words(value.len());
+    // The mask is the peer's share: wiped here once sent, as every share is.
+    let mask = zeroize::Zeroizing::new(s.random_words(value.len()));
     s.exchange(&mask, 0)?;
     let own = value
         .data()
         .iter()
-        .zip(&mask)
+        .zip(mask.iter())
         .map(|(v, r)| v.wrapping_sub(*r))
         .collect();
     Ok(Share::new(RingTensor::new(value.shape().to_vec(), own)?))

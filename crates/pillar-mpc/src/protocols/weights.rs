@@ -33,6 +33,13 @@ pub struct OpenedWeight {
     f: Vec<u64>,
 }
 
+/// This party's share of `B` is a share of the mask that hides the weights: wiped when dropped.
+impl Drop for OpenedWeight {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.b);
+    }
+}
+
 impl OpenedWeight {
     /// Elements.
     pub fn len(&self) -> usize {

@@ -94,7 +94,8 @@ pub(crate) fn measure(
     let n = config.elements;
     let fp = config.fixed;
     let degree = config.coefficients.len().saturating_sub(1);
-    let mut rng = ChaCha12Rng::seed_from_u64(config.seed);
+    // The inputs' own stream: the dealer and the masks derive theirs from the same seed.
+    let mut rng = ChaCha12Rng::from_seed(*pillar_mpc::derive_seed(config.seed, "inputs"));
     let xs: Vec<f64> = (0..n)
         .map(|_| rng.random_range(-config.input_range..=config.input_range))
         .collect();

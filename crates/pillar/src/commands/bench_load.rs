@@ -126,14 +126,16 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
     let fp = FixedPoint::new(config.frac_bits)?;
     let mut shape = vec![1];
     shape.extend_from_slice(&graph.input_shape);
+    // The inputs' own stream: the weights derive theirs from the same seed.
+    let inputs_seed = pillar_mpc::derive_seed_u64(args.seed, "inputs");
     let inputs: Vec<RingTensor> = (0..16u64)
         .map(|k| {
             let t = pillar_nn::Tensor::new(
                 shape.clone(),
                 (0..shape.iter().product::<usize>())
                     .map(|i| {
-                        let h =
-                            (i as u64 ^ (k << 32) ^ args.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        let h = (i as u64 ^ (k << 32) ^ inputs_seed)
+                            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
                         (h >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
                     })
                     .collect(),
@@ -166,7 +168,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         // server has freed the slot of its last connection (the busy refusal is tested
         // elsewhere).
         let options = cluster.options(link, 1, 2 * clients);
-        let server = start_server(Arc::clone(&plan), "load", options, Arc::new(|_, _| {}))
+        let server = start_server(Arc::clone(&plan), options, Arc::new(|_, _| {}))
             .context("cannot start the server")?;
         let (images, connections, wrong, failed) = (
             AtomicU64::new(0),

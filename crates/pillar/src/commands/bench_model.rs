@@ -114,7 +114,7 @@ pub(crate) fn random_graph(
         DatasetKind::Imagenet => ([3, 224, 224], 1000),
     };
     let device = burn::tensor::Device::flex();
-    device.seed(seed);
+    device.seed(pillar_mpc::derive_seed_u64(seed, "weights"));
     let coefficients = pillar_fit::PAPER_RELU.to_vec();
     let act = move || Activation::poly(coefficients.clone(), 5.0, true);
     let net = arch
@@ -133,7 +133,9 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
         .fold_batchnorm()
         .with_context(|| format!("cannot fold the BatchNorms of {name}"))?;
     let n: usize = graph.input_shape.iter().product();
-    let mut rng_state = args.runs.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    // The inputs' own stream: the weights, the dealer and the masks derive theirs from the
+    // same seed.
+    let mut rng_state = pillar_mpc::derive_seed_u64(args.runs.seed, "inputs") | 1;
     let pixels: Vec<f64> = (0..n)
         .map(|_| {
             rng_state ^= rng_state << 13;

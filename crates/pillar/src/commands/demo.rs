@@ -244,7 +244,6 @@ fn classify(
     let plan = Arc::new(Plan::compile(&graph, config)?);
     let server = start_server(
         Arc::clone(&plan),
-        "model.onnx",
         cluster.options(link, 1, 4),
         Arc::new(|peer, outcome| {
             if let Err(e) = outcome {

@@ -96,7 +96,6 @@ struct Image {
 
 #[derive(Debug, Serialize)]
 struct Report {
-    model: String,
     server: String,
     protocol: String,
     frac_bits: u32,
@@ -167,7 +166,6 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let model_name = model.model.clone();
     let (logits, costs) = model
         .run(&batches, &|k| bar.inc(k as u64))
         .with_context(|| format!("the secure inference with {} failed", args.connect))?;
@@ -186,7 +184,7 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
             top,
         });
     }
-    let report = summarise(args, &arch, model_name, out, &costs, per);
+    let report = summarise(args, &arch, out, &costs, per);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -253,7 +251,6 @@ fn top_k(logits: &[f64], k: usize, names: Option<&[&str]>) -> Vec<Class> {
 fn summarise(
     args: &InferArgs,
     arch: &pillar_infer::Architecture,
-    model: String,
     images: Vec<Image>,
     costs: &RemoteReport,
     per: usize,
@@ -268,7 +265,6 @@ fn summarise(
         .map(|(_, chunk)| arch.offline_words(chunk.len()).unwrap_or(0))
         .sum();
     Report {
-        model,
         server: args.connect.clone(),
         protocol: arch.options.activation.to_string(),
         frac_bits: arch.options.frac_bits,
@@ -287,8 +283,8 @@ fn summarise(
 
 fn print_text(r: &Report) {
     println!(
-        "{} at {} ({}, {} rounds per request)",
-        r.model, r.server, r.protocol, r.rounds_per_request
+        "the model at {} ({}, {} rounds per request)",
+        r.server, r.protocol, r.rounds_per_request
     );
     let width = r.images.iter().map(|i| i.input.len()).max().unwrap_or(0);
     for img in &r.images {

@@ -111,7 +111,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         admission: Admission::default(),
         security,
     };
-    serve(&listener, Arc::new(plan), &name, &options, Arc::new(report))
+    serve(&listener, Arc::new(plan), &options, Arc::new(report))
         .context("the server stopped accepting connections")
 }
 

@@ -8,8 +8,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-use rand_chacha::ChaCha12Rng;
 use zeroize::Zeroizing;
 
 use super::{
@@ -22,6 +20,7 @@ use crate::channel::secure::{
 };
 use crate::channel::{Admission, Ticket, accept_loop};
 use crate::dealer::{CorrectionSource, DealerError, MAX_NEED_WORDS, Need, TrustedDealer};
+use crate::secret::WipedRng;
 use crate::wire::{self, ReadError};
 
 /// Corrections computed ahead of the writer, at most.
@@ -218,11 +217,12 @@ impl DealerService {
 
     /// A server's session: its seed, then the correlations it commits to, until it hangs up.
     fn open(&self, mut stream: Stream) -> Result<(), DealerError> {
-        let mut rng: ChaCha12Rng = rand::make_rng();
+        // A generator wiped when dropped: its state would give the session's seeds.
+        let mut rng = WipedRng::from_os();
         let mut id = [0u8; 16];
         let mut seeds = Zeroizing::new([[0u8; 32]; 2]);
-        rng.fill_bytes(&mut id);
-        seeds.iter_mut().for_each(|s| rng.fill_bytes(s));
+        rng.fill(&mut id);
+        seeds.iter_mut().for_each(|s| rng.fill(s));
         let id = SessionId(id);
         let reply = DealerReply::Seed {
             session: id,
