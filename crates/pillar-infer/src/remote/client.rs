@@ -8,6 +8,7 @@ use pillar_mpc::dealer::remote::{SessionId, join_session};
 use pillar_mpc::wire::{self, Message};
 use pillar_mpc::{Party, RingTensor, Session};
 
+use super::DEFAULT_MEMORY_LIMIT;
 use super::{Hello, Links, RemoteError, Request};
 use crate::plan::Architecture;
 use crate::run::{BatchReport, ClientConnection, Phase};
@@ -32,6 +33,7 @@ pub struct RemoteModel {
     pub model: String,
     architecture: Architecture,
     session: Session,
+    memory_limit: usize,
 }
 
 impl std::fmt::Debug for RemoteModel {
@@ -71,7 +73,16 @@ impl RemoteModel {
             model,
             architecture,
             session,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         })
+    }
+
+    /// Sets the most bytes a batch may take ([`DEFAULT_MEMORY_LIMIT`] otherwise), by
+    /// [`Architecture::peak_words`]'s estimate: the server chooses the architecture, so the
+    /// client says what it will spend on it.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 
     /// The network the server runs.
@@ -81,7 +92,7 @@ impl RemoteModel {
 
     /// Runs the setup, then every batch (ring words at the architecture's `f`, `[n, ...]`),
     /// calling `progress` with the images of each batch done, and says goodbye. Every batch
-    /// is checked against the architecture before anything is sent.
+    /// is checked against the architecture and the memory limit before anything is sent.
     pub fn run(
         mut self,
         batches: &[RingTensor],
@@ -91,6 +102,8 @@ impl RemoteModel {
         for b in batches {
             let images = NonZeroUsize::new(self.architecture.check_input(b)?)
                 .ok_or(RemoteError::EmptyBatch)?;
+            self.architecture
+                .check_memory(images.get(), self.memory_limit)?;
             sizes.push(images);
         }
         let s = &mut self.session;

@@ -45,6 +45,40 @@ impl Window {
             (w - self.kernel_w) / self.stride + 1,
         ))
     }
+
+    /// Elements in one window, if that fits a `usize`: a window comes from a peer's
+    /// architecture, so its area is formed checked.
+    pub fn size(&self) -> Option<usize> {
+        self.kernel_h.checked_mul(self.kernel_w)
+    }
+
+    /// `[N, C, OH, OW]` for an NCHW `shape`, and the words of one gathered copy of every
+    /// window (`N C OH OW kh kw`): computed without building the index lists, so that a
+    /// hostile size is refused before anything is allocated.
+    pub fn output_shape(&self, shape: &[usize]) -> Result<(Vec<usize>, usize), MpcError> {
+        let &[n, c, h, w] = shape else {
+            return Err(MpcError::invalid(
+                "pool",
+                format!("expected an NCHW tensor, got shape {shape:?}"),
+            ));
+        };
+        let (oh, ow) = self.output(h, w)?;
+        let out = vec![n, c, oh, ow];
+        let gathered = out
+            .iter()
+            .chain([&self.kernel_h, &self.kernel_w])
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| {
+                MpcError::invalid(
+                    "pool",
+                    format!(
+                        "{}x{} windows over {out:?} outputs overflow a word count",
+                        self.kernel_h, self.kernel_w
+                    ),
+                )
+            })?;
+        Ok((out, gathered))
+    }
 }
 
 /// For each output element of pooling an NCHW tensor, the flat input indices of its window:
@@ -53,15 +87,11 @@ pub(crate) fn windows(
     shape: &[usize],
     window: Window,
 ) -> Result<(Vec<usize>, Vec<usize>), MpcError> {
-    let &[n, c, h, w] = shape else {
-        return Err(MpcError::invalid(
-            "pool",
-            format!("expected an NCHW tensor, got shape {shape:?}"),
-        ));
-    };
-    let (oh, ow) = window.output(h, w)?;
-    let mut idx = Vec::with_capacity(n * c * oh * ow * window.kernel_h * window.kernel_w);
-    for plane in 0..n * c {
+    let (out, gathered) = window.output_shape(shape)?;
+    let (planes, (h, w), (oh, ow)) = (out[0] * out[1], (shape[2], shape[3]), (out[2], out[3]));
+    // Counted before it is built: an architecture bounds `gathered` per image before any run.
+    let mut idx = Vec::with_capacity(gathered);
+    for plane in 0..planes {
         for y in 0..oh {
             for x in 0..ow {
                 for ky in 0..window.kernel_h {
@@ -72,7 +102,7 @@ pub(crate) fn windows(
             }
         }
     }
-    Ok((vec![n, c, oh, ow], idx))
+    Ok((out, idx))
 }
 
 /// The sum over each window. Local.
