@@ -71,6 +71,23 @@ pub enum NodeProblem {
         /// The value.
         value: f64,
     },
+    /// A parameter too large for the ring: its products would not fit `2^63` with the
+    /// headroom the plan keeps.
+    #[error(
+        "{what} holds {value:e}, beyond +-{limit}: at {frac_bits} fractional bits its products \
+         would not fit the ring with {} bits to spare",
+        crate::plan::PARAMETER_HEADROOM_BITS
+    )]
+    Range {
+        /// Which parameter.
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// The largest magnitude accepted (exclusive).
+        limit: f64,
+        /// The plan's fractional bits.
+        frac_bits: u32,
+    },
     /// A polynomial of a degree the engine does not evaluate, or with a coefficient that is
     /// not a number.
     #[error("{count} coefficients: the secure engine takes 1 to {max} finite ones")]

@@ -1,9 +1,11 @@
-//! What a hostile server could hand the secure stage: architectures whose steps would make
-//! the client allocate far beyond any machine. Each is refused by a check of its sizes,
-//! before anything is allocated for it.
+//! What a hostile server or a lying model file could hand the secure stage: architectures
+//! whose steps would make the client allocate far beyond any machine, and parameters the ring
+//! cannot hold. Each is refused by a check of its sizes, before anything is allocated for it.
 #![allow(clippy::unwrap_used)]
 
-use pillar_infer::{Architecture, FixedConfig, Layer, Plan, Step, UncheckedArchitecture};
+use pillar_infer::{
+    Architecture, FixedConfig, InferError, Layer, Plan, Step, UncheckedArchitecture,
+};
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::pool::Window;
 use pillar_nn::testing::{conv, every_op, fold, linear};
@@ -180,4 +182,43 @@ fn real_architectures_pass_and_the_client_bounds_its_memory() {
         "{e}"
     );
     assert!(arch.check_memory(usize::MAX / 2, limit).is_err());
+}
+
+/// A graph whose only linear layer holds `value` as one of its weights (or its bias).
+fn with_parameter(value: f32, in_bias: bool) -> Graph {
+    let mut g = Graph::new(vec![4]);
+    let mut fc = linear(3, 4, 1, true);
+    if let Op::Linear(l) = &mut fc {
+        let target = if in_bias {
+            l.bias.as_mut().unwrap()
+        } else {
+            &mut l.weight
+        };
+        let mut data = target.data().to_vec();
+        data[1] = value;
+        *target = pillar_nn::Tensor::new(target.shape().to_vec(), data).unwrap();
+    }
+    g.chain("fc", fc);
+    g
+}
+
+#[test]
+fn parameters_the_ring_cannot_hold_are_refused_naming_the_node() {
+    for (value, in_bias) in [(3e38, false), (-3e38, false), (1e15, true), (1e9, false)] {
+        let e = Plan::compile(
+            &fold(&with_parameter(value, in_bias)),
+            FixedConfig::default(),
+        )
+        .map(|_| ())
+        .unwrap_err();
+        assert!(matches!(e, InferError::Node { .. }), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("\"fc\"") && text.contains("beyond"), "{text}");
+    }
+    // A large but ordinary weight is served.
+    Plan::compile(
+        &fold(&with_parameter(1000.0, false)),
+        FixedConfig::default(),
+    )
+    .unwrap();
 }
