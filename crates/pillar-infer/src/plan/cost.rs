@@ -78,10 +78,10 @@ impl Architecture {
         })
     }
 
-    /// Checks that a batch of `batch` images fits in `limit` bytes by [`Architecture::peak_words`]'s
-    /// estimate: what a client runs before its setup, so that a server's architecture cannot
-    /// make it allocate beyond what its operator allows. The error names the step at the
-    /// peak and what fills the memory there.
+    /// Checks that a batch of `batch` images fits in `limit` bytes by the estimate of
+    /// [`Architecture::peak_words`]: what a client runs before its setup, so that a server's
+    /// architecture cannot make it allocate beyond what its operator allows. The error names
+    /// the step at the peak and what fills the memory there.
     pub fn check_memory(&self, batch: usize, limit: usize) -> Result<(), InferError> {
         let peak = self.peak(batch)?;
         if peak.words.saturating_mul(8) > limit {
