@@ -24,7 +24,7 @@ pub fn hello(input: &[u8]) {
 
 /// A hello carrying `architecture` (made by a structure-aware target, so that it gets past
 /// the JSON to the checks), decoded as the client decodes it; when it passes, what the client
-/// then computes from it alone ([`client_side`]).
+/// then computes from it alone (`client_side`).
 pub fn hello_with(architecture: &UncheckedArchitecture) {
     let hello = serde_json::json!({
         "Ready": {
