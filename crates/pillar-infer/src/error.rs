@@ -71,6 +71,23 @@ pub enum NodeProblem {
         /// The value.
         value: f64,
     },
+    /// A parameter too large for the ring: its products would not fit `2^63` with the
+    /// headroom the plan keeps.
+    #[error(
+        "{what} holds {value:e}, beyond +-{limit}: at {frac_bits} fractional bits its products \
+         would not fit the ring with {} bits to spare",
+        crate::plan::PARAMETER_HEADROOM_BITS
+    )]
+    Range {
+        /// Which parameter.
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// The largest magnitude accepted (exclusive).
+        limit: f64,
+        /// The plan's fractional bits.
+        frac_bits: u32,
+    },
     /// A polynomial of a degree the engine does not evaluate, or with a coefficient that is
     /// not a number.
     #[error("{count} coefficients: the secure engine takes 1 to {max} finite ones")]
@@ -133,6 +150,37 @@ pub enum ArchitectureError {
         #[source]
         problem: StepProblem,
     },
+    /// A batch whose run would hold more memory than the client allows, by
+    /// `Architecture::peak_words`'s estimate.
+    #[error(
+        "a batch of {batch} images needs about {mib:.0} MiB at step {step} ({name:?}): \
+         {correlations_mib:.0} MiB of correlations fetched ahead, {weights_mib:.0} MiB of \
+         weights and their masks, the rest values and buffers; the client allows {limit_mib:.0} MiB"
+    )]
+    Memory {
+        /// Images in the batch.
+        batch: usize,
+        /// The step at the peak.
+        step: usize,
+        /// Its name.
+        name: String,
+        /// The estimate, in MiB.
+        mib: f64,
+        /// Of which correlations fetched ahead.
+        correlations_mib: f64,
+        /// Of which the setup's weights and masks.
+        weights_mib: f64,
+        /// The client's limit, in MiB.
+        limit_mib: f64,
+    },
+    /// A batch so large that one of its buffers would pass any memory.
+    #[error("a batch of {batch} images: one of its buffers would pass {limit} words")]
+    Batch {
+        /// Images in the batch.
+        batch: usize,
+        /// Most words of one buffer.
+        limit: usize,
+    },
     /// Steps that read values before they are computed (checked by the schedule).
     #[error(transparent)]
     Schedule(#[from] NnError),
@@ -172,6 +220,20 @@ pub enum StepProblem {
     /// A geometry or window the protocols refuse.
     #[error(transparent)]
     Geometry(MpcError),
+    /// A step that would gather more words per image than the client allows (a convolution's
+    /// patch matrix, a pooling's windows); `None` when the count overflows a word.
+    #[error(
+        "its {what} holds {} words per image, beyond the limit of {limit}",
+        words.map_or("more than 2^64".to_string(), |w| w.to_string())
+    )]
+    Gathered {
+        /// What it gathers.
+        what: &'static str,
+        /// Words per image.
+        words: Option<usize>,
+        /// Most accepted.
+        limit: usize,
+    },
     /// Values of different shapes added.
     #[error("adds values of different shapes")]
     Add,

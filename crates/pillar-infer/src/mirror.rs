@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | Conv2d, Linear | wrapping product at `2^(2f)`, then the bias (at `f`) | the product, by `f` |
 //! | BatchNorm (unfolded) | `x * enc(scale)`, then `+ enc(shift)` per channel | the product, by `f` |
-//! | AvgPool, GlobalAvgPool | wrapping window sum; size `2^j`: shift; otherwise `* round(2^f / size)` | by `j`, or by `f` |
+//! | AvgPool, GlobalAvgPool | wrapping window sum; shift by `s = floor(log2 size)`; unless size is `2^s`, `* round(2^(f+s) / size)` | by `s`, then by `f` |
 //! | MaxPool | tournament `b + relu(a - b)` over adjacent pairs | none |
 //! | Relu | `x` if `x >= 0` (signed), else 0 | none |
 //! | Add, Flatten | wrapping sum; reshape | none |

@@ -89,6 +89,52 @@ proptest! {
 }
 
 #[test]
+fn large_average_pools_agree_and_keep_their_precision() {
+    // A 112 x 112 window (4.3% off with `round(2^f / size)`) and a 363 x 363 one (whose
+    // reciprocal rounded to 0 at f = 16), secure against the mirror and the mirror against
+    // the mean in floating point.
+    for k in [112usize, 363] {
+        let mut g = Graph::new(vec![2, k, k]);
+        // An identity convolution first, as every network has some linear layer first: its
+        // Beaver product turns the input's sharing `(0, x)` into uniform shares, which the
+        // local truncations need.
+        let identity = pillar_nn::Tensor::new(vec![2, 2, 1, 1], vec![1.0, 0.0, 0.0, 1.0]);
+        g.chain(
+            "identity",
+            Op::Conv2d(pillar_nn::Conv2d {
+                weight: identity.unwrap(),
+                bias: None,
+                stride: 1,
+                padding: 0,
+            }),
+        );
+        g.chain(
+            "avg",
+            Op::AvgPool(pillar_nn::Pool {
+                kernel: k,
+                stride: 1,
+            }),
+        );
+        g.chain("flatten", Op::Flatten);
+        let t = tensor(&[1, 2, k, k], 9, 0.5);
+        let shifted: Vec<f32> = t.data().iter().map(|v| v + 1.0).collect();
+        let t = pillar_nn::Tensor::new(t.shape().to_vec(), shifted).unwrap();
+        let x = mirror::encode(pillar_mpc::FixedPoint::new(16).unwrap(), &t).unwrap();
+        let (got, want) = both(&g, ActivationProtocol::Espn, &x, 4);
+        for (c, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).unsigned_abs() <= 4, "{k}: channel {c}: {a} vs {b}");
+            let plane = &x.data()[c * k * k..(c + 1) * k * k];
+            let mean = plane.iter().map(|&v| v as i64 as f64).sum::<f64>() / (k * k) as f64;
+            let relative = (*b as f64 - mean).abs() / mean;
+            assert!(
+                relative < 1e-3,
+                "{k}: channel {c}: {b} vs {mean} ({relative:e})"
+            );
+        }
+    }
+}
+
+#[test]
 fn rounds_and_bytes_are_what_the_architecture_predicts() {
     let g = with_loose_batchnorm();
     for protocol in [

@@ -29,15 +29,25 @@ impl Write for Peer<'_> {
     }
 }
 
+/// The word counts of the frames [`frames`] expects when the first byte is `pick`: what a
+/// structure-aware target builds well-formed frames for, so that they pass the header checks
+/// and reach the payload.
+pub fn expected_frames(pick: u8) -> Vec<usize> {
+    (0..usize::from(pick % 8) + 1)
+        .map(|k| (usize::from(pick) * 7 + k * 13) % 97)
+        .collect()
+}
+
 /// Frames of ring words: the first byte of `input` picks how many frames of which lengths
-/// this side expects; the rest is what the peer sent. (A dealer's first message, too.)
+/// this side expects ([`expected_frames`]); the rest is what the peer sent. (A dealer's first
+/// message, too.)
 pub fn frames(input: &[u8]) {
     let Some((&pick, rest)) = input.split_first() else {
         return;
     };
     let mut peer = Peer(Cursor::new(rest));
-    for k in 0..usize::from(pick % 8) + 1 {
-        let mut words = vec![0u64; (usize::from(pick) * 7 + k * 13) % 97];
+    for len in expected_frames(pick) {
+        let mut words = vec![0u64; len];
         if read_words(&mut peer, &mut words, Duration::from_secs(1)).is_err() {
             return;
         }

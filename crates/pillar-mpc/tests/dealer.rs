@@ -309,32 +309,145 @@ fn a_share_of_the_wrong_length_is_an_error_not_a_panic() {
     );
 }
 
+/// A geometry with every dimension at the per-dimension limit (2^16) where that keeps the
+/// output small: its input has 2^64 elements, which wrap to 0 in an unchecked product.
+fn overflowing_geometry() -> ConvGeometry {
+    ConvGeometry {
+        batch: 1 << 16,
+        in_channels: 1 << 16,
+        height: 1 << 16,
+        width: 1 << 16,
+        out_channels: 1,
+        kernel_h: 1,
+        kernel_w: 1,
+        stride: 1 << 16,
+        padding: 0,
+    }
+}
+
+/// Asserts that the dealer refuses `need` as the client's dealer would serve it (the check,
+/// then the correction), with an error naming `what`.
+fn assert_refused(d1: &mut dyn Dealer, need: Need, what: &str) {
+    let e = d1.generate(&need).map(|_| ()).unwrap_err();
+    assert!(matches!(e, DealerError::Need { .. }), "{need:?}: {e}");
+    assert!(e.to_string().contains(what), "{need:?}: {e}");
+}
+
 #[test]
-fn degenerate_needs_are_refused_or_served_never_panic() {
+fn degenerate_needs_are_refused_never_panic() {
     let (mut d0, mut d1) = TrustedDealer::pair_from_seed(8);
-    // Powers of degree 0: nothing to correct.
-    let powers = Need::Powers { n: 3, degree: 0 };
-    assert!(d0.generate(&powers).unwrap().is_empty());
-    assert!(d1.generate(&powers).unwrap().is_empty());
+    // Empty sizes: nothing a protocol asks for, and each has panicked some correction
+    // (powers of degree 0, a per-channel product against an empty mask).
+    for need in [
+        Need::Beaver { n: 0 },
+        Need::Powers { n: 3, degree: 0 },
+        Need::Powers { n: 0, degree: 4 },
+        Need::WeightMask { n: 0 },
+        Need::FanOut { k: 0, n: 3 },
+        Need::Matmul { m: 2, k: 0, n: 2 },
+        Need::MaskedScale {
+            n: 4,
+            channels: 0,
+            inner: 2,
+            mask: 0,
+        },
+        Need::MaskedScale {
+            n: 4,
+            channels: 2,
+            inner: 0,
+            mask: 0,
+        },
+        Need::Conv2d(ConvGeometry {
+            in_channels: 0,
+            ..small_geometry()
+        }),
+        Need::Conv2d(ConvGeometry {
+            batch: 0,
+            ..small_geometry()
+        }),
+        Need::MaskedConv2d {
+            geometry: ConvGeometry {
+                out_channels: 0,
+                ..small_geometry()
+            },
+            mask: 0,
+        },
+    ] {
+        assert_refused(&mut d1, need, "empty");
+    }
     // A degree beyond the protocols' is refused before anything is sized.
-    let e = d1
-        .generate(&Need::Powers {
+    assert_refused(
+        &mut d1,
+        Need::Powers {
             n: 1,
             degree: 1 << 28,
-        })
-        .unwrap_err();
-    assert!(matches!(e, DealerError::Need { .. }), "{e}");
-    // A per-channel product against an empty mask.
-    let empty = Need::WeightMask { n: 0 };
-    d0.generate(&empty).unwrap();
-    d1.generate(&empty).unwrap();
-    let scale = Need::MaskedScale {
-        n: 4,
-        channels: 0,
-        inner: 2,
-        mask: 0,
-    };
-    d0.generate(&scale).unwrap();
-    let e = d1.generate(&scale).unwrap_err();
-    assert!(e.to_string().contains("no channels"), "{e}");
+        },
+        "degree",
+    );
+    // Products of dimensions that overflow a word: 2^64 input elements passed the check as
+    // 0 and the correction sliced beyond its buffers.
+    for need in [
+        Need::Conv2d(overflowing_geometry()),
+        Need::MaskedConv2d {
+            geometry: overflowing_geometry(),
+            mask: 0,
+        },
+    ] {
+        assert_refused(&mut d1, need, "overflow");
+    }
+    // Masked products against a mask that does not exist, or of another size.
+    let mask = Need::WeightMask { n: 3 };
+    d0.generate(&mask).unwrap();
+    d1.generate(&mask).unwrap();
+    for (need, what) in [
+        (
+            Need::MaskedScale {
+                n: 4,
+                channels: 2,
+                inner: 2,
+                mask: 0,
+            },
+            "3",
+        ),
+        (
+            Need::MaskedScale {
+                n: 4,
+                channels: 3,
+                inner: 2,
+                mask: 1,
+            },
+            "mask 1",
+        ),
+        (
+            Need::MaskedConv2d {
+                geometry: small_geometry(),
+                mask: 0,
+            },
+            "mask 0 has 3",
+        ),
+        (
+            Need::MaskedConv2d {
+                geometry: small_geometry(),
+                mask: 7,
+            },
+            "mask 7",
+        ),
+    ] {
+        assert_refused(&mut d1, need, what);
+    }
+}
+
+/// A valid convolution of one 2x4x4 image to 3 channels by 3x3 kernels.
+fn small_geometry() -> ConvGeometry {
+    ConvGeometry {
+        batch: 1,
+        in_channels: 2,
+        height: 4,
+        width: 4,
+        out_channels: 3,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride: 1,
+        padding: 1,
+    }
 }

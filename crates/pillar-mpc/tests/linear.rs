@@ -197,6 +197,35 @@ proptest! {
     }
 }
 
+/// Values in [1, 2) at `F` bits, pseudo-random.
+fn ones_to_twos(n: usize, seed: u64) -> Vec<i64> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (1 << F) + (x >> 48) as i64
+        })
+        .collect()
+}
+
+#[test]
+fn large_average_pools_keep_their_precision() {
+    // 112 x 112 (ImageNet's first plane, not a power of two): `round(2^16 / 12544) = 5`
+    // was 4.3% off the true reciprocal. 363 x 363 is beyond 2^(f+1): it rounded to 0.
+    for k in [112usize, 363] {
+        let raw = ones_to_twos(k * k, k as u64);
+        let t = tensor(&[1, 1, k, k], raw.clone());
+        let o = run(3, &[t], |s, sh| avg_pool(s, &sh[0], Window::square(k, 1)));
+        let got = signed(&o.value)[0] as f64;
+        let want = raw.iter().map(|&v| v as f64).sum::<f64>() / (k * k) as f64;
+        let relative = (got - want).abs() / want;
+        assert!(relative < 1e-3, "{k}x{k}: {got} vs {want} ({relative:e})");
+        assert_cost(&o, 0, 0);
+    }
+}
+
 #[test]
 fn shape_mismatches_are_errors_not_panics() {
     let x = tensor(&[2, 3], vec![1; 6]);

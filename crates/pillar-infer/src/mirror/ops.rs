@@ -2,7 +2,7 @@
 //! `pillar_mpc::protocols` computes on the opened values, with exact floor truncation.
 
 use pillar_mpc::kernels::{ConvGeometry, conv2d as conv_kernel, matmul};
-use pillar_mpc::protocols::pool::Window;
+use pillar_mpc::protocols::pool::{Window, reciprocal};
 
 use pillar_mpc::protocols::mirror::Tally;
 use pillar_mpc::protocols::relu::plain as relu;
@@ -108,9 +108,7 @@ fn for_each_window(
     }
 }
 
-/// `pool::avg_pool`: the wrapping sum of each window, then a truncation by `log2(size)` when
-/// the window size is a power of two, else a product with `round(2^f / size)` and a
-/// truncation by `f`.
+/// `pool::avg_pool`: the wrapping sum of each window, then the division of [`divider`].
 pub(crate) fn avg_pool(
     x: &[u64],
     hw: (usize, usize),
@@ -136,17 +134,17 @@ pub(crate) fn global_avg_pool(x: &[u64], plane: usize, frac_bits: u32, t: &mut T
         .collect()
 }
 
-/// Division of a window sum by `size`, as `pool::avg_pool` does it.
+/// Division of a window sum by `size`, as `pool::avg_pool` does it: a truncation by
+/// `floor(log2 size)`, then a product with the rounded reciprocal and a truncation by `f`
+/// (`pool::reciprocal`).
 fn divider(size: u64, frac_bits: u32) -> impl Fn(u64, &mut Tally) -> u64 {
-    // Rounded, not truncated, as the protocol.
-    let inv = ((f64::from(frac_bits).exp2()) / size as f64).round() as u64;
+    let (shift, inv) = reciprocal(size, frac_bits);
     move |sum, t: &mut Tally| {
-        let y = if size.is_power_of_two() {
-            t.truncate(sum, size.trailing_zeros())
-        } else {
-            t.see(sum);
-            t.truncate(sum.wrapping_mul(inv), frac_bits)
-        };
+        let mut y = t.truncate(sum, shift);
+        if let Some(inv) = inv {
+            t.see(y);
+            y = t.truncate(y.wrapping_mul(inv), frac_bits);
+        }
         t.see(y);
         y
     }

@@ -19,7 +19,14 @@ use crate::error::{ArchitectureError, InferError, StepProblem};
 
 /// Most elements of one value or weight, per image: far beyond ImageNet's largest activation
 /// (64 x 112 x 112), small enough that no product of shapes overflows.
-const MAX_ELEMENTS: usize = 1 << 28;
+pub(crate) const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Most words a step gathers per image besides its output: a convolution's patch matrix
+/// (im2col, `C kh kw x OH OW`) or a pooling's copy of every window (`C OH OW kh kw`). VGG-16's
+/// widest convolution on ImageNet gathers 2^24.8; a server's architecture may not make the
+/// client gather more than a value may hold, which the output-size check alone allows (a
+/// window of 2^26 over 2^26 outputs is 2^52 words).
+pub(crate) const MAX_GATHERED: usize = MAX_ELEMENTS;
 
 /// The fields of an architecture as they arrive, before any check: what a test tampers with
 /// and what [`Architecture`] is made from.
@@ -177,6 +184,14 @@ impl UncheckedArchitecture {
             }),
             Some(_) => Ok(()),
         };
+        let gathered = |what: &'static str, words: Option<usize>| match words {
+            Some(words) if words <= MAX_GATHERED => Ok(()),
+            _ => Err(StepProblem::Gathered {
+                what,
+                words,
+                limit: MAX_GATHERED,
+            }),
+        };
         let expected: Vec<usize> = match &step.layer {
             Layer::Conv {
                 geometry,
@@ -188,6 +203,8 @@ impl UncheckedArchitecture {
                     return Err(misfit());
                 }
                 weight(*w, geometry.weight_shape())?;
+                // `validate` formed the lengths checked; this bounds the work they describe.
+                gathered("patch matrix (im2col)", Some(geometry.patch_len()))?;
                 geometry.output_shape()[1..].to_vec()
             }
             Layer::Linear {
@@ -213,8 +230,12 @@ impl UncheckedArchitecture {
                 let &[c, h, w] = x.as_slice() else {
                     return Err(misfit());
                 };
-                let (oh, ow) = window.output(h, w).map_err(StepProblem::Geometry)?;
-                vec![c, oh, ow]
+                // Shapes alone, before any index list exists.
+                let (out, words) = window
+                    .output_shape(&[1, c, h, w])
+                    .map_err(StepProblem::Geometry)?;
+                gathered("copy of every window", Some(words))?;
+                out[1..].to_vec()
             }
             Layer::GlobalAvgPool => {
                 let &[c, _, _] = x.as_slice() else {

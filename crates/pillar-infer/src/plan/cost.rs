@@ -10,6 +10,23 @@ use pillar_mpc::protocols::{maxpool, weights};
 use super::{Architecture, Layer};
 use crate::error::{ArchitectureError, InferError, StepProblem};
 
+/// Most words of any one buffer of a batch (a value, a gathered copy, a correlation's part):
+/// no machine holds 2^40 words, and below it no count of the estimate overflows.
+const MAX_BATCH_WORDS: usize = 1 << 40;
+
+/// Where a batch's memory peaks, in words.
+#[derive(Debug, Clone, Copy)]
+struct Peak {
+    /// Everything held then.
+    words: usize,
+    /// The step running.
+    step: usize,
+    /// Correlations fetched and not yet consumed.
+    ahead: usize,
+    /// The setup's weight masks and opened weights.
+    weights: usize,
+}
+
 impl Architecture {
     /// The correlations of the per-connection setup: one weight mask per weight.
     pub(crate) fn setup_needs(&self) -> Vec<Need> {
@@ -25,40 +42,184 @@ impl Architecture {
     /// for them: what the offline phase fetches.
     pub fn needs(&self, batch: usize) -> Result<Vec<Need>, InferError> {
         let mut out = Vec::new();
-        for (i, step) in self.steps.iter().enumerate() {
-            let x = self.batch_shape(step.inputs[0], batch);
-            let n: usize = x.iter().product();
-            match &step.layer {
-                Layer::Conv {
-                    geometry, weight, ..
-                } => out.extend(weights::conv2d_needs(
-                    ConvGeometry { batch, ..*geometry },
-                    *weight,
-                )),
-                Layer::Linear {
-                    inputs,
-                    outputs,
-                    weight,
-                    ..
-                } => out.extend(weights::matmul_needs(batch, *inputs, *outputs, *weight)),
-                Layer::Scale { weight } => {
-                    let channels = x.get(1).copied().unwrap_or(0);
-                    let inner = x.iter().skip(2).product();
-                    out.extend(weights::scale_needs(n, channels, inner, *weight));
-                }
-                Layer::MaxPool(w) => {
-                    out.extend(maxpool::needs(&x, *w).map_err(|e| self.step_err(i, e))?)
-                }
-                Layer::Relu => out.extend(ActivationProtocol::Relu.needs(n, 1)),
-                Layer::Poly { coefficients } => out.extend(
-                    self.options
-                        .activation
-                        .needs(n, coefficients.len().saturating_sub(1)),
-                ),
-                Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => {}
-            }
+        for i in 0..self.steps.len() {
+            out.extend(self.step_needs(i, batch)?);
         }
         Ok(out)
+    }
+
+    /// The correlations step `i` consumes for a batch of `batch`.
+    fn step_needs(&self, i: usize, batch: usize) -> Result<Vec<Need>, InferError> {
+        let step = &self.steps[i];
+        let x = self.batch_shape(step.inputs[0], batch);
+        let n: usize = x.iter().product();
+        Ok(match &step.layer {
+            Layer::Conv {
+                geometry, weight, ..
+            } => weights::conv2d_needs(ConvGeometry { batch, ..*geometry }, *weight),
+            Layer::Linear {
+                inputs,
+                outputs,
+                weight,
+                ..
+            } => weights::matmul_needs(batch, *inputs, *outputs, *weight),
+            Layer::Scale { weight } => {
+                let channels = x.get(1).copied().unwrap_or(0);
+                let inner = x.iter().skip(2).product();
+                weights::scale_needs(n, channels, inner, *weight)
+            }
+            Layer::MaxPool(w) => maxpool::needs(&x, *w).map_err(|e| self.step_err(i, e))?,
+            Layer::Relu => ActivationProtocol::Relu.needs(n, 1),
+            Layer::Poly { coefficients } => self
+                .options
+                .activation
+                .needs(n, coefficients.len().saturating_sub(1)),
+            Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => Vec::new(),
+        })
+    }
+
+    /// Checks that a batch of `batch` images fits in `limit` bytes by the estimate of
+    /// [`Architecture::peak_words`]: what a client runs before its setup, so that a server's
+    /// architecture cannot make it allocate beyond what its operator allows. The error names
+    /// the step at the peak and what fills the memory there.
+    pub fn check_memory(&self, batch: usize, limit: usize) -> Result<(), InferError> {
+        let peak = self.peak(batch)?;
+        if peak.words.saturating_mul(8) > limit {
+            return Err(self.memory_error(batch, limit, peak));
+        }
+        Ok(())
+    }
+
+    /// The most ring words one party holds at once while it runs a batch of `batch`,
+    /// estimated from the schedule: the weight masks and opened weights of the setup, the
+    /// correlations fetched ahead and not yet consumed, the values alive at each step, and
+    /// the step's own output and gathered buffers (a convolution's patch matrix, a pooling's
+    /// windows, counted for the whole batch) with as much again for a protocol's
+    /// intermediates. An estimate meant to bound, not to account for every allocation.
+    pub fn peak_words(&self, batch: usize) -> Result<usize, InferError> {
+        Ok(self.peak(batch)?.words)
+    }
+
+    fn peak(&self, batch: usize) -> Result<Peak, InferError> {
+        let per_image = |v: usize| self.shapes[v].iter().product::<usize>();
+        // Every count below is at most `MAX_ELEMENTS` per image (the architecture's check),
+        // so bounding the batch first keeps each product far from overflow.
+        let largest = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                self.gathered(i)
+                    .max(per_image(i + 1))
+                    .max(per_image(s.inputs[0]))
+            })
+            .max()
+            .unwrap_or(0)
+            .max(per_image(0));
+        if batch
+            .checked_mul(largest)
+            .is_none_or(|n| n > MAX_BATCH_WORDS)
+        {
+            return Err(ArchitectureError::Batch {
+                batch,
+                limit: MAX_BATCH_WORDS,
+            }
+            .into());
+        }
+        let weights = 2 * self.setup_words();
+        let mut ahead: Vec<usize> = Vec::with_capacity(self.steps.len() + 1);
+        for i in 0..self.steps.len() {
+            ahead.push(self.step_needs(i, batch)?.iter().map(Need::words).sum());
+        }
+        // Correlations not yet consumed when step i starts: those of steps i and after.
+        ahead.push(0);
+        for i in (0..self.steps.len()).rev() {
+            ahead[i] = ahead[i].saturating_add(ahead[i + 1]);
+        }
+        let frees = self.frees();
+        let mut live = batch * per_image(0);
+        let mut peak = Peak {
+            words: weights.saturating_add(ahead[0]).saturating_add(live),
+            step: 0,
+            ahead: ahead[0],
+            weights,
+        };
+        for (i, step) in self.steps.iter().enumerate() {
+            let output = batch * per_image(i + 1);
+            let own = 2 * (output + batch * self.gathered(i));
+            let activation = match step.layer {
+                Layer::Relu | Layer::Poly { .. } | Layer::MaxPool(_) => {
+                    2 * batch * per_image(step.inputs[0])
+                }
+                _ => 0,
+            };
+            let words = [weights, ahead[i], live, own, activation]
+                .into_iter()
+                .fold(0usize, usize::saturating_add);
+            if words > peak.words {
+                peak = Peak {
+                    words,
+                    step: i,
+                    ahead: ahead[i],
+                    weights,
+                };
+            }
+            live += output;
+            for &v in &frees[i] {
+                live -= batch * per_image(v);
+            }
+        }
+        Ok(peak)
+    }
+
+    /// Per step, the values freed after it, as [`pillar_nn::Schedule`] frees them: after
+    /// their last reader (a value no step reads, right after it is computed), never the
+    /// output.
+    fn frees(&self) -> Vec<Vec<usize>> {
+        let steps = self.steps.len();
+        let mut last: Vec<usize> = (0..=steps).map(|v| v.saturating_sub(1)).collect();
+        for (i, step) in self.steps.iter().enumerate() {
+            for &v in &step.inputs {
+                last[v] = last[v].max(i);
+            }
+        }
+        let mut frees = vec![Vec::new(); steps];
+        for (v, &i) in last.iter().enumerate() {
+            if v != self.output && steps > 0 {
+                frees[i].push(v);
+            }
+        }
+        frees
+    }
+
+    /// Words step `i` gathers per image besides its output (the architecture's check bounds
+    /// them).
+    fn gathered(&self, i: usize) -> usize {
+        let step = &self.steps[i];
+        let out: usize = self.shapes[i + 1].iter().product();
+        match &step.layer {
+            Layer::Conv { geometry, .. } => geometry.patch_len(),
+            Layer::AvgPool(w) | Layer::MaxPool(w) => out * w.kernel_h * w.kernel_w,
+            Layer::GlobalAvgPool => self.shapes[step.inputs[0]].iter().product(),
+            _ => 0,
+        }
+    }
+
+    fn memory_error(&self, batch: usize, limit: usize, peak: Peak) -> InferError {
+        let mib = |words: usize| words as f64 * 8.0 / f64::from(1 << 20);
+        ArchitectureError::Memory {
+            batch,
+            step: peak.step,
+            name: self
+                .steps
+                .get(peak.step)
+                .map_or_else(String::new, |s| s.name.clone()),
+            mib: mib(peak.words),
+            correlations_mib: mib(peak.ahead),
+            weights_mib: mib(peak.weights),
+            limit_mib: limit as f64 / f64::from(1 << 20),
+        }
+        .into()
     }
 
     /// Communication rounds of one inference: the layers' rounds, plus one to deliver the

@@ -8,6 +8,7 @@ use pillar_mpc::dealer::remote::{SessionId, join_session};
 use pillar_mpc::wire::{self, Message};
 use pillar_mpc::{Party, RingTensor, Session};
 
+use super::DEFAULT_MEMORY_LIMIT;
 use super::{Hello, Links, RemoteError, Request};
 use crate::plan::Architecture;
 use crate::run::{BatchReport, ClientConnection, Phase};
@@ -45,6 +46,7 @@ pub struct RemoteModel {
     architecture: Architecture,
     max_batch: NonZeroUsize,
     session: Session,
+    memory_limit: usize,
 }
 
 impl std::fmt::Debug for RemoteModel {
@@ -82,12 +84,21 @@ impl RemoteModel {
             architecture: ready.architecture,
             max_batch: ready.max_batch,
             session,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         })
     }
 
     /// Most images the server takes in one batch.
     pub fn max_batch(&self) -> usize {
         self.max_batch.get()
+    }
+
+    /// Sets the most bytes a batch may take ([`DEFAULT_MEMORY_LIMIT`] otherwise), by
+    /// [`Architecture::peak_words`]'s estimate: the server chooses the architecture, so the
+    /// client says what it will spend on it.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 
     /// The network the server runs.
@@ -97,8 +108,8 @@ impl RemoteModel {
 
     /// Runs the setup, then every batch (ring words at the architecture's `f`, `[n, ...]`),
     /// calling `progress` with the images of each batch done, and says goodbye. Every batch
-    /// is checked against the architecture and the server's [`max_batch`](Self::max_batch)
-    /// before anything is sent.
+    /// is checked against the architecture, the server's [`max_batch`](Self::max_batch) and
+    /// the memory limit before anything is sent.
     pub fn run(
         mut self,
         batches: &[RingTensor],
@@ -114,6 +125,8 @@ impl RemoteModel {
                     limit: self.max_batch.get(),
                 });
             }
+            self.architecture
+                .check_memory(images.get(), self.memory_limit)?;
             sizes.push(images);
         }
         let s = &mut self.session;

@@ -29,6 +29,11 @@ use pillar_mpc::channel::Security;
 
 use crate::error::InferError;
 
+/// The bytes a client lets one batch take unless told otherwise
+/// ([`RemoteModel::with_memory_limit`]): 4 GiB, ample for the paper's networks at small
+/// batches, and far below what a hostile architecture could ask for.
+pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
+
 /// Why a remote inference failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -141,6 +141,12 @@ pub enum LinkFailure {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NeedProblem {
+    /// A size of 0: an empty correlation, or a product over no channels.
+    #[error("an empty size among {sizes:?} (each must be at least 1)")]
+    Empty {
+        /// The need's sizes.
+        sizes: Vec<usize>,
+    },
     /// A size beyond the largest count, before any product is formed.
     #[error("size {size} is beyond {limit}")]
     Count {

@@ -115,8 +115,10 @@ impl Need {
     }
 
     /// Checks a need that came from outside the process (a dealer's client announcing what it
-    /// will ask for): every size small enough that [`Need::words`] cannot overflow and the
-    /// buffers fit in `max_words` words, the convolution geometry valid and shifts within a
+    /// will ask for): no size empty (no protocol asks for an empty correlation, and the
+    /// corrections index what their sizes promise), every size small enough that
+    /// [`Need::words`] cannot overflow and the buffers fit in `max_words` words, the
+    /// convolution geometry valid (its buffer lengths formed checked) and shifts within a
     /// word. Sizes from a compiled plan always pass; this guards the dealer against a peer.
     pub fn check(&self, max_words: usize) -> Result<(), DealerError> {
         /// Any single count beyond this is refused before products are formed, so the sums of
@@ -152,12 +154,18 @@ impl Need {
             Need::MaskedScale {
                 n, channels, inner, ..
             } => vec![n, channels, inner],
+            // Kernel and stride are the geometry's own to check.
             Need::Conv2d(g) | Need::MaskedConv2d { geometry: g, .. } => {
-                g.validate()
-                    .map_err(|e| bad(NeedProblem::Geometry(Box::new(e))))?;
-                vec![]
+                vec![g.batch, g.in_channels, g.height, g.width, g.out_channels]
             }
         };
+        if counts.contains(&0) {
+            return Err(bad(NeedProblem::Empty { sizes: counts }));
+        }
+        if let Need::Conv2d(g) | Need::MaskedConv2d { geometry: g, .. } = self {
+            g.validate()
+                .map_err(|e| bad(NeedProblem::Geometry(Box::new(e))))?;
+        }
         if let Some(&size) = counts.iter().find(|&&c| c > MAX_COUNT) {
             return Err(bad(NeedProblem::Count {
                 size,

@@ -208,7 +208,10 @@ impl TrustedDealer {
 }
 
 impl CorrectionSource for TrustedDealer {
+    /// Checks the shape of `need` first, whoever calls (a correction indexes what its sizes
+    /// promise); the size limit is the caller's.
     fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
+        need.check(usize::MAX)?;
         let p0 = expand(&mut self.p0, need.words());
         let p1 = expand(&mut self.p1, need.seeded_words());
         need.correction(p0, p1, &mut self.masks)

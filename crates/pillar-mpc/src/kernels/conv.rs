@@ -32,6 +32,11 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// Most words of any one buffer (input, weight, output, one image's patch matrix): beyond
+    /// any machine's memory, so only a guard against overflow; the dealer and the
+    /// architecture check apply the real limits.
+    pub const MAX_LEN: usize = 1 << 48;
+
     /// The geometry of an `[N, C, H, W]` input under an `[O, C, kh, kw]` weight (the input
     /// channel count is the caller's to check), validated.
     pub fn new(
@@ -94,6 +99,33 @@ impl ConvGeometry {
                 ),
             ));
         }
+        self.check_lens()
+    }
+
+    /// Checks that every buffer's length is a product that fits a word with room for sums:
+    /// nine dimensions below 2^16 each still multiply far past 2^64, which would wrap to a
+    /// small length in release builds and send a kernel beyond its slices.
+    fn check_lens(&self) -> Result<(), MpcError> {
+        let (oh, ow) = (self.out_h(), self.out_w());
+        let (c, k) = (self.in_channels, [self.kernel_h, self.kernel_w]);
+        let buffers: [(&str, Vec<usize>); 4] = [
+            ("input", self.input_shape()),
+            ("weight", self.weight_shape()),
+            ("output", self.output_shape()),
+            ("patch matrix of one image", vec![c, k[0], k[1], oh, ow]),
+        ];
+        for (what, dims) in buffers {
+            let len = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            if len.is_none_or(|n| n > Self::MAX_LEN) {
+                return Err(MpcError::invalid(
+                    "conv2d",
+                    format!(
+                        "the {what} {dims:?} overflows the bound of 2^{} words on a buffer",
+                        Self::MAX_LEN.trailing_zeros()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -140,6 +172,11 @@ impl ConvGeometry {
     /// Elements of the output.
     pub fn output_len(&self) -> usize {
         self.output_shape().iter().product()
+    }
+
+    /// Words of one image's patch matrix (`C kh kw x OH OW`), what [`im2col`] builds.
+    pub fn patch_len(&self) -> usize {
+        self.in_channels * self.kernel_h * self.kernel_w * self.out_h() * self.out_w()
     }
 }
 

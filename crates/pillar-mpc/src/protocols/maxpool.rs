@@ -37,9 +37,14 @@ pub fn words_sent(outputs: usize, size: usize) -> usize {
 
 /// What [`max_pool`] asks the dealer for on an NCHW `shape`.
 pub fn needs(shape: &[usize], window: Window) -> Result<Vec<Need>, MpcError> {
-    let (out_shape, _) = windows(shape, window)?;
+    // The shape alone: the index lists of a hostile window would not fit in memory.
+    let (out_shape, _) = window.output_shape(shape)?;
     let outputs: usize = out_shape.iter().product();
-    Ok(levels(window.kernel_h * window.kernel_w)
+    // `output_shape` formed `outputs * size` checked, so `outputs * pairs` cannot overflow.
+    let size = window
+        .size()
+        .ok_or_else(|| MpcError::invalid("max_pool", "the window's area overflows"))?;
+    Ok(levels(size)
         .into_iter()
         .flat_map(|pairs| relu_needs(outputs * pairs))
         .collect())

@@ -45,6 +45,40 @@ impl Window {
             (w - self.kernel_w) / self.stride + 1,
         ))
     }
+
+    /// Elements in one window, if that fits a `usize`: a window comes from a peer's
+    /// architecture, so its area is formed checked.
+    pub fn size(&self) -> Option<usize> {
+        self.kernel_h.checked_mul(self.kernel_w)
+    }
+
+    /// `[N, C, OH, OW]` for an NCHW `shape`, and the words of one gathered copy of every
+    /// window (`N C OH OW kh kw`): computed without building the index lists, so that a
+    /// hostile size is refused before anything is allocated.
+    pub fn output_shape(&self, shape: &[usize]) -> Result<(Vec<usize>, usize), MpcError> {
+        let &[n, c, h, w] = shape else {
+            return Err(MpcError::invalid(
+                "pool",
+                format!("expected an NCHW tensor, got shape {shape:?}"),
+            ));
+        };
+        let (oh, ow) = self.output(h, w)?;
+        let out = vec![n, c, oh, ow];
+        let gathered = out
+            .iter()
+            .chain([&self.kernel_h, &self.kernel_w])
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| {
+                MpcError::invalid(
+                    "pool",
+                    format!(
+                        "{}x{} windows over {out:?} outputs overflow a word count",
+                        self.kernel_h, self.kernel_w
+                    ),
+                )
+            })?;
+        Ok((out, gathered))
+    }
 }
 
 /// For each output element of pooling an NCHW tensor, the flat input indices of its window:
@@ -53,15 +87,11 @@ pub(crate) fn windows(
     shape: &[usize],
     window: Window,
 ) -> Result<(Vec<usize>, Vec<usize>), MpcError> {
-    let &[n, c, h, w] = shape else {
-        return Err(MpcError::invalid(
-            "pool",
-            format!("expected an NCHW tensor, got shape {shape:?}"),
-        ));
-    };
-    let (oh, ow) = window.output(h, w)?;
-    let mut idx = Vec::with_capacity(n * c * oh * ow * window.kernel_h * window.kernel_w);
-    for plane in 0..n * c {
+    let (out, gathered) = window.output_shape(shape)?;
+    let (planes, (h, w), (oh, ow)) = (out[0] * out[1], (shape[2], shape[3]), (out[2], out[3]));
+    // Counted before it is built: an architecture bounds `gathered` per image before any run.
+    let mut idx = Vec::with_capacity(gathered);
+    for plane in 0..planes {
         for y in 0..oh {
             for x in 0..ow {
                 for ky in 0..window.kernel_h {
@@ -72,7 +102,7 @@ pub(crate) fn windows(
             }
         }
     }
-    Ok((vec![n, c, oh, ow], idx))
+    Ok((out, idx))
 }
 
 /// The sum over each window. Local.
@@ -89,17 +119,36 @@ pub fn sum_pool(x: &Share, window: Window) -> Result<Share, MpcError> {
     Ok(Share::new(RingTensor::new(shape, data)?))
 }
 
-/// The mean over each window. Local: a truncation when the window size is a power of two,
-/// otherwise a product with `1 / size` rounded to `f` bits and a truncation by `2^f`.
+/// How [`avg_pool`] divides a window sum by `size`: a truncation by `s = floor(log2 size)`,
+/// then, unless `size = 2^s`, a product with `inv = round(2^(f+s) / size)` and a truncation
+/// by `f`. Returns `(s, inv)`.
+///
+/// Why two steps: `inv` lies in `(2^(f-1), 2^f)` for every size, so it carries `f` bits and
+/// the division is off by at most `2^-f` relatively (`round(2^f / size)` alone was 4.3% off
+/// for a 112 x 112 window and 0 beyond `2^(f+1)`), while the product stays at `2^(2f)` like
+/// any other, so its truncation fails no more often. The first truncation costs at most one
+/// unit of the result.
+pub fn reciprocal(size: u64, frac_bits: u32) -> (u32, Option<u64>) {
+    let s = size.max(1).ilog2();
+    if size.is_power_of_two() {
+        return (s, None);
+    }
+    // Exact rounding in integers: 2^(f+s) < 2^(20+64).
+    let numerator = 1u128 << (frac_bits + s);
+    let size = u128::from(size);
+    let inv = (numerator + size / 2) / size;
+    (s, Some(inv as u64))
+}
+
+/// The mean over each window. Local: truncations and a product by a public reciprocal, as
+/// [`reciprocal`] says.
 pub fn avg_pool(s: &Session, x: &Share, window: Window) -> Result<Share, MpcError> {
     let sum = sum_pool(x, window)?;
     let size = (window.kernel_h * window.kernel_w) as u64;
     let mut words = sum.data().to_vec();
-    if size.is_power_of_two() {
-        truncate_words(s.party(), &mut words, size.trailing_zeros());
-    } else {
-        // Rounded, not truncated: a relative error of at most size / 2^(f+1).
-        let inv = (s.fixed().scale() / size as f64).round() as u64;
+    let (shift, inv) = reciprocal(size, s.fixed().frac_bits());
+    truncate_words(s.party(), &mut words, shift);
+    if let Some(inv) = inv {
         for w in &mut words {
             *w = w.wrapping_mul(inv);
         }

@@ -60,6 +60,11 @@ pub(crate) struct InferArgs {
     #[arg(long, default_value_t = 3)]
     top_k: usize,
 
+    /// Most memory one request may take, in MiB, by the architecture's estimate: the server
+    /// chooses the architecture, so the client bounds what it spends on it.
+    #[arg(long, default_value_t = pillar_infer::remote::DEFAULT_MEMORY_LIMIT >> 20)]
+    max_memory_mib: usize,
+
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -122,7 +127,8 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
     }
     let security = args.keys.links(&args.dealer_key, "the server's")?;
     let model = RemoteModel::connect(&args.connect, &args.dealer, link, &security, timeout)
-        .with_context(|| format!("cannot start a secure inference with {}", args.connect))?;
+        .with_context(|| format!("cannot start a secure inference with {}", args.connect))?
+        .with_memory_limit(args.max_memory_mib.saturating_mul(1 << 20));
     let arch = model.architecture().clone();
     let &[c, h, w] = arch.input_shape.as_slice() else {
         bail!(
