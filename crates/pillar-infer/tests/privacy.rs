@@ -25,32 +25,6 @@ use pillar_mpc::{FixedPoint, Party, RingTensor, Session};
 use pillar_nn::testing::{conv, fold, linear, pillar_poly, tensor};
 use pillar_nn::{Graph, Op, Pool};
 
-/// A channel that keeps a copy of everything it receives.
-struct Recorder<C> {
-    inner: C,
-    seen: Arc<Mutex<Vec<u64>>>,
-}
-
-impl<C: Channel> Channel for Recorder<C> {
-    fn exchange(&mut self, send: &[u64], recv: &mut [u64]) -> Result<(), ChannelError> {
-        self.inner.exchange(send, recv)?;
-        self.seen.lock().unwrap().extend_from_slice(recv);
-        Ok(())
-    }
-
-    fn send_message(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
-        self.inner.send_message(bytes)
-    }
-
-    fn recv_message(&mut self, what: &'static str, limit: usize) -> Result<Vec<u8>, ChannelError> {
-        self.inner.recv_message(what, limit)
-    }
-
-    fn stats(&self) -> Stats {
-        self.inner.stats()
-    }
-}
-
 /// A broken dealer whose every correlation is zero: still correct (0 = 0 * 0), but every
 /// opening `x - a` is then `x` itself.
 struct ZeroDealer(Party);
@@ -86,13 +60,13 @@ fn network() -> Graph {
 /// Everything the server receives in `runs` connections (setup and one inference each) while
 /// the client classifies `x`, with real dealers or, if `masked` is false, zero ones.
 fn server_view(plan: &Plan, x: &RingTensor, runs: u64, masked: bool, seed: u64) -> Vec<u64> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let rounds = Arc::new(Mutex::new(Vec::new()));
     let fp = FixedPoint::new(16).unwrap();
     for run in 0..runs {
         let (c0, c1) = memory_pair(pillar_mpc::channel::DEFAULT_TIMEOUT);
-        let recorder = Recorder {
+        let recorder = Transcript {
             inner: c0,
-            seen: Arc::clone(&seen),
+            rounds: Arc::clone(&rounds),
         };
         let (d0, d1): (Box<dyn Dealer>, Box<dyn Dealer>) = if masked {
             let (a, b) = TrustedDealer::pair_from_seed(seed * 1000 + run);
@@ -121,7 +95,7 @@ fn server_view(plan: &Plan, x: &RingTensor, runs: u64, masked: bool, seed: u64) 
             client.join().unwrap();
         });
     }
-    Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
+    received(&Arc::try_unwrap(rounds).unwrap().into_inner().unwrap())
 }
 
 /// Two-sample chi-square statistic over the histograms of the words' top bytes, and its

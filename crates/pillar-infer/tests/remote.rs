@@ -524,8 +524,9 @@ fn eight_concurrent_clients_each_get_their_own_correct_logits() {
     );
 }
 
-#[test]
-fn clients_beyond_the_limit_are_told_the_server_is_busy() {
+/// A dealer and a server of `every_op` that serves at most `max_clients` at once and lets
+/// connections in as `admission` says; its clients' outcomes are dropped.
+fn start_limited(max_clients: usize, admission: Admission) -> (Deployment, String, String) {
     let keys = Deployment::generate();
     let dealer = start_dealer_with(keys.dealer.clone());
     let plan = Arc::new(Plan::compile(&fold(&every_op()), config()).unwrap());
@@ -534,11 +535,17 @@ fn clients_beyond_the_limit_are_told_the_server_is_busy() {
         link: Link::default(),
         timeout: TIMEOUT,
         max_batch: 4,
-        max_clients: 1,
-        admission: Admission::default(),
+        max_clients,
+        admission,
         security: keys.server.clone(),
     };
     let server = cluster::start_server(plan, options, Arc::new(|_, _| {})).unwrap();
+    (keys, dealer, server)
+}
+
+#[test]
+fn clients_beyond_the_limit_are_told_the_server_is_busy() {
+    let (keys, dealer, server) = start_limited(1, Admission::default());
     // The first client holds its connection (set up, nothing asked yet).
     let first = connect(&server, &dealer, &keys).unwrap();
     let err = connect(&server, &dealer, &keys).unwrap_err();
@@ -582,22 +589,13 @@ fn slow_loris(server: &str) -> TcpStream {
 
 #[test]
 fn slow_strangers_hold_no_client_slot_and_are_cut_at_the_handshake_deadline() {
-    let keys = Deployment::generate();
-    let dealer = start_dealer_with(keys.dealer.clone());
-    let plan = Arc::new(Plan::compile(&fold(&every_op()), config()).unwrap());
-    let options = ServeOptions {
-        dealer: dealer.clone(),
-        link: Link::default(),
-        timeout: TIMEOUT,
-        max_batch: 4,
-        max_clients: 2,
-        admission: Admission {
+    let (keys, dealer, server) = start_limited(
+        2,
+        Admission {
             handshake: Duration::from_secs(1),
             ..Admission::default()
         },
-        security: keys.server.clone(),
-    };
-    let server = cluster::start_server(plan, options, Arc::new(|_, _| {})).unwrap();
+    );
     // As many strangers as the server takes clients, trickling their handshakes.
     let lorises: Vec<TcpStream> = (0..2).map(|_| slow_loris(&server)).collect();
     std::thread::sleep(Duration::from_millis(200));
@@ -653,22 +651,13 @@ fn a_batch_beyond_the_servers_limit_is_refused_by_the_client_naming_the_limit() 
 
 #[test]
 fn connections_beyond_the_handshake_bound_are_closed_without_a_word() {
-    let keys = Deployment::generate();
-    let dealer = start_dealer_with(keys.dealer.clone());
-    let plan = Arc::new(Plan::compile(&fold(&every_op()), config()).unwrap());
-    let options = ServeOptions {
-        dealer: dealer.clone(),
-        link: Link::default(),
-        timeout: TIMEOUT,
-        max_batch: 4,
-        max_clients: 8,
-        admission: Admission {
+    let (keys, dealer, server) = start_limited(
+        8,
+        Admission {
             handshake: Duration::from_secs(1),
             max_handshakes: 2,
         },
-        security: keys.server.clone(),
-    };
-    let server = cluster::start_server(plan, options, Arc::new(|_, _| {})).unwrap();
+    );
     // Two strangers fill the handshakes (the server accepts in order).
     let lorises: Vec<TcpStream> = (0..2).map(|_| slow_loris(&server)).collect();
     // A third connection is closed before the server says anything: no thread waits on it.

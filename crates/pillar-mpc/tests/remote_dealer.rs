@@ -62,6 +62,16 @@ fn session(addr: &str) -> (SessionId, SeededDealer) {
     (id, dealer)
 }
 
+/// The dealer at `addr` serves a fresh session a correct Beaver triple.
+fn serves_a_session(addr: &str) {
+    let (id, mut d0) = session(addr);
+    let mut d1 = join_session(addr, id, &KEYS.client, TIMEOUT).unwrap();
+    let need = Need::Beaver { n: 100 };
+    let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
+    let (a, b) = (add(&p[..100], &q[..100]), add(&p[100..200], &q[100..200]));
+    assert_eq!(add(&p[200..], &q[200..]), mul(&a, &b));
+}
+
 fn matmul(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
     pillar_mpc::kernels::matmul(m, k, n, a, b)
 }
@@ -244,12 +254,7 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
         "{err}"
     );
     // And still serves a well-formed session.
-    let (id, mut d0) = session(&addr);
-    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
-    let need = Need::Beaver { n: 3 };
-    let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
-    let (a, b) = (add(&p[..3], &q[..3]), add(&p[3..6], &q[3..6]));
-    assert_eq!(add(&p[6..], &q[6..]), mul(&a, &b));
+    serves_a_session(&addr);
 }
 
 #[test]
@@ -395,12 +400,7 @@ fn a_session_holds_at_most_its_memory_budget() {
         "{err}"
     );
     // The dealer goes on serving other sessions.
-    let (id, mut d0) = session(&addr);
-    let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
-    let need = Need::Beaver { n: 100 };
-    let (p, q) = (d0.generate(&need).unwrap(), d1.generate(&need).unwrap());
-    let (a, b) = (add(&p[..100], &q[..100]), add(&p[100..200], &q[100..200]));
-    assert_eq!(add(&p[200..], &q[200..]), mul(&a, &b));
+    serves_a_session(&addr);
 }
 
 #[test]
