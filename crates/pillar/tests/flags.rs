@@ -78,6 +78,9 @@ fn a_round_trip_time_beyond_an_hour_is_refused_by_every_command() {
             let args = [&command[..], &[&flag]].concat();
             refused(&args, "--rtt-ms", "3600000");
         }
+        // The value as typed, not three hundred digits.
+        let args = [&command[..], &["--rtt-ms=1e300"]].concat();
+        refused(&args, "--rtt-ms 1e300:", "3600000");
     }
     assert!(!dir.exists(), "the demo wrote before checking its flags");
 }

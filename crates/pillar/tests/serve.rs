@@ -380,6 +380,17 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
         .assert()
         .failure()
         .stderr(contains("--rtt-ms -3: a round-trip time"));
+    // A dealer given one list of keys for both roles, as before roles were bound to keys.
+    let keys = Keys::new(dir.path());
+    pillar()
+        .args(["dealer", "--listen", "127.0.0.1:0", "--key"])
+        .arg(dir.path().join("dealer.key"))
+        .args(["--trust", &keys.server[3], "--trust", &keys.client[3]])
+        .assert()
+        .failure()
+        .stdout(predicates::str::is_empty())
+        .stderr(contains("--trust-server"))
+        .stderr(contains("--trust-client"));
 }
 
 #[test]

@@ -45,6 +45,11 @@ pub(crate) struct DealerArgs {
     #[arg(long = "trust-client", value_name = "KEY")]
     clients: Vec<String>,
 
+    /// `--trust` of earlier versions, which took servers' and clients' keys alike: refused
+    /// with a pointer to the two flags that replace it.
+    #[arg(long = "trust", value_name = "KEY", hide = true)]
+    trust: Vec<String>,
+
     /// Run without encryption or authentication: anyone on the path reads every seed and
     /// correction, and anyone can connect in either role. For benchmarks and trusted networks
     /// only.
@@ -55,6 +60,11 @@ pub(crate) struct DealerArgs {
 impl DealerArgs {
     /// The dealer's links: its key, and each trusted key in its role.
     fn links(&self) -> Result<DealerLinks> {
+        if !self.trust.is_empty() {
+            bail!(
+                "the dealer binds roles to keys: give each server's public key with --trust-server and each client's with --trust-client (not --trust)"
+            );
+        }
         let keys = KeyArgs {
             key: self.key.clone(),
             trust: Vec::new(),

@@ -65,9 +65,20 @@ pub(crate) const MAX_BANDWIDTH_MBPS: f64 = 1e6;
 /// must be an error, not a panic converting it to a `Duration`.
 pub(crate) const MAX_SECONDS: f64 = 1e6;
 
+/// `value` as a user typed it, near enough: `1e300`, not three hundred digits.
+fn shown(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude >= 1e9 || (magnitude > 0.0 && magnitude < 1e-3) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
+}
+
 /// Checks `--rtt-ms`.
 pub(crate) fn check_rtt_ms(rtt_ms: f64) -> Result<()> {
     if !(rtt_ms.is_finite() && (0.0..=MAX_RTT_MS).contains(&rtt_ms)) {
+        let rtt_ms = shown(rtt_ms);
         bail!(
             "--rtt-ms {rtt_ms}: a round-trip time is a number of milliseconds from 0 to {MAX_RTT_MS} (an hour)"
         );
@@ -80,6 +91,7 @@ pub(crate) fn check_bandwidth_mbps(bandwidth_mbps: Option<f64>) -> Result<()> {
     if let Some(b) = bandwidth_mbps
         && !(b.is_finite() && (MIN_BANDWIDTH_MBPS..=MAX_BANDWIDTH_MBPS).contains(&b))
     {
+        let b = shown(b);
         bail!(
             "--bandwidth-mbps {b}: give a number of megabits per second from {MIN_BANDWIDTH_MBPS} (1 kbit/s) to {MAX_BANDWIDTH_MBPS}"
         );
@@ -98,6 +110,7 @@ pub(crate) fn emulated_link(rtt_ms: f64, bandwidth_mbps: Option<f64>) -> Result<
 /// A positive number of seconds given with `flag`, as a `Duration`.
 pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration> {
     if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
+        let value = shown(value);
         bail!("{flag} {value}: give a positive number of seconds, at most {MAX_SECONDS}");
     }
     Ok(Duration::from_secs_f64(value))
