@@ -253,6 +253,17 @@ pub enum StepProblem {
         /// What the step computes.
         derived: Vec<usize>,
     },
+    /// A step that truncates the client's input locally before anything has randomised its
+    /// sharing (see `Architecture::check_secure_input`).
+    #[error(
+        "{what} reads the client's input directly, which the secure run shares as (0, x): the \
+         local truncation of such a sharing is wrong, so a convolution, a linear layer, an exact \
+         ReLU or a max-pool (or the crypten protocol) must come before it"
+    )]
+    TruncatesInput {
+        /// The step's operation.
+        what: &'static str,
+    },
 }
 
 impl pillar_mpc::PartyError for InferError {

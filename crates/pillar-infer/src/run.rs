@@ -237,6 +237,7 @@ impl<'a> Opened<'a> {
         architecture: &'a Architecture,
         open: impl FnOnce(&mut Session) -> Result<Vec<OpenedWeight>, MpcError>,
     ) -> Result<Self, InferError> {
+        architecture.check_secure_input()?;
         let (opened, setup) = Phase::measure(s, |s| {
             s.prefetch(&architecture.setup_needs())?;
             open(s)

@@ -9,8 +9,8 @@ use pillar_infer::mirror;
 use pillar_infer::{Layer, Plan, run_local};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
-use pillar_nn::testing::{every_op, fold, tensor, with_loose_batchnorm};
-use pillar_nn::{Graph, NnError, Op};
+use pillar_nn::testing::{every_op, fold, linear, pillar_poly, tensor, with_loose_batchnorm};
+use pillar_nn::{Graph, NnError, Op, Pool};
 use proptest::prelude::*;
 
 const POLYS: [ActivationProtocol; 3] = [
@@ -278,6 +278,72 @@ fn a_plan_runs_at_its_own_fixed_point_whatever_the_local_default() {
         for (a, b) in secure[0].data().iter().zip(want.ring.data()) {
             let err = fp.decode(a.wrapping_sub(*b));
             assert!(err.abs() < 0.05, "f = {frac_bits}: {err}");
+        }
+    }
+}
+
+/// `first`, then a linear layer: a network whose first step reads the input.
+fn first_then_linear(first: &Op) -> Graph {
+    let mut g = Graph::new(vec![1, 8, 8]);
+    g.chain("first", first.clone());
+    g.chain("flat", Op::Flatten);
+    let inputs = match first {
+        Op::AvgPool(_) | Op::MaxPool(_) => 16,
+        Op::GlobalAvgPool => 1,
+        _ => 64,
+    };
+    g.chain("fc", linear(3, inputs, 3, true));
+    g
+}
+
+#[test]
+fn a_first_step_that_would_truncate_the_input_is_refused_and_the_others_run() {
+    // The input enters as the sharing (0, x): locally truncated, every positive value came out
+    // 2^(64-f) off (an average pool first was 2^47 units from the fixed executor).
+    let window = Pool {
+        kernel: 2,
+        stride: 2,
+    };
+    for (first, refused) in [
+        (Op::AvgPool(window), &POLYS[..]),
+        (Op::GlobalAvgPool, &POLYS[..]),
+        (
+            pillar_poly(),
+            &[ActivationProtocol::Espn, ActivationProtocol::HoneyBadger][..],
+        ),
+        (Op::MaxPool(window), &[][..]),
+        (Op::Relu, &[][..]),
+    ] {
+        let g = first_then_linear(&first);
+        for protocol in POLYS {
+            let plan = Plan::compile(&fold(&g), options(protocol)).unwrap();
+            if refused.contains(&protocol) {
+                let err = plan
+                    .architecture
+                    .check_secure_input()
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains("step 0 (\"first\")") && err.contains("reads the client's input"),
+                    "{err}"
+                );
+                // Before any traffic, on either side.
+                let x = encode(&[1, 1, 8, 8], 5);
+                let err = run_local(&plan, &[x], &Local::seeded(1), &|_| {}).unwrap_err();
+                assert!(
+                    err.to_string().contains("reads the client's input"),
+                    "{err}"
+                );
+                continue;
+            }
+            plan.architecture.check_secure_input().unwrap();
+            let (got, want) = both(&g, protocol, &encode(&[2, 1, 8, 8], 5), 7);
+            for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).unsigned_abs() < 8,
+                    "{first:?} {protocol}: {a} vs {b}"
+                );
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::ops::Deref;
 
+use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::poly::MAX_DEGREE;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_nn::{Schedule, ValueId, check_batch_shape};
@@ -93,6 +94,34 @@ impl TryFrom<UncheckedArchitecture> for Architecture {
 }
 
 impl Architecture {
+    /// Checks that no step truncates the client's input locally before anything has
+    /// randomised its sharing. The secure run shares the input as `(0, x)` (the server's
+    /// share is zero, which costs no traffic), and local truncation is right, up to a failure
+    /// of probability `|v| / 2^64`, only for uniform shares: of `(0, x)` it comes out
+    /// `2^(64-f)` off for every positive `x` (an average pool first was 2^47 units from the
+    /// mirror). Products and the binary protocols give uniform shares. The mirror, which has
+    /// no shares, runs any architecture; both parties check this before their setup.
+    pub fn check_secure_input(&self) -> Result<(), ArchitectureError> {
+        let mut whole = vec![true];
+        for (index, step) in self.steps.iter().enumerate() {
+            let reads_whole = step
+                .inputs
+                .iter()
+                .all(|&v| whole.get(v).copied().unwrap_or(false));
+            if reads_whole
+                && let Some(what) = truncates_locally(&step.layer, self.options.activation)
+            {
+                return Err(ArchitectureError::Step {
+                    index,
+                    name: step.name.clone(),
+                    problem: StepProblem::TruncatesInput { what },
+                });
+            }
+            whole.push(reads_whole && keeps_sharing(&step.layer));
+        }
+        Ok(())
+    }
+
     /// The fixed-point format.
     pub fn fixed(&self) -> FixedPoint {
         self.fixed
@@ -269,4 +298,30 @@ impl UncheckedArchitecture {
         }
         Ok(())
     }
+}
+
+/// What a step that truncates its input locally, without a product first, is called in an
+/// error, or `None` for a step that does not.
+fn truncates_locally(layer: &Layer, activation: ActivationProtocol) -> Option<&'static str> {
+    match layer {
+        Layer::AvgPool(_) => Some("an average pooling"),
+        Layer::GlobalAvgPool => Some("a global average pooling"),
+        Layer::Poly { .. } => match activation {
+            ActivationProtocol::Espn => Some("an ESPN polynomial (it scales its input first)"),
+            ActivationProtocol::HoneyBadger => {
+                Some("a HoneyBadger polynomial (it scales its input first)")
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether a step's output is shared as its inputs are: the local steps. Products and the
+/// binary protocols give uniformly random shares.
+fn keeps_sharing(layer: &Layer) -> bool {
+    matches!(
+        layer,
+        Layer::Add | Layer::Flatten | Layer::AvgPool(_) | Layer::GlobalAvgPool
+    )
 }

@@ -77,6 +77,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         activation: args.protocol,
     };
     let plan = Plan::compile(&graph, config)
+        .and_then(|plan| Ok(plan.architecture.check_secure_input().map(|()| plan)?))
         .with_context(|| format!("cannot run {} securely", args.model.display()))?;
     let name = args
         .model
