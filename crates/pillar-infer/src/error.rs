@@ -153,9 +153,10 @@ pub enum ArchitectureError {
     /// A batch whose run would hold more memory than the client allows, by
     /// `Architecture::peak_words`'s estimate.
     #[error(
-        "a batch of {batch} images needs about {mib:.0} MiB at step {step} ({name:?}): \
+        "a batch of {batch} images needs about {mib:.0} MiB at step {step}{}: \
          {correlations_mib:.0} MiB of correlations fetched ahead, {weights_mib:.0} MiB of \
-         weights and their masks, the rest values and buffers; the client allows {limit_mib:.0} MiB"
+         weights and their masks, the rest values and buffers; the client allows {limit_mib:.0} MiB",
+        named(.name)
     )]
     Memory {
         /// Images in the batch.
@@ -221,16 +222,13 @@ pub enum StepProblem {
     #[error(transparent)]
     Geometry(MpcError),
     /// A step that would gather more words per image than the client allows (a convolution's
-    /// patch matrix, a pooling's windows); `None` when the count overflows a word.
-    #[error(
-        "its {what} holds {} words per image, beyond the limit of {limit}",
-        words.map_or("more than 2^64".to_string(), |w| w.to_string())
-    )]
+    /// patch matrix, a pooling's windows).
+    #[error("its {what} holds {words} words per image, beyond the limit of {limit}")]
     Gathered {
         /// What it gathers.
         what: &'static str,
         /// Words per image.
-        words: Option<usize>,
+        words: usize,
         /// Most accepted.
         limit: usize,
     },

@@ -33,10 +33,7 @@ mod run;
 
 pub use error::{ArchitectureError, InferError, NodeProblem, StepProblem};
 pub use local::{LocalReport, run_local};
-pub use plan::{
-    Architecture, FixedConfig, Layer, PARAMETER_HEADROOM_BITS, Plan, Step, UncheckedArchitecture,
-    Weights, parameter_limit,
-};
+pub use plan::{Architecture, FixedConfig, Layer, Plan, Step, UncheckedArchitecture, Weights};
 pub use run::{
     BatchReport, Client, ClientConnection, Connection, Phase, Prepared, Server, ServerConnection,
 };

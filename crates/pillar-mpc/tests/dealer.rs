@@ -407,7 +407,7 @@ fn degenerate_needs_are_refused_never_panic() {
                 inner: 2,
                 mask: 0,
             },
-            "3",
+            "a weight mask of 2 elements; mask 0 has 3",
         ),
         (
             Need::MaskedScale {

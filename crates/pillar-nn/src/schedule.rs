@@ -65,6 +65,12 @@ impl Schedule {
         &self.inputs[i]
     }
 
+    /// The values freed after step `i`: those it was the last to read (a value no step reads
+    /// right after it is computed), never the output.
+    pub fn frees(&self, i: usize) -> &[ValueId] {
+        &self.frees[i]
+    }
+
     /// The value returned.
     pub fn output(&self) -> ValueId {
         self.output

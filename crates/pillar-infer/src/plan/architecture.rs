@@ -213,8 +213,8 @@ impl UncheckedArchitecture {
             }),
             Some(_) => Ok(()),
         };
-        let gathered = |what: &'static str, words: Option<usize>| match words {
-            Some(words) if words <= MAX_GATHERED => Ok(()),
+        let gathered = |what: &'static str, words: usize| match words {
+            words if words <= MAX_GATHERED => Ok(()),
             _ => Err(StepProblem::Gathered {
                 what,
                 words,
@@ -233,7 +233,7 @@ impl UncheckedArchitecture {
                 }
                 weight(*w, geometry.weight_shape())?;
                 // `validate` formed the lengths checked; this bounds the work they describe.
-                gathered("patch matrix (im2col)", Some(geometry.patch_len()))?;
+                gathered("patch matrix (im2col)", geometry.patch_len())?;
                 geometry.output_shape()[1..].to_vec()
             }
             Layer::Linear {
@@ -263,7 +263,7 @@ impl UncheckedArchitecture {
                 let (out, words) = window
                     .output_shape(&[1, c, h, w])
                     .map_err(StepProblem::Geometry)?;
-                gathered("copy of every window", Some(words))?;
+                gathered("copy of every window", words)?;
                 out[1..].to_vec()
             }
             Layer::GlobalAvgPool => {
@@ -317,11 +317,9 @@ fn truncates_locally(layer: &Layer, activation: ActivationProtocol) -> Option<&'
     }
 }
 
-/// Whether a step's output is shared as its inputs are: the local steps. Products and the
-/// binary protocols give uniformly random shares.
+/// Whether a step's output is shared as its inputs are: the local steps that do not
+/// truncate (the pools that do are refused before). Products and the binary protocols give
+/// uniformly random shares.
 fn keeps_sharing(layer: &Layer) -> bool {
-    matches!(
-        layer,
-        Layer::Add | Layer::Flatten | Layer::AvgPool(_) | Layer::GlobalAvgPool
-    )
+    matches!(layer, Layer::Add | Layer::Flatten)
 }

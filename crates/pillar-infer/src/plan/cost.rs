@@ -136,7 +136,6 @@ impl Architecture {
         for i in (0..self.steps.len()).rev() {
             ahead[i] = ahead[i].saturating_add(ahead[i + 1]);
         }
-        let frees = self.frees();
         let mut live = batch * per_image(0);
         let mut peak = Peak {
             words: weights.saturating_add(ahead[0]).saturating_add(live),
@@ -165,31 +164,11 @@ impl Architecture {
                 };
             }
             live += output;
-            for &v in &frees[i] {
+            for &v in self.schedule().frees(i) {
                 live -= batch * per_image(v);
             }
         }
         Ok(peak)
-    }
-
-    /// Per step, the values freed after it, as [`pillar_nn::Schedule`] frees them: after
-    /// their last reader (a value no step reads, right after it is computed), never the
-    /// output.
-    fn frees(&self) -> Vec<Vec<usize>> {
-        let steps = self.steps.len();
-        let mut last: Vec<usize> = (0..=steps).map(|v| v.saturating_sub(1)).collect();
-        for (i, step) in self.steps.iter().enumerate() {
-            for &v in &step.inputs {
-                last[v] = last[v].max(i);
-            }
-        }
-        let mut frees = vec![Vec::new(); steps];
-        for (v, &i) in last.iter().enumerate() {
-            if v != self.output && steps > 0 {
-                frees[i].push(v);
-            }
-        }
-        frees
     }
 
     /// Words step `i` gathers per image besides its output (the architecture's check bounds

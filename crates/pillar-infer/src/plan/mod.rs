@@ -195,12 +195,12 @@ fn check_poly(p: &PolyAct) -> Result<(), NodeProblem> {
 /// at `2^f` is formed at `2^(2f)` and must stay below `2^63` (README, "The precision budget")
 /// with room for an activation of up to `2^12` (the polynomials' range, summed over a
 /// layer's fan-in).
-pub const PARAMETER_HEADROOM_BITS: u32 = 12;
+pub(crate) const PARAMETER_HEADROOM_BITS: u32 = 12;
 
 /// The largest `|p|` a parameter may have at `f` fractional bits:
 /// `2^(63 - 2f - PARAMETER_HEADROOM_BITS)` (524,288 at f = 16). A larger one would be
 /// saturated by [`FixedPoint::encode`] or wrap the ring in its first product.
-pub fn parameter_limit(fp: FixedPoint) -> f64 {
+pub(crate) fn parameter_limit(fp: FixedPoint) -> f64 {
     f64::from(63 - 2 * fp.frac_bits() - PARAMETER_HEADROOM_BITS).exp2()
 }
 

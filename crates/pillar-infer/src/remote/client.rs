@@ -125,9 +125,12 @@ impl RemoteModel {
                     limit: self.max_batch.get(),
                 });
             }
-            self.architecture
-                .check_memory(images.get(), self.memory_limit)?;
             sizes.push(images);
+        }
+        // The estimate only grows with the batch: the largest one decides.
+        if let Some(largest) = sizes.iter().max() {
+            self.architecture
+                .check_memory(largest.get(), self.memory_limit)?;
         }
         let s = &mut self.session;
         let conn = ClientConnection::open(s, &self.architecture)?;

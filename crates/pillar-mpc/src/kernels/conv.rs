@@ -35,7 +35,7 @@ impl ConvGeometry {
     /// Most words of any one buffer (input, weight, output, one image's patch matrix): beyond
     /// any machine's memory, so only a guard against overflow; the dealer and the
     /// architecture check apply the real limits.
-    pub const MAX_LEN: usize = 1 << 48;
+    const MAX_LEN: usize = 1 << 48;
 
     /// The geometry of an `[N, C, H, W]` input under an `[O, C, kh, kw]` weight (the input
     /// channel count is the caller's to check), validated.
@@ -60,7 +60,9 @@ impl ConvGeometry {
         Ok(g)
     }
 
-    /// Checks that the kernel fits the padded input and the stride is positive.
+    /// Checks that every dimension is positive and at most 2^16, the stride positive, the
+    /// kernel within the padded input, and every buffer length (input, weight, output, patch
+    /// matrix) at most `MAX_LEN`, formed with checked arithmetic.
     pub fn validate(&self) -> Result<(), MpcError> {
         // Geometries also arrive from peers (a dealer's client, a server's architecture):
         // bound every dimension first, so that the lengths below cannot overflow.

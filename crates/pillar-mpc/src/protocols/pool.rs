@@ -123,13 +123,14 @@ pub fn sum_pool(x: &Share, window: Window) -> Result<Share, MpcError> {
 /// then, unless `size = 2^s`, a product with `inv = round(2^(f+s) / size)` and a truncation
 /// by `f`. Returns `(s, inv)`.
 ///
-/// Why two steps: `inv` lies in `(2^(f-1), 2^f)` for every size, so it carries `f` bits and
+/// Why two steps: `inv` lies in `(2^(f-1), 2^f]` for every size, so it carries `f` bits and
 /// the division is off by at most `2^-f` relatively (`round(2^f / size)` alone was 4.3% off
 /// for a 112 x 112 window and 0 beyond `2^(f+1)`), while the product stays at `2^(2f)` like
 /// any other, so its truncation fails no more often. The first truncation costs at most one
-/// unit of the result.
+/// unit of the result. A window holds at least one element; a size of 0 is taken as 1.
 pub fn reciprocal(size: u64, frac_bits: u32) -> (u32, Option<u64>) {
-    let s = size.max(1).ilog2();
+    let size = size.max(1);
+    let s = size.ilog2();
     if size.is_power_of_two() {
         return (s, None);
     }

@@ -285,9 +285,6 @@ fn run_secure(
     bar: &ProgressBar,
 ) -> Result<(usize, f64, SecureReport)> {
     let plan = compile(args, graph, config)?;
-    plan.architecture
-        .check_secure_input()
-        .with_context(|| format!("cannot run {} securely", args.model.display()))?;
     let fp = config.fixed()?;
     let encoded = inputs
         .iter()
