@@ -397,7 +397,8 @@ fn a_low_order_key_cannot_be_trusted_nor_used_to_get_in() {
         Ok(channel) => panic!("the all-zero key got in as {:?}", channel.peer()),
         Err(e) => e.to_string(),
     };
-    // The handshake itself refuses a key of low order, trusted or not.
+    // The loader kept the zero key out of `trusted`, but the refusal is the handshake's own:
+    // its Diffie-Hellman with a low-order key comes out all zeros, before any trust check.
     assert!(refused.contains("low order"), "{refused}");
     // The edited file itself is refused, saying why.
     let err = loaded.unwrap_err().to_string();

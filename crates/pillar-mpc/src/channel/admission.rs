@@ -24,7 +24,8 @@ pub struct Admission {
 }
 
 impl Default for Admission {
-    /// 10 s are a hundred round trips across the world, and 64 handshakes at once leave
+    /// 10 s cover the handshake's few round trips on any real link with ample slack (a round
+    /// trip across the world is a few hundred milliseconds), and 64 handshakes at once leave
     /// room under the common limit of 1,024 open files for the clients being served.
     fn default() -> Self {
         Admission {

@@ -456,14 +456,16 @@ impl Service {
 /// What to say when the peer speaks the other protocol: the side that connected was given
 /// the wrong address, and hears which process it reached.
 fn wrong_service(ours: Service, theirs: Service, initiator: bool) -> io::Error {
+    let hint = match theirs {
+        Service::Dealer => {
+            "give it as the dealer's address, and the server's as the one to connect to"
+        }
+        Service::Parties => "give the address `pillar dealer` listens on",
+    };
     let (ours, theirs) = (ours.listener(), theirs.listener());
     if !initiator {
         return handshake_error(format!("the peer took this pillar {ours} for a {theirs}"));
     }
-    let hint = match theirs {
-        "dealer" => "give it as the dealer's address, and the server's as the one to connect to",
-        _ => "give the address `pillar dealer` listens on",
-    };
     handshake_error(format!(
         "the peer is a pillar {theirs}, not a {ours}: {hint}"
     ))

@@ -88,7 +88,12 @@ impl Correlation for Powers {
                 .iter_mut()
                 .zip(r.iter())
                 .for_each(|(p, x)| *p = p.wrapping_mul(*x));
-            out.extend(minus(power.to_vec(), p0.power(j)));
+            out.extend(
+                power
+                    .iter()
+                    .zip(p0.power(j))
+                    .map(|(v, s)| v.wrapping_sub(*s)),
+            );
         }
         Ok(out)
     }

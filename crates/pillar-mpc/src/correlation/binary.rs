@@ -39,7 +39,8 @@ impl Correlation for CrossAnd {
                 .map(|(a, b)| a & b)
                 .collect(),
         );
-        Ok(xor(&ands, p0.c()).to_vec())
+        // Party 1's correction, sent anyway: no need to wipe it.
+        Ok(ands.iter().zip(p0.c()).map(|(a, s)| a ^ s).collect())
     }
 }
 

@@ -60,19 +60,43 @@ pub struct SeededDealer {
 /// Party 0's commitments, and those announced but not drawn yet.
 struct Committer {
     sink: Box<dyn Commitment>,
-    announced: VecDeque<Need>,
+    announced: Announced,
 }
 
-impl Committer {
-    /// Commits `need` as it is drawn, unless it was announced (and so committed) before.
-    fn draw(&mut self, need: &Need) -> Result<(), DealerError> {
-        match self.announced.pop_front() {
+/// Needs told to a dealer process ahead of their draws, in order: each draw must be the next
+/// one, and a draw with none told ahead is told alone first. What the server commits and
+/// what the client announces both keep this order.
+#[derive(Debug, Default)]
+pub(crate) struct Announced(VecDeque<Need>);
+
+impl Announced {
+    /// Tells `needs` with `tell` (nothing for none) and records them.
+    pub(crate) fn announce(
+        &mut self,
+        needs: &[Need],
+        tell: impl FnOnce(&[Need]) -> Result<(), DealerError>,
+    ) -> Result<(), DealerError> {
+        if needs.is_empty() {
+            return Ok(());
+        }
+        tell(needs)?;
+        self.0.extend(needs.iter().cloned());
+        Ok(())
+    }
+
+    /// Takes `need`, which must be the next one told; with none told ahead, tells it alone.
+    pub(crate) fn take(
+        &mut self,
+        need: &Need,
+        tell: impl FnOnce(&[Need]) -> Result<(), DealerError>,
+    ) -> Result<(), DealerError> {
+        match self.0.pop_front() {
             Some(expected) if expected == *need => Ok(()),
             Some(expected) => Err(DealerError::Mismatch {
                 expected: Box::new(expected),
                 got: Box::new(need.clone()),
             }),
-            None => self.sink.commit(std::slice::from_ref(need)),
+            None => tell(std::slice::from_ref(need)),
         }
     }
 }
@@ -102,7 +126,7 @@ impl SeededDealer {
         let mut dealer = SeededDealer::server(seed);
         dealer.commitment = Some(Committer {
             sink,
-            announced: VecDeque::new(),
+            announced: Announced::default(),
         });
         dealer
     }
@@ -124,11 +148,8 @@ impl Dealer for SeededDealer {
     }
 
     fn announce(&mut self, needs: &[Need]) -> Result<(), DealerError> {
-        if let Some(c) = &mut self.commitment
-            && !needs.is_empty()
-        {
-            c.sink.commit(needs)?;
-            c.announced.extend(needs.iter().cloned());
+        if let Some(c) = &mut self.commitment {
+            c.announced.announce(needs, |n| c.sink.commit(n))?;
         }
         match &mut self.corrections {
             None => Ok(()),
@@ -139,7 +160,7 @@ impl Dealer for SeededDealer {
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         need.check(MAX_NEED_WORDS)?;
         if let Some(c) = &mut self.commitment {
-            c.draw(need)?;
+            c.announced.take(need, |n| c.sink.commit(n))?;
         }
         match &mut self.corrections {
             None => Ok(expand(&mut self.rng, need.words())),

@@ -1,7 +1,6 @@
 //! The parties' side of the dealer: the server opens a session and commits what it draws, the
 //! client joins it and reads its corrections.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -10,6 +9,7 @@ use super::{
     Announce, DealerReply, DealerRequest, SessionId, io_error, read_error, recv, recv_body, send,
 };
 use crate::channel::secure::{Security, Service, Stream, StreamReader, StreamWriter, configure};
+use crate::dealer::seeded::Announced;
 use crate::dealer::{Commitment, CorrectionSource, DealerError, Need, SeededDealer};
 use crate::wire::{self, Kind};
 
@@ -95,8 +95,14 @@ struct Committing {
 
 impl Commitment for Committing {
     fn commit(&mut self, needs: &[Need]) -> Result<(), DealerError> {
-        send(&mut self.writer, &Announce::try_from(needs.to_vec())?)
+        tell(&mut self.writer, needs)
     }
+}
+
+/// Sends `needs` to the dealer as one `Announce`: the server's commitments and the client's
+/// announcements alike.
+fn tell(writer: &mut StreamWriter, needs: &[Need]) -> Result<(), DealerError> {
+    send(writer, &Announce::try_from(needs.to_vec())?)
 }
 
 /// What the dealer says to a server about its client: nothing while the client asks for what
@@ -176,7 +182,7 @@ pub fn join_session(
         seed,
         Box::new(RemoteCorrections {
             stream,
-            announced: VecDeque::new(),
+            announced: Announced::default(),
         }),
     ))
 }
@@ -184,33 +190,18 @@ pub fn join_session(
 /// Party 1's corrections, read from the dealer in the order announced.
 struct RemoteCorrections {
     stream: Stream,
-    announced: VecDeque<Need>,
+    announced: Announced,
 }
 
 impl CorrectionSource for RemoteCorrections {
     fn announce(&mut self, needs: &[Need]) -> Result<(), DealerError> {
-        if needs.is_empty() {
-            return Ok(());
-        }
-        send(self.stream.writer(), &Announce::try_from(needs.to_vec())?)?;
-        self.announced.extend(needs.iter().cloned());
-        Ok(())
+        let writer = self.stream.writer();
+        self.announced.announce(needs, |n| tell(writer, n))
     }
 
     fn correction(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
-        if self.announced.is_empty() {
-            self.announce(std::slice::from_ref(need))?;
-        }
-        match self.announced.pop_front() {
-            Some(expected) if expected == *need => {}
-            Some(expected) => {
-                return Err(DealerError::Mismatch {
-                    expected: Box::new(expected),
-                    got: Box::new(need.clone()),
-                });
-            }
-            None => return Err(DealerError::OutOfOrder("a correction nobody announced")),
-        }
+        let writer = self.stream.writer();
+        self.announced.take(need, |n| tell(writer, n))?;
         let what = "reading a correction from the dealer";
         let reader = self.stream.reader();
         let header = wire::read_header(reader).map_err(|e| read_error(what, e))?;
