@@ -9,11 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `bytes` to `path` atomically: readers see the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(path, |tmp| {
-        let mut file = std::fs::File::create_new(tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })
+    write_atomic_with(path, |tmp| std::fs::File::create_new(tmp)?.write_all(bytes))
 }
 
 /// Lets `write` produce the file at a temporary path (same directory and extension as `path`,
@@ -24,8 +20,16 @@ pub fn write_atomic_with<E: From<std::io::Error>>(
     write: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<(), E> {
     let tmp = temporary_path(path);
+    // Flushed here, once, whoever wrote it (opened for writing: some systems flush no file
+    // opened only to read).
+    let flush = |tmp: &Path| -> std::io::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(tmp)?
+            .sync_all()
+    };
     let result = write(&tmp)
-        .and_then(|()| Ok(std::fs::File::open(&tmp)?.sync_all()?))
+        .and_then(|()| Ok(flush(&tmp)?))
         .and_then(|()| Ok(std::fs::rename(&tmp, path)?));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

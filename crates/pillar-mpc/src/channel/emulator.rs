@@ -22,7 +22,8 @@ impl Link {
     /// A link with round-trip time `rtt_ms` and an optional cap in megabits per second.
     pub fn new(rtt_ms: f64, bandwidth_mbps: Option<f64>) -> Link {
         Link {
-            one_way: Duration::from_secs_f64(rtt_ms.max(0.0) / 2000.0),
+            // Out-of-range times saturate: the CLI bounds them, a library caller need not.
+            one_way: Duration::try_from_secs_f64(rtt_ms.max(0.0) / 2000.0).unwrap_or(Duration::MAX),
             bandwidth_bps: bandwidth_mbps.map(|m| m * 1e6),
         }
     }
@@ -35,10 +36,12 @@ impl Link {
     /// Delay before a message of `bytes` payload bytes arrives.
     pub fn delay(&self, bytes: usize) -> Duration {
         let serialisation = match self.bandwidth_bps {
-            Some(bps) if bps > 0.0 => Duration::from_secs_f64(bytes as f64 * 8.0 / bps),
+            Some(bps) if bps > 0.0 => {
+                Duration::try_from_secs_f64(bytes as f64 * 8.0 / bps).unwrap_or(Duration::MAX)
+            }
             _ => Duration::ZERO,
         };
-        self.one_way + serialisation
+        self.one_way.saturating_add(serialisation)
     }
 }
 

@@ -679,5 +679,11 @@ fn bytes_cut_short_are_refused_by_the_count_as_by_the_decoder() {
     for end in [1, bytes.len() / 2, bytes.len() - 1] {
         let err = from_bytes(&bytes[..end]).unwrap_err().to_string();
         assert!(err.contains("not an ONNX model"), "{end}: {err}");
+        // The count itself refuses them, before the decoder is reached.
+        let counted = super::limits::check(&bytes[..end], &Limits::DEFAULT);
+        assert!(
+            matches!(counted, Err(OnnxError::Malformed(_))),
+            "{end}: {counted:?}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use pillar_mpc::dealer::remote::{DealerLinks, DealerService, ServiceConfig};
 
-use super::net::{KeyArgs, announce_listening};
+use super::net::{KeyArgs, announce_listening, identity};
 
 /// Arguments of `pillar dealer`.
 #[derive(Debug, Args)]
@@ -65,12 +65,8 @@ impl DealerArgs {
                 "the dealer binds roles to keys: give each server's public key with --trust-server and each client's with --trust-client (not --trust)"
             );
         }
-        let keys = KeyArgs {
-            key: self.key.clone(),
-            trust: Vec::new(),
-            insecure_plaintext: self.insecure_plaintext,
-        };
-        let Some(identity) = keys.identity()? else {
+        let trust = "--trust-server or --trust-client";
+        let Some(identity) = identity(self.key.as_deref(), self.insecure_plaintext, trust)? else {
             return Ok(DealerLinks::Plaintext);
         };
         Ok(DealerLinks::Noise {
@@ -84,8 +80,13 @@ impl DealerArgs {
 /// Runs `pillar dealer` until it is killed.
 pub(crate) fn run(args: &DealerArgs) -> Result<()> {
     let max = super::net::MAX_SECONDS as u64;
-    if !(1..=max).contains(&args.expiry_s) || !(1..=max).contains(&args.timeout_s) {
-        bail!("--expiry-s and --timeout-s must be from 1 to {max} seconds");
+    for (flag, value) in [
+        ("--expiry-s", args.expiry_s),
+        ("--timeout-s", args.timeout_s),
+    ] {
+        if !(1..=max).contains(&value) {
+            bail!("{flag} {value}: give a number of seconds from 1 to {max}");
+        }
     }
     let links = args.links()?;
     let listener = TcpListener::bind(&args.listen)

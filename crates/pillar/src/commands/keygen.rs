@@ -50,8 +50,10 @@ pub(crate) fn run(args: &KeygenArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes the pair under temporary names beside its place, then renames each into place: a
-/// process killed while writing leaves no half-written key under the real names.
+/// Writes the pair under temporary names beside its place, then links each into place: a
+/// process killed while writing leaves no half-written key under the real names, and a key
+/// that appeared there meanwhile is never replaced. If the public key cannot be placed, the
+/// secret placed before it is taken back, so no pair that does not match is left.
 fn save_pair(identity: &Identity, secret: &Path, public: &Path) -> Result<()> {
     let tmp_secret = with_suffix(secret, &format!(".{}.tmp", std::process::id()));
     let tmp_public = with_suffix(public, &format!(".{}.tmp", std::process::id()));
@@ -59,14 +61,18 @@ fn save_pair(identity: &Identity, secret: &Path, public: &Path) -> Result<()> {
         .save(&tmp_secret, &tmp_public)
         .context("cannot write the key pair")
         .and_then(|()| {
-            std::fs::rename(&tmp_secret, secret)
-                .with_context(|| format!("cannot write {}", secret.display()))?;
-            std::fs::rename(&tmp_public, public)
-                .with_context(|| format!("cannot write {}", public.display()))
+            place(&tmp_secret, secret)?;
+            place(&tmp_public, public).inspect_err(|_| {
+                let _ = std::fs::remove_file(secret);
+            })
         });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp_secret);
-        let _ = std::fs::remove_file(&tmp_public);
-    }
+    let _ = std::fs::remove_file(&tmp_secret);
+    let _ = std::fs::remove_file(&tmp_public);
     result
+}
+
+/// Links `tmp` in at `path`, which must not exist: unlike a rename, a hard link never
+/// replaces a file.
+fn place(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::hard_link(tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

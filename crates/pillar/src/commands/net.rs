@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,8 +53,8 @@ impl LinkArgs {
 /// delay derived from it stays a valid `Duration` (a huge value would panic converting).
 pub(crate) const MAX_RTT_MS: f64 = 3_600_000.0;
 
-/// Slowest emulated bandwidth, in megabits per second (1 kbit/s): below it a message's
-/// serialisation delay overflows a `Duration` and panics the thread that sends it.
+/// Slowest emulated bandwidth, in megabits per second (1 kbit/s): a floor chosen so that a
+/// typo (`1e-300`) is an error, not a link on which every message waits for ever.
 pub(crate) const MIN_BANDWIDTH_MBPS: f64 = 1e-3;
 
 /// Fastest emulated bandwidth, in megabits per second (1 Tbit/s): beyond it the cap means
@@ -125,6 +125,24 @@ pub(crate) fn announce_listening(what: &str, addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// This process's key from `key`, or `None` for plaintext (`insecure`); `trust` names the
+/// flags the peers' keys go with, for the error when no key is given.
+pub(crate) fn identity(
+    key: Option<&Path>,
+    insecure: bool,
+    trust: &str,
+) -> Result<Option<Arc<Identity>>> {
+    if insecure {
+        return Ok(None);
+    }
+    let Some(path) = key else {
+        bail!(
+            "links are encrypted by default: give --key (make one with `pillar keygen --out NAME`) and {trust} for each peer's public key, or run with --insecure-plaintext"
+        );
+    };
+    Ok(Some(Arc::new(Identity::load(path)?)))
+}
+
 /// This process's key and the peers it trusts, or plaintext by name.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct KeyArgs {
@@ -147,15 +165,7 @@ pub(crate) struct KeyArgs {
 impl KeyArgs {
     /// This process's identity, or `None` for plaintext.
     pub(crate) fn identity(&self) -> Result<Option<Arc<Identity>>> {
-        if self.insecure_plaintext {
-            return Ok(None);
-        }
-        let Some(path) = &self.key else {
-            bail!(
-                "links are encrypted by default: give --key (make one with `pillar keygen --out NAME`) and --trust for each peer's public key, or run with --insecure-plaintext"
-            );
-        };
-        Ok(Some(Arc::new(Identity::load(path)?)))
+        identity(self.key.as_deref(), self.insecure_plaintext, "--trust")
     }
 
     /// The keys given with `flag` (`--trust` or `--dealer-key`), at least one.

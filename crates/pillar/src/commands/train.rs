@@ -220,7 +220,7 @@ pub(crate) enum Start {
 
 impl Start {
     /// Refuses what would lose or mix up a run, before anything is written.
-    pub(crate) fn check(self, cfg: &TrainConfig, out: &Path) -> Result<()> {
+    fn check(self, cfg: &TrainConfig, out: &Path) -> Result<()> {
         match self {
             Start::New => {
                 if let Some(file) = RUN_FILES.iter().find(|f| out.join(f).exists()) {
