@@ -14,9 +14,9 @@ use super::{DataError, Split, cifar, folder, mnist};
 pub enum DatasetKind {
     /// MNIST in IDX files; without a directory, the 10,000 digits embedded in pillar.
     Mnist,
-    /// CIFAR-10, binary version.
+    /// CIFAR-10, binary or pickled (torchvision's) version.
     Cifar10,
-    /// CIFAR-100, binary version.
+    /// CIFAR-100, binary or pickled (torchvision's) version.
     Cifar100,
     /// An ImageNet-style folder tree (`train/<class>/`, `val/<class>/`).
     Imagenet,

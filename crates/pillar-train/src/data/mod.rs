@@ -6,6 +6,8 @@ pub mod dataset;
 pub mod folder;
 pub mod idx;
 pub mod mnist;
+pub mod npy;
+pub mod pickle;
 
 pub use dataset::{DataSet, DatasetKind};
 
@@ -136,6 +138,15 @@ pub enum DataError {
         /// The folder or file.
         path: PathBuf,
         /// What is wrong.
+        detail: String,
+    },
+    /// A file in a format pillar reads (`.npy`, a pickled CIFAR batch) whose content is not
+    /// what the format or pillar allows.
+    #[error("{name}: {detail}")]
+    Malformed {
+        /// The file.
+        name: String,
+        /// What is wrong, and what to change.
         detail: String,
     },
     /// An example index past the end of a split.
