@@ -6,6 +6,7 @@
 
 mod bench;
 mod commands;
+mod input;
 mod plot;
 
 use std::io::IsTerminal;

@@ -37,7 +37,11 @@ fn train_writes_model_metrics_and_curves_and_eval_reads_them() {
         .arg(&out)
         .assert()
         .success()
-        .stdout(contains("test accuracy"));
+        .stdout(contains("test accuracy"))
+        // One epoch of PILLAR trains only the penalty: the user is told, and how many to ask.
+        .stderr(contains("warning: --epochs 1: with --activation poly"))
+        .stderr(contains("near chance"))
+        .stderr(contains("pass --epochs 5 or more"));
     for file in [
         "model.onnx",
         "metrics.json",

@@ -2,7 +2,10 @@
 //! (`plain`) or in the secure engine's fixed-point arithmetic without the cryptography
 //! (`fixed`), which predicts the encrypted accuracy quickly, or through real two-party
 //! computation (`secure`: both parties as threads of this process over an in-memory channel,
-//! with an in-process trusted dealer), compared image by image with the fixed executor.
+//! with an in-process trusted dealer), compared image by image with the fixed executor. With
+//! `--input`, the logits of given files instead ([`inputs`]).
+
+mod inputs;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -46,6 +49,17 @@ pub(crate) struct EvalArgs {
     /// Directory with the data set's files.
     #[arg(long)]
     data: Option<PathBuf>,
+
+    /// Instead of the data set: print the logits of these inputs, images (PNG or JPEG,
+    /// normalised as --dataset's, or as the data set of the model's input shape when
+    /// --dataset's images have other channels) or NumPy .npy float32 tensors taken as they
+    /// are, one input [C, H, W] or a batch [N, C, H, W].
+    #[arg(long, num_args = 1.., conflicts_with_all = ["data", "limit"])]
+    input: Vec<PathBuf>,
+
+    /// With --input: invert grey images (dark digits on a light background).
+    #[arg(long, requires = "input")]
+    invert: bool,
 
     /// plain (float), fixed (fixed-point, as the secure engine computes) or secure (two-party
     /// computation).
@@ -138,6 +152,9 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     let graph = graph
         .fold_batchnorm()
         .with_context(|| format!("cannot fold the BatchNorms of {}", args.model.display()))?;
+    if !args.input.is_empty() {
+        return inputs::run(args, &graph);
+    }
     let data = DataSet::load(args.dataset, args.data.as_deref())
         .with_context(|| format!("cannot load {}", args.dataset))?;
     let dims = data.test.dims();

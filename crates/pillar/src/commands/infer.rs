@@ -1,8 +1,8 @@
 //! `pillar infer`: the image owner's side. It connects to a server, learns the model's public
-//! architecture, prepares its images to that input shape (decoded with `image` and normalised
-//! as the model's training data was, or taken from a data set), classifies them by two-party
-//! computation with the server and the dealer, and prints the top classes. Only this process
-//! ever sees the images and the logits.
+//! architecture, prepares its inputs to that input shape (images decoded with `image` and
+//! normalised as the model's training data was, `.npy` tensors as they are, or images of a data
+//! set), classifies them by two-party computation with the server and the dealer, and prints
+//! the top classes and the logits. Only this process ever sees the inputs and the logits.
 
 use std::path::PathBuf;
 
@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::bench::bytes;
 use super::net::{KeyArgs, LinkArgs};
+use crate::input;
 
 /// Arguments of `pillar infer`.
 #[derive(Debug, Args)]
@@ -30,7 +31,9 @@ pub(crate) struct InferArgs {
     #[arg(long)]
     dealer: String,
 
-    /// Images to classify (PNG or JPEG), resized and centre-cropped to the model's input.
+    /// Inputs to classify: images (PNG or JPEG), resized, centre-cropped and normalised for
+    /// the model; or NumPy .npy files of float32 (or float64) tensors taken as they are (already
+    /// normalised), one input [C, H, W] or a batch [N, C, H, W].
     #[arg(long, num_args = 1..)]
     input: Vec<PathBuf>,
 
@@ -48,7 +51,8 @@ pub(crate) struct InferArgs {
     #[arg(long)]
     data: Option<PathBuf>,
 
-    /// Invert grey images (dark digits on a light background, where MNIST is light on dark).
+    /// Invert grey images (dark digits on a light background, where MNIST is light on dark);
+    /// .npy inputs are left as they are.
     #[arg(long)]
     invert: bool,
 
@@ -93,10 +97,15 @@ struct Class {
 #[derive(Debug, Serialize)]
 struct Image {
     input: String,
+    /// The input's place in its .npy file's batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<usize>,
     predicted: usize,
     top: Vec<Class>,
+    /// Every class's logit.
+    logits: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,17 +145,10 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
             arch.input_shape
         );
     };
-    let kind = match args
+    // What normalises images and names classes; a .npy input needs neither.
+    let kind = args
         .dataset
-        .or_else(|| DatasetKind::for_shape(&arch.input_shape))
-    {
-        Some(kind) => kind,
-        None => bail!(
-            "the model's input is {:?}: pass --dataset to say how its training images were \
-             normalised",
-            arch.input_shape
-        ),
-    };
+        .or_else(|| DatasetKind::for_shape(&arch.input_shape));
     let (names, labels, pixels) = images(args, kind, [c, h, w])?;
     let n = names.len();
     let fp = arch.fixed();
@@ -177,17 +179,20 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
         .with_context(|| format!("the secure inference with {} failed", args.connect))?;
     bar.finish_and_clear();
 
-    let classes = kind.class_names();
+    let classes = kind.and_then(DatasetKind::class_names);
     let mut out = Vec::with_capacity(n);
     let values: Vec<f64> = logits.iter().flat_map(|l| l.decode(fp)).collect();
     let k = values.len() / n.max(1);
     for (i, (input, label)) in names.into_iter().zip(labels).enumerate() {
-        let top = top_k(&values[i * k..(i + 1) * k], args.top_k, classes);
+        let logits = &values[i * k..(i + 1) * k];
+        let top = top_k(logits, args.top_k, classes);
         out.push(Image {
-            input,
+            input: input.name(),
+            index: input.in_batch.then_some(input.index),
             label,
             predicted: top.first().map_or(0, |t| t.class),
             top,
+            logits: logits.to_vec(),
         });
     }
     let report = summarise(args, &arch, out, &costs, per);
@@ -199,11 +204,17 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
     Ok(())
 }
 
-/// Names, labels (for data set images) and normalised pixels of every image.
-type Images = (Vec<String>, Vec<Option<usize>>, Vec<f32>);
+/// Where each input comes from, labels (for data set images) and the values of every input.
+type Images = (Vec<input::Input>, Vec<Option<usize>>, Vec<f32>);
 
-fn images(args: &InferArgs, kind: DatasetKind, dims: [usize; 3]) -> Result<Images> {
+fn images(args: &InferArgs, kind: Option<DatasetKind>, dims: [usize; 3]) -> Result<Images> {
     if !args.index.is_empty() {
+        let Some(kind) = kind else {
+            bail!(
+                "the model's input is {dims:?}: pass --dataset to say which data set's test \
+                 images --index means"
+            );
+        };
         let data = DataSet::load(kind, args.data.as_deref())
             .with_context(|| format!("cannot load {kind}"))?;
         if data.test.dims() != dims {
@@ -222,7 +233,11 @@ fn images(args: &InferArgs, kind: DatasetKind, dims: [usize; 3]) -> Result<Image
         let names = args
             .index
             .iter()
-            .map(|i| format!("{kind} test #{i}"))
+            .map(|i| input::Input {
+                file: format!("{kind} test #{i}"),
+                index: *i,
+                in_batch: false,
+            })
             .collect();
         let labels = args
             .index
@@ -231,9 +246,9 @@ fn images(args: &InferArgs, kind: DatasetKind, dims: [usize; 3]) -> Result<Image
             .collect();
         return Ok((names, labels, pixels));
     }
-    let pixels = kind.prepare_images(&args.input, dims, args.invert)?;
-    let names = args.input.iter().map(|p| p.display().to_string()).collect();
-    Ok((names, vec![None; args.input.len()], pixels))
+    let loaded = input::load(&args.input, dims, kind, args.invert)?;
+    let n = loaded.inputs.len();
+    Ok((loaded.inputs, vec![None; n], loaded.values))
 }
 
 fn top_k(logits: &[f64], k: usize, names: Option<&[&str]>) -> Vec<Class> {
@@ -287,6 +302,8 @@ fn summarise(
     }
 }
 
+/// The text report: every input's top classes with their probabilities and logits, then the
+/// costs.
 fn print_text(r: &Report) {
     println!(
         "the model at {} ({}, {} rounds per request)",
@@ -299,7 +316,11 @@ fn print_text(r: &Report) {
             .iter()
             .map(|t| {
                 let name = t.name.clone().unwrap_or_else(|| t.class.to_string());
-                format!("{name} ({:.1}%)", 100.0 * t.probability)
+                format!(
+                    "{name} ({:.1}%, logit {:.3})",
+                    100.0 * t.probability,
+                    t.logit
+                )
             })
             .collect();
         let label = img

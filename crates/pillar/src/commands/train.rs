@@ -25,8 +25,9 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     dataset: Option<DatasetKind>,
 
-    /// Directory with the data set's files (MNIST IDX, CIFAR binary batches, or an
-    /// ImageNet-style train/ and val/ tree).
+    /// Directory with the data set's files (MNIST IDX, CIFAR batches: binary or torchvision's
+    /// pickled cifar-10-batches-py, or the folder above them; or an ImageNet-style train/ and
+    /// val/ tree).
     #[arg(long)]
     data: Option<PathBuf>,
 
@@ -193,8 +194,37 @@ pub(crate) fn run(args: &TrainArgs) -> Result<()> {
         data.test.len(),
         cfg.epochs
     );
+    if let Some(warning) = warm_up_warning(&cfg) {
+        eprintln!("warning: {warning}");
+    }
     let outcome = train_to(&cfg, &data, &device, &args.out, start)?;
     report(&outcome.metrics, &args.out)
+}
+
+/// What a PILLAR run too short for its penalty's warm-up should be told: its first epochs
+/// train only the penalty, so the model it writes is near chance.
+fn warm_up_warning(cfg: &TrainConfig) -> Option<String> {
+    use pillar_train::penalty::{PENALTY_ONLY_EPOCHS, WARMUP_EPOCHS};
+    if cfg.activation != ActivationKind::Poly || cfg.epochs > WARMUP_EPOCHS {
+        return None;
+    }
+    let first = if PENALTY_ONLY_EPOCHS == 1 {
+        "the first epoch trains".to_string()
+    } else {
+        format!("the first {PENALTY_ONLY_EPOCHS} epochs train")
+    };
+    let outcome = if cfg.epochs <= PENALTY_ONLY_EPOCHS {
+        "this model will be near chance"
+    } else {
+        "this model will be far from trained"
+    };
+    Some(format!(
+        "--epochs {}: with --activation poly {first} only the out-of-range penalty, and the \
+         penalty warms up over {WARMUP_EPOCHS} epochs, so {outcome}; pass --epochs {} or \
+         more (the paper trains 20 or more)",
+        cfg.epochs,
+        WARMUP_EPOCHS + 1
+    ))
 }
 
 /// The files a run writes to its directory: one of them there means a run is there.
@@ -440,5 +470,29 @@ impl Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_poly_runs_within_the_penalty_warm_up_are_warned() {
+        let cfg = |activation, epochs| TrainConfig {
+            activation,
+            epochs,
+            ..TrainConfig::default()
+        };
+        let one = warm_up_warning(&cfg(ActivationKind::Poly, 1)).unwrap();
+        assert!(
+            one.contains("near chance") && one.contains("--epochs 5"),
+            "{one}"
+        );
+        let four = warm_up_warning(&cfg(ActivationKind::Poly, 4)).unwrap();
+        assert!(four.contains("far from trained"), "{four}");
+        assert_eq!(warm_up_warning(&cfg(ActivationKind::Poly, 5)), None);
+        assert_eq!(warm_up_warning(&cfg(ActivationKind::Relu, 1)), None);
+        assert_eq!(warm_up_warning(&cfg(ActivationKind::NaivePoly, 1)), None);
     }
 }
