@@ -260,12 +260,13 @@ impl Machine<'_> {
         let Some(mark) = self.stack.iter().rposition(|s| matches!(s, Slot::Mark)) else {
             return self.fail("no MARK on the stack");
         };
+        // No MARK lies above the topmost one.
         let items = self
             .stack
             .drain(mark + 1..)
-            .map(|s| match s {
-                Slot::Value(v) => v,
-                Slot::Mark => Value::None,
+            .filter_map(|s| match s {
+                Slot::Value(v) => Some(v),
+                Slot::Mark => None,
             })
             .collect();
         self.stack.pop();
