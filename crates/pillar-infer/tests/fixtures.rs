@@ -15,8 +15,9 @@ const CONFIG: FixedConfig = FixedConfig {
 };
 
 /// Secure logits of fixture `stem` equal the fixed executor's up to the secure truncation's
-/// rounding (a few hundred units at f = 16, as in `secure.rs`), with the same class for each
-/// image.
+/// rounding (one unit per truncation, grown through the layers: under 64 units, 1e-3, at
+/// f = 16 for these small networks; the earlier fixtures differ by 1 or 2), with the same
+/// class for each image.
 fn secure_equals_fixed(stem: &str) {
     let f = fixtures::load(stem);
     let g = onnx::load(&f.model)
@@ -38,7 +39,7 @@ fn secure_equals_fixed(stem: &str) {
         .max()
         .unwrap();
     eprintln!("{stem}: secure and fixed {worst} units apart");
-    assert!(worst < 400, "{stem}: {worst} units apart");
+    assert!(worst < 64, "{stem}: {worst} units apart");
     let classes = *secure[0].shape().last().unwrap();
     let argmax = |v: &[i64]| (0..v.len()).max_by_key(|&i| v[i]).unwrap();
     for (i, (a, b)) in got.chunks(classes).zip(want.chunks(classes)).enumerate() {
@@ -79,4 +80,13 @@ fn minionn_clamp_dynamo_secure_equals_fixed() {
 #[test]
 fn pad_avgpool_op13_secure_equals_fixed() {
     secure_equals_fixed("pad_avgpool_op13");
+}
+
+#[test]
+fn earlier_fixtures_secure_equal_fixed() {
+    // The exports pillar read before (a polynomial CNN, a residual block, max-pooling): the
+    // same check on models whose import is settled.
+    for stem in ["poly_cnn_op13", "residual_op13", "pools_dynamo18"] {
+        secure_equals_fixed(stem);
+    }
 }
