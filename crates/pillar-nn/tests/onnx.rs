@@ -183,7 +183,7 @@ fn torch1_pad_then_average_pool_op13() {
 }
 
 #[test]
-fn external_data_missing_or_cut_short_is_named() {
+fn external_data_missing_cut_short_or_outside_the_folder_is_named() {
     let dir = std::env::temp_dir().join(format!("pillar-external-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("resnet_dynamo.onnx");
@@ -196,6 +196,16 @@ fn external_data_missing_or_cut_short_is_named() {
     std::fs::write(dir.join("resnet_dynamo.onnx.data"), &data[..data.len() / 2]).unwrap();
     let err = onnx::load(&model).unwrap_err().to_string();
     assert!(err.contains("resnet_dynamo.onnx.data"), "{err}");
+    // A location that leaves the model's folder (same length, so the protobuf stays whole).
+    let bytes = std::fs::read(fixtures().join("resnet_dynamo.onnx")).unwrap();
+    let outside = patch(
+        &bytes,
+        b"resnet_dynamo.onnx.data",
+        b"../../../../../etc/pass",
+    );
+    std::fs::write(&model, outside).unwrap();
+    let err = onnx::load(&model).unwrap_err().to_string();
+    assert!(err.contains("../../../../../etc/pass"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
