@@ -3,6 +3,9 @@
 // Test fixtures: a shape that does not fit its data is a bug in the caller.
 #![allow(clippy::unwrap_used)]
 
+pub mod fixtures;
+pub mod onnxruntime;
+
 use crate::{BatchNorm, Conv2d, FoldedGraph, Graph, Linear, Op, PolyAct, Pool, Tensor};
 
 /// Deterministic pseudo-random values in [-1, 1).

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use pillar_nn::exec::float;
 use pillar_nn::onnx::{self, SaveOptions};
-use pillar_nn::testing::{every_op, pillar_poly, values};
+use pillar_nn::testing::{every_op, fixtures, pillar_poly, values};
 use pillar_nn::{Graph, NnError, Op, PolyAct, Tensor, TypedGraph};
 use proptest::prelude::*;
 
@@ -57,7 +57,8 @@ fn max_error(a: &Tensor, b: &Tensor) -> f32 {
 fn pytorch_exports_match_pytorch() {
     let stems = fixture_stems();
     assert!(stems.len() >= 12, "fixtures missing: {stems:?}");
-    for stem in &stems {
+    // The models users bring have a test each (below), against onnxruntime too.
+    for stem in stems.iter().filter(|s| !USER_MODELS.contains(&s.as_str())) {
         let g = onnx::load(fixtures().join(format!("{stem}.onnx")))
             .unwrap_or_else(|e| panic!("{stem}: {e}"));
         let json: serde_json::Value = serde_json::from_str(
@@ -70,6 +71,142 @@ fn pytorch_exports_match_pytorch() {
         eprintln!("{stem}: {} nodes, largest error {err:.1e}", g.nodes.len());
         assert!(err < 1e-4, "{stem}: error {err} against PyTorch");
     }
+}
+
+/// The fixtures of models as users write and export them (`fixtures/README.md`), each with
+/// PyTorch's and onnxruntime's output.
+const USER_MODELS: [&str; 7] = [
+    "resnet_op17",
+    "resnet_dynamo",
+    "mnist_example_op17",
+    "mnist_example_dynamo",
+    "minionn_clamp_op17",
+    "minionn_clamp_dynamo",
+    "pad_avgpool_op13",
+];
+
+/// Loads the fixture `stem` and checks that pillar's float reference computes, on its fixed
+/// input, what onnxruntime computed (within 1e-4) and what PyTorch computed, if it made it.
+fn user_model(stem: &str) -> TypedGraph {
+    let f = fixtures::load(stem);
+    let g = onnx::load(&f.model).unwrap_or_else(|e| panic!("{stem}: {e}"));
+    let got = float::run(&g, &f.input).unwrap_or_else(|e| panic!("{stem}: {e}"));
+    let ort = f.onnxruntime.as_ref().unwrap();
+    let err = max_error(&got, ort);
+    eprintln!("{stem}: {:?}, largest error {err:.1e}", ops(&g));
+    assert!(err < 1e-4, "{stem}: error {err} against onnxruntime");
+    if let Some(pytorch) = &f.pytorch {
+        let err = max_error(&got, pytorch);
+        assert!(err < 1e-4, "{stem}: error {err} against PyTorch");
+    }
+    g
+}
+
+#[test]
+fn every_user_model_fixture_is_tested() {
+    let with_ort: Vec<String> = fixture_stems()
+        .into_iter()
+        .filter(|s| fixtures::load(s).onnxruntime.is_some())
+        .collect();
+    let mut listed: Vec<String> = USER_MODELS.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(with_ort, listed);
+}
+
+#[test]
+fn resnet_with_padded_max_pool_stem_op17() {
+    resnet("resnet_op17");
+}
+
+#[test]
+fn resnet_with_padded_max_pool_stem_dynamo_external_data() {
+    resnet("resnet_dynamo");
+}
+
+fn resnet(stem: &str) {
+    let g = user_model(stem);
+    assert_eq!(
+        ops(&g).iter().filter(|&&o| o == "MaxPool").count(),
+        1,
+        "{stem}"
+    );
+}
+
+#[test]
+fn mnist_example_with_log_softmax_op17() {
+    user_model("mnist_example_op17");
+}
+
+#[test]
+fn mnist_example_with_log_softmax_dynamo_external_data() {
+    user_model("mnist_example_dynamo");
+}
+
+#[test]
+fn minionn_with_clamp_and_zeros_like_accumulator_op17() {
+    minionn_clamp("minionn_clamp_op17");
+}
+
+#[test]
+fn minionn_with_clamp_and_zeros_like_accumulator_dynamo_external_data() {
+    minionn_clamp("minionn_clamp_dynamo");
+}
+
+/// The polynomial summed from `zeros_like` is one `PolyAct` per activation, with the
+/// coefficients written in PyTorch (the zeros cost nothing).
+fn minionn_clamp(stem: &str) {
+    let g = user_model(stem);
+    let polys: Vec<&PolyAct> = g
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::PolyAct(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(polys.len(), 2, "{stem}: {:?}", ops(&g));
+    for p in polys {
+        assert_eq!(
+            p.coefficients,
+            [0.314453125, 0.5, 0.15625, 0.0, -0.0029296875],
+            "{stem}"
+        );
+        assert_eq!(p.range, onnx::DEFAULT_POLY_RANGE, "{stem}");
+    }
+}
+
+#[test]
+fn torch1_pad_then_average_pool_op13() {
+    // The all-zero Pad folds away: nothing is left of it in the graph.
+    let g = user_model("pad_avgpool_op13");
+    assert_eq!(ops(&g), ["Conv", "AveragePool", "Flatten", "Gemm"]);
+}
+
+#[test]
+fn external_data_missing_cut_short_or_outside_the_folder_is_named() {
+    let dir = std::env::temp_dir().join(format!("pillar-external-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("resnet_dynamo.onnx");
+    std::fs::copy(fixtures().join("resnet_dynamo.onnx"), &model).unwrap();
+    // The model without the file beside it.
+    let err = onnx::load(&model).unwrap_err().to_string();
+    assert!(err.contains("resnet_dynamo.onnx.data"), "{err}");
+    // The file cut short: a tensor's offset and length reach past its end.
+    let data = std::fs::read(fixtures().join("resnet_dynamo.onnx.data")).unwrap();
+    std::fs::write(dir.join("resnet_dynamo.onnx.data"), &data[..data.len() / 2]).unwrap();
+    let err = onnx::load(&model).unwrap_err().to_string();
+    assert!(err.contains("resnet_dynamo.onnx.data"), "{err}");
+    // A location that leaves the model's folder (same length, so the protobuf stays whole).
+    let bytes = std::fs::read(fixtures().join("resnet_dynamo.onnx")).unwrap();
+    let outside = patch(
+        &bytes,
+        b"resnet_dynamo.onnx.data",
+        b"../../../../../etc/pass",
+    );
+    std::fs::write(&model, outside).unwrap();
+    let err = onnx::load(&model).unwrap_err().to_string();
+    assert!(err.contains("../../../../../etc/pass"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn ops(g: &Graph) -> Vec<&'static str> {
@@ -205,6 +342,15 @@ fn save_then_load_gives_the_same_graph() {
     let x = Tensor::new(vec![3, 2, 8, 8], values(3 * 128, 42)).unwrap();
     let y = float::run(&typed(&g), &x).unwrap();
     assert_eq!(y.shape(), [3, 3]);
+    // By default only standard operators, which other runtimes run; pillar's own on request.
+    let has_custom = |b: &[u8]| b.windows(7).any(|w| w == b"PolyAct");
+    assert!(!has_custom(&onnx::to_bytes(&typed(&g)).unwrap()));
+    let custom = SaveOptions {
+        poly_as_subgraph: false,
+    };
+    assert!(has_custom(
+        &onnx::to_bytes_with(&typed(&g), &custom).unwrap()
+    ));
 }
 
 #[test]
@@ -215,11 +361,12 @@ fn save_and_load_through_a_file() {
     let g = every_op();
     onnx::save(&typed(&g), &path).unwrap();
     assert_eq!(onnx::load(&path).unwrap().into_graph(), g);
+    // pillar's own operator, as pillar wrote it before, still reads back.
     onnx::save_with(
         &typed(&g),
         &path,
         &SaveOptions {
-            poly_as_subgraph: true,
+            poly_as_subgraph: false,
         },
     )
     .unwrap();
@@ -365,7 +512,13 @@ fn unsupported_things_are_named() {
     assert_error_names(&patch(&ours, b"\x10\x0d", b"\x10\x63"), &["opset 99"]);
     let mut p = Graph::new(vec![3]);
     p.chain("poly", pillar_poly());
-    let custom = onnx::to_bytes(&typed(&p)).unwrap();
+    let custom = onnx::to_bytes_with(
+        &typed(&p),
+        &SaveOptions {
+            poly_as_subgraph: false,
+        },
+    )
+    .unwrap();
     assert_error_names(
         &patch(&custom, b"pillar", b"pillaz"),
         &["\"poly\"", "pillaz.PolyAct", "unsupported operator"],
@@ -418,8 +571,8 @@ proptest! {
     ) {
         let mut g = Graph::new(vec![3]);
         g.chain("p", Op::PolyAct(PolyAct { coefficients, range }));
-        prop_assert_eq!(roundtrip(&g, SaveOptions { poly_as_subgraph: true }), g.clone());
-        prop_assert_eq!(roundtrip(&g, SaveOptions::default()), g);
+        prop_assert_eq!(roundtrip(&g, SaveOptions::default()), g.clone());
+        prop_assert_eq!(roundtrip(&g, SaveOptions { poly_as_subgraph: false }), g);
     }
 }
 

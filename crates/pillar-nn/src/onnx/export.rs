@@ -1,7 +1,7 @@
 //! [`TypedGraph`] to ONNX: opset 13, weights as raw little-endian f32 initializers, a symbolic
-//! batch dimension `N`, node names kept. `PolyAct` becomes either pillar's own operator or,
-//! for runtimes that cannot run it, `Mul` and `Add` nodes over its powers (see
-//! [`super::fuse`] for how the importer turns those back into one node).
+//! batch dimension `N`, node names kept. `PolyAct` becomes `Mul` and `Add` nodes over its
+//! powers, which every runtime runs (see [`super::fuse`] for how the importer turns those back
+//! into one node), or, if asked, pillar's own operator.
 
 use std::collections::HashSet;
 

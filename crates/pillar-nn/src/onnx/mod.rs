@@ -20,14 +20,16 @@
 //! Anything else is refused with an error naming the node and its operator, e.g.
 //! `node "/fc/Softmax" (Softmax): unsupported operator`.
 //!
-//! pillar's own operator is `PolyAct` in domain [`POLY_DOMAIN`] (version 1): one input, float
-//! attributes `coefficients` (`c_0..c_d`) and `range`, and, so that the f64 values survive,
-//! tensor attributes `coefficients_f64` (double, `[d + 1]`) and `range_f64` (double scalar)
-//! that take precedence. Runtimes other than pillar cannot execute it; with
-//! [`SaveOptions::poly_as_subgraph`] the activation is written with `Mul` and `Add` instead,
-//! which onnxruntime runs and which [`load`] fuses back into the same node (the exact
-//! coefficients and the range travel in the model metadata entry `pillar.poly:<node name>`,
-//! as `range=5;coefficients=0.314453125,0.5,...`).
+//! [`save`] writes only standard operators, so that onnxruntime and every other runtime run
+//! pillar's models: a polynomial activation becomes `Mul` and `Add` nodes, which [`load`]
+//! fuses back into the same node (the exact coefficients and the range travel in the model
+//! metadata entry `pillar.poly:<node name>`, as `range=5;coefficients=0.314453125,0.5,...`).
+//!
+//! pillar's own operator, which it wrote before and still reads, is `PolyAct` in domain
+//! [`POLY_DOMAIN`] (version 1): one input, float attributes `coefficients` (`c_0..c_d`) and
+//! `range`, and, so that the f64 values survive, tensor attributes `coefficients_f64` (double,
+//! `[d + 1]`) and `range_f64` (double scalar) that take precedence. Runtimes other than pillar
+//! cannot execute it; [`SaveOptions::poly_as_subgraph`] `false` still writes it.
 //!
 //! A polynomial written in PyTorch (`0.31 + 0.5 * x + 0.16 * x**2 - 0.003 * x**4`) has no
 //! range; it gets the model metadata entry [`POLY_RANGE_KEY`] if present, else
@@ -75,12 +77,21 @@ pub const POLY_RANGE_KEY: &str = "pillar.poly_range";
 /// afford, and small enough that a hostile file cannot exhaust memory.
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
 
-/// How [`save_with`] writes a graph.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How [`save_with`] writes a graph. The default writes standard operators only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SaveOptions {
-    /// Write each `PolyAct` as standard `Mul`/`Add` nodes, so that runtimes without pillar's
-    /// operator (onnxruntime) can execute the model. [`load`] fuses them back.
+    /// Write each `PolyAct` as standard `Mul`/`Add` nodes (the default), so that runtimes
+    /// without pillar's operator (onnxruntime) can execute the model; [`load`] fuses them
+    /// back. `false` writes pillar's own `pillar.PolyAct` operator, which only pillar runs.
     pub poly_as_subgraph: bool,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        SaveOptions {
+            poly_as_subgraph: true,
+        }
+    }
 }
 
 /// Reads an ONNX model file into a checked graph. Errors name the file and, for a node that
@@ -137,7 +148,7 @@ fn from_bytes_within(bytes: &[u8], limits: &limits::Limits) -> Result<TypedGraph
     import::import(&model)
 }
 
-/// Writes `g` as an ONNX model with `PolyAct` as pillar's own operator.
+/// Writes `g` as an ONNX model of standard operators ([`SaveOptions::default`]), atomically.
 pub fn save(g: &TypedGraph, path: impl AsRef<Path>) -> Result<(), NnError> {
     save_with(g, path, &SaveOptions::default())
 }
@@ -156,7 +167,7 @@ pub fn save_with(
     })
 }
 
-/// The ONNX encoding of `g`, with `PolyAct` as pillar's own operator.
+/// The ONNX encoding of `g` with standard operators only ([`SaveOptions::default`]).
 pub fn to_bytes(g: &TypedGraph) -> Result<Vec<u8>, NnError> {
     to_bytes_with(g, &SaveOptions::default())
 }
