@@ -6,6 +6,7 @@
 
 mod bench;
 mod commands;
+mod memory;
 mod plot;
 
 use std::io::IsTerminal;

@@ -1,0 +1,97 @@
+//! The memory estimate that sizes a secure run's batch before it starts: it grows with the
+//! batch (so a binary search over it is right), a local run (client, server and dealer in one
+//! process) holds more than the client alone, and the batch picked is the largest that fits.
+#![allow(clippy::unwrap_used)]
+
+use pillar_infer::{Architecture, FixedConfig, Parties, Plan};
+use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_nn::testing::{conv, every_op, fold, linear};
+use pillar_nn::{Graph, Op, Pool};
+
+/// A small CIFAR-shaped network with a padded convolution, exact ReLUs and a max-pool.
+fn small_cnn() -> Graph {
+    let mut g = Graph::new(vec![3, 32, 32]);
+    g.chain("conv1", conv(8, 3, 3, 1, 1, 1));
+    g.chain("relu1", Op::Relu);
+    g.chain(
+        "maxpool",
+        Op::MaxPool(Pool {
+            kernel: 2,
+            stride: 2,
+        }),
+    );
+    g.chain("flatten", Op::Flatten);
+    g.chain("fc", linear(10, 8 * 16 * 16, 3, true));
+    g
+}
+
+fn architectures() -> Vec<Architecture> {
+    let mut out = Vec::new();
+    for g in [small_cnn(), every_op()] {
+        for activation in ActivationProtocol::ALL {
+            let config = FixedConfig {
+                activation,
+                ..FixedConfig::default()
+            };
+            out.push(Plan::compile(&fold(&g), config).unwrap().architecture);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_estimate_grows_with_the_batch_and_a_local_run_holds_more_than_its_client() {
+    for arch in architectures() {
+        let mut last = 0;
+        for batch in 1..=40 {
+            let local = arch.memory_bytes(batch, Parties::Local).unwrap();
+            let client = arch.memory_bytes(batch, Parties::Client).unwrap();
+            assert!(local > last, "batch {batch}: {local} <= {last}");
+            // Both parties, and the dealer besides.
+            assert!(local > 2 * client, "batch {batch}: {local} vs {client}");
+            // The client's part is what `check_memory` bounds.
+            assert_eq!(client, 8 * arch.peak_words(batch).unwrap());
+            last = local;
+        }
+        // A batch too large to count is an error, not a wrapped number.
+        assert!(arch.memory_bytes(usize::MAX / 2, Parties::Local).is_err());
+    }
+}
+
+#[test]
+fn the_batch_picked_is_the_largest_that_fits() {
+    for arch in architectures() {
+        let held = 50 << 20;
+        let cost = |b: usize| arch.memory_bytes(b, Parties::Local).unwrap() + held;
+        for target in [1, 2, 7, 33, 100] {
+            // A budget just under what one more image needs: `target` fits, not `target + 1`.
+            let budget = cost(target + 1) - 1;
+            let got = arch.largest_batch(Parties::Local, held, budget, 1000);
+            assert_eq!(got, Some(target), "budget {budget}");
+            // Exactly the estimate fits.
+            assert_eq!(
+                arch.largest_batch(Parties::Local, held, cost(target), 1000),
+                Some(target)
+            );
+            // Never more than asked for.
+            assert_eq!(
+                arch.largest_batch(Parties::Local, held, budget, target - 1),
+                (target > 1).then(|| target - 1)
+            );
+        }
+        // Not even one image.
+        assert_eq!(
+            arch.largest_batch(Parties::Local, held, cost(1) - 1, 1000),
+            None
+        );
+        assert_eq!(
+            arch.largest_batch(Parties::Local, held, usize::MAX, 1000),
+            Some(1000)
+        );
+        // What the process holds besides counts against the budget.
+        assert_eq!(
+            arch.largest_batch(Parties::Local, held + (1 << 40), cost(1000), 1000),
+            None
+        );
+    }
+}
