@@ -6,20 +6,16 @@
 use pillar_infer::{Architecture, FixedConfig, Parties, Plan};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_nn::testing::{conv, every_op, fold, linear};
-use pillar_nn::{Graph, Op, Pool};
+use pillar_nn::{Graph, Op};
 
-/// A small CIFAR-shaped network with a padded convolution, exact ReLUs and a max-pool.
+/// A small CIFAR-shaped network with padded convolutions and exact ReLUs (`every_op` has
+/// the pools).
 fn small_cnn() -> Graph {
     let mut g = Graph::new(vec![3, 32, 32]);
     g.chain("conv1", conv(8, 3, 3, 1, 1, 1));
     g.chain("relu1", Op::Relu);
-    g.chain(
-        "maxpool",
-        Op::MaxPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
+    g.chain("conv2", conv(8, 8, 3, 2, 1, 2));
+    g.chain("relu2", Op::Relu);
     g.chain("flatten", Op::Flatten);
     g.chain("fc", linear(10, 8 * 16 * 16, 3, true));
     g

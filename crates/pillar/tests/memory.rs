@@ -8,16 +8,36 @@ mod common;
 use std::path::Path;
 
 use common::pillar;
-use pillar_nn::testing::{conv, linear};
-use pillar_nn::{Graph, Op};
+use pillar_nn::{Conv2d, Graph, Linear, Op, Tensor};
+
+/// A tensor of small deterministic values.
+fn weights(shape: &[usize]) -> Tensor {
+    let n = shape.iter().product();
+    let data = (0..n).map(|i| (i as f32 * 0.37).sin() * 0.1).collect();
+    Tensor::new(shape.to_vec(), data).unwrap()
+}
 
 /// A tiny MNIST network with exact ReLUs, whose secure run needs a few MiB per image.
 fn write_tiny(path: &Path) {
     let mut g = Graph::new(vec![1, 28, 28]);
-    g.chain("conv", conv(8, 1, 3, 1, 1, 1));
+    g.chain(
+        "conv",
+        Op::Conv2d(Conv2d {
+            weight: weights(&[8, 1, 3, 3]),
+            bias: Some(weights(&[8])),
+            stride: 1,
+            padding: 1,
+        }),
+    );
     g.chain("relu", Op::Relu);
     g.chain("flatten", Op::Flatten);
-    g.chain("fc", linear(10, 8 * 28 * 28, 2, true));
+    g.chain(
+        "fc",
+        Op::Linear(Linear {
+            weight: weights(&[10, 8 * 28 * 28]),
+            bias: Some(weights(&[10])),
+        }),
+    );
     pillar_nn::onnx::save(&g.typed().unwrap(), path).unwrap();
 }
 
