@@ -130,7 +130,7 @@ impl Budget {
     }
 
     /// How a message names it.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.source {
             Source::Flag => format!("--max-memory is {}", Size(self.bytes)),
             Source::Available => format!(

@@ -10,15 +10,33 @@
 //! parties' streams and the correction it computes from them), the messages of the largest
 //! round in flight both ways, and the server's encoded weights.
 //!
-//! Measured against the peak resident set of `pillar eval --mode secure` (`/usr/bin/time -v`,
-//! "Maximum resident set size"; ReLU networks from `pillar train --activation relu`, ESPN;
-//! `held` is the process's resident set when the estimate is made plus its inputs):
+//! Measured against the peak resident set of `pillar eval --mode secure --batch B --limit B
+//! --json` (`/usr/bin/time -v`, "Maximum resident set size"; networks from `pillar train
+//! --activation relu` unless poly, ESPN, f = 16; the estimate is the report's
+//! `memory_estimate_bytes`: this one plus what the process held before, model, data and
+//! inputs), on the project's 2-core, 24 GiB machine (the last two rows chose their batch
+//! themselves, estimates from the text report's GiB):
 //!
-//! | network (data set)      | batch | estimate | measured | estimate / measured |
-//! |-------------------------|------:|---------:|---------:|--------------------:|
-//! | (filled in by the calibration) |
+//! | network (data set)          | batch | estimate MiB | measured MiB | estimate / measured |
+//! |-----------------------------|------:|-------------:|-------------:|--------------------:|
+//! | MiniONN (mnist)             |     1 |          211 |          161 |                1.31 |
+//! | MiniONN (mnist)             |    10 |        1,241 |          915 |                1.36 |
+//! | MiniONN (mnist)             |   100 |       11,543 |        8,347 |                1.38 |
+//! | MiniONN, poly (mnist)       |     1 |          162 |          123 |                1.32 |
+//! | MiniONN, poly (mnist)       |   100 |        6,609 |        5,899 |                1.12 |
+//! | MiniONN (cifar10)           |     1 |          241 |          191 |                1.26 |
+//! | MiniONN (cifar10)           |    10 |        1,587 |        1,154 |                1.38 |
+//! | MiniONN (cifar10)           |    50 |        7,568 |        5,620 |                1.35 |
+//! | ResNet-20 (cifar10)         |     1 |          224 |          191 |                1.17 |
+//! | ResNet-20 (cifar10)         |    20 |        2,645 |        2,248 |                1.18 |
+//! | ResNet-18 (cifar10)         |     1 |        1,722 |        1,293 |                1.33 |
+//! | ResNet-18 (cifar10)         |    10 |        4,860 |        3,956 |                1.23 |
+//! | ResNet-18 (cifar10)         |    20 |        8,667 |        7,708 |                1.12 |
+//! | ResNet-18 (cifar10), 100 images | 45 |     ~18,330 |       16,034 |                1.14 |
+//! | ResNet-18 (cifar10), 100 images |  7 |      ~3,790 |        2,981 |                1.27 |
 //!
-//! The estimate is meant as an upper bound within about 1.5x of the measurement.
+//! Before the margin (a quarter, plus 32 MiB) the counted buffers alone were 0.84x to 1.10x
+//! of the measurement: the margin makes the estimate an upper bound, within 1.4x.
 
 use pillar_mpc::dealer::Need;
 
