@@ -117,6 +117,27 @@ fn a_batch_that_cannot_fit_is_refused_before_the_run_naming_one_that_fits() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["batch"], chosen);
 
+    // A batch beyond the images evaluated is only as large as they are.
+    let out = eval(
+        &model,
+        &[
+            "--limit",
+            "5",
+            "--batch",
+            "100",
+            "--max-memory",
+            limit,
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["batch"], 5);
+
     // A network whose single image does not fit is refused as such.
     let out = eval(&model, &["--limit", "1", "--max-memory", "1MiB"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

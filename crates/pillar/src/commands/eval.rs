@@ -169,8 +169,10 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
         frac_bits: args.frac_bits,
         activation: args.protocol,
     };
-    // Secure mode sizes its batch by the memory the run will take, before anything is
-    // compiled: what the process holds now, and the inputs (float and encoded) it makes.
+    // Secure mode sizes its batch by the memory the run will take, before it makes its
+    // inputs: what the process holds now (the model and the data; the plan's weights are the
+    // estimate's), the inputs (float and encoded), and the run. A batch beyond the images
+    // evaluated is only as large as they are.
     let (batch, plan, held) = match args.mode {
         Mode::Secure => {
             let budget = Budget::new(&args.memory)?;
@@ -182,7 +184,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
             let batch = fit_batch(
                 &plan.architecture,
                 Parties::Local,
-                args.batch,
+                args.batch.map(|b| b.min(n.max(1))),
                 DEFAULT_BATCH,
                 n,
                 held,
