@@ -153,3 +153,38 @@ fn a_batch_that_cannot_fit_is_refused_before_the_run_naming_one_that_fits() {
     assert!(!out.status.success());
     assert!(stderr.contains("4096MiB"), "{stderr}");
 }
+
+#[test]
+fn the_benchmarks_refuse_a_network_that_cannot_fit_before_running_it() {
+    let out = pillar()
+        .args([
+            "bench", "model", "--model", "minionn", "--rtt-ms", "0", "-k", "1",
+        ])
+        .args(["--protocols", "espn,relu", "--max-memory", "20MiB"])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "{stderr}");
+    assert!(
+        stderr.contains("under espn")
+            && stderr.contains("one image of this network needs about")
+            && stderr.contains("--max-memory is 20 MiB"),
+        "{stderr}"
+    );
+    let out = pillar()
+        .args(["bench", "load", "--clients", "1,256", "--seconds", "1"])
+        .args(["--max-memory", "1GiB"])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "{stderr}");
+    let fits = number_after(&stderr, "--clients ");
+    assert!(
+        stderr.contains("256 clients need about") && (1..256).contains(&fits),
+        "{stderr}"
+    );
+}
