@@ -78,14 +78,16 @@ impl Architecture {
         })
     }
 
-    /// Checks that a batch of `batch` images fits in `limit` bytes by the estimate of
-    /// [`Architecture::peak_words`]: what a client runs before its setup, so that a server's
+    /// Checks that a batch of `batch` images fits in `limit` bytes by the client's estimate
+    /// ([`Architecture::memory`]: [`Architecture::peak_words`] and its margin): what a client
+    /// runs before its setup, so that a server's
     /// architecture cannot make it allocate beyond what its operator allows. The error names
     /// the step at the peak and what fills the memory there.
     pub fn check_memory(&self, batch: usize, limit: usize) -> Result<(), InferError> {
         let peak = self.peak(batch)?;
-        if self.memory_bytes(batch, Parties::Client)? > limit {
-            return Err(self.memory_error(batch, limit, peak));
+        let needs = self.memory_bytes(batch, Parties::Client)?;
+        if needs > limit {
+            return Err(self.memory_error(batch, limit, needs, peak));
         }
         Ok(())
     }
@@ -186,7 +188,7 @@ impl Architecture {
         }
     }
 
-    fn memory_error(&self, batch: usize, limit: usize, peak: Peak) -> InferError {
+    fn memory_error(&self, batch: usize, limit: usize, needs: usize, peak: Peak) -> InferError {
         let mib = |words: usize| words as f64 * 8.0 / f64::from(1 << 20);
         ArchitectureError::Memory {
             batch,
@@ -195,7 +197,7 @@ impl Architecture {
                 .steps
                 .get(peak.step)
                 .map_or_else(String::new, |s| s.name.clone()),
-            mib: mib(peak.words),
+            mib: needs as f64 / f64::from(1 << 20),
             correlations_mib: mib(peak.ahead),
             weights_mib: mib(peak.weights),
             limit_mib: limit as f64 / f64::from(1 << 20),
