@@ -78,7 +78,7 @@ pub struct MemoryEstimate {
     /// What the measurements show beyond the counted buffers: a quarter of them (the
     /// allocator's slack, a correlation's parts split off its buffer, the protocols' smaller
     /// temporaries, the dealer's corrections as they arrive) and, in a local run,
-    /// [`LOCAL_BASE`] (threads, arenas).
+    /// 32 MiB (threads, arenas).
     pub margin: usize,
 }
 
