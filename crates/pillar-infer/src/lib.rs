@@ -33,7 +33,10 @@ mod run;
 
 pub use error::{ArchitectureError, InferError, NodeProblem, StepProblem};
 pub use local::{LocalReport, run_local};
-pub use plan::{Architecture, FixedConfig, Layer, Plan, Step, UncheckedArchitecture, Weights};
+pub use plan::{
+    Architecture, FixedConfig, Layer, MemoryEstimate, Parties, Plan, Step, UncheckedArchitecture,
+    Weights,
+};
 pub use run::{
     BatchReport, Client, ClientConnection, Connection, Phase, Prepared, Server, ServerConnection,
 };

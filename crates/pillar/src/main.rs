@@ -7,6 +7,7 @@
 mod bench;
 mod commands;
 mod input;
+mod memory;
 mod plot;
 
 use std::io::IsTerminal;

@@ -17,6 +17,7 @@ use pillar_infer::mirror;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_nn::Tensor;
 use pillar_train::data::{DataSet, DatasetKind};
+use predicates::prelude::*;
 use predicates::str::contains;
 
 /// A background `pillar` process, killed when dropped.
@@ -324,6 +325,49 @@ fn three_processes_classify_as_the_fixed_executor_does() {
         .assert()
         .failure()
         .stderr(contains("stranger.key"));
+    // Memory: without --batch the requests shrink to what --max-memory allows, by the
+    // client's estimate; a --batch beyond it, or a limit one image does not fit, is refused
+    // before any request; the older --max-memory-mib still works, with a warning.
+    let arch = pillar_infer::Plan::compile(&graph, config)
+        .unwrap()
+        .architecture;
+    let two = arch.memory_bytes(2, pillar_infer::Parties::Client).unwrap();
+    let limit = format!("{two}B");
+    let shrunk = pillar()
+        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+        .args(&keys.client)
+        .args(["--index", "0,1,2,3,4", "--max-memory", &limit, "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&shrunk.stderr);
+    assert!(shrunk.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("batch 2: batch 5 would need about"),
+        "{stderr}"
+    );
+    let shrunk: serde_json::Value = serde_json::from_slice(&shrunk.stdout).unwrap();
+    assert_eq!(shrunk["requests"], 3);
+    infer(&server.addr, &dealer.addr, &keys.client)
+        .args([
+            "--index",
+            "0,1,2,3,4",
+            "--batch",
+            "3",
+            "--max-memory",
+            &limit,
+        ])
+        .assert()
+        .failure()
+        .stderr(contains("batch 3 needs about").and(contains("--batch 2 fits")));
+    infer(&server.addr, &dealer.addr, &keys.client)
+        .args(["--index", "0", "--max-memory-mib", "1"])
+        .assert()
+        .failure()
+        .stderr(
+            contains("--max-memory-mib is deprecated")
+                .and(contains("one image of this network needs about"))
+                .and(contains("--max-memory is 1 MiB")),
+        );
     let again = infer_json(&server.addr, &dealer.addr, &keys.client, &["--index", "3"]);
     assert_eq!(again["images"][0]["predicted"], images[3]["predicted"]);
 }

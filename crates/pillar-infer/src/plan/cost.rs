@@ -7,7 +7,7 @@ use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::{maxpool, weights};
 
-use super::{Architecture, Layer};
+use super::{Architecture, Layer, Parties};
 use crate::error::{ArchitectureError, InferError, StepProblem};
 
 /// Most words of any one buffer of a batch (a value, a gathered copy, a correlation's part):
@@ -16,9 +16,9 @@ const MAX_BATCH_WORDS: usize = 1 << 40;
 
 /// Where a batch's memory peaks, in words.
 #[derive(Debug, Clone, Copy)]
-struct Peak {
+pub(super) struct Peak {
     /// Everything held then.
-    words: usize,
+    pub(super) words: usize,
     /// The step running.
     step: usize,
     /// Correlations fetched and not yet consumed.
@@ -49,7 +49,7 @@ impl Architecture {
     }
 
     /// The correlations step `i` consumes for a batch of `batch`.
-    fn step_needs(&self, i: usize, batch: usize) -> Result<Vec<Need>, InferError> {
+    pub(super) fn step_needs(&self, i: usize, batch: usize) -> Result<Vec<Need>, InferError> {
         let step = &self.steps[i];
         let x = self.batch_shape(step.inputs[0], batch);
         let n: usize = x.iter().product();
@@ -78,14 +78,16 @@ impl Architecture {
         })
     }
 
-    /// Checks that a batch of `batch` images fits in `limit` bytes by the estimate of
-    /// [`Architecture::peak_words`]: what a client runs before its setup, so that a server's
+    /// Checks that a batch of `batch` images fits in `limit` bytes by the client's estimate
+    /// ([`Architecture::memory`]: [`Architecture::peak_words`] and its margin): what a client
+    /// runs before its setup, so that a server's
     /// architecture cannot make it allocate beyond what its operator allows. The error names
     /// the step at the peak and what fills the memory there.
     pub fn check_memory(&self, batch: usize, limit: usize) -> Result<(), InferError> {
         let peak = self.peak(batch)?;
-        if peak.words.saturating_mul(8) > limit {
-            return Err(self.memory_error(batch, limit, peak));
+        let needs = self.memory_bytes(batch, Parties::Client)?;
+        if needs > limit {
+            return Err(self.memory_error(batch, limit, needs, peak));
         }
         Ok(())
     }
@@ -100,7 +102,7 @@ impl Architecture {
         Ok(self.peak(batch)?.words)
     }
 
-    fn peak(&self, batch: usize) -> Result<Peak, InferError> {
+    pub(super) fn peak(&self, batch: usize) -> Result<Peak, InferError> {
         let per_image = |v: usize| self.shapes[v].iter().product::<usize>();
         // Every count below is at most `MAX_ELEMENTS` per image (the architecture's check),
         // so bounding the batch first keeps each product far from overflow.
@@ -146,9 +148,11 @@ impl Architecture {
         for (i, step) in self.steps.iter().enumerate() {
             let output = batch * per_image(i + 1);
             let own = 2 * (output + batch * self.gathered(i));
-            let activation = match step.layer {
-                Layer::Relu | Layer::Poly { .. } | Layer::MaxPool(_) => {
-                    2 * batch * per_image(step.inputs[0])
+            // A polynomial holds its input's powers (or their shares and openings) at once.
+            let activation = match &step.layer {
+                Layer::Relu | Layer::MaxPool(_) => 2 * batch * per_image(step.inputs[0]),
+                Layer::Poly { coefficients } => {
+                    coefficients.len().max(2) * batch * per_image(step.inputs[0])
                 }
                 _ => 0,
             };
@@ -184,7 +188,7 @@ impl Architecture {
         }
     }
 
-    fn memory_error(&self, batch: usize, limit: usize, peak: Peak) -> InferError {
+    fn memory_error(&self, batch: usize, limit: usize, needs: usize, peak: Peak) -> InferError {
         let mib = |words: usize| words as f64 * 8.0 / f64::from(1 << 20);
         ArchitectureError::Memory {
             batch,
@@ -193,7 +197,7 @@ impl Architecture {
                 .steps
                 .get(peak.step)
                 .map_or_else(String::new, |s| s.name.clone()),
-            mib: mib(peak.words),
+            mib: needs as f64 / f64::from(1 << 20),
             correlations_mib: mib(peak.ahead),
             weights_mib: mib(peak.weights),
             limit_mib: limit as f64 / f64::from(1 << 20),
@@ -228,26 +232,8 @@ impl Architecture {
     /// Ring words `party` sends in the online phase of a batch of `batch`: the openings of
     /// every layer, and the server's share of the logits.
     pub fn online_words(&self, batch: usize, party: pillar_mpc::Party) -> usize {
-        let layers: usize = self
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, step)| {
-                let x: usize = self.batch_shape(step.inputs[0], batch).iter().product();
-                match &step.layer {
-                    Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => x,
-                    Layer::MaxPool(w) => {
-                        let out: usize = self.batch_shape(i + 1, batch).iter().product();
-                        maxpool::words_sent(out, w.kernel_h * w.kernel_w)
-                    }
-                    Layer::Relu => ActivationProtocol::Relu.words_sent(x, 1),
-                    Layer::Poly { coefficients } => self
-                        .options
-                        .activation
-                        .words_sent(x, coefficients.len().saturating_sub(1)),
-                    Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => 0,
-                }
-            })
+        let layers: usize = (0..self.steps.len())
+            .map(|i| self.step_online_words(i, batch))
             .sum();
         let reveal = if party.is_server() {
             batch * self.output_shape().iter().product::<usize>()
@@ -255,6 +241,25 @@ impl Architecture {
             0
         };
         layers + reveal
+    }
+
+    /// Ring words each party sends in step `i` of a batch of `batch`.
+    pub(super) fn step_online_words(&self, i: usize, batch: usize) -> usize {
+        let step = &self.steps[i];
+        let x: usize = self.batch_shape(step.inputs[0], batch).iter().product();
+        match &step.layer {
+            Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => x,
+            Layer::MaxPool(w) => {
+                let out: usize = self.batch_shape(i + 1, batch).iter().product();
+                maxpool::words_sent(out, w.kernel_h * w.kernel_w)
+            }
+            Layer::Relu => ActivationProtocol::Relu.words_sent(x, 1),
+            Layer::Poly { coefficients } => self
+                .options
+                .activation
+                .words_sent(x, coefficients.len().saturating_sub(1)),
+            Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => 0,
+        }
     }
 
     /// Ring words each party sends in the setup: `W - B` for every weight.

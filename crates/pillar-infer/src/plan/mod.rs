@@ -4,6 +4,7 @@
 
 mod architecture;
 mod cost;
+mod memory;
 
 use pillar_mpc::FixedPoint;
 use pillar_mpc::kernels::ConvGeometry;
@@ -14,6 +15,7 @@ use pillar_nn::{FoldedGraph, Node, Op, PolyAct, Tensor, ValueId};
 use serde::{Deserialize, Serialize};
 
 pub use architecture::{Architecture, UncheckedArchitecture};
+pub use memory::{MemoryEstimate, Parties};
 
 use crate::error::{InferError, NodeProblem, node_error as err};
 

@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use pillar_infer::FixedConfig;
-use pillar_infer::Plan;
 use pillar_infer::cluster::{Cluster, Deployment, start_server};
 use pillar_infer::mirror;
+use pillar_infer::{Architecture, Parties, Plan};
 use pillar_mpc::channel::DEFAULT_TIMEOUT;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
+
+use crate::memory::{Budget, MemoryArgs, Size, resident};
 
 /// Arguments of `pillar bench load`.
 #[derive(Debug, Args)]
@@ -62,6 +64,10 @@ pub(crate) struct LoadBenchArgs {
     /// Print the rows as JSON.
     #[arg(long)]
     json: bool,
+
+    /// Memory: the most clients asked for are estimated before any starts.
+    #[command(flatten)]
+    memory: MemoryArgs,
 }
 
 /// `--links`.
@@ -113,6 +119,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
     }
     let seconds = super::net::seconds("--seconds", args.seconds)?;
     let link = super::net::emulated_link(args.rtt_ms, None)?;
+    let held = resident().unwrap_or(0);
     let (graph, name) =
         super::bench_model::random_graph(&args.model, args.dataset_shape, args.seed)?;
     let config = FixedConfig {
@@ -123,6 +130,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         Plan::compile(&graph.fold_batchnorm()?, config)
             .with_context(|| format!("cannot run {name}"))?,
     );
+    check_memory(args, &plan.architecture, held)?;
     let fp = FixedPoint::new(config.frac_bits)?;
     let mut shape = vec![1];
     shape.extend_from_slice(&graph.input_shape);
@@ -295,4 +303,33 @@ fn table(name: &str, rows: &[LoadRow]) -> String {
         );
     }
     out
+}
+
+/// Refuses, before any client starts, more concurrent clients than fit `--max-memory` (or the
+/// memory available): each holds a connection's client and server sides and its
+/// correlations, a local run of one image by [`Architecture::memory`]'s estimate (which counts
+/// the shared weights once per connection, an upper bound). `held` is what the process held
+/// before it built the network.
+fn check_memory(args: &LoadBenchArgs, arch: &Architecture, held: usize) -> Result<()> {
+    let budget = Budget::new(&args.memory)?;
+    let one = arch.memory_bytes(1, Parties::Local)?;
+    let most = args.clients.iter().copied().max().unwrap_or(1);
+    let needs = one.saturating_mul(most).saturating_add(held);
+    if needs <= budget.bytes {
+        return Ok(());
+    }
+    let fit = budget.bytes.saturating_sub(held) / one.max(1);
+    if fit == 0 {
+        bail!(
+            "one client needs about {} ({} with what this process holds), {}",
+            Size(one),
+            Size(one.saturating_add(held)),
+            budget.describe()
+        );
+    }
+    bail!(
+        "{most} clients need about {}, {}; --clients {fit} fits",
+        Size(needs),
+        budget.describe()
+    );
 }

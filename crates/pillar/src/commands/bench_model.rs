@@ -17,16 +17,18 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_infer::FixedConfig;
-use pillar_infer::{Plan, run_local};
+use pillar_infer::{Parties, Plan, run_local};
 use pillar_mpc::channel::Link;
+use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
-use pillar_nn::TypedGraph;
+use pillar_nn::{FoldedGraph, TypedGraph};
 use pillar_train::Architecture;
 use pillar_train::activation::Activation;
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
 
 use crate::bench::stats::Summary;
+use crate::memory::{Budget, MemoryArgs, fit_batch, resident};
 use crate::plot::{Timed, time_against_rtt};
 
 /// Arguments of `pillar bench model`.
@@ -54,6 +56,10 @@ pub(crate) struct ModelBenchArgs {
     /// Protocols, link, repeats (each after one untimed inference) and format.
     #[command(flatten)]
     runs: super::bench::ProtocolRuns,
+
+    /// Memory: each protocol's run is estimated before any starts.
+    #[command(flatten)]
+    memory: MemoryArgs,
 }
 
 /// One protocol on one link.
@@ -132,6 +138,7 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
     let folded = graph
         .fold_batchnorm()
         .with_context(|| format!("cannot fold the BatchNorms of {name}"))?;
+    check_memory(args, &folded, &name)?;
     let n: usize = graph.input_shape.iter().product();
     // The inputs' own stream: the weights, the dealer and the masks derive theirs from the
     // same seed.
@@ -158,14 +165,7 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
     );
     let mut rows = Vec::with_capacity(points);
     for &protocol in &args.runs.protocols {
-        let plan = Plan::compile(
-            &folded,
-            FixedConfig {
-                frac_bits: args.runs.frac_bits,
-                activation: protocol,
-            },
-        )
-        .with_context(|| format!("cannot compile {name} for {protocol}"))?;
+        let plan = compile(&folded, args.runs.frac_bits, protocol, &name)?;
         let arch = &plan.architecture;
         for &rtt in &args.rtt_ms {
             bar.set_message(format!("{protocol} at {rtt} ms"));
@@ -222,6 +222,45 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
         print!("{}", table(args, &name, &rows));
     }
     Ok(())
+}
+
+/// Refuses, before anything runs, a network whose single-image run under one of the
+/// protocols would not fit `--max-memory` (or the memory available): each protocol's plan is
+/// compiled and dropped in turn, so that only one is held at a time, as in the runs.
+fn check_memory(args: &ModelBenchArgs, folded: &FoldedGraph, name: &str) -> Result<()> {
+    let budget = Budget::new(&args.memory)?;
+    let held = resident().unwrap_or(0);
+    for &protocol in &args.runs.protocols {
+        let plan = compile(folded, args.runs.frac_bits, protocol, name)?;
+        fit_batch(
+            &plan.architecture,
+            Parties::Local,
+            Some(1),
+            1,
+            1,
+            held,
+            budget,
+        )
+        .with_context(|| format!("{name} under {protocol}"))?;
+    }
+    Ok(())
+}
+
+/// `folded` compiled for `protocol`.
+fn compile(
+    folded: &FoldedGraph,
+    frac_bits: u32,
+    protocol: ActivationProtocol,
+    name: &str,
+) -> Result<Plan> {
+    Plan::compile(
+        folded,
+        FixedConfig {
+            frac_bits,
+            activation: protocol,
+        },
+    )
+    .with_context(|| format!("cannot compile {name} for {protocol}"))
 }
 
 fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {

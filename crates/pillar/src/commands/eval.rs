@@ -16,12 +16,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pillar_infer::FixedConfig;
 use pillar_infer::compare::{Agreement, argmax};
 use pillar_infer::mirror;
-use pillar_infer::{Plan, run_local};
+use pillar_infer::{Parties, Plan, run_local};
 use pillar_mpc::Local;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_nn::{FoldedGraph, Graph, Tensor};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
+
+use crate::memory::{Budget, MemoryArgs, Size, fit_batch, resident};
+
+/// Images per executor call unless `--batch` says otherwise.
+const DEFAULT_BATCH: usize = 100;
 
 /// How the model is executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -70,9 +75,14 @@ pub(crate) struct EvalArgs {
     #[arg(long)]
     limit: Option<usize>,
 
-    /// Images per executor call.
-    #[arg(long, default_value_t = 100)]
-    batch: usize,
+    /// Images per executor call [default: 100; in secure mode fewer when the run's estimated
+    /// peak memory would not fit --max-memory].
+    #[arg(long)]
+    batch: Option<usize>,
+
+    /// Memory for secure mode.
+    #[command(flatten)]
+    memory: MemoryArgs,
 
     /// Fractional bits of the fixed-point encoding (fixed mode).
     #[arg(long, default_value_t = 16)]
@@ -128,6 +138,10 @@ struct SecureReport {
     near_ties: usize,
     /// Images per batch.
     batch: usize,
+    /// The process's estimated peak memory, bytes: what it held before the run (the model,
+    /// the data, the inputs) and the run's estimate for a batch (client, server and dealer),
+    /// what `--max-memory` is checked against.
+    memory_estimate_bytes: usize,
     /// The per-connection setup (opening the weight masks), seconds.
     setup_s: f64,
     /// Offline phase (fetching correlations), seconds per image, client side.
@@ -144,7 +158,7 @@ struct SecureReport {
 
 /// Runs `pillar eval`.
 pub(crate) fn run(args: &EvalArgs) -> Result<()> {
-    if args.batch == 0 {
+    if args.batch == Some(0) {
         bail!("--batch must be at least 1");
     }
     let graph = pillar_nn::onnx::load(&args.model)
@@ -172,6 +186,36 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
         frac_bits: args.frac_bits,
         activation: args.protocol,
     };
+    // Secure mode sizes its batch by the memory the run will take, before it makes its
+    // inputs: what the process holds now (the model and the data; the plan's weights are the
+    // estimate's), the inputs (float and encoded), and the run. A batch beyond the images
+    // evaluated is only as large as they are.
+    let (batch, plan, held) = match args.mode {
+        Mode::Secure => {
+            let budget = Budget::new(&args.memory)?;
+            let pixels: usize = dims.iter().product();
+            let held = resident()
+                .unwrap_or(0)
+                .saturating_add(n.saturating_mul(pixels).saturating_mul(4 + 8));
+            let plan = compile(args, &graph, &config)?;
+            let batch = fit_batch(
+                &plan.architecture,
+                Parties::Local,
+                args.batch.map(|b| b.min(n.max(1))),
+                DEFAULT_BATCH,
+                n,
+                held,
+                budget,
+            )?;
+            (batch, Some(plan), held)
+        }
+        Mode::Fixed => (
+            args.batch.unwrap_or(DEFAULT_BATCH),
+            Some(compile(args, &graph, &config)?),
+            0,
+        ),
+        Mode::Plain => (args.batch.unwrap_or(DEFAULT_BATCH), None, 0),
+    };
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -185,7 +229,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     let t0 = Instant::now();
     let indices: Vec<usize> = (0..n).collect();
     let mut inputs = Vec::new();
-    for chunk in indices.chunks(args.batch) {
+    for chunk in indices.chunks(batch) {
         let pixels = data.normalise(&data.test, chunk, None)?;
         let mut shape = vec![chunk.len()];
         shape.extend_from_slice(&dims);
@@ -196,12 +240,8 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     match args.mode {
         Mode::Plain | Mode::Fixed => {
             // The mirror runs the plan the secure run would: compiled once.
-            let plan = match args.mode {
-                Mode::Fixed => Some(compile(args, &graph, &config)?),
-                _ => None,
-            };
             let fp = config.fixed()?;
-            for (chunk, input) in indices.chunks(args.batch).zip(&inputs) {
+            for (chunk, input) in indices.chunks(batch).zip(&inputs) {
                 let logits = match &plan {
                     None => pillar_nn::exec::float::run(&graph, input)?,
                     Some(plan) => {
@@ -219,7 +259,13 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
             }
         }
         Mode::Secure => {
-            let (c, f, r) = run_secure(args, &graph, &data, &indices, &inputs, &config, &bar)?;
+            let plan = plan.context("secure mode compiles its plan first")?;
+            let run = SecureRun {
+                plan: &plan,
+                batch,
+                held,
+            };
+            let (c, f, r) = run_secure(&run, &graph, &data, &indices, &inputs, &bar)?;
             (correct, failures, secure) = (c, f, Some(r));
         }
     }
@@ -275,13 +321,15 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
             );
             println!(
                 "  per image: online {:.1} ms, {:.1} KB sent by both parties; offline {:.1} ms, \
-                 {:.1} KB from the dealer; {} rounds per batch of {}; setup {:.2} s",
+                 {:.1} KB from the dealer; {} rounds per batch of {} (estimated peak memory {}); \
+                 setup {:.2} s",
                 1e3 * r.online_s_per_image,
                 r.online_bytes_per_image / 1e3,
                 1e3 * r.offline_s_per_image,
                 r.offline_bytes_per_image / 1e3,
                 r.rounds_per_batch,
                 r.batch,
+                Size(r.memory_estimate_bytes),
                 r.setup_s
             );
         }
@@ -289,40 +337,46 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// What secure mode runs: the plan, its batch, and the bytes the process holds besides.
+struct SecureRun<'a> {
+    plan: &'a Plan,
+    batch: usize,
+    held: usize,
+}
+
 /// Secure mode: every batch through two-party computation over one connection, and the
 /// float and fixed executors on the same images to compare with.
-#[allow(clippy::too_many_arguments)]
 fn run_secure(
-    args: &EvalArgs,
+    run: &SecureRun<'_>,
     graph: &FoldedGraph,
     data: &DataSet,
     indices: &[usize],
     inputs: &[Tensor],
-    config: &FixedConfig,
     bar: &ProgressBar,
 ) -> Result<(usize, f64, SecureReport)> {
-    let plan = compile(args, graph, config)?;
-    let fp = config.fixed()?;
+    let (plan, batch) = (run.plan, run.batch);
+    let fp = plan.architecture.fixed();
     let encoded = inputs
         .iter()
         .map(|t| mirror::encode(fp, t))
         .collect::<Result<Vec<_>, _>>()?;
-    let (secure, costs) = run_local(&plan, &encoded, &Local::default(), &|k| bar.inc(k as u64))
+    let (secure, costs) = run_local(plan, &encoded, &Local::default(), &|k| bar.inc(k as u64))
         .context("the two-party computation failed")?;
     let mut r = SecureReport {
-        batch: args.batch,
+        batch,
+        memory_estimate_bytes: plan
+            .architecture
+            .memory_bytes(batch, Parties::Local)?
+            .saturating_add(run.held),
         ..SecureReport::default()
     };
     let (mut correct, mut failures) = (0, 0.0);
     let (mut plain, mut fixed) = (0, 0);
     let mut agreement = Agreement::default();
-    for (((chunk, input), ring), enc) in indices
-        .chunks(args.batch)
-        .zip(inputs)
-        .zip(&secure)
-        .zip(&encoded)
+    for (((chunk, input), ring), enc) in
+        indices.chunks(batch).zip(inputs).zip(&secure).zip(&encoded)
     {
-        let want = mirror::run_plan(&plan, enc)?;
+        let want = mirror::run_plan(plan, enc)?;
         failures += want.expected_failures();
         let got = Tensor::new(
             ring.shape().to_vec(),
@@ -367,7 +421,7 @@ fn run_secure(
         .sum::<f64>()
         / n;
     let offline_words: usize = indices
-        .chunks(args.batch)
+        .chunks(batch)
         .map(|c| plan.architecture.offline_words(c.len()))
         .sum::<Result<usize, _>>()?;
     r.offline_bytes_per_image = 8.0 * offline_words as f64 / n;

@@ -9,11 +9,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
-use pillar_infer::mirror;
 use pillar_infer::remote::{RemoteModel, RemoteReport};
+use pillar_infer::{Parties, mirror};
 use pillar_nn::Tensor;
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
+
+use crate::memory::{Budget, fit_batch};
 
 use super::bench::bytes;
 use super::net::{KeyArgs, LinkArgs};
@@ -64,10 +66,15 @@ pub(crate) struct InferArgs {
     #[arg(long, default_value_t = 3)]
     top_k: usize,
 
-    /// Most memory one request may take, in MiB, by the architecture's estimate: the server
-    /// chooses the architecture, so the client bounds what it spends on it.
-    #[arg(long, default_value_t = pillar_infer::remote::DEFAULT_MEMORY_LIMIT >> 20)]
-    max_memory_mib: usize,
+    /// Most memory one request may take, by the architecture's estimate: a size with a unit
+    /// (512MiB, 4GiB) [default: 4GiB]. The server chooses the architecture, so the client
+    /// bounds what it spends on it; without --batch, requests shrink to fit.
+    #[arg(long, value_name = "SIZE", value_parser = crate::memory::parse_size)]
+    max_memory: Option<usize>,
+
+    /// Deprecated: --max-memory with a unit (--max-memory 4096MiB).
+    #[arg(long, hide = true, conflicts_with = "max_memory")]
+    max_memory_mib: Option<usize>,
 
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -136,8 +143,16 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
     }
     let security = args.keys.links(&args.dealer_key, "the server's")?;
     let model = RemoteModel::connect(&args.connect, &args.dealer, link, &security, timeout)
-        .with_context(|| format!("cannot start a secure inference with {}", args.connect))?
-        .with_memory_limit(args.max_memory_mib.saturating_mul(1 << 20));
+        .with_context(|| format!("cannot start a secure inference with {}", args.connect))?;
+    let budget = match (args.max_memory, args.max_memory_mib) {
+        (_, Some(mib)) => {
+            eprintln!("warning: --max-memory-mib is deprecated; write --max-memory {mib}MiB");
+            Budget::flag(mib.saturating_mul(1 << 20))
+        }
+        (Some(bytes), None) => Budget::flag(bytes),
+        (None, None) => Budget::client_default(pillar_infer::remote::DEFAULT_MEMORY_LIMIT),
+    };
+    let model = model.with_memory_limit(budget.bytes);
     let arch = model.architecture().clone();
     let &[c, h, w] = arch.input_shape.as_slice() else {
         bail!(
@@ -152,8 +167,18 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
     let (names, labels, pixels) = images(args, kind, [c, h, w])?;
     let n = names.len();
     let fp = arch.fixed();
-    // The server says how many images it takes at once: more go in further requests.
-    let per = args.batch.unwrap_or(n).min(n).min(model.max_batch()).max(1);
+    // The server says how many images it takes at once: more go in further requests, and
+    // fewer when the memory limit needs it.
+    let largest = n.min(model.max_batch()).max(1);
+    let per = fit_batch(
+        &arch,
+        Parties::Client,
+        args.batch.map(|b| b.min(largest)),
+        largest,
+        n,
+        0,
+        budget,
+    )?;
     let size = c * h * w;
     let batches = pixels
         .chunks(per * size)
