@@ -11,7 +11,9 @@ use pillar_nn::{FoldedGraph, Tensor};
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
 
-use super::{EvalArgs, Mode, compile};
+use super::{DEFAULT_BATCH, EvalArgs, Mode, compile};
+use crate::memory::{Budget, fit_batch, resident};
+use pillar_infer::Parties;
 use crate::input;
 
 /// The report: the model, how it ran, and every input's logits.
@@ -64,15 +66,41 @@ pub(super) fn run(args: &EvalArgs, graph: &FoldedGraph) -> Result<()> {
         .or_else(|| DatasetKind::for_shape(&graph.input_shape));
     let loaded = input::load(&args.input, [c, h, w], kind, args.invert)?;
     let size = c * h * w;
-    let batches = loaded
-        .values
-        .chunks(args.batch * size)
-        .map(|chunk| Tensor::new(vec![chunk.len() / size, c, h, w], chunk.to_vec()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let n = loaded.values.len() / size.max(1);
     let config = FixedConfig {
         frac_bits: args.frac_bits,
         activation: args.protocol,
     };
+    // Secure mode fits its batch to memory as a data-set evaluation does; the others take
+    // `--batch` (or the default) as it is.
+    let (batch, plan) = match args.mode {
+        Mode::Secure => {
+            let plan = compile(args, graph, &config)?;
+            let held = resident()
+                .unwrap_or(0)
+                .saturating_add(n.saturating_mul(size).saturating_mul(4 + 8));
+            let batch = fit_batch(
+                &plan.architecture,
+                Parties::Local,
+                args.batch.map(|b| b.min(n.max(1))),
+                DEFAULT_BATCH,
+                n,
+                held,
+                Budget::new(&args.memory)?,
+            )?;
+            (batch, Some(plan))
+        }
+        Mode::Fixed => (
+            args.batch.unwrap_or(DEFAULT_BATCH),
+            Some(compile(args, graph, &config)?),
+        ),
+        Mode::Plain => (args.batch.unwrap_or(DEFAULT_BATCH), None),
+    };
+    let batches = loaded
+        .values
+        .chunks(batch.max(1) * size)
+        .map(|chunk| Tensor::new(vec![chunk.len() / size, c, h, w], chunk.to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut failures = 0.0;
     let outputs: Vec<Tensor> = match args.mode {
         Mode::Plain => batches
@@ -80,7 +108,7 @@ pub(super) fn run(args: &EvalArgs, graph: &FoldedGraph) -> Result<()> {
             .map(|b| pillar_nn::exec::float::run(graph, b))
             .collect::<Result<_, _>>()?,
         Mode::Fixed => {
-            let plan = compile(args, graph, &config)?;
+            let plan = plan.context("internal: fixed mode compiles its plan")?;
             let fp = config.fixed()?;
             let mut out = Vec::new();
             for b in &batches {
@@ -91,7 +119,7 @@ pub(super) fn run(args: &EvalArgs, graph: &FoldedGraph) -> Result<()> {
             out
         }
         Mode::Secure => {
-            let plan = compile(args, graph, &config)?;
+            let plan = plan.context("internal: secure mode compiles its plan")?;
             let fp = config.fixed()?;
             let encoded = batches
                 .iter()
