@@ -11,6 +11,7 @@ use common::pillar;
 use pillar_nn::exec::float;
 use pillar_nn::testing::{onnxruntime, tensor};
 use pillar_nn::{Op, Tensor};
+use pillar_train::data::npy;
 
 /// Largest `|a - b| / (1 + |b|)`.
 fn max_error(a: &Tensor, b: &Tensor) -> f32 {
@@ -80,4 +81,29 @@ fn a_trained_poly_model_runs_in_onnxruntime_as_in_pillar() {
     let err = max_error(&got, &want);
     eprintln!("onnxruntime against pillar: largest error {err:.1e}");
     assert!(err < 1e-4, "onnxruntime differs from pillar by {err}");
+
+    // And as a user compares them: the logits `pillar eval --mode plain --input x.npy --json`
+    // prints for the tensor onnxruntime ran.
+    let npy_path = dir.path().join("x.npy");
+    std::fs::write(&npy_path, npy::to_bytes(x.shape(), x.data())).unwrap();
+    let printed = pillar()
+        .args(["eval", "--mode", "plain", "--json", "--model"])
+        .arg(&model)
+        .arg("--input")
+        .arg(&npy_path)
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let report: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let inputs = report["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 4);
+    let logits: Vec<f32> = inputs
+        .iter()
+        .flat_map(|i| i["logits"].as_array().unwrap().clone())
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let eval = Tensor::new(got.shape().to_vec(), logits).unwrap();
+    let err = max_error(&got, &eval);
+    eprintln!("onnxruntime against pillar eval --input: largest error {err:.1e}");
+    assert!(err < 1e-4, "onnxruntime differs from pillar eval by {err}");
 }
