@@ -34,8 +34,10 @@
 //! [`DEFAULT_POLY_RANGE`].
 
 mod attrs;
+mod constant;
 mod error;
 mod export;
+mod external;
 mod fuse;
 mod import;
 mod limits;
@@ -44,6 +46,10 @@ mod symbolic;
 mod tensor;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_external;
+#[cfg(test)]
+mod tests_fold;
 
 use std::io::Read;
 use std::path::Path;
@@ -52,8 +58,8 @@ use prost::Message;
 
 pub use error::OnnxError;
 pub use limits::{
-    MAX_ATTRIBUTES, MAX_DECODED_OVERHEAD, MAX_INITIALIZERS, MAX_NAME_BYTES, MAX_NODE_VALUES,
-    MAX_NODES, MAX_VALUE_INFOS,
+    MAX_ATTRIBUTES, MAX_DECODED_OVERHEAD, MAX_FOLDED_BYTES, MAX_INITIALIZERS, MAX_NAME_BYTES,
+    MAX_NODE_VALUES, MAX_NODES, MAX_VALUE_INFOS,
 };
 
 use crate::error::NnError;
@@ -83,13 +89,15 @@ pub struct SaveOptions {
     pub poly_as_subgraph: bool,
 }
 
-/// Reads an ONNX model file into a checked graph. Errors name the file and, for a node that
-/// pillar cannot import, the node and its operator.
+/// Reads an ONNX model file into a checked graph, with tensor data stored beside it (the
+/// dynamo exporter's `m.onnx.data`) read from the file's folder. Errors name the file and, for
+/// a node that pillar cannot import, the node and its operator.
 pub fn load(path: impl AsRef<Path>) -> Result<TypedGraph, NnError> {
     let path = path.as_ref();
+    let folder = path.parent().unwrap_or(Path::new("."));
     read_bounded(path)
         .map_err(NnError::from)
-        .and_then(|bytes| from_bytes(&bytes))
+        .and_then(|bytes| from_bytes_in(&bytes, folder))
         .map_err(|e| NnError::File {
             path: path.to_path_buf(),
             source: Box::new(e),
@@ -119,12 +127,25 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, OnnxError> {
 
 /// Decodes an ONNX model held in memory into a checked graph. The counts and the memory the
 /// decoded model would take are checked before decoding: see [`MAX_NODES`] and the limits
-/// beside it.
+/// beside it. A model whose tensor data is stored in an external file is refused: its
+/// locations are relative to the model's folder, which only [`load`] and [`from_bytes_in`]
+/// know.
 pub fn from_bytes(bytes: &[u8]) -> Result<TypedGraph, NnError> {
-    from_bytes_within(bytes, &limits::Limits::DEFAULT)
+    from_bytes_within(bytes, None, &limits::Limits::DEFAULT)
 }
 
-fn from_bytes_within(bytes: &[u8], limits: &limits::Limits) -> Result<TypedGraph, NnError> {
+/// [`from_bytes`] for a model whose file is in `folder`: tensor data stored outside the model
+/// is read from files in that folder (never outside it), the model and that data together at
+/// most [`MAX_MODEL_BYTES`].
+pub fn from_bytes_in(bytes: &[u8], folder: impl AsRef<Path>) -> Result<TypedGraph, NnError> {
+    from_bytes_within(bytes, Some(folder.as_ref()), &limits::Limits::DEFAULT)
+}
+
+fn from_bytes_within(
+    bytes: &[u8],
+    folder: Option<&Path>,
+    limits: &limits::Limits,
+) -> Result<TypedGraph, NnError> {
     if bytes.len() as u64 > MAX_MODEL_BYTES {
         return Err(OnnxError::TooLarge {
             size: bytes.len() as u64,
@@ -134,7 +155,14 @@ fn from_bytes_within(bytes: &[u8], limits: &limits::Limits) -> Result<TypedGraph
     }
     limits::check(bytes, limits)?;
     let model = proto::ModelProto::decode(bytes).map_err(OnnxError::Decode)?;
-    import::import(&model)
+    let external = match (&model.graph, folder) {
+        (Some(graph), Some(folder)) => {
+            let budget = limits::external(graph, bytes.len() as u64, limits)?;
+            Some(external::External::new(folder, budget))
+        }
+        _ => None,
+    };
+    import::import(&model, external, limits)
 }
 
 /// Writes `g` as an ONNX model with `PolyAct` as pillar's own operator.
