@@ -12,13 +12,30 @@
 //! | `Gemm` (`alpha = beta = 1`, either `transB`), `MatMul` by a constant, then `Add` of a bias | [`Op::Linear`](crate::Op::Linear) |
 //! | `AveragePool`, `MaxPool` (unpadded, square), `GlobalAveragePool`, `ReduceMean` over both spatial axes | the pools |
 //! | `Add` of two activations | [`Op::Add`](crate::Op::Add) |
-//! | `Flatten` (axis 1), `Reshape` to `[N, -1]` (constant or `Shape`/`Gather`/`Concat`) | [`Op::Flatten`](crate::Op::Flatten) |
+//! | `Flatten` (axis 1), `Reshape` to `[N, -1]` or `[N, F]` (constant or computed from `Shape`) | [`Op::Flatten`](crate::Op::Flatten) |
 //! | `Relu` | [`Op::Relu`](crate::Op::Relu) |
-//! | `pillar.PolyAct`, or any `Add`/`Sub`/`Mul`/`Div`/`Pow`/`Neg` arithmetic with scalar constants in one activation | [`Op::PolyAct`](crate::Op::PolyAct) |
-//! | `Identity`, inference `Dropout`, `Cast` to float, `Constant` | nothing (aliases and constants) |
+//! | `pillar.PolyAct`, or any `Add`/`Sub`/`Mul`/`Div`/`Pow`/`Neg` arithmetic in one activation with scalar constants (or constant tensors of equal elements that broadcast to it: `zeros_like(x)`) | [`Op::PolyAct`](crate::Op::PolyAct) |
+//! | `Identity`, inference `Dropout`, `Cast` to float, `Constant`, `Expand` of an activation to its own shape | nothing (aliases and constants) |
+//! | `Shape`, `Gather`, `Slice`, `Unsqueeze`, `Squeeze`, `Concat`, `ConstantOfShape`, `Expand`, `Reshape`, `Cast` and arithmetic on constants and shapes | nothing: evaluated while importing |
 //!
-//! Anything else is refused with an error naming the node and its operator, e.g.
-//! `node "/fc/Softmax" (Softmax): unsupported operator`.
+//! Anything else is refused with an error naming the node and its operator and saying what to
+//! change, e.g. `node "/fc/Tanh" (Tanh): unsupported operator; pillar imports ...`.
+//!
+//! Constant folding keeps the batch size symbolic: `ConstantOfShape(Shape(x))` is a tensor of
+//! equal elements of shape `[N, ...]`, never materialised, which polynomial arithmetic takes
+//! as a scalar; other computed constants (a weight reshaped, a bias concatenated) take at most
+//! [`MAX_FOLDED_BYTES`] together. A constant tensor whose elements differ is refused in
+//! elementwise arithmetic (pillar's polynomials have scalar coefficients) unless it is the
+//! bias of the layer before it.
+//!
+//! Tensor data may be stored beside the model, as the dynamo exporter of torch >= 2.9 does
+//! (`m.onnx.data`; `TensorProto.data_location = EXTERNAL` with entries `location`, `offset`,
+//! `length` and an unchecked `checksum`). [`load`] reads it from the model's folder and
+//! [`from_bytes_in`] from the folder it is given; [`from_bytes`] refuses it. A location must
+//! name a regular file inside that folder (relative, without `..`, not a symbolic link, not
+//! resolving elsewhere), and each tensor's bytes must lie inside the file and be exactly what
+//! its dimensions and type need, all checked before anything is read; the model and its
+//! external data take at most [`MAX_MODEL_BYTES`] together, checked before import.
 //!
 //! pillar's own operator is `PolyAct` in domain [`POLY_DOMAIN`] (version 1): one input, float
 //! attributes `coefficients` (`c_0..c_d`) and `range`, and, so that the f64 values survive,
