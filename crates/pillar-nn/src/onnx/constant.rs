@@ -493,7 +493,11 @@ pub(crate) fn unsqueeze(data: &Folded, axes: &[i64], budget: &mut Budget) -> Res
 
 /// `Squeeze(data, axes)`: every axis of size 1 when `axes` is `None`.
 pub(crate) fn squeeze(data: &Folded, axes: Option<&[i64]>, budget: &mut Budget) -> Res<Folded> {
-    let from = data.dims();
+    redim(data, squeeze_dims(&data.dims(), axes)?, budget)
+}
+
+/// The shape `Squeeze(axes)` leaves of `from`.
+pub(crate) fn squeeze_dims(from: &[Sym], axes: Option<&[i64]>) -> Res<Vec<Sym>> {
     let drop: Vec<usize> = match axes {
         None => (0..from.len())
             .filter(|&i| from[i] == Sym::Known(1))
@@ -507,17 +511,16 @@ pub(crate) fn squeeze(data: &Folded, axes: Option<&[i64]>, budget: &mut Budget) 
                 } else {
                     Err(format!(
                         "squeezes axis {a} of shape {}, which is not 1",
-                        show(&from)
+                        show(from)
                     ))
                 }
             })
             .collect::<Res<_>>()?,
     };
-    let to = (0..from.len())
+    Ok((0..from.len())
         .filter(|i| !drop.contains(i))
         .map(|i| from[i])
-        .collect();
-    redim(data, to, budget)
+        .collect())
 }
 
 /// `data` with the same elements in order and shape `to`.

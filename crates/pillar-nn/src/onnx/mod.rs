@@ -12,7 +12,7 @@
 //! | `Gemm` (`alpha = beta = 1`, either `transB`), `MatMul` by a constant, then `Add` of a bias | [`Op::Linear`](crate::Op::Linear) |
 //! | `AveragePool`, `MaxPool` (unpadded, square), `GlobalAveragePool`, `ReduceMean` over both spatial axes | the pools |
 //! | `Add` of two activations | [`Op::Add`](crate::Op::Add) |
-//! | `Flatten` (axis 1), `Reshape` to `[N, -1]` or `[N, F]` (constant or computed from `Shape`) | [`Op::Flatten`](crate::Op::Flatten) |
+//! | `Flatten` (axis 1), `Reshape` to `[N, -1]` or `[N, F]` (constant or computed from `Shape`), `Squeeze` to `[N, F]` | [`Op::Flatten`](crate::Op::Flatten) |
 //! | `Relu` | [`Op::Relu`](crate::Op::Relu) |
 //! | `pillar.PolyAct`, or any `Add`/`Sub`/`Mul`/`Div`/`Pow`/`Neg` arithmetic in one activation with scalar constants (or constant tensors of equal elements that broadcast to it: `zeros_like(x)`) | [`Op::PolyAct`](crate::Op::PolyAct) |
 //! | `Identity`, inference `Dropout`, `Cast` to float, `Constant`, `Expand` of an activation to its own shape | nothing (aliases and constants) |

@@ -385,6 +385,30 @@ fn what_cannot_be_folded_is_named_with_what_to_change() {
         &on_act("Concat", &["x", "x"], vec![int("axis", 1)]),
         &["\"op\" (Concat)", "torch.cat"],
     );
+    // Squeeze of an activation: to [N, F] it is a flatten (x.squeeze() after a global
+    // pool), to anything else refused.
+    let squeeze = |shape: &[i64], axes: &[i64]| {
+        model(
+            input(shape),
+            vec![node("Squeeze", "sq", &["x", "a"], "y", vec![])],
+            vec![i64s("a", axes)],
+            "y",
+        )
+    };
+    let g = load(&squeeze(&[3, 1, 1], &[2, -1])).unwrap();
+    assert_eq!(
+        (g.nodes[0].op.clone(), g.output_shape()),
+        (Op::Flatten, &[3][..])
+    );
+    fails(
+        &squeeze(&[3, 2, 1], &[3]),
+        &[
+            "\"sq\" (Squeeze)",
+            "[N, 3, 2, 1] to [N, 3, 2]",
+            "x.flatten(1)",
+        ],
+    );
+    fails(&squeeze(&[3, 2, 1], &[1]), &["squeezes axis 1", "not 1"]);
     // Expand that would enlarge an activation; to its own shape it is nothing.
     let expand = |shape: &[i64]| {
         model(

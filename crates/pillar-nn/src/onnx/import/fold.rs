@@ -252,6 +252,43 @@ impl<'m> Importer<'m> {
         Ok(Poly::constant(value.get(), &cx.name))
     }
 
+    /// `Squeeze` of an activation: what `x.squeeze()` after a global pool exports to, a
+    /// flatten when only the batch and one axis remain.
+    pub(super) fn squeeze_activation(
+        &mut self,
+        cx: &Cx,
+        io: Inputs<'m>,
+        attrs: &Attrs,
+    ) -> Result<Val<'m>, NnError> {
+        io.arity(1, 2).at(cx)?;
+        attrs.only(&["axes"]).at(cx)?;
+        let x = io.first();
+        let dims = self
+            .activation_dims(x)
+            .ok_or_else(|| cx.fail(format!("input {x:?} is not an activation")))?;
+        let axes = match (attrs.ints("axes").at(cx)?, io.get(1)) {
+            (Some(a), None) => Some(a.to_vec()),
+            (None, Some(a)) => Some(known(cx, &self.ints(cx, a)?)?),
+            (None, None) => None,
+            _ => return Err(cx.fail("has axes both as attribute and input")),
+        };
+        let out = constant::squeeze_dims(&dims, axes.as_deref()).at(cx)?;
+        if out == dims {
+            return self.alias(cx, x);
+        }
+        if !matches!(out.as_slice(), [Sym::Batch, Sym::Known(_)]) {
+            return Err(cx.fail(format!(
+                "squeezes an activation of shape {} to {}; pillar supports squeezing only to \
+                 [N, F] (a flatten): use x.flatten(1)",
+                show(&dims),
+                show(&out)
+            )));
+        }
+        let v = self.act(cx, x)?;
+        let v = self.push(cx, crate::graph::Op::Flatten, vec![v])?;
+        Ok(Val::Poly(Poly::value(v, &cx.name)))
+    }
+
     /// `Expand` of an activation: only to its own shape, which changes nothing.
     pub(super) fn expand_activation(
         &mut self,

@@ -77,7 +77,8 @@ impl<'m> Importer<'m> {
                 self.expand_activation(cx, first, second)
             }
             // With an activation among their inputs: constants and shapes were folded.
-            "Gather" | "Slice" | "Unsqueeze" | "Squeeze" => Err(cx.fail(
+            "Squeeze" => self.squeeze_activation(cx, io, attrs),
+            "Gather" | "Slice" | "Unsqueeze" => Err(cx.fail(
                 "is applied to an activation; pillar evaluates it only on constants and shapes \
                  while importing. Index, slice or (un)squeeze tensors in forward() only to \
                  compute shapes (x.size(0)); to flatten, use x.flatten(1) or \
