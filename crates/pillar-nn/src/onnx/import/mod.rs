@@ -3,10 +3,12 @@
 //!
 //! A name stands for an activation (a pillar value, or a polynomial in one, see
 //! [`super::fuse`]), a constant tensor (an initializer or `Constant` node, decoded when first
-//! read), or a small integer vector (shape arithmetic, see [`super::symbolic`]). Layers that
-//! pillar has become nodes; `Identity`, inference-mode `Dropout` and casts to float are
-//! aliases; elementwise arithmetic is folded into polynomials, and an `Add` of a constant
-//! tensor right after a `MatMul`, `Gemm` or `Conv` becomes that layer's bias.
+//! read, or computed from constants), a small integer vector (shape arithmetic, see
+//! [`super::symbolic`]), or a tensor of equal elements whose shape may hold the batch size
+//! (see [`super::constant`]). A node whose inputs are all constants is evaluated
+//! ([`fold`]). Layers that pillar has become nodes; `Identity`, inference-mode `Dropout` and
+//! casts to float are aliases; elementwise arithmetic is folded into polynomials, and an `Add`
+//! of a constant tensor right after a `MatMul`, `Gemm` or `Conv` becomes that layer's bias.
 
 mod fold;
 mod layers;
@@ -400,7 +402,12 @@ impl<'m> Importer<'m> {
             }
             Some(Val::Fill(f)) => {
                 let f = Folded::Fill(f.clone());
-                f.dense(&mut self.budget).map_err(|e| cx.fail(e))
+                let c = f.dense(&mut self.budget).map_err(|e| cx.fail(e))?;
+                // Expanded once, however often it is read.
+                if let Some(slot) = self.values.get_mut(x) {
+                    *slot = Val::Const(Rc::clone(&c));
+                }
+                Ok(c)
             }
             Some(Val::Ints(i)) if !i.vals.contains(&Sym::Batch) => {
                 let i = Folded::Ints(i.clone());

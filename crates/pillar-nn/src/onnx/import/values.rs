@@ -92,9 +92,10 @@ impl<'m> Importer<'m> {
                 "takes a shape that is not constant; build it from x.size(...) or constants",
             )),
             _ => Err(cx.fail(
-                "unsupported operator; pillar imports convolutions, linear layers, \
-                 BatchNorm, pools, ReLU, polynomial arithmetic and shape arithmetic: leave \
-                 this operator out of forward() at inference or write it with those",
+                "unsupported operator; pillar imports the layers of ordinary CNNs \
+                 (convolutions, linear layers, BatchNorm, pools, ReLU), polynomial arithmetic \
+                 and shape arithmetic (the list is in the documentation of pillar_nn::onnx): \
+                 leave this operator out of forward() at inference or write it with those",
             )),
         }
     }
