@@ -479,3 +479,77 @@ fn what_cannot_be_folded_is_named_with_what_to_change() {
     );
     fails(&m, &["\"c\" (Cast)", "casts a float constant to int64"]);
 }
+
+/// The folding functions themselves, on the cases the models above do not reach.
+#[test]
+fn folding_follows_the_onnx_definitions() {
+    use super::constant::{self, Arith, Budget, Fill, Folded, Scalar};
+    use super::symbolic::{Ints, Sym};
+    use super::tensor::{Const, Data};
+    use std::rc::Rc;
+    let mut budget = Budget(1 << 20);
+    let dense = |dims: &[usize], v: Vec<f32>| {
+        Folded::Dense(Rc::new(Const {
+            dims: dims.to_vec(),
+            data: Data::F32(v),
+        }))
+    };
+    let values = |f: &Folded| match f {
+        Folded::Dense(c) => (
+            c.dims.clone(),
+            (0..c.len()).map(|i| c.get(i).unwrap()).collect(),
+        ),
+        other => panic!("{other:?}"),
+    };
+    let ints = |v: &[i64]| Ints {
+        scalar: false,
+        vals: v.iter().map(|&k| Sym::Known(k)).collect(),
+    };
+    let m = dense(&[2, 3], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    // Slice backwards with a step, clamped ends: rows all, columns 2, 0.
+    let s = constant::slice(&m, &[-1], &[-10], Some(&[1]), Some(&[-2]), &mut budget).unwrap();
+    assert_eq!(values(&s), (vec![2, 2], vec![2.0, 0.0, 5.0, 3.0]));
+    // Gather along axis 1 with 2-d indices.
+    let idx = Folded::Dense(Rc::new(Const {
+        dims: vec![1, 2],
+        data: Data::I64(vec![2, -3]),
+    }));
+    let g = constant::gather(&m, &idx, 1, &mut budget).unwrap();
+    assert_eq!(values(&g), (vec![2, 1, 2], vec![2.0, 0.0, 5.0, 3.0]));
+    // Concat along the last axis.
+    let c = constant::concat(
+        &[m.clone(), dense(&[2, 1], vec![9.0, 8.0])],
+        -1,
+        &mut budget,
+    )
+    .unwrap();
+    assert_eq!(
+        values(&c),
+        (vec![2, 4], vec![0.0, 1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 8.0])
+    );
+    // A [N, 4, 6, 6] fill reshaped to [N, -1] (0 copies the batch) and to [-1, 144].
+    let fill = Folded::Fill(Fill {
+        dims: vec![Sym::Batch, Sym::Known(4), Sym::Known(6), Sym::Known(6)],
+        value: Scalar::F32(0.0),
+    });
+    let r = constant::reshape(&fill, &ints(&[0, -1]), false, &mut budget).unwrap();
+    assert_eq!(r.dims(), [Sym::Batch, Sym::Known(144)]);
+    let r = constant::reshape(&fill, &ints(&[-1, 144]), true, &mut budget).unwrap();
+    assert_eq!(r.dims(), [Sym::Batch, Sym::Known(144)]);
+    assert!(constant::reshape(&fill, &ints(&[-1, 7]), true, &mut budget).is_err());
+    // Integer division truncates; division by zero and overflow are errors, not panics.
+    let i = |v: i64| {
+        Folded::Dense(Rc::new(Const {
+            dims: vec![],
+            data: Data::I64(vec![v]),
+        }))
+    };
+    let q = constant::arith(Arith::Div, &i(-7), &i(2), &mut budget).unwrap();
+    assert_eq!(q.uniform(), Some(Scalar::I64(-3)));
+    assert!(constant::arith(Arith::Div, &i(1), &i(0), &mut budget).is_err());
+    assert!(constant::arith(Arith::Mul, &i(i64::MAX), &i(2), &mut budget).is_err());
+    // A budget too small for what would be computed refuses it.
+    let mut small = Budget(16);
+    let big = constant::expand(&m, &ints(&[4, 2, 3]), &mut small).unwrap_err();
+    assert!(big.contains("more than pillar folds"), "{big}");
+}
