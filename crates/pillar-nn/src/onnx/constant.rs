@@ -378,6 +378,14 @@ pub(crate) fn constant_of_shape(shape: &Ints, value: Option<&Const>) -> Res<Fold
 
 /// `Expand(data, shape)`: the bidirectional broadcast of `data` to `shape`.
 pub(crate) fn expand(data: &Folded, shape: &Ints, budget: &mut Budget) -> Res<Folded> {
+    if shape.scalar
+        || shape
+            .vals
+            .iter()
+            .any(|s| matches!(s, Sym::Known(k) if *k < 0))
+    {
+        return Err(format!("{} is not a shape", show(&shape.vals)));
+    }
     let dims = broadcast(&data.dims(), &shape.vals)?;
     if let Some(value) = data.uniform() {
         return Ok(Folded::Fill(Fill { dims, value }));
@@ -862,7 +870,11 @@ pub(crate) fn arith(op: Arith, a: &Folded, b: &Folded, budget: &mut Budget) -> R
     if let (Folded::Ints(x), Folded::Ints(y)) = (a, b)
         && dims.len() <= 1
     {
-        let n = x.vals.len().max(y.vals.len());
+        // Both are vectors or scalars, so the broadcast shape is their common length.
+        let n = match dims.as_slice() {
+            [Sym::Known(k)] => usize::try_from(*k).unwrap_or(0),
+            _ => 1,
+        };
         let pick = |v: &Ints, i: usize| v.vals[if v.vals.len() == 1 { 0 } else { i }];
         let vals = (0..n)
             .map(|i| op.sym(pick(x, i), pick(y, i)))

@@ -548,6 +548,16 @@ fn folding_follows_the_onnx_definitions() {
     assert_eq!(q.uniform(), Some(Scalar::I64(-3)));
     assert!(constant::arith(Arith::Div, &i(1), &i(0), &mut budget).is_err());
     assert!(constant::arith(Arith::Mul, &i(i64::MAX), &i(2), &mut budget).is_err());
+    // An empty vector with a one-element one is empty; a negative size is no shape.
+    let empty = constant::arith(
+        Arith::Add,
+        &Folded::Ints(ints(&[])),
+        &Folded::Ints(ints(&[1])),
+        &mut budget,
+    )
+    .unwrap();
+    assert_eq!(empty.dims(), [Sym::Known(0)]);
+    assert!(constant::expand(&m, &ints(&[-2, 3]), &mut budget).is_err());
     // A budget too small for what would be computed refuses it.
     let mut small = Budget(16);
     let big = constant::expand(&m, &ints(&[4, 2, 3]), &mut small).unwrap_err();
