@@ -716,11 +716,16 @@ pub(crate) fn slice(
         while (step > 0 && i < end) || (step < 0 && i > end) {
             list.push(i as usize);
             budget.take(1, 8)?;
-            i += step;
+            let Some(next) = i.checked_add(step) else {
+                break;
+            };
+            i = next;
         }
         lists[a] = Some(list);
     }
-    if let Folded::Ints(v) = data {
+    if let Folded::Ints(v) = data
+        && !v.scalar
+    {
         let list = lists[0]
             .take()
             .unwrap_or_else(|| (0..v.vals.len()).collect());

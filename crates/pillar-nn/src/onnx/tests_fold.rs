@@ -563,3 +563,60 @@ fn folding_follows_the_onnx_definitions() {
     let big = constant::expand(&m, &ints(&[4, 2, 3]), &mut small).unwrap_err();
     assert!(big.contains("more than pillar folds"), "{big}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// Any chain of folded operators on any mix of constants and shapes is folded or refused,
+    /// never a panic.
+    #[test]
+    fn arbitrary_folding_chains_never_panic(
+        steps in proptest::collection::vec(
+            (0usize..16, 0usize..64, 0usize..64, 0usize..64, -4i64..4),
+            1..8,
+        )
+    ) {
+        const OPS: [&str; 16] = [
+            "Shape", "Reshape", "Unsqueeze", "Squeeze", "Concat", "Gather", "Slice", "Expand",
+            "ConstantOfShape", "Cast", "Add", "Sub", "Mul", "Div", "Pow", "Neg",
+        ];
+        let inits = vec![
+            scalar("f0", 0.5),
+            f32s("f2", &[2], &[1.0, -2.0]),
+            f32s("f23", &[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
+            i64_scalar("i0", 0),
+            i64s("i1", &[-1]),
+            i64s("i2", &[2, 3]),
+            i64s("i3", &[1, -1, 0]),
+            i64s("empty", &[]),
+        ];
+        let mut names: Vec<String> = inits.iter().map(|t| t.name.clone().unwrap()).collect();
+        names.push("s".into());
+        let mut nodes = vec![node("Shape", "shape", &["x"], "s", vec![])];
+        for (k, (op, a, b, c, axis)) in steps.iter().enumerate() {
+            let pick = |i: usize| names[i % names.len()].clone();
+            let op = OPS[*op];
+            let inputs: Vec<String> = match op {
+                "Shape" | "Cast" | "Neg" | "ConstantOfShape" => vec![pick(*a)],
+                "Slice" => vec![pick(*a), pick(*b), pick(*c)],
+                "Concat" => vec![pick(*a), pick(*b), pick(*c)],
+                _ => vec![pick(*a), pick(*b)],
+            };
+            let attrs = match op {
+                "Concat" | "Gather" => vec![int("axis", *axis)],
+                "Cast" => vec![int("to", if *axis < 0 { 1 } else { 7 })],
+                _ => vec![],
+            };
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let out = format!("v{k}");
+            nodes.push(node(op, &out, &inputs, &out, attrs));
+            names.push(out);
+        }
+        let last = names.last().unwrap().clone();
+        nodes.push(node("Mul", "m", &["x", &last], "y", vec![]));
+        let m = model(input(&[2, 3]), nodes, inits, "y");
+        let mut limits = Limits::DEFAULT;
+        limits.folded_bytes = 1 << 16;
+        let _ = super::from_bytes_within(&m.encode_to_vec(), None, &limits);
+    }
+}

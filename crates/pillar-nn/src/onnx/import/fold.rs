@@ -230,6 +230,12 @@ impl<'m> Importer<'m> {
                      x.flatten(1) or x.view(x.size(0), -1))",
                 ));
             }
+            if dims.contains(&Sym::Known(0)) {
+                return Err(cx.fail(format!(
+                    "operand {x:?} is an empty constant tensor (shape {})",
+                    show(&dims)
+                )));
+            }
             return Err(cx.fail(format!(
                 "operand {x:?} is a constant tensor of shape {} whose elements differ; pillar \
                  supports only scalar constants in elementwise arithmetic (or tensors whose \
