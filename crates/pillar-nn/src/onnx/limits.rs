@@ -80,8 +80,8 @@ pub(crate) fn check(bytes: &[u8], limits: &Limits) -> Result<(), OnnxError> {
     scan.message(Kind::Model, bytes)
 }
 
-/// Checks that the tensors whose data is stored outside the model (see
-/// [`super::external`]) claim no more than `limits.total_bytes` together with the model's own
+/// Checks that the tensors (initializers and attribute values) whose data is stored outside
+/// the model (see [`super::external`]) claim no more than `limits.total_bytes` together with the model's own
 /// `model_bytes`, before any of it is read.
 pub(crate) fn external(
     graph: &proto::GraphProto,
@@ -90,9 +90,15 @@ pub(crate) fn external(
 ) -> Result<u64, OnnxError> {
     let budget = limits.total_bytes.saturating_sub(model_bytes);
     let mut total = 0u64;
+    let attributes = graph
+        .node
+        .iter()
+        .flat_map(|n| &n.attribute)
+        .flat_map(|a| a.t.iter());
     for t in graph
         .initializer
         .iter()
+        .chain(attributes)
         .filter(|t| super::external::is_external(t))
     {
         let name = t.name.as_deref().unwrap_or("");

@@ -103,8 +103,7 @@ pub(crate) fn decode_in(
             return Err(tensor_err(
                 name,
                 "its data is stored in an external file, and external data needs the model's \
-                 path: use onnx::load (pillar reads it for initializers, not for attributes), \
-                 or save the model with its weights inside (onnx.save(model, path, \
+                 path: use onnx::load, or save the model with its weights inside (onnx.save(model, path, \
                  save_as_external_data=False))",
             ));
         };

@@ -120,6 +120,31 @@ fn weights_beside_the_model_load_and_compute_what_weights_inside_compute() {
     // from_bytes_in reads from the folder it is given.
     let bytes = outside.encode_to_vec();
     assert_eq!(from_bytes_in(&bytes, &dir.0).unwrap(), inside);
+    // A Constant node's value stored outside too (onnx.save(..., convert_attribute=True)).
+    let mut half = external_w("m.onnx.data", Some("0"), Some("4"));
+    half.dims = vec![];
+    half.name = None;
+    let scaled = model(
+        input(&[4]),
+        vec![
+            node(
+                "Constant",
+                "k",
+                &[],
+                "k",
+                vec![super::attrs::tensor("value", half)],
+            ),
+            node("Mul", "m", &["x", "k"], "y", vec![]),
+        ],
+        vec![],
+        "y",
+    );
+    let path = write(&dir.0, &scaled, &0.5f32.to_le_bytes());
+    let g = load(&path).unwrap();
+    let crate::Op::PolyAct(p) = &g.nodes[0].op else {
+        panic!("{:?}", g.nodes[0].op)
+    };
+    assert_eq!(p.coefficients, [0.0, 0.5]);
     // from_bytes has no folder, and says what to use.
     let err = from_bytes(&bytes).unwrap_err().to_string();
     assert!(
@@ -271,6 +296,25 @@ fn external_data_beyond_the_model_budget_is_refused_before_reading() {
     assert!(with(bytes.len() as u64 + 72).is_ok());
     let err = with(bytes.len() as u64 + 71).unwrap_err().to_string();
     assert!(err.contains("external tensor data"), "{err}");
+    // Attribute values are counted too.
+    let mut value = external_w("nowhere.data", None, None);
+    value.dims = vec![1 << 28];
+    let m = model(
+        input(&[4]),
+        vec![node(
+            "Constant",
+            "k",
+            &[],
+            "k",
+            vec![super::attrs::tensor("value", value)],
+        )],
+        vec![],
+        "k",
+    );
+    let err = from_bytes_within(&m.encode_to_vec(), Some(Path::new(".")), &Limits::DEFAULT)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("external tensor data it names"), "{err}");
     // Dimensions whose byte count overflows.
     let mut w = external_w("m.onnx.data", None, None);
     w.dims = vec![1 << 62, 8];

@@ -107,7 +107,7 @@ impl<'m> Importer<'m> {
                 io.arity(1, 1).at(cx)?;
                 attrs.only(&["value"]).at(cx)?;
                 let shape = self.ints(cx, first)?;
-                let value = attrs.tensor("value").at(cx)?;
+                let value = attrs.tensor_in("value", self.external.as_mut()).at(cx)?;
                 constant::constant_of_shape(&shape, value.as_ref()).at(cx)?
             }
             "Cast" => {

@@ -171,7 +171,7 @@ impl<'m> Importer<'m> {
                 "value_ints",
             ])
             .at(cx)?;
-        let c = if let Some(t) = attrs.tensor("value").at(cx)? {
+        let c = if let Some(t) = attrs.tensor_in("value", self.external.as_mut()).at(cx)? {
             t
         } else if let Some(f) = attrs.float("value_float").at(cx)? {
             Const {
