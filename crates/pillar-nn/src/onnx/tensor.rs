@@ -71,12 +71,8 @@ fn tensor_err(name: &str, detail: impl Into<String>) -> OnnxError {
 }
 
 /// Decodes `t`; `name` is used in errors (initializers have one, attribute values may not).
-/// Data in an external file is refused: see [`decode_in`].
-pub(crate) fn decode(t: &TensorProto, name: &str) -> Result<Const, OnnxError> {
-    decode_in(t, name, None)
-}
-
-/// Decodes `t`, reading data stored outside the model from `external` (the model's folder).
+/// Data stored outside the model is read from `external` (the model's folder), and refused
+/// without it.
 pub(crate) fn decode_in(
     t: &TensorProto,
     name: &str,
