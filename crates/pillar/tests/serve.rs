@@ -405,7 +405,10 @@ fn a_missing_dealer_or_server_or_model_is_a_clear_error() {
     }
     let selu = dir.path().join("selu.onnx");
     std::fs::write(&selu, bytes).unwrap();
-    serve_refuses(&selu, &nowhere).stderr(contains("unsupported operator"));
+    let refused = serve_refuses(&selu, &nowhere).stderr(contains("unsupported operator"));
+    // The file is named once, by the command, not again by the loader.
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert_eq!(stderr.matches("selu.onnx").count(), 1, "{stderr}");
     // A server whose dealer is down refuses its clients, saying why.
     train(dir.path());
     let model = dir.path().join("model.onnx");

@@ -2,6 +2,7 @@
 //! any other one is refused, so that no attribute that changes the result is silently
 //! ignored.
 
+use super::external::External;
 use super::proto::{AttributeProto, attribute_type as ty};
 use super::tensor::{self, Const};
 
@@ -97,11 +98,23 @@ impl<'a> Attrs<'a> {
 
     /// A `TENSOR` attribute, decoded.
     pub(super) fn tensor(&self, name: &str) -> Res<Option<Const>> {
+        self.tensor_in(name, None)
+    }
+
+    /// A `TENSOR` attribute, decoded, its data read from `external` if it is stored there
+    /// (`onnx.save(..., convert_attribute=True)` moves `Constant` values out of the model).
+    pub(super) fn tensor_in(
+        &self,
+        name: &str,
+        external: Option<&mut External>,
+    ) -> Res<Option<Const>> {
         match self.find(name, ty::TENSOR, "a tensor")? {
             None => Ok(None),
             Some(a) => match &a.t {
                 None => Err(format!("attribute {name:?} holds no tensor")),
-                Some(t) => tensor::decode(t, name).map(Some).map_err(|e| e.to_string()),
+                Some(t) => tensor::decode_in(t, name, external)
+                    .map(Some)
+                    .map_err(|e| e.to_string()),
             },
         }
     }

@@ -30,6 +30,11 @@ pub const MAX_NAME_BYTES: u64 = 4_096;
 /// heap blocks and the widening of packed numbers.
 pub const MAX_DECODED_OVERHEAD: u64 = 256 << 20;
 
+/// Largest memory the constants computed while importing (a weight reshaped, a shape tensor
+/// expanded) may take together; a uniform tensor (`ConstantOfShape`, `zeros_like`) takes
+/// none, since it is never materialised unless a layer reads it.
+pub const MAX_FOLDED_BYTES: u64 = 256 << 20;
+
 /// The limits one decode is held to ([`Limits::DEFAULT`] outside tests, which lower them to
 /// show each refusal on a small file).
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +46,11 @@ pub(crate) struct Limits {
     pub(crate) node_values: u64,
     pub(crate) name_bytes: u64,
     pub(crate) overhead: u64,
+    /// Largest size of the model file and its external tensor data together.
+    pub(crate) total_bytes: u64,
+    /// Largest memory the constants that the importer computes (see
+    /// [`super::symbolic`]) may take together.
+    pub(crate) folded_bytes: u64,
 }
 
 impl Limits {
@@ -53,6 +63,8 @@ impl Limits {
         node_values: MAX_NODE_VALUES,
         name_bytes: MAX_NAME_BYTES,
         overhead: MAX_DECODED_OVERHEAD,
+        total_bytes: super::MAX_MODEL_BYTES,
+        folded_bytes: MAX_FOLDED_BYTES,
     };
 }
 
@@ -66,6 +78,39 @@ pub(crate) fn check(bytes: &[u8], limits: &Limits) -> Result<(), OnnxError> {
         overhead: 0,
     };
     scan.message(Kind::Model, bytes)
+}
+
+/// Checks that the tensors (initializers and attribute values) whose data is stored outside
+/// the model (see [`super::external`]) claim no more than `limits.total_bytes` together with the model's own
+/// `model_bytes`, before any of it is read.
+pub(crate) fn external(
+    graph: &proto::GraphProto,
+    model_bytes: u64,
+    limits: &Limits,
+) -> Result<u64, OnnxError> {
+    let budget = limits.total_bytes.saturating_sub(model_bytes);
+    let mut total = 0u64;
+    let attributes = graph
+        .node
+        .iter()
+        .flat_map(|n| &n.attribute)
+        .flat_map(|a| a.t.iter());
+    for t in graph
+        .initializer
+        .iter()
+        .chain(attributes)
+        .filter(|t| super::external::is_external(t))
+    {
+        let name = t.name.as_deref().unwrap_or("");
+        total = total.saturating_add(super::tensor::external_bytes(t, name)?);
+        if total > budget {
+            return Err(OnnxError::Limit {
+                what: "bytes in the model and the external tensor data it names together",
+                limit: limits.total_bytes,
+            });
+        }
+    }
+    Ok(budget)
 }
 
 /// The messages of [`super::proto`].

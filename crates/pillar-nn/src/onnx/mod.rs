@@ -12,13 +12,30 @@
 //! | `Gemm` (`alpha = beta = 1`, either `transB`), `MatMul` by a constant, then `Add` of a bias | [`Op::Linear`](crate::Op::Linear) |
 //! | `AveragePool`, `MaxPool` (unpadded, square), `GlobalAveragePool`, `ReduceMean` over both spatial axes | the pools |
 //! | `Add` of two activations | [`Op::Add`](crate::Op::Add) |
-//! | `Flatten` (axis 1), `Reshape` to `[N, -1]` (constant or `Shape`/`Gather`/`Concat`) | [`Op::Flatten`](crate::Op::Flatten) |
+//! | `Flatten` (axis 1), `Reshape` to `[N, -1]` or `[N, F]` (constant or computed from `Shape`), `Squeeze` to `[N, F]` | [`Op::Flatten`](crate::Op::Flatten) |
 //! | `Relu` | [`Op::Relu`](crate::Op::Relu) |
-//! | `pillar.PolyAct`, or any `Add`/`Sub`/`Mul`/`Div`/`Pow`/`Neg` arithmetic with scalar constants in one activation | [`Op::PolyAct`](crate::Op::PolyAct) |
-//! | `Identity`, inference `Dropout`, `Cast` to float, `Constant` | nothing (aliases and constants) |
+//! | `pillar.PolyAct`, or any `Add`/`Sub`/`Mul`/`Div`/`Pow`/`Neg` arithmetic in one activation with scalar constants (or constant tensors of equal elements that broadcast to it: `zeros_like(x)`) | [`Op::PolyAct`](crate::Op::PolyAct) |
+//! | `Identity`, inference `Dropout`, `Cast` to float, `Constant`, `Expand` of an activation to its own shape | nothing (aliases and constants) |
+//! | `Shape`, `Gather`, `Slice`, `Unsqueeze`, `Squeeze`, `Concat`, `ConstantOfShape`, `Expand`, `Reshape`, `Cast` and arithmetic on constants and shapes | nothing: evaluated while importing |
 //!
-//! Anything else is refused with an error naming the node and its operator, e.g.
-//! `node "/fc/Softmax" (Softmax): unsupported operator`.
+//! Anything else is refused with an error naming the node and its operator and saying what to
+//! change, e.g. `node "/fc/Tanh" (Tanh): unsupported operator; pillar imports ...`.
+//!
+//! Constant folding keeps the batch size symbolic: `ConstantOfShape(Shape(x))` is a tensor of
+//! equal elements of shape `[N, ...]`, never materialised, which polynomial arithmetic takes
+//! as a scalar; other computed constants (a weight reshaped, a bias concatenated) take at most
+//! [`MAX_FOLDED_BYTES`] together. A constant tensor whose elements differ is refused in
+//! elementwise arithmetic (pillar's polynomials have scalar coefficients) unless it is the
+//! bias of the layer before it.
+//!
+//! Tensor data may be stored beside the model, as the dynamo exporter of torch >= 2.9 does
+//! (`m.onnx.data`; `TensorProto.data_location = EXTERNAL` with entries `location`, `offset`,
+//! `length` and an unchecked `checksum`). [`load`] reads it from the model's folder and
+//! [`from_bytes_in`] from the folder it is given; [`from_bytes`] refuses it. A location must
+//! name a regular file inside that folder (relative, without `..`, not a symbolic link, not
+//! resolving elsewhere), and each tensor's bytes must lie inside the file and be exactly what
+//! its dimensions and type need, all checked before anything is read; the model and its
+//! external data take at most [`MAX_MODEL_BYTES`] together, checked before import.
 //!
 //! [`save`] writes only standard operators, so that onnxruntime and every other runtime run
 //! pillar's models: a polynomial activation becomes `Mul` and `Add` nodes, which [`load`]
@@ -36,8 +53,10 @@
 //! [`DEFAULT_POLY_RANGE`].
 
 mod attrs;
+mod constant;
 mod error;
 mod export;
+mod external;
 mod fuse;
 mod import;
 mod limits;
@@ -46,6 +65,10 @@ mod symbolic;
 mod tensor;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_external;
+#[cfg(test)]
+mod tests_fold;
 
 use std::io::Read;
 use std::path::Path;
@@ -54,8 +77,8 @@ use prost::Message;
 
 pub use error::OnnxError;
 pub use limits::{
-    MAX_ATTRIBUTES, MAX_DECODED_OVERHEAD, MAX_INITIALIZERS, MAX_NAME_BYTES, MAX_NODE_VALUES,
-    MAX_NODES, MAX_VALUE_INFOS,
+    MAX_ATTRIBUTES, MAX_DECODED_OVERHEAD, MAX_FOLDED_BYTES, MAX_INITIALIZERS, MAX_NAME_BYTES,
+    MAX_NODE_VALUES, MAX_NODES, MAX_VALUE_INFOS,
 };
 
 use crate::error::NnError;
@@ -94,13 +117,15 @@ impl Default for SaveOptions {
     }
 }
 
-/// Reads an ONNX model file into a checked graph. Errors name the file and, for a node that
-/// pillar cannot import, the node and its operator.
+/// Reads an ONNX model file into a checked graph, with tensor data stored beside it (the
+/// dynamo exporter's `m.onnx.data`) read from the file's folder. Errors name the file and, for
+/// a node that pillar cannot import, the node and its operator.
 pub fn load(path: impl AsRef<Path>) -> Result<TypedGraph, NnError> {
     let path = path.as_ref();
+    let folder = path.parent().unwrap_or(Path::new("."));
     read_bounded(path)
         .map_err(NnError::from)
-        .and_then(|bytes| from_bytes(&bytes))
+        .and_then(|bytes| from_bytes_in(&bytes, folder))
         .map_err(|e| NnError::File {
             path: path.to_path_buf(),
             source: Box::new(e),
@@ -130,12 +155,25 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, OnnxError> {
 
 /// Decodes an ONNX model held in memory into a checked graph. The counts and the memory the
 /// decoded model would take are checked before decoding: see [`MAX_NODES`] and the limits
-/// beside it.
+/// beside it. A model whose tensor data is stored in an external file is refused: its
+/// locations are relative to the model's folder, which only [`load`] and [`from_bytes_in`]
+/// know.
 pub fn from_bytes(bytes: &[u8]) -> Result<TypedGraph, NnError> {
-    from_bytes_within(bytes, &limits::Limits::DEFAULT)
+    from_bytes_within(bytes, None, &limits::Limits::DEFAULT)
 }
 
-fn from_bytes_within(bytes: &[u8], limits: &limits::Limits) -> Result<TypedGraph, NnError> {
+/// [`from_bytes`] for a model whose file is in `folder`: tensor data stored outside the model
+/// is read from files in that folder (never outside it), the model and that data together at
+/// most [`MAX_MODEL_BYTES`].
+pub fn from_bytes_in(bytes: &[u8], folder: impl AsRef<Path>) -> Result<TypedGraph, NnError> {
+    from_bytes_within(bytes, Some(folder.as_ref()), &limits::Limits::DEFAULT)
+}
+
+fn from_bytes_within(
+    bytes: &[u8],
+    folder: Option<&Path>,
+    limits: &limits::Limits,
+) -> Result<TypedGraph, NnError> {
     if bytes.len() as u64 > MAX_MODEL_BYTES {
         return Err(OnnxError::TooLarge {
             size: bytes.len() as u64,
@@ -145,7 +183,14 @@ fn from_bytes_within(bytes: &[u8], limits: &limits::Limits) -> Result<TypedGraph
     }
     limits::check(bytes, limits)?;
     let model = proto::ModelProto::decode(bytes).map_err(OnnxError::Decode)?;
-    import::import(&model)
+    let external = match (&model.graph, folder) {
+        (Some(graph), Some(folder)) => {
+            let budget = limits::external(graph, bytes.len() as u64, limits)?;
+            Some(external::External::new(folder, budget))
+        }
+        _ => None,
+    };
+    import::import(&model, external, limits)
 }
 
 /// Writes `g` as an ONNX model of standard operators ([`SaveOptions::default`]), atomically.

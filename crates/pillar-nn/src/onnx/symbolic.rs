@@ -1,6 +1,7 @@
 //! Shape arithmetic: the `Shape -> Gather -> Unsqueeze -> Concat -> Reshape` chain that
 //! `x.view(x.size(0), -1)` exports to. Integer vectors are evaluated with the batch size kept
-//! symbolic, so that a `Reshape` can be recognised as a flatten whatever the batch.
+//! symbolic, so that a `Reshape` can be recognised as a flatten whatever the batch; the other
+//! operators on them are in [`super::constant`].
 
 use super::tensor::Const;
 
@@ -38,21 +39,6 @@ impl Ints {
     }
 }
 
-/// `Shape(x)[start..end]` for an activation of shape `[N, ...shape]`.
-pub(crate) fn shape_of(shape: &[usize], start: Option<i64>, end: Option<i64>) -> Ints {
-    let full: Vec<Sym> = std::iter::once(Sym::Batch)
-        .chain(shape.iter().map(|&d| Sym::Known(d as i64)))
-        .collect();
-    let rank = full.len() as i64;
-    // ONNX clamps out-of-range bounds; negative ones count from the end.
-    let clamp = |i: i64| (if i < 0 { i + rank } else { i }).clamp(0, rank) as usize;
-    let (s, e) = (clamp(start.unwrap_or(0)), clamp(end.unwrap_or(rank)));
-    Ints {
-        scalar: false,
-        vals: full.get(s..e.max(s)).unwrap_or(&[]).to_vec(),
-    }
-}
-
 /// `Gather(data, indices, axis = 0)` on a 1-d integer tensor.
 pub(crate) fn gather(data: &Ints, indices: &Ints) -> Res<Ints> {
     if data.scalar {
@@ -73,21 +59,6 @@ pub(crate) fn gather(data: &Ints, indices: &Ints) -> Res<Ints> {
         scalar: indices.scalar,
         vals,
     })
-}
-
-/// `Unsqueeze(data, axes)`: only a scalar becoming a 1-element vector.
-pub(crate) fn unsqueeze(data: &Ints, axes: &[i64]) -> Res<Ints> {
-    if data.scalar && (axes == [0] || axes == [-1]) {
-        Ok(Ints {
-            scalar: false,
-            vals: data.vals.clone(),
-        })
-    } else {
-        Err(format!(
-            "unsqueezes axes {axes:?} of a shape value; pillar supports only a scalar to a \
-             1-element vector"
-        ))
-    }
 }
 
 /// `Concat(parts, axis = 0)` of 1-d integer tensors.

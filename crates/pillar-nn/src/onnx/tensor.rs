@@ -3,6 +3,7 @@
 //! f64 tensors as raw bytes.
 
 use super::error::OnnxError;
+use super::external::{External, is_external};
 use super::proto::{TensorProto, data_type};
 
 /// The elements of a constant, in the precision the file stored them.
@@ -70,18 +71,17 @@ fn tensor_err(name: &str, detail: impl Into<String>) -> OnnxError {
 }
 
 /// Decodes `t`; `name` is used in errors (initializers have one, attribute values may not).
-pub(crate) fn decode(t: &TensorProto, name: &str) -> Result<Const, OnnxError> {
+/// Data stored outside the model is read from `external` (the model's folder), and refused
+/// without it.
+pub(crate) fn decode_in(
+    t: &TensorProto,
+    name: &str,
+    external: Option<&mut External>,
+) -> Result<Const, OnnxError> {
     if t.segment.is_some() {
         return Err(tensor_err(
             name,
             "chunked (segmented) tensors are not supported",
-        ));
-    }
-    if t.data_location == Some(1) || !t.external_data.is_empty() {
-        return Err(tensor_err(
-            name,
-            "its data is stored in an external file; save the model with its weights inside \
-             (onnx.save(model, path, save_as_external_data=False))",
         ));
     }
     let mut dims = Vec::with_capacity(t.dims.len());
@@ -92,7 +92,23 @@ pub(crate) fn decode(t: &TensorProto, name: &str) -> Result<Const, OnnxError> {
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or_else(|| tensor_err(name, format!("dimensions {dims:?} overflow")))?;
-    let raw = t.raw_data.as_deref();
+    let kind = t.data_type.unwrap_or(0);
+    let stored;
+    let raw = if is_external(t) {
+        let Some(external) = external else {
+            return Err(tensor_err(
+                name,
+                "its data is stored in an external file, and external data needs the model's \
+                 path: use onnx::load, or save the model with its weights inside (onnx.save(model, path, \
+                 save_as_external_data=False))",
+            ));
+        };
+        let need = external_bytes(t, name)?;
+        stored = external.read(t, need).map_err(|d| tensor_err(name, d))?;
+        Some(stored.as_slice())
+    } else {
+        t.raw_data.as_deref()
+    };
     let check = |got: usize, field: &str| {
         if got == n {
             Ok(())
@@ -103,7 +119,7 @@ pub(crate) fn decode(t: &TensorProto, name: &str) -> Result<Const, OnnxError> {
             ))
         }
     };
-    let data = match t.data_type.unwrap_or(0) {
+    let data = match kind {
         data_type::FLOAT => Data::F32(match raw {
             Some(bytes) => {
                 check(bytes.len() / 4, "raw_data")?;
@@ -162,18 +178,43 @@ pub(crate) fn decode(t: &TensorProto, name: &str) -> Result<Const, OnnxError> {
                 t.int32_data.iter().map(|&v| i64::from(v)).collect()
             }
         }),
-        other => {
-            return Err(tensor_err(
-                name,
-                format!(
-                    "element type {other} ({}) is not supported; pillar reads float, double, \
-                     int32, int64 and bool",
-                    type_name(other)
-                ),
-            ));
-        }
+        other => return Err(unsupported_type(name, other)),
     };
     Ok(Const { dims, data })
+}
+
+/// Bytes per element of the element types pillar reads.
+fn element_bytes(kind: i32) -> Option<u64> {
+    match kind {
+        data_type::BOOL => Some(1),
+        data_type::FLOAT | data_type::INT32 => Some(4),
+        data_type::DOUBLE | data_type::INT64 => Some(8),
+        _ => None,
+    }
+}
+
+/// The bytes tensor `t` holds by its dimensions and type, for data stored outside the model;
+/// checked before any is read.
+pub(crate) fn external_bytes(t: &TensorProto, name: &str) -> Result<u64, OnnxError> {
+    let kind = t.data_type.unwrap_or(0);
+    let size = element_bytes(kind).ok_or_else(|| unsupported_type(name, kind))?;
+    t.dims
+        .iter()
+        .try_fold(size, |n, &d| {
+            u64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        })
+        .ok_or_else(|| tensor_err(name, format!("dimensions {:?} overflow", t.dims)))
+}
+
+fn unsupported_type(name: &str, kind: i32) -> OnnxError {
+    tensor_err(
+        name,
+        format!(
+            "element type {kind} ({}) is not supported; pillar reads float, double, int32, \
+             int64 and bool",
+            type_name(kind)
+        ),
+    )
 }
 
 /// The bytes as little-endian words of `N` bytes, refusing a ragged tail.

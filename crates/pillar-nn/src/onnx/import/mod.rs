@@ -3,11 +3,14 @@
 //!
 //! A name stands for an activation (a pillar value, or a polynomial in one, see
 //! [`super::fuse`]), a constant tensor (an initializer or `Constant` node, decoded when first
-//! read), or a small integer vector (shape arithmetic, see [`super::symbolic`]). Layers that
-//! pillar has become nodes; `Identity`, inference-mode `Dropout` and casts to float are
-//! aliases; elementwise arithmetic is folded into polynomials, and an `Add` of a constant
-//! tensor right after a `MatMul`, `Gemm` or `Conv` becomes that layer's bias.
+//! read, or computed from constants), a small integer vector (shape arithmetic, see
+//! [`super::symbolic`]), or a tensor of equal elements whose shape may hold the batch size
+//! (see [`super::constant`]). A node whose inputs are all constants is evaluated
+//! ([`fold`]). Layers that pillar has become nodes; `Identity`, inference-mode `Dropout` and
+//! casts to float are aliases; elementwise arithmetic is folded into polynomials, and an `Add`
+//! of a constant tensor right after a `MatMul`, `Gemm` or `Conv` becomes that layer's bias.
 
+mod fold;
 mod layers;
 mod values;
 
@@ -15,7 +18,9 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::attrs::Attrs;
+use super::constant::{Budget, Fill, Folded};
 use super::error::OnnxError;
+use super::external::External;
 use super::fuse::{self, POLY_KEY_PREFIX, Poly, PolyMeta};
 use super::proto::{DimensionValue, GraphProto, ModelProto, NodeProto, TensorProto, data_type};
 use super::symbolic::{Ints, Sym};
@@ -50,6 +55,8 @@ enum Val<'m> {
     Const(Rc<Const>),
     /// Shape arithmetic.
     Ints(Ints),
+    /// A constant whose elements are all equal, of a shape that may hold the batch size.
+    Fill(Fill),
 }
 
 /// The node being imported, for errors.
@@ -121,14 +128,20 @@ impl<'m> Inputs<'m> {
     }
 }
 
-/// Imports a decoded model.
-pub(crate) fn import(model: &ModelProto) -> Result<TypedGraph, NnError> {
+/// Imports a decoded model, reading tensor data stored outside it from `external`.
+pub(crate) fn import(
+    model: &ModelProto,
+    external: Option<External>,
+    limits: &super::limits::Limits,
+) -> Result<TypedGraph, NnError> {
     check_opsets(model)?;
     let graph = model
         .graph
         .as_ref()
         .ok_or_else(|| model_err("the model has no graph"))?;
     let mut imp = Importer::new(model, graph)?;
+    imp.external = external;
+    imp.budget = Budget(limits.folded_bytes);
     for (i, node) in graph.node.iter().enumerate() {
         imp.node(i, node)?;
     }
@@ -172,6 +185,10 @@ struct Importer<'m> {
     /// Exact polynomials recorded by pillar's exporter, by node name.
     poly_meta: HashMap<String, PolyMeta>,
     default_range: f64,
+    /// The model's folder, for tensor data stored beside it.
+    external: Option<External>,
+    /// What constants computed while importing may still take.
+    budget: Budget,
 }
 
 impl<'m> Importer<'m> {
@@ -240,6 +257,8 @@ impl<'m> Importer<'m> {
             static_batch,
             poly_meta,
             default_range,
+            external: None,
+            budget: Budget(super::MAX_FOLDED_BYTES),
         })
     }
 
@@ -312,6 +331,9 @@ impl<'m> Importer<'m> {
         attrs: &Attrs,
     ) -> Result<Val<'m>, NnError> {
         let io = Inputs(n);
+        if let Some(v) = self.fold(cx, op_type, io, attrs)? {
+            return Ok(v);
+        }
         match op_type {
             "Conv" | "BatchNormalization" | "Gemm" | "MatMul" | "Relu" | "AveragePool"
             | "MaxPool" | "GlobalAveragePool" | "ReduceMean" | "Flatten" | "Reshape" => {
@@ -366,38 +388,30 @@ impl<'m> Importer<'m> {
         Ok(v)
     }
 
-    /// `x` as a polynomial operand: an activation or a scalar constant.
-    fn poly(&mut self, cx: &Cx, x: &str) -> Result<Poly, NnError> {
-        if let Some(Val::Poly(p)) = self.values.get(x) {
-            return Ok(p.clone());
-        }
-        if let Some(Val::Ints(i)) = self.values.get(x) {
-            return match i.vals.as_slice() {
-                [Sym::Known(k)] => Ok(Poly::constant(*k as f64, &cx.name)),
-                _ => Err(cx.fail("computes with a shape; pillar supports only flattening")),
-            };
-        }
-        let c = self.constant(cx, x, "operand")?;
-        match c.get(0) {
-            Some(v) if c.len() == 1 => Ok(Poly::constant(v, &cx.name)),
-            _ => Err(cx.fail(format!(
-                "operand {x:?} is a constant tensor of shape {:?}; pillar supports only scalar \
-                 constants in elementwise arithmetic",
-                c.dims
-            ))),
-        }
-    }
-
     /// `x` as a constant tensor, decoding an initializer on first use.
     fn constant(&mut self, cx: &Cx, x: &str, what: &str) -> Result<Rc<Const>, NnError> {
         match self.values.get(x) {
             Some(Val::Const(c)) => Ok(Rc::clone(c)),
             Some(Val::Init(t)) => {
-                let c = Rc::new(tensor::decode(t, x).map_err(|e| cx.fail(e.to_string()))?);
+                let c = tensor::decode_in(t, x, self.external.as_mut());
+                let c = Rc::new(c.map_err(|e| cx.fail(e.to_string()))?);
                 if let Some(slot) = self.values.get_mut(x) {
                     *slot = Val::Const(Rc::clone(&c));
                 }
                 Ok(c)
+            }
+            Some(Val::Fill(f)) => {
+                let f = Folded::Fill(f.clone());
+                let c = f.dense(&mut self.budget).map_err(|e| cx.fail(e))?;
+                // Expanded once, however often it is read.
+                if let Some(slot) = self.values.get_mut(x) {
+                    *slot = Val::Const(Rc::clone(&c));
+                }
+                Ok(c)
+            }
+            Some(Val::Ints(i)) if !i.vals.contains(&Sym::Batch) => {
+                let i = Folded::Ints(i.clone());
+                i.dense(&mut self.budget).map_err(|e| cx.fail(e))
             }
             _ => Err(cx.fail(format!(
                 "its {what} {x:?} is computed; pillar needs a constant (an initializer or a \
@@ -410,6 +424,15 @@ impl<'m> Importer<'m> {
     fn ints(&mut self, cx: &Cx, x: &str) -> Result<Ints, NnError> {
         if let Some(Val::Ints(i)) = self.values.get(x) {
             return Ok(i.clone());
+        }
+        if let Some(Val::Fill(f)) = self.values.get(x) {
+            let f = Folded::Fill(f.clone());
+            return f.ints(&mut self.budget).ok_or_else(|| {
+                cx.fail(format!(
+                    "{x:?} should be an integer scalar or vector, has shape {}",
+                    super::constant::show(&f.dims())
+                ))
+            });
         }
         let c = self.constant(cx, x, "shape operand")?;
         Ints::from_const(&c).ok_or_else(|| {

@@ -1,16 +1,16 @@
 //! Values that are not layers: elementwise arithmetic (folded into polynomials, see
-//! [`crate::onnx::fuse`]), constants, casts and aliases, and shape arithmetic (see
-//! [`crate::onnx::symbolic`]).
+//! [`crate::onnx::fuse`]), constants, casts and aliases, and the shape of an activation (shape
+//! arithmetic on it is folded, see [`super::fold`]).
 
 use std::rc::Rc;
 
-use super::{At, Cx, Importer, Inputs, Val, known};
+use super::{At, Cx, Importer, Inputs, Val};
 use crate::error::NnError;
 use crate::graph::Op;
 use crate::onnx::attrs::Attrs;
+use crate::onnx::constant;
 use crate::onnx::fuse::{MAX_DEGREE, Poly};
 use crate::onnx::proto::data_type;
-use crate::onnx::symbolic;
 use crate::onnx::tensor::{self, Const};
 
 impl<'m> Importer<'m> {
@@ -58,53 +58,45 @@ impl<'m> Importer<'m> {
             "Neg" => {
                 io.arity(1, 1).at(cx)?;
                 attrs.only(&[]).at(cx)?;
-                let p = self.poly(cx, first)?;
+                let p = self.operand(cx, first, first)?;
                 let zero = Poly::constant(0.0, &cx.name);
                 Ok(Val::Poly(zero.add_scaled(&p, -1.0, &cx.name).at(cx)?))
             }
             "Shape" => {
                 io.arity(1, 1).at(cx)?;
                 attrs.only(&["start", "end"]).at(cx)?;
-                let shape = match self.values.get(first) {
-                    Some(Val::Poly(Poly { base: Some(v), .. })) => self.shapes[*v].clone(),
-                    _ => return Err(cx.fail("takes the shape of something not an activation")),
+                let Some(dims) = self.activation_dims(first) else {
+                    return Err(cx.fail("takes the shape of something not an activation"));
                 };
                 let (start, end) = (attrs.int("start").at(cx)?, attrs.int("end").at(cx)?);
-                Ok(Val::Ints(symbolic::shape_of(&shape, start, end)))
+                Ok(Val::Ints(constant::shape_of(&dims, start, end)))
             }
-            "Gather" => {
+            "Expand" => {
                 io.arity(2, 2).at(cx)?;
-                attrs.only(&["axis"]).at(cx)?;
-                if attrs.int("axis").at(cx)?.unwrap_or(0) != 0 {
-                    return Err(cx.fail("gathers along an axis other than 0"));
-                }
-                let data = self.ints(cx, first)?;
-                let indices = self.ints(cx, second)?;
-                Ok(Val::Ints(symbolic::gather(&data, &indices).at(cx)?))
+                attrs.only(&[]).at(cx)?;
+                self.expand_activation(cx, first, second)
             }
-            "Unsqueeze" => {
-                io.arity(1, 2).at(cx)?;
-                attrs.only(&["axes"]).at(cx)?;
-                let data = self.ints(cx, first)?;
-                let axes = match (attrs.ints("axes").at(cx)?, io.get(1)) {
-                    (Some(a), None) => a.to_vec(),
-                    (None, Some(a)) => known(cx, &self.ints(cx, a)?)?,
-                    _ => return Err(cx.fail("needs its axes (as attribute or input)")),
-                };
-                Ok(Val::Ints(symbolic::unsqueeze(&data, &axes).at(cx)?))
-            }
-            "Concat" => {
-                attrs.only(&["axis"]).at(cx)?;
-                if !matches!(attrs.int("axis").at(cx)?, Some(0 | -1)) {
-                    return Err(cx.fail("concatenates along an axis other than 0"));
-                }
-                let mut parts = Vec::with_capacity(io.0.input.len());
-                for i in &io.0.input {
-                    parts.push(self.ints(cx, i)?);
-                }
-                Ok(Val::Ints(symbolic::concat(&parts).at(cx)?))
-            }
-            _ => Err(cx.fail("unsupported operator")),
+            // With an activation among their inputs: constants and shapes were folded.
+            "Squeeze" => self.squeeze_activation(cx, io, attrs),
+            "Gather" | "Slice" | "Unsqueeze" => Err(cx.fail(
+                "is applied to an activation; pillar evaluates it only on constants and shapes \
+                 while importing. Index, slice or (un)squeeze tensors in forward() only to \
+                 compute shapes (x.size(0)); to flatten, use x.flatten(1) or \
+                 x.view(x.size(0), -1)",
+            )),
+            "Concat" => Err(cx.fail(
+                "concatenates activations; pillar has no concatenation (torch.cat) of \
+                 activations, only chains of layers with residual additions",
+            )),
+            "ConstantOfShape" => Err(cx.fail(
+                "takes a shape that is not constant; build it from x.size(...) or constants",
+            )),
+            _ => Err(cx.fail(
+                "unsupported operator; pillar imports the layers of ordinary CNNs \
+                 (convolutions, linear layers, BatchNorm, pools, ReLU), polynomial arithmetic \
+                 and shape arithmetic (the list is in the documentation of pillar_nn::onnx): \
+                 leave this operator out of forward() at inference or write it with those",
+            )),
         }
     }
 
@@ -113,12 +105,17 @@ impl<'m> Importer<'m> {
     fn binary(&mut self, cx: &Cx, op: &str, a: &str, b: &str) -> Result<Val<'m>, NnError> {
         if op == "Add" {
             for (act, c) in [(a, b), (b, a)] {
-                if let Some(v) = self.bias(cx, act, c)? {
-                    return Ok(Val::Poly(Poly::value(v, &cx.name)));
+                match self.bias(cx, act, c) {
+                    Ok(Some(v)) => return Ok(Val::Poly(Poly::value(v, &cx.name))),
+                    Ok(None) => {}
+                    // Not a bias, but a tensor of equal elements is a scalar to polynomial
+                    // arithmetic (`zeros_like(x) + ...`).
+                    Err(_) if self.is_uniform(cx, c)? => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
-        let (pa, pb) = (self.poly(cx, a)?, self.poly(cx, b)?);
+        let (pa, pb) = (self.operand(cx, a, b)?, self.operand(cx, b, a)?);
         let two_values = pa.base.is_some() && pb.base.is_some() && pa.base != pb.base;
         let p = match op {
             "Add" if two_values => {
@@ -157,30 +154,6 @@ impl<'m> Importer<'m> {
         let to = i32::try_from(to).unwrap_or(0);
         match self.values.get(x) {
             Some(Val::Poly(_)) if to == data_type::FLOAT => self.alias(cx, x),
-            Some(Val::Ints(_)) if to == data_type::INT64 => self.alias(cx, x),
-            Some(Val::Init(_) | Val::Const(_)) => {
-                let c = self.constant(cx, x, "input")?;
-                let data = match (to, &c.data) {
-                    (data_type::FLOAT, _) => c.to_f32().map(tensor::Data::F32),
-                    (data_type::DOUBLE, _) => c.to_f32().map(|_| {
-                        tensor::Data::F64((0..c.len()).filter_map(|i| c.get(i)).collect())
-                    }),
-                    (data_type::INT64 | data_type::INT32, tensor::Data::I64(v)) => {
-                        Some(tensor::Data::I64(v.clone()))
-                    }
-                    _ => None,
-                };
-                let data = data.ok_or_else(|| {
-                    cx.fail(format!(
-                        "casts a constant to {}, which pillar does not fold",
-                        tensor::type_name(to)
-                    ))
-                })?;
-                Ok(Val::Const(Rc::new(Const {
-                    dims: c.dims.clone(),
-                    data,
-                })))
-            }
             _ => Err(cx.fail(format!(
                 "casts to {}; pillar computes in float only",
                 tensor::type_name(to)
@@ -198,7 +171,7 @@ impl<'m> Importer<'m> {
                 "value_ints",
             ])
             .at(cx)?;
-        let c = if let Some(t) = attrs.tensor("value").at(cx)? {
+        let c = if let Some(t) = attrs.tensor_in("value", self.external.as_mut()).at(cx)? {
             t
         } else if let Some(f) = attrs.float("value_float").at(cx)? {
             Const {
