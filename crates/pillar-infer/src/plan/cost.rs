@@ -5,6 +5,7 @@ use pillar_mpc::MpcError;
 use pillar_mpc::dealer::Need;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::clip::Bounds;
 use pillar_mpc::protocols::{maxpool, weights};
 
 use super::{Architecture, Layer};
@@ -70,6 +71,7 @@ impl Architecture {
             }
             Layer::MaxPool(w) => maxpool::needs(&x, *w).map_err(|e| self.step_err(i, e))?,
             Layer::Relu => ActivationProtocol::Relu.needs(n, 1),
+            Layer::Clip { .. } => self.bounds(i).needs(n),
             Layer::Poly { coefficients } => self
                 .options
                 .activation
@@ -147,7 +149,7 @@ impl Architecture {
             let output = batch * per_image(i + 1);
             let own = 2 * (output + batch * self.gathered(i));
             let activation = match step.layer {
-                Layer::Relu | Layer::Poly { .. } | Layer::MaxPool(_) => {
+                Layer::Relu | Layer::Poly { .. } | Layer::MaxPool(_) | Layer::Clip { .. } => {
                     2 * batch * per_image(step.inputs[0])
                 }
                 _ => 0,
@@ -212,10 +214,12 @@ impl Architecture {
     pub fn layer_rounds(&self) -> usize {
         self.steps
             .iter()
-            .map(|s| match &s.layer {
+            .enumerate()
+            .map(|(i, s)| match &s.layer {
                 Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => 1,
                 Layer::MaxPool(w) => maxpool::rounds(w.kernel_h * w.kernel_w),
                 Layer::Relu => ActivationProtocol::Relu.rounds(1),
+                Layer::Clip { .. } => self.bounds(i).rounds(),
                 Layer::Poly { coefficients } => self
                     .options
                     .activation
@@ -241,6 +245,7 @@ impl Architecture {
                         maxpool::words_sent(out, w.kernel_h * w.kernel_w)
                     }
                     Layer::Relu => ActivationProtocol::Relu.words_sent(x, 1),
+                    Layer::Clip { .. } => self.bounds(i).words_sent(x),
                     Layer::Poly { coefficients } => self
                         .options
                         .activation
@@ -269,6 +274,14 @@ impl Architecture {
     /// traffic; the server's share comes from a 32-byte seed).
     pub fn offline_words(&self, batch: usize) -> Result<usize, InferError> {
         Ok(self.needs(batch)?.iter().map(Need::correction_words).sum())
+    }
+
+    /// The bounds of step `i`, a `Clip` (none for another step).
+    fn bounds(&self, i: usize) -> Bounds {
+        self.steps[i]
+            .layer
+            .clip_bounds(self.fixed())
+            .unwrap_or(Bounds { lo: None, hi: None })
     }
 
     fn step_err(&self, index: usize, e: MpcError) -> InferError {
