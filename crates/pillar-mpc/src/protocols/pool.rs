@@ -252,3 +252,34 @@ pub fn global_avg_pool(s: &Session, x: &Share) -> Result<Share, MpcError> {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Window;
+
+    #[test]
+    fn an_older_peers_window_has_no_padding() {
+        let w: Window = serde_json::from_str(r#"{"kernel_h":3,"kernel_w":3,"stride":2}"#)
+            .unwrap_or_else(|e| {
+                panic!("{e}");
+            });
+        assert_eq!(w, Window::square(3, 2));
+        let back: Window = serde_json::from_str(
+            &serde_json::to_string(&Window::padded(3, 2, 1)).unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.pad, 1);
+    }
+
+    #[test]
+    fn padding_beyond_half_the_window_or_an_empty_input_is_refused() {
+        assert!(Window::padded(3, 1, 2).output(8, 8).is_err());
+        assert!(Window::padded(2, 1, 1).output(0, 4).is_err());
+        assert!(Window::padded(3, 1, usize::MAX).output(8, 8).is_err());
+        assert_eq!(
+            Window::padded(3, 2, 1).output(112, 112).ok(),
+            Some((56, 56))
+        );
+        assert_eq!(Window::padded(2, 1, 1).output(1, 1).ok(), Some((2, 2)));
+    }
+}
