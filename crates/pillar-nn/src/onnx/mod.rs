@@ -18,7 +18,7 @@
 //! | `Identity`, inference `Dropout`, `Cast` to float, `Constant` | nothing (aliases and constants) |
 //!
 //! Anything else is refused with an error naming the node and its operator, e.g.
-//! `node "/fc/Softmax" (Softmax): unsupported operator`.
+//! `node "/act/Erf" (Erf): unsupported operator`.
 //!
 //! pillar's own operator is `PolyAct` in domain [`POLY_DOMAIN`] (version 1): one input, float
 //! attributes `coefficients` (`c_0..c_d`) and `range`, and, so that the f64 values survive,
