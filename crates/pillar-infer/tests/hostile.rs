@@ -35,6 +35,7 @@ fn chain(
         steps: out,
         weight_shapes,
         options: FixedConfig::default(),
+        output_transform: None,
     }
 }
 

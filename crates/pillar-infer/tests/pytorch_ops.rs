@@ -186,6 +186,14 @@ fn the_transform_travels_with_the_architecture_and_an_older_one_has_none() {
         Layer::MaxPool(w) | Layer::AvgPool(w) => w.pad == 0,
         _ => true,
     }));
+    // Padding beyond half the window (a padded position could then win a maximum or read
+    // outside the plane) from a hostile server is refused.
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value["steps"][1]["layer"]["MaxPool"]["pad"] = serde_json::json!(2);
+    let err = serde_json::from_value::<Architecture>(value)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than half"), "{err}");
     // Bounds out of order from a hostile server are refused.
     let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
     let clip = value["steps"]

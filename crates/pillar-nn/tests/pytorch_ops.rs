@@ -96,7 +96,7 @@ fn a_final_softmax_is_applied_by_run_and_not_by_logits() {
         ),
         (
             OutputTransform::LogSoftmax,
-            [-2.407_605_9, -1.407_605_9, -0.407_605_9],
+            [-2.407_606, -1.407_606, -0.407_606],
         ),
     ] {
         g.output_transform = Some(t);
