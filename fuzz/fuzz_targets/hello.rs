@@ -14,6 +14,7 @@ use pillar_infer::{FixedConfig, Layer, Step, UncheckedArchitecture};
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::pool::Window;
+use pillar_nn::OutputTransform;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
@@ -81,6 +82,11 @@ fn architecture(u: &mut Unstructured) -> Result<UncheckedArchitecture> {
         steps,
         weight_shapes,
         options,
+        output_transform: if u.arbitrary()? {
+            Some(OutputTransform::Softmax)
+        } else {
+            None
+        },
     };
     tamper(u, &mut a)?;
     Ok(a)
@@ -133,6 +139,8 @@ fn step(
                 kernel_h: dim(u, h.min(4))?,
                 kernel_w: dim(u, w.min(4))?,
                 stride: dim(u, 3)?,
+                // Up to 2, beyond half of the smaller windows: refused, never followed.
+                pad: u.int_in_range(0..=2)?,
             };
             let out = match window.output(h, w) {
                 Ok((oh, ow)) => vec![c, oh, ow],
@@ -165,7 +173,17 @@ fn step(
                 .collect::<Result<Vec<f64>>>()?;
             (Layer::Poly { coefficients }, vec![from], same)
         }
-        (8, _) => (Layer::Relu, vec![from], same),
+        (8, _) if u.arbitrary()? => (Layer::Relu, vec![from], same),
+        (8, _) => {
+            let mut bound = || -> Result<Option<f64>> {
+                Ok(match u.int_in_range(0u8..=2)? {
+                    0 => None,
+                    _ => Some(f64::from(u.int_in_range(-64i8..=64)?) / 16.0),
+                })
+            };
+            let (min, max) = (bound()?, bound()?);
+            (Layer::Clip { min, max }, vec![from], same)
+        }
         _ => {
             let inputs = elements(x).unwrap_or(1);
             if u.arbitrary()? {

@@ -243,6 +243,14 @@ pub enum StepProblem {
         /// Most accepted.
         max: usize,
     },
+    /// Clamping bounds that are not finite or not ordered.
+    #[error("clip bounds [{min:?}, {max:?}] must be finite with min <= max")]
+    ClipBounds {
+        /// Lower bound.
+        min: Option<f64>,
+        /// Upper bound.
+        max: Option<f64>,
+    },
     /// An output shape other than what the input and parameters give.
     #[error("output shape {declared:?}, but its input and parameters give {derived:?}")]
     OutputShape {

@@ -27,6 +27,7 @@ mod error;
 pub mod fuzzing;
 mod local;
 pub mod mirror;
+pub mod operators;
 mod plan;
 pub mod remote;
 mod run;

@@ -14,9 +14,10 @@
 //! |---|---|---|
 //! | Conv2d, Linear | wrapping product at `2^(2f)`, then the bias (at `f`) | the product, by `f` |
 //! | BatchNorm (unfolded) | `x * enc(scale)`, then `+ enc(shift)` per channel | the product, by `f` |
-//! | AvgPool, GlobalAvgPool | wrapping window sum; shift by `s = floor(log2 size)`; unless size is `2^s`, `* round(2^(f+s) / size)` | by `s`, then by `f` |
-//! | MaxPool | tournament `b + relu(a - b)` over adjacent pairs | none |
+//! | AvgPool, GlobalAvgPool | wrapping sum of the window's input elements (padding adds 0); shift by `s = floor(log2 size)` for the whole window's `size`; unless size is `2^s`, `* round(2^(f+s) / size)` | by `s`, then by `f` |
+//! | MaxPool | tournament `b + relu(a - b)` over adjacent pairs, a padded position read as the nearest input element | none |
 //! | Relu | `x` if `x >= 0` (signed), else 0 | none |
+//! | Clip | `lo + relu(x - lo) - relu(x - hi)` (a missing bound's term left out) | none |
 //! | Add, Flatten | wrapping sum; reshape | none |
 //! | PolyAct | see below | see below |
 //!
@@ -61,6 +62,7 @@ use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_nn::{FoldedGraph, NnError, Tensor};
 
+use pillar_mpc::protocols::clip::Bounds;
 use pillar_mpc::protocols::mirror::{Mirror as LayerMirror, Tally};
 use pillar_mpc::protocols::relu;
 
@@ -98,8 +100,12 @@ impl LayerStats {
 /// The result of a fixed-point run.
 #[derive(Debug, Clone)]
 pub struct FixedOutput {
-    /// The output decoded, `[N, ...output_shape]`.
+    /// The last node's output decoded, `[N, ...output_shape]`: the logits, before the
+    /// graph's output transform (a final softmax), as a secure run opens them.
     pub logits: Tensor,
+    /// What the model returns: [`FixedOutput::logits`] with the output transform applied in
+    /// `f64`, as the client of a secure run applies it (the logits again without one).
+    pub output: Tensor,
     /// The output as ring words: what a secure run opens (up to its truncation errors).
     pub ring: RingTensor,
     /// Per step of the plan, in order.
@@ -205,6 +211,13 @@ pub fn run_plan(plan: &Plan, input: &RingTensor) -> Result<FixedOutput, InferErr
         shape.clone(),
         words.iter().map(|&v| fp.decode(v) as f32).collect(),
     )?;
+    let output = Tensor::new(
+        shape.clone(),
+        arch.outputs(&RingTensor::new(shape.clone(), words.clone())?)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+    )?;
     let ring = RingTensor::new(shape, words)?;
     let layers = arch
         .steps
@@ -220,6 +233,7 @@ pub fn run_plan(plan: &Plan, input: &RingTensor) -> Result<FixedOutput, InferErr
         .collect();
     Ok(FixedOutput {
         logits,
+        output,
         ring,
         layers,
     })
@@ -303,6 +317,17 @@ impl Mirror<'_> {
                     .collect(),
                 Layer::Flatten => x.to_vec(),
                 Layer::Relu => x.iter().map(|&v| relu::plain(v)).collect(),
+                Layer::Clip { .. } => {
+                    let b = arch.steps[i].layer.clip_bounds(arch.fixed());
+                    let b = b.unwrap_or(Bounds { lo: None, hi: None });
+                    x.iter()
+                        .map(|&v| {
+                            t.see(v.wrapping_sub(b.lo.unwrap_or(0)));
+                            t.see(v.wrapping_sub(b.hi.unwrap_or(0)));
+                            b.plain(v)
+                        })
+                        .collect()
+                }
                 Layer::Poly { .. } => self.polys[i]
                     .as_ref()
                     .expect("run_plan prepares every polynomial step")

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pillar_mpc::channel::Stats;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::weights::{self, OpenedWeight};
-use pillar_mpc::protocols::{arith, maxpool, pool, relu};
+use pillar_mpc::protocols::{arith, clip, maxpool, pool, relu};
 use pillar_mpc::{MpcError, Party, RingTensor, Session, Share};
 
 use crate::error::InferError;
@@ -287,6 +287,10 @@ impl<'a> Opened<'a> {
                 Layer::Add => arith::add(x, operands[1])?,
                 Layer::Flatten => x.clone(),
                 Layer::Relu => relu::relu(s, x)?,
+                Layer::Clip { .. } => {
+                    let bounds = step.layer.clip_bounds(arch.fixed());
+                    clip::clip(s, x, bounds.unwrap_or(clip::Bounds { lo: None, hi: None }))?
+                }
                 Layer::Poly { coefficients } => {
                     arch.options.activation.evaluate(s, x, coefficients)?
                 }

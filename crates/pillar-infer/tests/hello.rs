@@ -33,13 +33,7 @@ fn distinctive() -> Graph {
     let mut g = Graph::new(vec![1, 8, 8]);
     g.chain(NAMES[0], conv(3, 1, 3, 1, 1, 3));
     g.chain(NAMES[1], pillar_poly());
-    g.chain(
-        NAMES[2],
-        Op::AvgPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
+    g.chain(NAMES[2], Op::AvgPool(Pool::new(2, 2)));
     g.chain(NAMES[3], conv(4, 3, 3, 1, 1, 5));
     g.chain(NAMES[4], Op::Flatten);
     g.chain(NAMES[5], linear(3, 64, 7, true));

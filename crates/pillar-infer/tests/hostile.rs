@@ -35,6 +35,7 @@ fn chain(
         steps: out,
         weight_shapes,
         options: FixedConfig::default(),
+        output_transform: None,
     }
 }
 
@@ -134,13 +135,7 @@ fn imagenet_like() -> Graph {
     let mut g = Graph::new(vec![3, 224, 224]);
     g.chain("conv1", conv(64, 3, 7, 2, 3, 1));
     g.chain("relu1", Op::Relu);
-    g.chain(
-        "maxpool",
-        Op::MaxPool(Pool {
-            kernel: 3,
-            stride: 2,
-        }),
-    );
+    g.chain("maxpool", Op::MaxPool(Pool::new(3, 2)));
     g.chain("conv2", conv(64, 64, 3, 1, 1, 3));
     g.chain("relu2", Op::Relu);
     g.chain("gap", Op::GlobalAvgPool);

@@ -145,7 +145,7 @@ fn linear_layer_by_hand() {
 
 #[test]
 fn pools_by_hand() {
-    let pool = |kernel, stride| Pool { kernel, stride };
+    let pool = |kernel, stride| Pool::new(kernel, stride);
     // A power-of-two window: the sum shifted right by 2, floor.
     let mut g = Graph::new(vec![1, 2, 2]);
     g.chain("avg", Op::AvgPool(pool(2, 2)));
@@ -348,23 +348,11 @@ fn network() -> Graph {
     let mut g = Graph::new(vec![1, 12, 12]);
     g.chain("conv1", conv(4, 1, 3, 1, 1));
     g.chain("act1", poly(&PAPER));
-    let p = g.chain(
-        "avg",
-        Op::AvgPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
+    let p = g.chain("avg", Op::AvgPool(Pool::new(2, 2)));
     g.chain("conv2", conv(4, 4, 3, 1, 3));
     let r = g.chain("relu", Op::Relu);
     g.push("res", Op::Add, vec![p, r]);
-    g.chain(
-        "max",
-        Op::MaxPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
+    g.chain("max", Op::MaxPool(Pool::new(2, 2)));
     g.chain("conv3", conv(6, 4, 1, 0, 5));
     g.chain("act2", poly(&PAPER));
     g.chain("gap", Op::GlobalAvgPool);
@@ -629,10 +617,7 @@ fn secure_pools_and_relu_agree_with_fixed() {
     };
 
     for (k, s) in [(2, 2), (3, 3), (3, 1)] {
-        let want = one(Op::AvgPool(Pool {
-            kernel: k,
-            stride: s,
-        }));
+        let want = one(Op::AvgPool(Pool::new(k, s)));
         let got = secure(3, fp, std::slice::from_ref(&enc), |sess, sh| {
             pool::avg_pool(sess, &sh[0], pool::Window::square(k, s))
         });
@@ -646,10 +631,7 @@ fn secure_pools_and_relu_agree_with_fixed() {
     });
     assert_within("global avg pool", &got, &want, |_| 2.0);
 
-    let want = one(Op::MaxPool(Pool {
-        kernel: 3,
-        stride: 2,
-    }));
+    let want = one(Op::MaxPool(Pool::new(3, 2)));
     let got = secure(5, fp, std::slice::from_ref(&enc), |s, sh| {
         maxpool::max_pool(s, &sh[0], pool::Window::square(3, 2))
     });

@@ -43,13 +43,7 @@ fn network() -> Graph {
     let mut g = Graph::new(vec![1, 8, 8]);
     g.chain("conv1", conv(3, 1, 3, 1, 1, 3));
     g.chain("act1", pillar_poly());
-    g.chain(
-        "pool",
-        Op::AvgPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
+    g.chain("pool", Op::AvgPool(Pool::new(2, 2)));
     g.chain("conv2", conv(4, 3, 3, 1, 1, 5));
     g.chain("act2", pillar_poly());
     g.chain("flatten", Op::Flatten);

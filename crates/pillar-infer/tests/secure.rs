@@ -108,13 +108,7 @@ fn large_average_pools_agree_and_keep_their_precision() {
                 padding: 0,
             }),
         );
-        g.chain(
-            "avg",
-            Op::AvgPool(pillar_nn::Pool {
-                kernel: k,
-                stride: 1,
-            }),
-        );
+        g.chain("avg", Op::AvgPool(pillar_nn::Pool::new(k, 1)));
         g.chain("flatten", Op::Flatten);
         let t = tensor(&[1, 2, k, k], 9, 0.5);
         let shifted: Vec<f32> = t.data().iter().map(|v| v + 1.0).collect();
@@ -300,10 +294,7 @@ fn first_then_linear(first: &Op) -> Graph {
 fn a_first_step_that_would_truncate_the_input_is_refused_and_the_others_run() {
     // The input enters as the sharing (0, x): locally truncated, every positive value came out
     // 2^(64-f) off (an average pool first was 2^47 units from the fixed executor).
-    let window = Pool {
-        kernel: 2,
-        stride: 2,
-    };
+    let window = Pool::new(2, 2);
     for (first, refused) in [
         (Op::AvgPool(window), &POLYS[..]),
         (Op::GlobalAvgPool, &POLYS[..]),

@@ -197,6 +197,51 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A padded window adds zero for each padded position and divides by the whole window
+    /// (PyTorch's `count_include_pad=True`), at every edge; no traffic.
+    #[test]
+    fn padded_pooling_counts_the_padding_as_zeros(
+        seed: u64,
+        k in 1usize..5,
+        stride in 1usize..4,
+        pad_pick in 0usize..3,
+        raw in values(2 * 5 * 4, 1 << 24),
+    ) {
+        let pad = pad_pick.min(k / 2);
+        let (h, w) = (5, 4);
+        let shape = [1, 2, h, w];
+        let win = Window::padded(k, stride, pad);
+        let t = tensor(&shape, raw.clone());
+        let o = run(seed, std::slice::from_ref(&t), |_, sh| sum_pool(&sh[0], win));
+        let a = run(seed, &[t], |s, sh| avg_pool(s, &sh[0], win));
+        let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
+        prop_assert_eq!(o.value.shape(), &[1, 2, oh, ow]);
+        let (sums, avgs) = (signed(&o.value), signed(&a.value));
+        for p in 0..2 {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let sum: i128 = (0..k).flat_map(|dy| (0..k).map(move |dx| (dy, dx)))
+                        .filter_map(|(dy, dx)| {
+                            let iy = (y * stride + dy).checked_sub(pad).filter(|&i| i < h)?;
+                            let ix = (x * stride + dx).checked_sub(pad).filter(|&i| i < w)?;
+                            Some(i128::from(raw[(p * h + iy) * w + ix]))
+                        })
+                        .sum();
+                    let o = (p * oh + y) * ow + x;
+                    prop_assert_eq!(i128::from(sums[o]), sum);
+                    let want = sum as f64 / (k * k) as f64;
+                    prop_assert!((avgs[o] as f64 - want).abs() <= 2.0 + want.abs() * (k * k) as f64 / 131072.0);
+                }
+            }
+        }
+        assert_cost(&o, 0, 0);
+        assert_cost(&a, 0, 0);
+    }
+}
+
 /// Values in [1, 2) at `F` bits, pseudo-random.
 fn ones_to_twos(n: usize, seed: u64) -> Vec<i64> {
     let mut x = seed | 1;

@@ -66,5 +66,6 @@ pub(crate) fn fold_batchnorm(g: &TypedGraph) -> Result<TypedGraph, NnError> {
         shapes.push(g.shapes()[i + 1].clone());
     }
     out.output = map[g.output];
+    out.output_transform = g.output_transform;
     TypedGraph::with_shapes(out, shapes)
 }

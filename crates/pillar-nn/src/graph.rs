@@ -64,13 +64,132 @@ pub struct Linear {
     pub bias: Option<Tensor>,
 }
 
-/// A pooling window without padding.
+/// A square pooling window with symmetric padding, as PyTorch's `MaxPool2d(kernel, stride,
+/// padding)` and `AvgPool2d(..., count_include_pad=True)` define it: outputs in floor mode,
+/// `(h + 2 pad - kernel) / stride + 1`, and `pad <= kernel / 2` (PyTorch's own rule, which
+/// also makes every window hold at least one element of the input). Max pooling never picks
+/// the padding; average pooling counts it as zeros and divides by `kernel^2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool {
     /// Square window side.
     pub kernel: usize,
     /// Step.
     pub stride: usize,
+    /// Padding on every side.
+    pub pad: usize,
+}
+
+impl Pool {
+    /// An unpadded window.
+    pub fn new(kernel: usize, stride: usize) -> Pool {
+        Pool {
+            kernel,
+            stride,
+            pad: 0,
+        }
+    }
+
+    /// Output `(height, width)` on an `h x w` plane, or why the window does not fit.
+    pub fn output(&self, h: usize, w: usize) -> Result<(usize, usize), String> {
+        if self.kernel == 0 || self.stride == 0 {
+            return Err("kernel and stride must be positive".into());
+        }
+        if h == 0 || w == 0 {
+            return Err(format!("empty {h}x{w} input"));
+        }
+        if self.pad > self.kernel / 2 {
+            return Err(format!(
+                "padding {} is more than half the {1}x{1} window (PyTorch's limit too)",
+                self.pad, self.kernel
+            ));
+        }
+        // pad <= kernel / 2: no overflow unless the input's sides are near usize::MAX.
+        let (ph, pw) = (
+            h.saturating_add(2 * self.pad),
+            w.saturating_add(2 * self.pad),
+        );
+        if self.kernel > ph || self.kernel > pw {
+            return Err(format!(
+                "{0}x{0} window does not fit the {h}x{w} input padded by {1}",
+                self.kernel, self.pad
+            ));
+        }
+        Ok((
+            (ph - self.kernel) / self.stride + 1,
+            (pw - self.kernel) / self.stride + 1,
+        ))
+    }
+}
+
+/// `min(max(x, min), max)`, ONNX `Clip` (PyTorch's `clamp`), either bound optional.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clip {
+    /// Lower bound, if any.
+    pub min: Option<f32>,
+    /// Upper bound, if any.
+    pub max: Option<f32>,
+}
+
+impl Clip {
+    /// `x` clamped to the bounds.
+    pub fn eval(&self, x: f64) -> f64 {
+        let x = self.min.map_or(x, |lo| x.max(f64::from(lo)));
+        self.max.map_or(x, |hi| x.min(f64::from(hi)))
+    }
+}
+
+/// What the graph applies to its output over the last axis, after the last node: ONNX
+/// `Softmax` or `LogSoftmax` as the model's last operator. In a secure run the client, which
+/// alone learns the logits, applies it; accuracy (argmax) does not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputTransform {
+    /// `exp(x_i) / sum_j exp(x_j)`.
+    Softmax,
+    /// `x_i - log sum_j exp(x_j)`.
+    LogSoftmax,
+}
+
+impl OutputTransform {
+    /// The ONNX operator.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OutputTransform::Softmax => "Softmax",
+            OutputTransform::LogSoftmax => "LogSoftmax",
+        }
+    }
+
+    /// Applies the transform to one row of logits, in place (max subtracted first, so that
+    /// no exponential overflows).
+    pub fn apply(&self, row: &mut [f64]) {
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = row.iter().map(|v| (v - max).exp()).sum();
+        match self {
+            OutputTransform::Softmax => row.iter_mut().for_each(|v| *v = (*v - max).exp() / total),
+            OutputTransform::LogSoftmax => {
+                let log = max + total.ln();
+                row.iter_mut().for_each(|v| *v -= log);
+            }
+        }
+    }
+
+    /// Applies the transform to every row of `k` values of `data`.
+    pub fn apply_rows(&self, data: &mut [f64], k: usize) {
+        data.chunks_mut(k.max(1)).for_each(|row| self.apply(row));
+    }
+}
+
+impl std::str::FromStr for OutputTransform {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "Softmax" => Ok(OutputTransform::Softmax),
+            "LogSoftmax" => Ok(OutputTransform::LogSoftmax),
+            _ => Err(format!(
+                "unknown output transform {s:?} (Softmax or LogSoftmax)"
+            )),
+        }
+    }
 }
 
 /// The polynomial activation `sum_k c_k x^k`; `range` is where it was fitted (training clamps
@@ -116,6 +235,8 @@ pub enum Op {
     Relu,
     /// A polynomial activation.
     PolyAct(PolyAct),
+    /// Clamping to bounds.
+    Clip(Clip),
 }
 
 impl Op {
@@ -132,6 +253,7 @@ impl Op {
             Op::Flatten => "Flatten",
             Op::Relu => "Relu",
             Op::PolyAct(_) => "PolyAct",
+            Op::Clip(_) => "Clip",
         }
     }
 
@@ -169,6 +291,8 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// The value the graph returns.
     pub output: ValueId,
+    /// What is applied to that value before it is returned (a final softmax), if anything.
+    pub output_transform: Option<OutputTransform>,
 }
 
 impl Graph {
@@ -178,6 +302,7 @@ impl Graph {
             input_shape,
             nodes: Vec::new(),
             output: 0,
+            output_transform: None,
         }
     }
 
@@ -212,6 +337,29 @@ impl Graph {
             *c += 1;
         }
         n
+    }
+
+    /// Advice on a graph that runs but costs more than it needs to: a `Clip` that feeds a
+    /// polynomial activation directly is a training-time clamp (PILLAR clamps to the fitting
+    /// range only while training), and in a secure run it costs the comparison rounds of a
+    /// ReLU that the polynomial exists to avoid.
+    pub fn warnings(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::PolyAct(_)))
+            .filter_map(|n| {
+                let src = self.nodes.get(n.inputs.first()?.checked_sub(1)?)?;
+                matches!(src.op, Op::Clip(_)).then(|| {
+                    format!(
+                        "node {:?} (Clip) feeds the polynomial activation {:?}: in a secure run \
+                         it costs the comparison rounds of a ReLU, which PILLAR does not need at \
+                         inference (it clamps only in training); remove the clamp from \
+                         forward() before exporting",
+                        src.name, n.name
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The shape of every value, checking every node against its operands.

@@ -30,7 +30,9 @@ mod typed;
 
 pub use atomic::{write_atomic, write_atomic_with};
 pub use error::NnError;
-pub use graph::{BatchNorm, Conv2d, Graph, Linear, Node, Op, PolyAct, Pool, ValueId};
+pub use graph::{
+    BatchNorm, Clip, Conv2d, Graph, Linear, Node, Op, OutputTransform, PolyAct, Pool, ValueId,
+};
 pub use schedule::Schedule;
 pub use tensor::Tensor;
 pub use typed::{FoldedGraph, TypedGraph, check_batch_shape};

@@ -12,20 +12,8 @@ fn chw(node: &Node, s: &[usize]) -> Result<(usize, usize, usize), NnError> {
 
 fn pooled(node: &Node, s: &[usize], p: Pool) -> Result<Vec<usize>, NnError> {
     let (c, h, w) = chw(node, s)?;
-    if p.kernel == 0 || p.stride == 0 {
-        return Err(err(node, "kernel and stride must be positive"));
-    }
-    if p.kernel > h || p.kernel > w {
-        return Err(err(
-            node,
-            format!("{0}x{0} window does not fit the {h}x{w} input", p.kernel),
-        ));
-    }
-    Ok(vec![
-        c,
-        (h - p.kernel) / p.stride + 1,
-        (w - p.kernel) / p.stride + 1,
-    ])
+    let (oh, ow) = p.output(h, w).map_err(|e| err(node, e))?;
+    Ok(vec![c, oh, ow])
 }
 
 fn bias_len(node: &Node, bias: Option<&crate::Tensor>, out: usize) -> Result<(), NnError> {
@@ -137,6 +125,19 @@ pub(crate) fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
             }
             Op::Flatten => vec![s.iter().product()],
             Op::Relu => s.clone(),
+            Op::Clip(c) => {
+                let finite = [c.min, c.max].iter().flatten().all(|v| v.is_finite());
+                if !finite || matches!((c.min, c.max), (Some(lo), Some(hi)) if lo > hi) {
+                    return Err(err(
+                        node,
+                        format!(
+                            "bounds [{:?}, {:?}] must be finite with min <= max",
+                            c.min, c.max
+                        ),
+                    ));
+                }
+                s.clone()
+            }
             Op::PolyAct(p) => {
                 if p.coefficients.is_empty() || p.coefficients.iter().any(|c| !c.is_finite()) {
                     return Err(err(node, "coefficients must be finite and at least one"));
@@ -150,6 +151,18 @@ pub(crate) fn infer(g: &Graph) -> Result<Vec<Vec<usize>>, NnError> {
         return Err(NnError::Output {
             output: g.output,
             steps: g.nodes.len(),
+        });
+    }
+    if let Some(t) = g.output_transform
+        && shapes[g.output].len() != 1
+    {
+        return Err(NnError::Node {
+            node: "output".into(),
+            op: t.name(),
+            detail: format!(
+                "applies over the classes of a flat output, got {:?} (flatten first)",
+                shapes[g.output]
+            ),
         });
     }
     Ok(shapes)

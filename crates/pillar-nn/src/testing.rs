@@ -6,7 +6,9 @@
 pub mod fixtures;
 pub mod onnxruntime;
 
-use crate::{BatchNorm, Conv2d, FoldedGraph, Graph, Linear, Op, PolyAct, Pool, Tensor};
+use crate::{
+    BatchNorm, Clip, Conv2d, FoldedGraph, Graph, Linear, Op, OutputTransform, PolyAct, Pool, Tensor,
+};
 
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -78,26 +80,14 @@ pub fn every_op() -> Graph {
     g.chain("conv2", conv(4, 4, 3, 1, 1, 5));
     let r = g.chain("relu2", Op::Relu);
     g.push("add", Op::Add, vec![a, r]);
-    g.chain(
-        "avgpool",
-        Op::AvgPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
+    g.chain("avgpool", Op::AvgPool(Pool::new(2, 2)));
     let mut c3 = conv(6, 4, 3, 2, 1, 7);
     if let Op::Conv2d(c) = &mut c3 {
         c.bias = None;
     }
     g.chain("conv3", c3);
     g.chain("relu3", Op::Relu);
-    g.chain(
-        "maxpool",
-        Op::MaxPool(Pool {
-            kernel: 2,
-            stride: 1,
-        }),
-    );
+    g.chain("maxpool", Op::MaxPool(Pool::new(2, 1)));
     g.chain("gap", Op::GlobalAvgPool);
     g.chain("flatten", Op::Flatten);
     g.chain("fc1", linear(5, 6, 9, false));
@@ -112,6 +102,57 @@ pub fn every_op() -> Graph {
     g
 }
 
+/// The operators PyTorch's CNNs bring beyond [`every_op`]: torchvision's padded max-pool stem
+/// (3x3, stride 2, padding 1), a two-sided and a one-sided `Clip`, a padded average pool, a
+/// 2x2 max pool padded by 1 (corner windows hold one element of the input), and a softmax
+/// at the end. Input `[2, 9, 9]`, odd so that windows meet every edge.
+pub fn pytorch_ops() -> Graph {
+    let mut g = Graph::new(vec![2, 9, 9]);
+    g.chain("conv1", conv(4, 2, 3, 1, 1, 21));
+    g.chain(
+        "stem_pool",
+        Op::MaxPool(Pool {
+            kernel: 3,
+            stride: 2,
+            pad: 1,
+        }),
+    );
+    g.chain(
+        "clamp",
+        Op::Clip(Clip {
+            min: Some(-0.5),
+            max: Some(0.75),
+        }),
+    );
+    g.chain(
+        "avgpool",
+        Op::AvgPool(Pool {
+            kernel: 3,
+            stride: 2,
+            pad: 1,
+        }),
+    );
+    g.chain(
+        "cap",
+        Op::Clip(Clip {
+            min: None,
+            max: Some(0.3),
+        }),
+    );
+    g.chain(
+        "corner_pool",
+        Op::MaxPool(Pool {
+            kernel: 2,
+            stride: 1,
+            pad: 1,
+        }),
+    );
+    g.chain("flatten", Op::Flatten);
+    g.chain("fc", linear(5, 64, 23, true));
+    g.output_transform = Some(OutputTransform::Softmax);
+    g
+}
+
 /// A BatchNorm after a residual sum cannot be folded: the plan runs it as a product.
 pub fn with_loose_batchnorm() -> Graph {
     let mut g = Graph::new(vec![2, 6, 6]);
@@ -121,13 +162,7 @@ pub fn with_loose_batchnorm() -> Graph {
     let b = g.chain("act2", pillar_poly());
     g.push("add", Op::Add, vec![a, b]);
     g.chain("bn", bn(3, 17));
-    g.chain(
-        "max",
-        Op::MaxPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
+    g.chain("max", Op::MaxPool(Pool::new(2, 2)));
     g.chain("flat", Op::Flatten);
     g.chain("fc", linear(4, 27, 19, true));
     g

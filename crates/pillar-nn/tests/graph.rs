@@ -58,20 +58,8 @@ fn network() -> Graph {
         }),
     );
     g.push("res", Op::Add, vec![a, b]);
-    g.chain(
-        "pool",
-        Op::AvgPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
-    g.chain(
-        "mpool",
-        Op::MaxPool(Pool {
-            kernel: 2,
-            stride: 1,
-        }),
-    );
+    g.chain("pool", Op::AvgPool(Pool::new(2, 2)));
+    g.chain("mpool", Op::MaxPool(Pool::new(2, 1)));
     g.chain("conv3", conv(6, 4, 3, 2, 0, 5));
     g.chain("flat", Op::Flatten);
     g.chain("fc1", linear(10, 24, 6));
@@ -129,13 +117,7 @@ fn shape_errors_name_the_node_and_operator() {
     );
 
     let mut g = Graph::new(vec![1, 4, 4]);
-    g.chain(
-        "big",
-        Op::MaxPool(Pool {
-            kernel: 5,
-            stride: 1,
-        }),
-    );
+    g.chain("big", Op::MaxPool(Pool::new(5, 1)));
     assert!(g.shapes().unwrap_err().to_string().contains("does not fit"));
 }
 
@@ -189,21 +171,8 @@ fn float_reference_on_hand_computed_layers() {
     assert_eq!(y.data(), &[19.0, 1.0, 1.0, 73.0, 19.0, 1.0]);
 
     let mut g = Graph::new(vec![1, 4, 4]);
-    let a = g.chain(
-        "avg",
-        Op::AvgPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-    );
-    g.push(
-        "max",
-        Op::MaxPool(Pool {
-            kernel: 2,
-            stride: 2,
-        }),
-        vec![0],
-    );
+    let a = g.chain("avg", Op::AvgPool(Pool::new(2, 2)));
+    g.push("max", Op::MaxPool(Pool::new(2, 2)), vec![0]);
     g.push("sum", Op::Add, vec![a, 2]);
     g.chain("gap", Op::GlobalAvgPool);
     let x = t(&[1, 1, 4, 4], (0..16).map(|v| v as f32).collect());

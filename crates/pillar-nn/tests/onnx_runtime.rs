@@ -8,12 +8,13 @@
 
 use pillar_nn::exec::float;
 use pillar_nn::onnx;
-use pillar_nn::testing::{every_op, values};
+use pillar_nn::testing::{every_op, pytorch_ops, values};
 use pillar_nn::{Tensor, TypedGraph};
 
 /// Runs `g`, saved as pillar saves models, on `x` in onnxruntime.
 fn onnxruntime(g: &TypedGraph, x: &Tensor, name: &str) -> Tensor {
-    let dir = std::env::temp_dir().join(format!("pillar-ort-{}", std::process::id()));
+    // One folder per model: tests run in parallel, and each removes its folder.
+    let dir = std::env::temp_dir().join(format!("pillar-ort-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join(format!("{name}.onnx"));
     onnx::save(g, &model).unwrap();
@@ -52,4 +53,23 @@ fn onnxruntime_computes_what_the_float_reference_computes() {
             &format!("up to {name}"),
         );
     }
+}
+
+#[test]
+fn onnxruntime_computes_the_pytorch_operators_as_the_float_reference_does() {
+    // Padded max and average pools at every edge, both Clips and the final softmax, as
+    // pillar writes them.
+    let g = pytorch_ops().typed().unwrap();
+    let x = Tensor::new(vec![3, 2, 9, 9], values(3 * 2 * 81, 11)).unwrap();
+    let want = float::run(&g, &x).unwrap();
+    assert_close(&onnxruntime(&g, &x, "pytorch_ops"), &want, "pytorch_ops");
+    // Without the softmax: the logits, which separate more than probabilities near 0.
+    let mut logits = g.into_graph();
+    logits.output_transform = None;
+    let logits = logits.typed().unwrap();
+    assert_close(
+        &onnxruntime(&logits, &x, "pytorch_ops_logits"),
+        &float::run(&logits, &x).unwrap(),
+        "pytorch_ops without the softmax",
+    );
 }

@@ -2,7 +2,7 @@
 //! `pillar_mpc::protocols` computes on the opened values, with exact floor truncation.
 
 use pillar_mpc::kernels::{ConvGeometry, conv2d as conv_kernel, matmul};
-use pillar_mpc::protocols::pool::{Window, reciprocal};
+use pillar_mpc::protocols::pool::{Window, nearest, reciprocal, unpadded};
 
 use pillar_mpc::protocols::mirror::Tally;
 use pillar_mpc::protocols::relu::plain as relu;
@@ -81,26 +81,46 @@ pub(crate) fn scale(
     out
 }
 
+/// What a padded position of a window holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Padding {
+    /// Nothing: left out (a sum adds zero for it).
+    Skip,
+    /// The nearest element of the input, as `pool::windows` gathers it for max pooling.
+    Nearest,
+}
+
 /// Calls `each` with every window of pooling planes of `h x w` (row-major, `(ky, kx)` order,
-/// as `pool::windows`), gathered into `buf`.
+/// as `pool::windows`), gathered into `buf`, its padded positions as `padding` says.
 fn for_each_window(
     x: &[u64],
     (h, w): (usize, usize),
     p: Window,
+    padding: Padding,
     mut each: impl FnMut(&mut Vec<u64>),
 ) {
-    let (oh, ow) = (
-        (h - p.kernel_h) / p.stride + 1,
-        (w - p.kernel_w) / p.stride + 1,
-    );
+    // The architecture has checked the window against the input.
+    let (oh, ow) = p.output(h, w).unwrap_or((0, 0));
     let mut buf = Vec::with_capacity(p.kernel_h * p.kernel_w);
     for plane in x.chunks(h * w) {
         for y in 0..oh {
             for xx in 0..ow {
                 buf.clear();
                 for ky in 0..p.kernel_h {
-                    let row = (y * p.stride + ky) * w + xx * p.stride;
-                    buf.extend_from_slice(&plane[row..row + p.kernel_w]);
+                    for kx in 0..p.kernel_w {
+                        let at =
+                            match padding {
+                                Padding::Nearest => Some((
+                                    nearest(y * p.stride, ky, p.pad, h),
+                                    nearest(xx * p.stride, kx, p.pad, w),
+                                )),
+                                Padding::Skip => unpadded(y * p.stride, ky, p.pad, h)
+                                    .zip(unpadded(xx * p.stride, kx, p.pad, w)),
+                            };
+                        if let Some((iy, ix)) = at {
+                            buf.push(plane[iy * w + ix]);
+                        }
+                    }
                 }
                 each(&mut buf);
             }
@@ -108,7 +128,8 @@ fn for_each_window(
     }
 }
 
-/// `pool::avg_pool`: the wrapping sum of each window, then the division of [`divider`].
+/// `pool::avg_pool`: the wrapping sum of the input elements of each window (the padding adds
+/// zero), then the division of [`divider`] by the whole window's size.
 pub(crate) fn avg_pool(
     x: &[u64],
     hw: (usize, usize),
@@ -119,7 +140,7 @@ pub(crate) fn avg_pool(
     let size = (p.kernel_h * p.kernel_w) as u64;
     let divide = divider(size, frac_bits);
     let mut out = Vec::new();
-    for_each_window(x, hw, p, |win| {
+    for_each_window(x, hw, p, Padding::Skip, |win| {
         let sum = win.iter().fold(0u64, |a, &v| a.wrapping_add(v));
         out.push(divide(sum, t));
     });
@@ -155,7 +176,7 @@ fn divider(size: u64, frac_bits: u32) -> impl Fn(u64, &mut Tally) -> u64 {
 /// that it agrees with the secure result even where `a - b` wraps.
 pub(crate) fn max_pool(x: &[u64], hw: (usize, usize), p: Window, t: &mut Tally) -> Vec<u64> {
     let mut out = Vec::new();
-    for_each_window(x, hw, p, |cand| {
+    for_each_window(x, hw, p, Padding::Nearest, |cand| {
         while cand.len() > 1 {
             let k = cand.len();
             for i in 0..k / 2 {

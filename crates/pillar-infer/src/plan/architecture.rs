@@ -12,7 +12,7 @@ use std::ops::Deref;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::poly::MAX_DEGREE;
 use pillar_mpc::{FixedPoint, RingTensor};
-use pillar_nn::{Schedule, ValueId, check_batch_shape};
+use pillar_nn::{OutputTransform, Schedule, ValueId, check_batch_shape};
 use serde::{Deserialize, Serialize};
 
 use super::{FixedConfig, Layer, Step, poly_fits};
@@ -45,6 +45,34 @@ pub struct UncheckedArchitecture {
     pub weight_shapes: Vec<Vec<usize>>,
     /// Format and activation protocol.
     pub options: FixedConfig,
+    /// What the client applies to the logits it learns (a final softmax), if anything. An
+    /// older peer's architecture has none.
+    #[serde(default, with = "transform_name")]
+    pub output_transform: Option<OutputTransform>,
+}
+
+/// An output transform by its ONNX operator's name (pillar-nn's type has no serde).
+mod transform_name {
+    use pillar_nn::OutputTransform;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        t: &Option<OutputTransform>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(t.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<OutputTransform>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|name| name.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// What the server shows the client: the network without its weights. Everything here is
@@ -147,6 +175,21 @@ impl Architecture {
     /// Per-image output shape.
     pub fn output_shape(&self) -> &[usize] {
         &self.shapes[self.output]
+    }
+
+    /// What the model returns for the `logits` a run opens (`[N, ...output_shape]`, ring
+    /// words): decoded, with the output transform applied in `f64` (probabilities after a
+    /// final softmax, log-probabilities after a log-softmax), row-major.
+    pub fn outputs(&self, logits: &RingTensor) -> Vec<f64> {
+        let mut v: Vec<f64> = logits
+            .data()
+            .iter()
+            .map(|&w| self.fixed.decode(w))
+            .collect();
+        if let Some(t) = self.output_transform {
+            t.apply_rows(&mut v, self.output_shape().iter().product());
+        }
+        v
     }
 
     /// The batch size of an input batch, which must be `[N, ...input_shape]`.
@@ -280,6 +323,16 @@ impl UncheckedArchitecture {
             }
             Layer::Flatten => vec![elements(x)],
             Layer::Relu => x.clone(),
+            Layer::Clip { min, max } => {
+                let finite = [min, max].into_iter().flatten().all(|v| v.is_finite());
+                if !finite || matches!((min, max), (Some(lo), Some(hi)) if lo > hi) {
+                    return Err(StepProblem::ClipBounds {
+                        min: *min,
+                        max: *max,
+                    });
+                }
+                x.clone()
+            }
             Layer::Poly { coefficients } => {
                 if !poly_fits(coefficients) {
                     return Err(StepProblem::Coefficients {

@@ -5,6 +5,7 @@ use pillar_mpc::MpcError;
 use pillar_mpc::dealer::Need;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::clip::Bounds;
 use pillar_mpc::protocols::{maxpool, weights};
 
 use super::{Architecture, Layer, Parties};
@@ -70,6 +71,7 @@ impl Architecture {
             }
             Layer::MaxPool(w) => maxpool::needs(&x, *w).map_err(|e| self.step_err(i, e))?,
             Layer::Relu => ActivationProtocol::Relu.needs(n, 1),
+            Layer::Clip { .. } => self.bounds(i).needs(n),
             Layer::Poly { coefficients } => self
                 .options
                 .activation
@@ -151,6 +153,8 @@ impl Architecture {
             // A polynomial holds its input's powers (or their shares and openings) at once.
             let activation = match &step.layer {
                 Layer::Relu | Layer::MaxPool(_) => 2 * batch * per_image(step.inputs[0]),
+                // Two ReLUs in one batch.
+                Layer::Clip { .. } => 4 * batch * per_image(step.inputs[0]),
                 Layer::Poly { coefficients } => {
                     coefficients.len().max(2) * batch * per_image(step.inputs[0])
                 }
@@ -216,10 +220,12 @@ impl Architecture {
     pub fn layer_rounds(&self) -> usize {
         self.steps
             .iter()
-            .map(|s| match &s.layer {
+            .enumerate()
+            .map(|(i, s)| match &s.layer {
                 Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => 1,
                 Layer::MaxPool(w) => maxpool::rounds(w.kernel_h * w.kernel_w),
                 Layer::Relu => ActivationProtocol::Relu.rounds(1),
+                Layer::Clip { .. } => self.bounds(i).rounds(),
                 Layer::Poly { coefficients } => self
                     .options
                     .activation
@@ -254,6 +260,7 @@ impl Architecture {
                 maxpool::words_sent(out, w.kernel_h * w.kernel_w)
             }
             Layer::Relu => ActivationProtocol::Relu.words_sent(x, 1),
+            Layer::Clip { .. } => self.bounds(i).words_sent(x),
             Layer::Poly { coefficients } => self
                 .options
                 .activation
@@ -274,6 +281,14 @@ impl Architecture {
     /// traffic; the server's share comes from a 32-byte seed).
     pub fn offline_words(&self, batch: usize) -> Result<usize, InferError> {
         Ok(self.needs(batch)?.iter().map(Need::correction_words).sum())
+    }
+
+    /// The bounds of step `i`, a `Clip` (none for another step).
+    fn bounds(&self, i: usize) -> Bounds {
+        self.steps[i]
+            .layer
+            .clip_bounds(self.fixed())
+            .unwrap_or(Bounds { lo: None, hi: None })
     }
 
     fn step_err(&self, index: usize, e: MpcError) -> InferError {

@@ -9,6 +9,7 @@ mod memory;
 use pillar_mpc::FixedPoint;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::clip::Bounds;
 use pillar_mpc::protocols::poly::MAX_DEGREE;
 use pillar_mpc::protocols::pool::Window;
 use pillar_nn::{FoldedGraph, Node, Op, PolyAct, Tensor, ValueId};
@@ -114,6 +115,13 @@ pub enum Layer {
         /// `c_0..c_d`.
         coefficients: Vec<f64>,
     },
+    /// Clamping to public bounds by the binary protocols (`protocols::clip`).
+    Clip {
+        /// Lower bound, if any.
+        min: Option<f64>,
+        /// Upper bound, if any.
+        max: Option<f64>,
+    },
 }
 
 impl Layer {
@@ -130,6 +138,19 @@ impl Layer {
             Layer::Flatten => "Flatten",
             Layer::Relu => "Relu",
             Layer::Poly { .. } => "PolyAct",
+            Layer::Clip { .. } => "Clip",
+        }
+    }
+
+    /// A `Clip`'s bounds as ring words at `fp` (what the secure run and the mirror both
+    /// add), or `None` for another layer.
+    pub fn clip_bounds(&self, fp: FixedPoint) -> Option<Bounds> {
+        match self {
+            Layer::Clip { min, max } => Some(Bounds {
+                lo: min.map(|v| fp.encode(v)),
+                hi: max.map(|v| fp.encode(v)),
+            }),
+            _ => None,
         }
     }
 
@@ -334,8 +355,14 @@ impl Plan {
                         weight: weights.len() - 1,
                     }
                 }
-                Op::AvgPool(p) => Layer::AvgPool(Window::square(p.kernel, p.stride)),
-                Op::MaxPool(p) => Layer::MaxPool(Window::square(p.kernel, p.stride)),
+                Op::AvgPool(p) => Layer::AvgPool(Window::padded(p.kernel, p.stride, p.pad)),
+                Op::MaxPool(p) => Layer::MaxPool(Window::padded(p.kernel, p.stride, p.pad)),
+                Op::Clip(c) => {
+                    let (min, max) = (c.min.map(f64::from), c.max.map(f64::from));
+                    let bounds: Vec<f64> = min.into_iter().chain(max).collect();
+                    encode(node, "the clip bound", fp, &bounds)?;
+                    Layer::Clip { min, max }
+                }
                 Op::GlobalAvgPool => Layer::GlobalAvgPool,
                 Op::Add => Layer::Add,
                 Op::Flatten => Layer::Flatten,
@@ -367,6 +394,7 @@ impl Plan {
             output: g.output,
             weight_shapes,
             options,
+            output_transform: g.output_transform,
         })?;
         Ok(Plan {
             architecture,

@@ -50,7 +50,8 @@ pub fn needs(shape: &[usize], window: Window) -> Result<Vec<Need>, MpcError> {
         .collect())
 }
 
-/// The maximum over each window of an NCHW tensor (no padding).
+/// The maximum over each window of an NCHW tensor, over the input elements of a padded
+/// window only (see [`windows`]: a padded position is a copy of one of them).
 pub fn max_pool(s: &mut Session, x: &Share, window: Window) -> Result<Share, MpcError> {
     let (out_shape, idx) = windows(x.shape(), window)?;
     let size = window.kernel_h * window.kernel_w;

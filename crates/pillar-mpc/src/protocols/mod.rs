@@ -8,6 +8,7 @@ pub mod activation;
 pub mod arith;
 pub mod beaver;
 mod binary;
+pub mod clip;
 pub mod linear;
 pub mod maxpool;
 pub mod mirror;

@@ -8,8 +8,19 @@ use crate::linalg::dgemm;
 use crate::tensor::Tensor;
 use crate::typed::TypedGraph;
 
-/// Runs `g` on a batch `[N, ...input_shape]` and returns `[N, ...output_shape]`.
+/// Runs `g` on a batch `[N, ...input_shape]` and returns `[N, ...output_shape]`: what the
+/// model computes, its output transform (a final softmax) included, as onnxruntime does.
 pub fn run(g: &TypedGraph, input: &Tensor) -> Result<Tensor, NnError> {
+    run_to(g, input, true)
+}
+
+/// The logits: [`run`] without the graph's output transform (the values a secure run opens;
+/// the same as [`run`] for a graph without one).
+pub fn logits(g: &TypedGraph, input: &Tensor) -> Result<Tensor, NnError> {
+    run_to(g, input, false)
+}
+
+fn run_to(g: &TypedGraph, input: &Tensor, transform: bool) -> Result<Tensor, NnError> {
     let batch = g.check_input(input.shape())?;
     let shapes = g.shapes();
     let x: Vec<f64> = input.data().iter().map(|&v| f64::from(v)).collect();
@@ -44,8 +55,13 @@ pub fn run(g: &TypedGraph, input: &Tensor) -> Result<Tensor, NnError> {
             Op::Flatten => x.clone(),
             Op::Relu => x.iter().map(|v| v.max(0.0)).collect(),
             Op::PolyAct(p) => x.iter().map(|&v| p.eval(v)).collect(),
+            Op::Clip(c) => x.iter().map(|&v| c.eval(v)).collect(),
         }
     });
+    let mut out = out;
+    if let Some(t) = g.output_transform.filter(|_| transform) {
+        t.apply_rows(&mut out, g.output_shape().iter().product());
+    }
     let shape = std::iter::once(batch)
         .chain(g.output_shape().iter().copied())
         .collect();
@@ -122,15 +138,24 @@ fn linear(l: &Linear, x: &[f64], batch: usize) -> Vec<f64> {
     y
 }
 
+/// Max pooling over the elements of each window that lie in the input (the padding is never
+/// a maximum); average pooling over the whole padded window, padding counted as zeros.
 fn pool(x: &[f64], batch: usize, in_shape: &[usize], p: Pool, max: bool) -> Vec<f64> {
     let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
-    let (oh, ow) = ((h - p.kernel) / p.stride + 1, (w - p.kernel) / p.stride + 1);
+    // The typed graph has checked that the window fits.
+    let (oh, ow) = p.output(h, w).unwrap_or((0, 0));
     let mut out = Vec::with_capacity(batch * c * oh * ow);
+    let inside =
+        |start: usize, d: usize, len: usize| (start + d).checked_sub(p.pad).filter(|&i| i < len);
     for plane in x.chunks(h * w).take(batch * c) {
         for y in 0..oh {
             for xx in 0..ow {
                 let window = (0..p.kernel).flat_map(|dy| {
-                    (0..p.kernel).map(move |dx| plane[(y * p.stride + dy) * w + xx * p.stride + dx])
+                    (0..p.kernel).filter_map(move |dx| {
+                        let iy = inside(y * p.stride, dy, h)?;
+                        let ix = inside(xx * p.stride, dx, w)?;
+                        Some(plane[iy * w + ix])
+                    })
                 });
                 out.push(if max {
                     window.fold(f64::NEG_INFINITY, f64::max)

@@ -33,11 +33,12 @@ pub(crate) fn export(g: &TypedGraph, opts: &SaveOptions) -> Result<ModelProto, N
     let input = ex.fresh("input");
     let output = ex.fresh("output");
     let mut values = vec![input.clone()];
-    if g.output == 0 {
+    let transform = g.output_transform;
+    if g.output == 0 && transform.is_none() {
         ex.node("output", "Identity", vec![input.clone()], &output, vec![]);
     }
     for (i, node) in g.nodes.iter().enumerate() {
-        let out = if i + 1 == g.output {
+        let out = if i + 1 == g.output && transform.is_none() {
             output.clone()
         } else {
             ex.fresh(&node.name)
@@ -45,6 +46,18 @@ pub(crate) fn export(g: &TypedGraph, opts: &SaveOptions) -> Result<ModelProto, N
         let inputs: Vec<String> = node.inputs.iter().map(|&v| values[v].clone()).collect();
         ex.op(&node.name, &node.op, inputs, &out, opts);
         values.push(out);
+    }
+    if let Some(t) = transform {
+        // Over the last axis of `[N, K]`: the default from opset 13 on, written anyway.
+        let name = ex.fresh(&t.name().to_lowercase());
+        let logits = values[g.output].clone();
+        ex.node(
+            &name,
+            t.name(),
+            vec![logits],
+            &output,
+            vec![attrs::int("axis", -1)],
+        );
     }
     let graph = GraphProto {
         node: ex.nodes,
@@ -210,11 +223,30 @@ impl Exporter {
                 self.node(name, "Gemm", inputs, out, vec![attrs::int("transB", 1)]);
             }
             Op::AvgPool(p) | Op::MaxPool(p) => {
-                let a = vec![
+                let mut a = vec![
                     attrs::ints("kernel_shape", &pair(p.kernel)),
                     attrs::ints("strides", &pair(p.stride)),
                 ];
+                if p.pad > 0 {
+                    a.push(attrs::ints("pads", &[p.pad as i64; 4]));
+                    if matches!(op, Op::AvgPool(_)) {
+                        a.push(attrs::int("count_include_pad", 1));
+                    }
+                }
                 self.node(name, op.name(), inputs, out, a);
+            }
+            Op::Clip(c) => {
+                // Opset 13: the bounds are optional inputs, "" where absent.
+                for (what, bound) in [("min", c.min), ("max", c.max)] {
+                    inputs.push(match bound {
+                        Some(b) => self.vector(name, what, &[], &[b]),
+                        None => String::new(),
+                    });
+                }
+                while inputs.last().is_some_and(String::is_empty) {
+                    inputs.pop();
+                }
+                self.node(name, "Clip", inputs, out, vec![]);
             }
             Op::Flatten => self.node(name, "Flatten", inputs, out, vec![attrs::int("axis", 1)]),
             Op::GlobalAvgPool | Op::Add | Op::Relu => {

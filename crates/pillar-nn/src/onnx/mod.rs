@@ -10,7 +10,10 @@
 //! | `Conv` (2-d, `group` 1, dilation 1, square stride, symmetric pads) | [`Op::Conv2d`](crate::Op::Conv2d) |
 //! | `BatchNormalization` (inference) | [`Op::BatchNorm`](crate::Op::BatchNorm) |
 //! | `Gemm` (`alpha = beta = 1`, either `transB`), `MatMul` by a constant, then `Add` of a bias | [`Op::Linear`](crate::Op::Linear) |
-//! | `AveragePool`, `MaxPool` (unpadded, square), `GlobalAveragePool`, `ReduceMean` over both spatial axes | the pools |
+//! | `MaxPool` (square, symmetric pads up to half the window), `AveragePool` (the same, pads with `count_include_pad = 1`), `GlobalAveragePool`, `ReduceMean` over both spatial axes | the pools ([`Pool`](crate::Pool)) |
+//! | `Pad` (constant zeros, the same on all four sides of H and W) read by a `Conv` or `AveragePool` | that layer's padding; all-zero pads: nothing |
+//! | `Clip` (bounds as inputs or, before opset 11, attributes; either optional) | [`Op::Clip`](crate::Op::Clip) |
+//! | `Softmax`, `LogSoftmax` over the classes, as the last operator | the graph's [`OutputTransform`](crate::OutputTransform) |
 //! | `Add` of two activations | [`Op::Add`](crate::Op::Add) |
 //! | `Flatten` (axis 1), `Reshape` to `[N, -1]` or `[N, F]` (constant or computed from `Shape`), `Squeeze` to `[N, F]` | [`Op::Flatten`](crate::Op::Flatten) |
 //! | `Relu` | [`Op::Relu`](crate::Op::Relu) |
@@ -19,7 +22,7 @@
 //! | `Shape`, `Gather`, `Slice`, `Unsqueeze`, `Squeeze`, `Concat`, `ConstantOfShape`, `Expand`, `Reshape`, `Cast` and arithmetic on constants and shapes | nothing: evaluated while importing |
 //!
 //! Anything else is refused with an error naming the node and its operator and saying what to
-//! change, e.g. `node "/fc/Tanh" (Tanh): unsupported operator; pillar imports ...`.
+//! change, e.g. `node "/act/Erf" (Erf): unsupported operator; pillar imports ...`.
 //!
 //! Constant folding keeps the batch size symbolic: `ConstantOfShape(Shape(x))` is a tensor of
 //! equal elements of shape `[N, ...]`, never materialised, which polynomial arithmetic takes

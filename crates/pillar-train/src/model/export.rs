@@ -160,18 +160,12 @@ impl Exporter {
             Layer::Act(act) => self.activation(act, input)?,
             Layer::AvgPool(p) => self.push(
                 "avgpool",
-                Op::AvgPool(Pool {
-                    kernel: p.kernel,
-                    stride: p.stride,
-                }),
+                Op::AvgPool(Pool::new(p.kernel, p.stride)),
                 vec![input],
             ),
             Layer::MaxPool(p) => self.push(
                 "maxpool",
-                Op::MaxPool(Pool {
-                    kernel: p.kernel,
-                    stride: p.stride,
-                }),
+                Op::MaxPool(Pool::new(p.kernel, p.stride)),
                 vec![input],
             ),
             Layer::GlobalAvgPool(_) => {

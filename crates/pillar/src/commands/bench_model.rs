@@ -110,6 +110,7 @@ pub(crate) fn random_graph(
     if model.ends_with(".onnx") || Path::new(model).exists() {
         let g = pillar_nn::onnx::load(Path::new(model))
             .with_context(|| format!("cannot load {model}"))?;
+        super::warn_about(Path::new(model), &g);
         return Ok((g, model.to_string()));
     }
     let arch: Architecture = model.parse().map_err(anyhow::Error::msg)?;

@@ -256,7 +256,8 @@ fn classify(
     let fp = client.architecture().fixed();
     let pixels = data.normalise(&data.test, indices, None)?;
     let plain_input = Tensor::new(vec![indices.len(), 1, 28, 28], pixels.clone())?;
-    let plain = pillar_nn::exec::float::run(&graph, &plain_input)?;
+    // Logits, before any final softmax: what the secure run opens.
+    let plain = pillar_nn::exec::float::logits(&graph, &plain_input)?;
     let batches = pixels
         .chunks(28 * 28)
         .map(|p| mirror::encode(fp, &Tensor::new(vec![1, 1, 28, 28], p.to_vec())?))

@@ -163,6 +163,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     }
     let graph = pillar_nn::onnx::load(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?;
+    super::warn_about(&args.model, &graph);
     let graph = graph
         .fold_batchnorm()
         .with_context(|| format!("cannot fold the BatchNorms of {}", args.model.display()))?;

@@ -2,7 +2,9 @@
 //! architecture, prepares its inputs to that input shape (images decoded with `image` and
 //! normalised as the model's training data was, `.npy` tensors as they are, or images of a data
 //! set), classifies them by two-party computation with the server and the dealer, and prints
-//! the top classes and the logits. Only this process ever sees the inputs and the logits.
+//! the top classes: with the model's probabilities when it ends in a softmax
+//! (log-probabilities for a log-softmax), which this side applies to the logits it alone
+//! learns, else with the logits. Only this process ever sees the inputs and the logits.
 
 use std::path::PathBuf;
 
@@ -11,7 +13,7 @@ use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_infer::remote::{RemoteModel, RemoteReport};
 use pillar_infer::{Parties, mirror};
-use pillar_nn::Tensor;
+use pillar_nn::{OutputTransform, Tensor};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
 
@@ -97,7 +99,13 @@ struct Class {
     class: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
-    probability: f64,
+    /// The model's output after a final softmax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probability: Option<f64>,
+    /// The model's output after a final log-softmax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_probability: Option<f64>,
+    /// The last layer's output, before any softmax.
     logit: f64,
 }
 
@@ -207,17 +215,25 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
     let classes = kind.and_then(DatasetKind::class_names);
     let mut out = Vec::with_capacity(n);
     let values: Vec<f64> = logits.iter().flat_map(|l| l.decode(fp)).collect();
+    let outputs: Vec<f64> = logits.iter().flat_map(|l| arch.outputs(l)).collect();
     let k = values.len() / n.max(1);
     for (i, (input, label)) in names.into_iter().zip(labels).enumerate() {
-        let logits = &values[i * k..(i + 1) * k];
-        let top = top_k(logits, args.top_k, classes);
+        let row = i * k..(i + 1) * k;
+        let image_logits = values[row.clone()].to_vec();
+        let top = top_k(
+            &values[row.clone()],
+            &outputs[row],
+            arch.output_transform,
+            args.top_k,
+            classes,
+        );
         out.push(Image {
             input: input.name(),
             index: input.in_batch.then_some(input.index),
             label,
             predicted: top.first().map_or(0, |t| t.class),
             top,
-            logits: logits.to_vec(),
+            logits: image_logits,
         });
     }
     let report = summarise(args, &arch, out, &costs, per);
@@ -276,10 +292,15 @@ fn images(args: &InferArgs, kind: Option<DatasetKind>, dims: [usize; 3]) -> Resu
     Ok((loaded.inputs, vec![None; n], loaded.values))
 }
 
-fn top_k(logits: &[f64], k: usize, names: Option<&[&str]>) -> Vec<Class> {
-    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-    let total: f64 = exp.iter().sum();
+/// The `k` classes of highest logit, with the model's `outputs` for them (the logits after
+/// the model's output `transform`).
+fn top_k(
+    logits: &[f64],
+    outputs: &[f64],
+    transform: Option<OutputTransform>,
+    k: usize,
+    names: Option<&[&str]>,
+) -> Vec<Class> {
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     order
@@ -288,7 +309,9 @@ fn top_k(logits: &[f64], k: usize, names: Option<&[&str]>) -> Vec<Class> {
         .map(|class| Class {
             class,
             name: names.and_then(|n| n.get(class)).map(ToString::to_string),
-            probability: exp[class] / total,
+            probability: (transform == Some(OutputTransform::Softmax)).then(|| outputs[class]),
+            log_probability: (transform == Some(OutputTransform::LogSoftmax))
+                .then(|| outputs[class]),
             logit: logits[class],
         })
         .collect()
@@ -341,11 +364,11 @@ fn print_text(r: &Report) {
             .iter()
             .map(|t| {
                 let name = t.name.clone().unwrap_or_else(|| t.class.to_string());
-                format!(
-                    "{name} ({:.1}%, logit {:.3})",
-                    100.0 * t.probability,
-                    t.logit
-                )
+                match (t.probability, t.log_probability) {
+                    (Some(p), _) => format!("{name} ({:.1}%)", 100.0 * p),
+                    (_, Some(l)) => format!("{name} (log p {l:.3})"),
+                    _ => format!("{name} (logit {:.3})", t.logit),
+                }
             })
             .collect();
         let label = img

@@ -13,3 +13,11 @@ pub(crate) mod keygen;
 pub(crate) mod net;
 pub(crate) mod serve;
 pub(crate) mod train;
+
+/// Prints the graph's advice (a training clamp left before a polynomial, say) on stderr, as
+/// `warning: <model>: ...`, once a command has loaded it.
+pub(crate) fn warn_about(model: &std::path::Path, graph: &pillar_nn::Graph) {
+    for w in graph.warnings() {
+        eprintln!("warning: {}: {w}", model.display());
+    }
+}

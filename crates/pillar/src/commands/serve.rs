@@ -72,6 +72,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     let graph = pillar_nn::onnx::load(&args.model)
         .and_then(|g| g.fold_batchnorm())
         .with_context(|| format!("cannot load {}", args.model.display()))?;
+    super::warn_about(&args.model, &graph);
     let config = FixedConfig {
         frac_bits: args.frac_bits,
         activation: args.protocol,

@@ -197,6 +197,7 @@ impl<'m> Importer<'m> {
         match self.values.get(x) {
             Some(Val::Ints(i)) => Ok(Folded::Ints(i.clone())),
             Some(Val::Fill(f)) => Ok(Folded::Fill(f.clone())),
+            Some(Val::Padded { .. } | Val::Transformed { .. }) => Err(self.pending_misread(cx, x)),
             Some(Val::Poly(_)) => Err(cx.fail(format!(
                 "input {x:?} is an activation, where pillar needs a constant"
             ))),

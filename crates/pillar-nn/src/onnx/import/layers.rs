@@ -1,9 +1,10 @@
 //! Layers: the operators that become pillar nodes (convolution, BatchNorm, fully connected
-//! layers, pools, flattening, ReLU, pillar's `PolyAct`), and the `Add` that is a bias.
+//! layers, pools, flattening, ReLU, `Clip`, pillar's `PolyAct`), the `Add` that is a bias,
+//! the zero `Pad` folded into the layer after it, and the final `Softmax`.
 
 use super::{At, Cx, Importer, Inputs, Val, known};
 use crate::error::NnError;
-use crate::graph::{BatchNorm, Conv2d, Linear, Op, PolyAct, Pool, ValueId};
+use crate::graph::{BatchNorm, Clip, Conv2d, Linear, Op, OutputTransform, PolyAct, Pool, ValueId};
 use crate::onnx::attrs::Attrs;
 use crate::onnx::fuse::Poly;
 use crate::onnx::symbolic;
@@ -104,14 +105,35 @@ impl<'m> Importer<'m> {
             }
             "AveragePool" | "MaxPool" => {
                 io.arity(1, 1).at(cx)?;
-                let x = self.act(cx, first)?;
-                let pool = self.pool(cx, attrs, x)?;
-                let op = if op_type == "MaxPool" {
+                let max = op_type == "MaxPool";
+                let (x, padded) = self.padded_act(cx, first)?;
+                if max && padded > 0 {
+                    // A zero Pad is not max-pool padding (which never wins a maximum): the
+                    // two agree only on inputs known to be >= 0.
+                    return Err(cx.fail(format!(
+                        "reads {first:?}, padded with zeros by a Pad; pillar does not fold zero \
+                         padding into a max pool (max-pool padding is -inf, not 0): use \
+                         MaxPool2d(..., padding={padded}) instead of F.pad in the PyTorch model"
+                    )));
+                }
+                let pool = self.pool(cx, attrs, x, padded, max)?;
+                let op = if max {
                     Op::MaxPool(pool)
                 } else {
                     Op::AvgPool(pool)
                 };
                 self.push(cx, op, vec![x])
+            }
+            "Clip" => {
+                let bounds = self.clip_bounds(cx, io, attrs)?;
+                let x = self.act(cx, first)?;
+                match bounds {
+                    Clip {
+                        min: None,
+                        max: None,
+                    } => Ok(x),
+                    clip => self.push(cx, Op::Clip(clip), vec![x]),
+                }
             }
             "GlobalAveragePool" => {
                 io.arity(1, 1).at(cx)?;
@@ -194,7 +216,7 @@ impl<'m> Importer<'m> {
         }
         attrs.all_equal("dilations", 1).at(cx)?;
         auto_pad(attrs).at(cx)?;
-        let x = self.act(cx, io.first())?;
+        let (x, padded) = self.padded_act(cx, io.first())?;
         let w = self.constant(cx, io.second(), "weight")?;
         let (dims, data) = self.floats(cx, &w, "weight", 4)?;
         if dims.len() != 4 {
@@ -212,7 +234,7 @@ impl<'m> Importer<'m> {
             )));
         }
         let stride = symmetric(attrs.ints("strides").at(cx)?, 2, 1, "strides").at(cx)?;
-        let padding = symmetric(attrs.ints("pads").at(cx)?, 4, 0, "pads").at(cx)?;
+        let padding = symmetric(attrs.ints("pads").at(cx)?, 4, 0, "pads").at(cx)? + padded;
         if stride == 0 {
             return Err(cx.fail("strides must be positive"));
         }
@@ -234,7 +256,16 @@ impl<'m> Importer<'m> {
         self.push(cx, Op::Conv2d(conv), vec![x])
     }
 
-    fn pool(&mut self, cx: &Cx, attrs: &Attrs, x: ValueId) -> Result<Pool, NnError> {
+    /// The window of an `AveragePool` or `MaxPool` (`max`) reading `x`, to which a zero `Pad`
+    /// before it added `padded` on every side.
+    fn pool(
+        &mut self,
+        cx: &Cx,
+        attrs: &Attrs,
+        x: ValueId,
+        padded: usize,
+        max: bool,
+    ) -> Result<Pool, NnError> {
         attrs
             .only(&[
                 "kernel_shape",
@@ -251,27 +282,52 @@ impl<'m> Importer<'m> {
         attrs.all_equal("dilations", 1).at(cx)?;
         let kernel = symmetric(attrs.ints("kernel_shape").at(cx)?, 2, -1, "kernel_shape").at(cx)?;
         let stride = symmetric(attrs.ints("strides").at(cx)?, 2, 1, "strides").at(cx)?;
-        if symmetric(attrs.ints("pads").at(cx)?, 4, 0, "pads").at(cx)? != 0 {
-            return Err(cx.fail("padded pooling is not supported"));
-        }
+        let own = symmetric(attrs.ints("pads").at(cx)?, 4, 0, "pads").at(cx)?;
         if kernel == 0 || stride == 0 {
             return Err(cx.fail("kernel_shape and strides must be positive"));
         }
+        if !max && own > 0 && attrs.int("count_include_pad").at(cx)?.unwrap_or(0) == 0 {
+            return Err(cx.fail(format!(
+                "pads {own} with count_include_pad = 0 (the padding left out of each mean) is \
+                 not supported; use AvgPool2d(..., padding={own}, count_include_pad=True), \
+                 PyTorch's default"
+            )));
+        }
+        // A Pad's zeros are part of the input: they count whatever count_include_pad says.
+        let pad = own + padded;
+        if 2 * pad > kernel {
+            return Err(cx.fail(format!(
+                "padding {pad}{} is more than half the {kernel}x{kernel} window; PyTorch \
+                 refuses that too: use at most padding={}",
+                if padded > 0 {
+                    format!(" ({padded} of it from the Pad before it)")
+                } else {
+                    String::new()
+                },
+                kernel / 2
+            )));
+        }
+        let s = self.shapes[x].clone();
+        let pool = Pool {
+            kernel,
+            stride,
+            pad,
+        };
         if attrs.int("ceil_mode").at(cx)?.unwrap_or(0) != 0 {
-            // Ceiling and floor agree when the windows tile the input exactly.
-            let s = &self.shapes[x];
+            // Ceiling and floor agree when the windows tile the padded input exactly.
             let tiles = s.len() == 3
-                && s[1..]
-                    .iter()
-                    .all(|&d| d >= kernel && (d - kernel).is_multiple_of(stride));
+                && s[1..].iter().all(|&d| {
+                    let d = d + 2 * pad;
+                    d >= kernel && (d - kernel).is_multiple_of(stride)
+                });
             if !tiles {
                 return Err(cx.fail(format!(
-                    "ceil_mode = 1 with windows that do not tile the {s:?} input is not \
-                     supported"
+                    "ceil_mode = 1 with windows that do not tile the {s:?} input padded by \
+                     {pad} is not supported; use ceil_mode=False in the PyTorch model"
                 )));
             }
         }
-        Ok(Pool { kernel, stride })
+        Ok(pool)
     }
 
     pub(super) fn poly_act(
@@ -323,6 +379,236 @@ impl<'m> Importer<'m> {
             self.push(cx, op, vec![x])?,
             &cx.name,
         )))
+    }
+
+    /// `x` as an activation, with the zero padding a `Pad` before it left for the layer to
+    /// take (0 if none).
+    fn padded_act(&mut self, cx: &Cx, x: &str) -> Result<(ValueId, usize), NnError> {
+        match self.values.get(x) {
+            Some(&Val::Padded { value, pad }) => Ok((value, pad)),
+            _ => Ok((self.act(cx, x)?, 0)),
+        }
+    }
+
+    /// The error for a node that reads a `Pad`'s or a `Softmax`'s output where pillar cannot
+    /// take it.
+    pub(super) fn pending_misread(&self, cx: &Cx, x: &str) -> NnError {
+        match self.values.get(x) {
+            Some(Val::Transformed { transform, .. }) => cx.fail(format!(
+                "reads {x:?}, the output of a {}; softmax is supported only as the last \
+                 operator (apply it after the model, or leave it out of forward())",
+                transform.name()
+            )),
+            _ => cx.fail(format!(
+                "reads {x:?}, the output of a zero Pad; pillar folds a Pad only into the Conv or \
+                 AveragePool that reads it: give that layer padding= in the PyTorch model \
+                 instead of F.pad"
+            )),
+        }
+    }
+
+    /// The bounds of a `Clip`: inputs 1 and 2 from opset 11, attributes `min` and `max`
+    /// before; an absent or infinite one is no bound.
+    fn clip_bounds(&mut self, cx: &Cx, io: Inputs<'m>, attrs: &Attrs) -> Result<Clip, NnError> {
+        attrs.only(&["min", "max"]).at(cx)?;
+        let (amin, amax) = (attrs.float("min").at(cx)?, attrs.float("max").at(cx)?);
+        let (min, max) = if amin.is_some() || amax.is_some() {
+            io.arity(1, 1).at(cx)?;
+            (amin, amax)
+        } else {
+            io.arity(1, 3).at(cx)?;
+            let mut bound = |k: usize, what: &str| -> Result<Option<f32>, NnError> {
+                let Some(name) = io.get(k) else {
+                    return Ok(None);
+                };
+                let c = self.constant(cx, name, what)?;
+                match c.get(0) {
+                    Some(v) if c.len() == 1 => Ok(Some(v as f32)),
+                    _ => Err(cx.fail(format!(
+                        "its {what} has shape {:?}; pillar needs a scalar bound",
+                        c.dims
+                    ))),
+                }
+            };
+            (bound(1, "min")?, bound(2, "max")?)
+        };
+        // Opsets before 11 write the float range's ends for an absent bound.
+        let bound = |v: Option<f32>| v.filter(|v| v.is_finite() && v.abs() < f32::MAX);
+        if let Some(v) = [min, max].into_iter().flatten().find(|v| v.is_nan()) {
+            return Err(cx.fail(format!("bound {v} is not a number")));
+        }
+        let clip = Clip {
+            min: bound(min),
+            max: bound(max),
+        };
+        if let (Some(lo), Some(hi)) = (clip.min, clip.max)
+            && lo > hi
+        {
+            return Err(cx.fail(format!(
+                "min {lo} is above max {hi}; pillar clamps only to a nonempty range"
+            )));
+        }
+        Ok(clip)
+    }
+
+    /// `Pad`: all-zero pads are an alias; zero padding of both spatial axes by the same amount
+    /// on every side waits for the Conv or AveragePool that reads it, which takes it as its
+    /// own padding (`Val::Padded`). The pads are `[x1_begin, x2_begin, ..., x1_end, ...]`,
+    /// an attribute before opset 11 and input 1 after (with the value as input 2 and, from
+    /// opset 18, the axes they apply to as input 3).
+    pub(super) fn pad(
+        &mut self,
+        cx: &Cx,
+        io: Inputs<'m>,
+        attrs: &Attrs,
+    ) -> Result<Val<'m>, NnError> {
+        attrs.only(&["mode", "pads", "value"]).at(cx)?;
+        let x = io.first();
+        let (pads, value, axes) = match attrs.ints("pads").at(cx)? {
+            Some(p) => {
+                io.arity(1, 1).at(cx)?;
+                (
+                    p.to_vec(),
+                    attrs.float("value").at(cx)?.unwrap_or(0.0),
+                    None,
+                )
+            }
+            None => {
+                io.arity(2, 4).at(cx)?;
+                let pads = known(cx, &self.ints(cx, io.second())?)?;
+                let value = match io.get(2) {
+                    None => 0.0,
+                    Some(v) => {
+                        let c = self.constant(cx, v, "constant_value")?;
+                        match c.get(0) {
+                            Some(v) if c.len() == 1 => v as f32,
+                            _ => return Err(cx.fail("its constant_value is not a scalar")),
+                        }
+                    }
+                };
+                let axes = match io.get(3) {
+                    None => None,
+                    Some(a) => Some(known(cx, &self.ints(cx, a)?)?),
+                };
+                (pads, value, axes)
+            }
+        };
+        let shape = match self.values.get(x) {
+            Some(Val::Poly(super::Poly { base: Some(v), .. })) => self.shapes[*v].clone(),
+            Some(Val::Padded { value, pad }) => {
+                let s = &self.shapes[*value];
+                let mut s = s.clone();
+                s.iter_mut().skip(1).for_each(|d| *d += 2 * pad);
+                s
+            }
+            Some(Val::Transformed { .. }) => return Err(self.pending_misread(cx, x)),
+            _ => {
+                return Err(cx.fail(format!(
+                    "pads {x:?}, which is not an activation; pillar folds only the padding of \
+                     an activation into the layer after it"
+                )));
+            }
+        };
+        let rank = shape.len() + 1;
+        let axes: Vec<usize> = match axes {
+            None => (0..rank).collect(),
+            Some(a) => a
+                .iter()
+                .map(|&k| {
+                    let k = if k < 0 { k + rank as i64 } else { k };
+                    usize::try_from(k).ok().filter(|&k| k < rank)
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| cx.fail(format!("axes {a:?} do not fit rank {rank}")))?,
+        };
+        if pads.len() != 2 * axes.len() {
+            return Err(cx.fail(format!(
+                "has {} pads for {} axes (pillar expects [begin..., end...])",
+                pads.len(),
+                axes.len()
+            )));
+        }
+        // (begin, end) per axis of [N, ...shape].
+        let mut per_axis = vec![(0i64, 0i64); rank];
+        for (j, &a) in axes.iter().enumerate() {
+            per_axis[a] = (pads[j], pads[j + axes.len()]);
+        }
+        if per_axis.iter().all(|&p| p == (0, 0)) {
+            return self.alias(cx, x);
+        }
+        let mode = attrs.string("mode").at(cx)?.unwrap_or("constant");
+        if mode != "constant" {
+            return Err(cx.fail(format!(
+                "mode = {mode} is not supported: pillar folds only zero padding (mode constant) \
+                 into the layer after it; use the layer's padding= in the PyTorch model"
+            )));
+        }
+        if value != 0.0 {
+            return Err(cx.fail(format!(
+                "pads with the constant {value}; pillar folds only zero padding into the layer \
+                 after it (F.pad(x, ..., value=0), or the layer's padding=)"
+            )));
+        }
+        let what = format!("{pads:?}");
+        if rank != 4 || per_axis[..2] != [(0, 0), (0, 0)] {
+            return Err(cx.fail(format!(
+                "pads {what} touch the batch or channel axis of [N, {}]; pillar folds only \
+                 padding of the two spatial axes (F.pad(x, (p, p, p, p)), or the next layer's \
+                 padding=)",
+                super::join(&shape)
+            )));
+        }
+        let p = per_axis[2].0;
+        if per_axis[2..].iter().any(|&(b, e)| b != p || e != p) || !(1..=MAX_WINDOW).contains(&p) {
+            return Err(cx.fail(format!(
+                "pads {what} are not the same on all four sides of the image; pillar folds only \
+                 symmetric zero padding: in PyTorch use padding=p on the next Conv or pool, or \
+                 F.pad(x, (p, p, p, p))"
+            )));
+        }
+        let p = p as usize;
+        Ok(match self.values.get(x) {
+            Some(&Val::Padded { value, pad }) => Val::Padded {
+                value,
+                pad: pad + p,
+            },
+            _ => Val::Padded {
+                value: self.act(cx, x)?,
+                pad: p,
+            },
+        })
+    }
+
+    /// `Softmax` or `LogSoftmax` over the classes of a flat output: the graph's output
+    /// transform, if nothing but the graph output reads it (see `Importer::finish`).
+    pub(super) fn softmax(
+        &mut self,
+        cx: &Cx,
+        op_type: &str,
+        io: Inputs<'m>,
+        attrs: &Attrs,
+    ) -> Result<Val<'m>, NnError> {
+        io.arity(1, 1).at(cx)?;
+        attrs.only(&["axis"]).at(cx)?;
+        let transform = if op_type == "Softmax" {
+            OutputTransform::Softmax
+        } else {
+            OutputTransform::LogSoftmax
+        };
+        let value = self.act(cx, io.first())?;
+        let shape = &self.shapes[value];
+        // Both the old default (1, over everything after the batch) and the new (-1, the last
+        // axis) are the classes of `[N, K]`.
+        let axis = attrs.int("axis").at(cx)?;
+        if shape.len() != 1 || !matches!(axis, None | Some(1 | -1)) {
+            return Err(cx.fail(format!(
+                "over axis {} of [N, {}]; pillar supports a softmax only over the classes of a \
+                 flat output [N, K] (dim=1), as the last operator",
+                axis.map_or("(default)".to_string(), |a| a.to_string()),
+                super::join(shape)
+            )));
+        }
+        Ok(Val::Transformed { value, transform })
     }
 
     /// `act + c` as the bias of the layer producing `act`, when `c` is a constant tensor that

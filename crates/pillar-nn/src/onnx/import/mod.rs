@@ -27,7 +27,7 @@ use super::symbolic::{Ints, Sym};
 use super::tensor::{self, Const};
 use super::{DEFAULT_POLY_RANGE, POLY_DOMAIN, POLY_RANGE_KEY};
 use crate::error::NnError;
-use crate::graph::{Graph, Node, Op, ValueId};
+use crate::graph::{Graph, Node, Op, OutputTransform, ValueId};
 use crate::typed::TypedGraph;
 
 /// Oldest default-domain opset read (`BatchNormalization` lost `spatial` and pools gained
@@ -57,6 +57,14 @@ enum Val<'m> {
     Ints(Ints),
     /// A constant whose elements are all equal, of a shape that may hold the batch size.
     Fill(Fill),
+    /// An activation with zero padding of `pad` on every side of its planes, waiting for the
+    /// Conv or AveragePool that reads it (see `Importer::pad`).
+    Padded { value: ValueId, pad: usize },
+    /// An activation with a final softmax, which only the graph output may be.
+    Transformed {
+        value: ValueId,
+        transform: OutputTransform,
+    },
 }
 
 /// The node being imported, for errors.
@@ -336,10 +344,12 @@ impl<'m> Importer<'m> {
         }
         match op_type {
             "Conv" | "BatchNormalization" | "Gemm" | "MatMul" | "Relu" | "AveragePool"
-            | "MaxPool" | "GlobalAveragePool" | "ReduceMean" | "Flatten" | "Reshape" => {
+            | "MaxPool" | "GlobalAveragePool" | "ReduceMean" | "Flatten" | "Reshape" | "Clip" => {
                 let v = self.layer(cx, op_type, io, attrs)?;
                 Ok(Val::Poly(Poly::value(v, &cx.name)))
             }
+            "Pad" => self.pad(cx, io, attrs),
+            "Softmax" | "LogSoftmax" => self.softmax(cx, op_type, io, attrs),
             _ => self.value_op(cx, op_type, io, attrs),
         }
     }
@@ -356,6 +366,9 @@ impl<'m> Importer<'m> {
     fn act(&mut self, cx: &Cx, x: &str) -> Result<ValueId, NnError> {
         let p = match self.values.get(x) {
             Some(Val::Poly(p)) => p.clone(),
+            Some(Val::Padded { .. } | Val::Transformed { .. }) => {
+                return Err(self.pending_misread(cx, x));
+            }
             _ => {
                 return Err(cx.fail(format!(
                     "input {x:?} is a constant, where pillar expects an activation"
@@ -471,6 +484,7 @@ impl<'m> Importer<'m> {
                     inputs: vec![0],
                 }],
                 output: 1,
+                output_transform: None,
             }
             .shapes()?
             .swap_remove(1),
@@ -508,15 +522,20 @@ impl<'m> Importer<'m> {
                 "the graph output {name:?} is never computed"
             )));
         }
-        if !matches!(
-            self.values.get(name),
-            Some(Val::Poly(Poly { base: Some(_), .. }))
-        ) {
-            return Err(model_err(format!(
-                "the graph output {name:?} is a constant, not computed from the input"
-            )));
-        }
-        let v = self.act(&cx, name)?;
+        let v = match self.values.get(name) {
+            Some(Val::Poly(Poly { base: Some(_), .. })) | Some(Val::Padded { .. }) => {
+                self.act(&cx, name)?
+            }
+            Some(&Val::Transformed { value, transform }) => {
+                self.graph.output_transform = Some(transform);
+                value
+            }
+            _ => {
+                return Err(model_err(format!(
+                    "the graph output {name:?} is a constant, not computed from the input"
+                )));
+            }
+        };
         self.graph.output = v;
         let declared = output
             .r#type

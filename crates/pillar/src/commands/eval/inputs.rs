@@ -105,7 +105,7 @@ pub(super) fn run(args: &EvalArgs, graph: &FoldedGraph) -> Result<()> {
     let outputs: Vec<Tensor> = match args.mode {
         Mode::Plain => batches
             .iter()
-            .map(|b| pillar_nn::exec::float::run(graph, b))
+            .map(|b| pillar_nn::exec::float::logits(graph, b))
             .collect::<Result<_, _>>()?,
         Mode::Fixed => {
             let plan = plan.context("internal: fixed mode compiles its plan")?;
