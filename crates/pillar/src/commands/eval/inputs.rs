@@ -12,9 +12,9 @@ use pillar_train::data::DatasetKind;
 use serde::Serialize;
 
 use super::{DEFAULT_BATCH, EvalArgs, Mode, compile};
+use crate::input;
 use crate::memory::{Budget, fit_batch, resident};
 use pillar_infer::Parties;
-use crate::input;
 
 /// The report: the model, how it ran, and every input's logits.
 #[derive(Debug, Serialize)]
