@@ -10,6 +10,17 @@ use crate::{
     BatchNorm, Clip, Conv2d, FoldedGraph, Graph, Linear, Op, OutputTransform, PolyAct, Pool, Tensor,
 };
 
+/// Largest `|a - b| / (1 + |b|)`: how far an output is from a reference, relative where the
+/// reference is large. Panics if the shapes differ.
+pub fn max_error(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f32::max)
+}
+
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

@@ -2,37 +2,15 @@
 //! save/load round trips, and malformed files.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-
 use pillar_nn::exec::float;
 use pillar_nn::onnx::{self, SaveOptions};
-use pillar_nn::testing::{every_op, fixtures, pillar_poly, values};
+use pillar_nn::testing::{every_op, fixtures, max_error, pillar_poly, values};
 use pillar_nn::{Graph, NnError, Op, PolyAct, Tensor, TypedGraph};
 use proptest::prelude::*;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn json_tensor(v: &serde_json::Value) -> Tensor {
-    let shape = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::new(shape, data).unwrap()
-}
-
 /// Every fixture's stem (`relu_cnn_op13`, ...).
 fn fixture_stems() -> Vec<String> {
-    let mut stems: Vec<String> = std::fs::read_dir(fixtures())
+    let mut stems: Vec<String> = std::fs::read_dir(fixtures::dir())
         .unwrap()
         .filter_map(|e| {
             let p = e.unwrap().path();
@@ -43,29 +21,22 @@ fn fixture_stems() -> Vec<String> {
     stems
 }
 
-/// Largest `|a - b| / (1 + |b|)`.
-fn max_error(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    a.data()
-        .iter()
-        .zip(b.data())
-        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn pytorch_exports_match_pytorch() {
     let stems = fixture_stems();
     assert!(stems.len() >= 12, "fixtures missing: {stems:?}");
     // The models users bring have a test each (below), against onnxruntime too.
     for stem in stems.iter().filter(|s| !USER_MODELS.contains(&s.as_str())) {
-        let g = onnx::load(fixtures().join(format!("{stem}.onnx")))
+        let g = onnx::load(fixtures::dir().join(format!("{stem}.onnx")))
             .unwrap_or_else(|e| panic!("{stem}: {e}"));
         let json: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(fixtures().join(format!("{stem}.json"))).unwrap(),
+            &std::fs::read_to_string(fixtures::dir().join(format!("{stem}.json"))).unwrap(),
         )
         .unwrap();
-        let (x, want) = (json_tensor(&json["input"]), json_tensor(&json["output"]));
+        let (x, want) = (
+            fixtures::json_tensor(&json["input"]),
+            fixtures::json_tensor(&json["output"]),
+        );
         let got = float::run(&g, &x).unwrap();
         let err = max_error(&got, &want);
         eprintln!("{stem}: {} nodes, largest error {err:.1e}", g.nodes.len());
@@ -187,17 +158,17 @@ fn external_data_missing_cut_short_or_outside_the_folder_is_named() {
     let dir = std::env::temp_dir().join(format!("pillar-external-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("resnet_dynamo.onnx");
-    std::fs::copy(fixtures().join("resnet_dynamo.onnx"), &model).unwrap();
+    std::fs::copy(fixtures::dir().join("resnet_dynamo.onnx"), &model).unwrap();
     // The model without the file beside it.
     let err = onnx::load(&model).unwrap_err().to_string();
     assert!(err.contains("resnet_dynamo.onnx.data"), "{err}");
     // The file cut short: a tensor's offset and length reach past its end.
-    let data = std::fs::read(fixtures().join("resnet_dynamo.onnx.data")).unwrap();
+    let data = std::fs::read(fixtures::dir().join("resnet_dynamo.onnx.data")).unwrap();
     std::fs::write(dir.join("resnet_dynamo.onnx.data"), &data[..data.len() / 2]).unwrap();
     let err = onnx::load(&model).unwrap_err().to_string();
     assert!(err.contains("resnet_dynamo.onnx.data"), "{err}");
     // A location that leaves the model's folder (same length, so the protobuf stays whole).
-    let bytes = std::fs::read(fixtures().join("resnet_dynamo.onnx")).unwrap();
+    let bytes = std::fs::read(fixtures::dir().join("resnet_dynamo.onnx")).unwrap();
     let outside = patch(
         &bytes,
         b"resnet_dynamo.onnx.data",
@@ -226,7 +197,7 @@ fn pytorch_layers_map_onto_pillar_ops() {
         "Flatten",
         "Gemm",
     ];
-    let load = |stem: &str| onnx::load(fixtures().join(format!("{stem}.onnx"))).unwrap();
+    let load = |stem: &str| onnx::load(fixtures::dir().join(format!("{stem}.onnx"))).unwrap();
     // Constant folding off: BatchNorm stays, and x.view(x.size(0), -1) is Shape arithmetic.
     let expected = [
         (
@@ -288,7 +259,7 @@ fn pytorch_polynomial_fuses_into_one_poly_act() {
         "poly_cnn_dynamo18",
         "matmul_op18",
     ] {
-        let g = onnx::load(fixtures().join(format!("{stem}.onnx"))).unwrap();
+        let g = onnx::load(fixtures::dir().join(format!("{stem}.onnx"))).unwrap();
         let polys: Vec<&PolyAct> = g
             .nodes
             .iter()
@@ -304,7 +275,7 @@ fn pytorch_polynomial_fuses_into_one_poly_act() {
             assert_eq!(p.range, onnx::DEFAULT_POLY_RANGE);
         }
     }
-    let g = onnx::load(fixtures().join("poly_cnn_op13.onnx")).unwrap();
+    let g = onnx::load(fixtures::dir().join("poly_cnn_op13.onnx")).unwrap();
     assert_eq!(
         ops(&g),
         [
@@ -468,7 +439,7 @@ fn patch(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 
 #[test]
 fn unsupported_things_are_named() {
-    let pytorch = std::fs::read(fixtures().join("relu_cnn_op18.onnx")).unwrap();
+    let pytorch = std::fs::read(fixtures::dir().join("relu_cnn_op18.onnx")).unwrap();
     assert_error_names(
         &patch(&pytorch, b"Relu", b"Selu"),
         &["\"/Selu\"", "(Selu)", "unsupported operator"],
@@ -528,7 +499,7 @@ fn unsupported_things_are_named() {
 #[test]
 fn truncated_models_are_errors() {
     for stem in ["relu_cnn_op13", "poly_cnn_dynamo18"] {
-        let bytes = std::fs::read(fixtures().join(format!("{stem}.onnx"))).unwrap();
+        let bytes = std::fs::read(fixtures::dir().join(format!("{stem}.onnx"))).unwrap();
         for n in 0..bytes.len() {
             assert!(
                 onnx::from_bytes(&bytes[..n]).is_err(),
@@ -560,7 +531,7 @@ proptest! {
         stem in prop::sample::select(vec!["residual_op13", "poly_cnn_dynamo18", "pools_op18"]),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
     ) {
-        let bytes = std::fs::read(fixtures().join(format!("{stem}.onnx"))).unwrap();
+        let bytes = std::fs::read(fixtures::dir().join(format!("{stem}.onnx"))).unwrap();
         load_corrupted(bytes, &edits);
     }
 

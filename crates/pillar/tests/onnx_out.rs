@@ -9,19 +9,9 @@ mod common;
 
 use common::pillar;
 use pillar_nn::exec::float;
-use pillar_nn::testing::{onnxruntime, tensor};
+use pillar_nn::testing::{max_error, onnxruntime, tensor};
 use pillar_nn::{Op, Tensor};
 use pillar_train::data::npy;
-
-/// Largest `|a - b| / (1 + |b|)`.
-fn max_error(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    a.data()
-        .iter()
-        .zip(b.data())
-        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-        .fold(0.0, f32::max)
-}
 
 #[test]
 fn a_trained_poly_model_runs_in_onnxruntime_as_in_pillar() {

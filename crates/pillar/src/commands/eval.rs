@@ -187,36 +187,8 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
         frac_bits: args.frac_bits,
         activation: args.protocol,
     };
-    // Secure mode sizes its batch by the memory the run will take, before it makes its
-    // inputs: what the process holds now (the model and the data; the plan's weights are the
-    // estimate's), the inputs (float and encoded), and the run. A batch beyond the images
-    // evaluated is only as large as they are.
-    let (batch, plan, held) = match args.mode {
-        Mode::Secure => {
-            let budget = Budget::new(&args.memory)?;
-            let pixels: usize = dims.iter().product();
-            let held = resident()
-                .unwrap_or(0)
-                .saturating_add(n.saturating_mul(pixels).saturating_mul(4 + 8));
-            let plan = compile(args, &graph, &config)?;
-            let batch = fit_batch(
-                &plan.architecture,
-                Parties::Local,
-                args.batch.map(|b| b.min(n.max(1))),
-                DEFAULT_BATCH,
-                n,
-                held,
-                budget,
-            )?;
-            (batch, Some(plan), held)
-        }
-        Mode::Fixed => (
-            args.batch.unwrap_or(DEFAULT_BATCH),
-            Some(compile(args, &graph, &config)?),
-            0,
-        ),
-        Mode::Plain => (args.batch.unwrap_or(DEFAULT_BATCH), None, 0),
-    };
+    let pixels: usize = dims.iter().product();
+    let (batch, plan, held) = batch_and_plan(args, &graph, &config, n, pixels)?;
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -427,6 +399,45 @@ fn run_secure(
         .sum::<Result<usize, _>>()?;
     r.offline_bytes_per_image = 8.0 * offline_words as f64 / n;
     Ok((correct, failures, r))
+}
+
+/// The batch, the plan (fixed and secure modes) and the bytes the process holds besides the
+/// run, for evaluating `n` inputs of `pixels` values each. Secure mode sizes its batch by the
+/// memory the run will take, before it makes its inputs: what the process holds now (the model
+/// and the data; the plan's weights are the estimate's), the inputs (float and encoded), and
+/// the run. A batch beyond the inputs evaluated is only as large as they are.
+pub(super) fn batch_and_plan(
+    args: &EvalArgs,
+    graph: &FoldedGraph,
+    config: &FixedConfig,
+    n: usize,
+    pixels: usize,
+) -> Result<(usize, Option<Plan>, usize)> {
+    Ok(match args.mode {
+        Mode::Secure => {
+            let budget = Budget::new(&args.memory)?;
+            let held = resident()
+                .unwrap_or(0)
+                .saturating_add(n.saturating_mul(pixels).saturating_mul(4 + 8));
+            let plan = compile(args, graph, config)?;
+            let batch = fit_batch(
+                &plan.architecture,
+                Parties::Local,
+                args.batch.map(|b| b.min(n.max(1))),
+                DEFAULT_BATCH,
+                n,
+                held,
+                budget,
+            )?;
+            (batch, Some(plan), held)
+        }
+        Mode::Fixed => (
+            args.batch.unwrap_or(DEFAULT_BATCH),
+            Some(compile(args, graph, config)?),
+            0,
+        ),
+        Mode::Plain => (args.batch.unwrap_or(DEFAULT_BATCH), None, 0),
+    })
 }
 
 /// The graph compiled for secure inference (and its mirror).

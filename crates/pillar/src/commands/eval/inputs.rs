@@ -11,10 +11,8 @@ use pillar_nn::{FoldedGraph, Tensor};
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
 
-use super::{DEFAULT_BATCH, EvalArgs, Mode, compile};
+use super::{EvalArgs, Mode, batch_and_plan};
 use crate::input;
-use crate::memory::{Budget, fit_batch, resident};
-use pillar_infer::Parties;
 
 /// The report: the model, how it ran, and every input's logits.
 #[derive(Debug, Serialize)]
@@ -71,31 +69,7 @@ pub(super) fn run(args: &EvalArgs, graph: &FoldedGraph) -> Result<()> {
         frac_bits: args.frac_bits,
         activation: args.protocol,
     };
-    // Secure mode fits its batch to memory as a data-set evaluation does; the others take
-    // `--batch` (or the default) as it is.
-    let (batch, plan) = match args.mode {
-        Mode::Secure => {
-            let plan = compile(args, graph, &config)?;
-            let held = resident()
-                .unwrap_or(0)
-                .saturating_add(n.saturating_mul(size).saturating_mul(4 + 8));
-            let batch = fit_batch(
-                &plan.architecture,
-                Parties::Local,
-                args.batch.map(|b| b.min(n.max(1))),
-                DEFAULT_BATCH,
-                n,
-                held,
-                Budget::new(&args.memory)?,
-            )?;
-            (batch, Some(plan))
-        }
-        Mode::Fixed => (
-            args.batch.unwrap_or(DEFAULT_BATCH),
-            Some(compile(args, graph, &config)?),
-        ),
-        Mode::Plain => (args.batch.unwrap_or(DEFAULT_BATCH), None),
-    };
+    let (batch, plan, _) = batch_and_plan(args, graph, &config, n, size)?;
     let batches = loaded
         .values
         .chunks(batch.max(1) * size)
