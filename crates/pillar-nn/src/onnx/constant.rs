@@ -454,24 +454,7 @@ pub(crate) fn reshape(
             show(&to)
         ));
     }
-    match data {
-        Folded::Fill(f) => Ok(Folded::Fill(Fill {
-            dims: to,
-            value: f.value,
-        })),
-        Folded::Ints(i) if to.len() <= 1 => Ok(Folded::Ints(Ints {
-            scalar: to.is_empty(),
-            vals: i.vals.clone(),
-        })),
-        _ => {
-            let c = data.dense(budget)?;
-            budget.take(c.len(), element_size(&c.data))?;
-            Ok(finish(Const {
-                dims: concrete(&to)?,
-                data: c.data.clone(),
-            }))
-        }
-    }
+    redim(data, to, budget)
 }
 
 /// `Unsqueeze(data, axes)`.
