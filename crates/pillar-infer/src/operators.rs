@@ -182,7 +182,7 @@ pub fn operator_rows() -> Result<Vec<OperatorRow>, InferError> {
         (0, "0".into()),
     );
     row(
-        "`Flatten`, `Reshape` to `[N, -1]`",
+        "`Flatten`, `Reshape` to `[N, -1]` or `[N, F]`, `Squeeze` to `[N, F]`",
         "flatten (local)",
         (0, "0".into()),
     );
@@ -214,8 +214,13 @@ pub fn operator_rows() -> Result<Vec<OperatorRow>, InferError> {
         row(onnx, becomes, poly(protocol)?);
     }
     row(
-        "`Identity`, `Dropout` (inference), `Cast` to float, `Constant`",
+        "`Identity`, `Dropout` (inference), `Cast` to float, `Constant`, `Expand` of an activation to its own shape",
         "nothing",
+        (0, "0".into()),
+    );
+    row(
+        "`Shape`, `Gather`, `Slice`, `Unsqueeze`, `Squeeze`, `Concat`, `ConstantOfShape`, `Expand`, `Reshape`, `Pad`, `Cast` and arithmetic on constants (`torch.zeros_like(x)`, a computed reshape target)",
+        "evaluated while importing",
         (0, "0".into()),
     );
     Ok(rows)

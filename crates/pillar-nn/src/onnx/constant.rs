@@ -341,6 +341,91 @@ fn expand_dense(c: &Const, dims: &[usize], budget: &mut Budget) -> Res<Const> {
     Ok(out)
 }
 
+/// `Pad(data)` in mode `constant` with `value`, where `per_axis[a]` is `(begin, end)` of axis
+/// `a`: a constant padded before a layer reads it as a weight, or a tensor of equal elements
+/// padded with that same value (which stays one).
+pub(crate) fn pad(
+    data: &Folded,
+    per_axis: &[(i64, i64)],
+    value: f64,
+    budget: &mut Budget,
+) -> Res<Folded> {
+    let from = data.dims();
+    if per_axis.len() != from.len() {
+        return Err(format!(
+            "has pads for {} axes, its input {} has {}",
+            per_axis.len(),
+            show(&from),
+            from.len()
+        ));
+    }
+    if per_axis.iter().any(|&(b, e)| b < 0 || e < 0) {
+        return Err("crops its input (negative pads), which pillar does not fold".into());
+    }
+    let mut to = Vec::with_capacity(from.len());
+    for (&d, &(b, e)) in from.iter().zip(per_axis) {
+        to.push(match d {
+            Sym::Known(k) => Sym::Known(
+                k.checked_add(b)
+                    .and_then(|k| k.checked_add(e))
+                    .ok_or_else(|| format!("pads {per_axis:?} overflow"))?,
+            ),
+            Sym::Batch if (b, e) == (0, 0) => Sym::Batch,
+            Sym::Batch => return Err("pads the batch axis of a constant".into()),
+        });
+    }
+    if let Some(v) = data.uniform()
+        && v.get() == value
+    {
+        return Ok(Folded::Fill(Fill { dims: to, value: v }));
+    }
+    let c = data.dense(budget)?;
+    let dims = concrete(&to)?;
+    let n = count(&dims)?;
+    budget.take(n, element_size(&c.data))?;
+    let mut strides = vec![1usize; dims.len()];
+    for a in (0..dims.len().saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * dims[a + 1];
+    }
+    // Where each element of `c` lands in the padded tensor, in `c`'s order.
+    let mut at = vec![0usize; c.dims.len()];
+    let mut targets = Vec::with_capacity(c.len());
+    for _ in 0..c.len() {
+        targets.push(
+            at.iter()
+                .zip(per_axis)
+                .zip(&strides)
+                .map(|((&i, &(b, _)), s)| (i + b as usize) * s)
+                .sum::<usize>(),
+        );
+        for a in (0..at.len()).rev() {
+            at[a] += 1;
+            if at[a] < c.dims[a] {
+                break;
+            }
+            at[a] = 0;
+        }
+    }
+    let data = match &c.data {
+        Data::F32(v) => {
+            let mut out = vec![value as f32; n];
+            targets.iter().zip(v).for_each(|(&t, &x)| out[t] = x);
+            Data::F32(out)
+        }
+        Data::F64(v) => {
+            let mut out = vec![value; n];
+            targets.iter().zip(v).for_each(|(&t, &x)| out[t] = x);
+            Data::F64(out)
+        }
+        Data::I64(v) => {
+            let mut out = vec![value as i64; n];
+            targets.iter().zip(v).for_each(|(&t, &x)| out[t] = x);
+            Data::I64(out)
+        }
+    };
+    Ok(finish(Const { dims, data }))
+}
+
 /// `Shape(t)[start..end]` of a tensor of shape `dims`.
 pub(crate) fn shape_of(dims: &[Sym], start: Option<i64>, end: Option<i64>) -> Ints {
     let rank = dims.len() as i64;

@@ -19,7 +19,7 @@
 //! | `Relu` | [`Op::Relu`](crate::Op::Relu) |
 //! | `pillar.PolyAct`, or any `Add`/`Sub`/`Mul`/`Div`/`Pow`/`Neg` arithmetic in one activation with scalar constants (or constant tensors of equal elements that broadcast to it: `zeros_like(x)`) | [`Op::PolyAct`](crate::Op::PolyAct) |
 //! | `Identity`, inference `Dropout`, `Cast` to float, `Constant`, `Expand` of an activation to its own shape | nothing (aliases and constants) |
-//! | `Shape`, `Gather`, `Slice`, `Unsqueeze`, `Squeeze`, `Concat`, `ConstantOfShape`, `Expand`, `Reshape`, `Cast` and arithmetic on constants and shapes | nothing: evaluated while importing |
+//! | `Shape`, `Gather`, `Slice`, `Unsqueeze`, `Squeeze`, `Concat`, `ConstantOfShape`, `Expand`, `Reshape`, `Pad`, `Cast` and arithmetic on constants and shapes | nothing: evaluated while importing |
 //!
 //! Anything else is refused with an error naming the node and its operator and saying what to
 //! change, e.g. `node "/act/Erf" (Erf): unsupported operator; pillar imports ...`.

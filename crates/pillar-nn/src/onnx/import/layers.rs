@@ -6,6 +6,7 @@ use super::{At, Cx, Importer, Inputs, Val, known};
 use crate::error::NnError;
 use crate::graph::{BatchNorm, Clip, Conv2d, Linear, Op, OutputTransform, PolyAct, Pool, ValueId};
 use crate::onnx::attrs::Attrs;
+use crate::onnx::constant::{self, Folded};
 use crate::onnx::fuse::Poly;
 use crate::onnx::symbolic;
 use crate::onnx::tensor::Const;
@@ -493,6 +494,27 @@ impl<'m> Importer<'m> {
                 (pads, value, axes)
             }
         };
+        if !matches!(
+            self.values.get(x),
+            Some(Val::Poly(_) | Val::Padded { .. } | Val::Transformed { .. })
+        ) {
+            // A constant: padded now, as any constant is folded.
+            let mode = attrs.string("mode").at(cx)?.unwrap_or("constant");
+            if mode != "constant" {
+                return Err(cx.fail(format!(
+                    "pads a constant in mode {mode}; pillar folds only mode constant"
+                )));
+            }
+            let data = self.folded(cx, x)?;
+            let per_axis = per_axis_pads(cx, &pads, axes.as_deref(), data.dims().len())?;
+            let padded =
+                constant::pad(&data, &per_axis, f64::from(value), &mut self.budget).at(cx)?;
+            return Ok(match padded {
+                Folded::Dense(c) => Val::Const(c),
+                Folded::Ints(i) => Val::Ints(i),
+                Folded::Fill(f) => Val::Fill(f),
+            });
+        }
         let shape = match self.values.get(x) {
             Some(Val::Poly(super::Poly { base: Some(v), .. })) => self.shapes[*v].clone(),
             Some(Val::Padded { value, pad }) => {
@@ -510,29 +532,7 @@ impl<'m> Importer<'m> {
             }
         };
         let rank = shape.len() + 1;
-        let axes: Vec<usize> = match axes {
-            None => (0..rank).collect(),
-            Some(a) => a
-                .iter()
-                .map(|&k| {
-                    let k = if k < 0 { k + rank as i64 } else { k };
-                    usize::try_from(k).ok().filter(|&k| k < rank)
-                })
-                .collect::<Option<_>>()
-                .ok_or_else(|| cx.fail(format!("axes {a:?} do not fit rank {rank}")))?,
-        };
-        if pads.len() != 2 * axes.len() {
-            return Err(cx.fail(format!(
-                "has {} pads for {} axes (pillar expects [begin..., end...])",
-                pads.len(),
-                axes.len()
-            )));
-        }
-        // (begin, end) per axis of [N, ...shape].
-        let mut per_axis = vec![(0i64, 0i64); rank];
-        for (j, &a) in axes.iter().enumerate() {
-            per_axis[a] = (pads[j], pads[j + axes.len()]);
-        }
+        let per_axis = per_axis_pads(cx, &pads, axes.as_deref(), rank)?;
         if per_axis.iter().all(|&p| p == (0, 0)) {
             return self.alias(cx, x);
         }
@@ -732,4 +732,37 @@ fn symmetric(v: Option<&[i64]>, len: usize, default: i64, name: &str) -> Result<
              equal strides, symmetric padding)"
         )),
     }
+}
+
+/// `Pad`'s `pads` (`[begin..., end...]` over `axes`, all axes if none) as `(begin, end)` for
+/// each axis of a rank-`rank` tensor.
+fn per_axis_pads(
+    cx: &Cx,
+    pads: &[i64],
+    axes: Option<&[i64]>,
+    rank: usize,
+) -> Result<Vec<(i64, i64)>, NnError> {
+    let axes: Vec<usize> = match axes {
+        None => (0..rank).collect(),
+        Some(a) => a
+            .iter()
+            .map(|&k| {
+                let k = if k < 0 { k + rank as i64 } else { k };
+                usize::try_from(k).ok().filter(|&k| k < rank)
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| cx.fail(format!("axes {a:?} do not fit rank {rank}")))?,
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(cx.fail(format!(
+            "has {} pads for {} axes (pillar expects [begin..., end...])",
+            pads.len(),
+            axes.len()
+        )));
+    }
+    let mut per_axis = vec![(0i64, 0i64); rank];
+    for (j, &a) in axes.iter().enumerate() {
+        per_axis[a] = (pads[j], pads[j + axes.len()]);
+    }
+    Ok(per_axis)
 }

@@ -392,3 +392,81 @@ fn a_clip_before_a_polynomial_is_warned_about() {
     );
     assert!(load(&m).unwrap().warnings().is_empty());
 }
+
+#[test]
+fn a_pad_of_a_constant_is_evaluated() {
+    // A 1x1 kernel padded to 3x3 with zeros (a weight built in forward()) is the same
+    // convolution as the 3x3 kernel with zeros written out.
+    let small = [0.5, -2.0];
+    let m = model(
+        input(&[1, 5, 5]),
+        vec![
+            node("Pad", "pad", &["w1", "pads"], "w", vec![]),
+            node("Conv", "conv", &["x", "w"], "y", vec![]),
+        ],
+        vec![
+            f32s("w1", &[2, 1, 1, 1], &small),
+            i64s("pads", &[0, 0, 1, 1, 0, 0, 1, 1]),
+        ],
+        "y",
+    );
+    let g = load(&m).unwrap();
+    let [Op::Conv2d(c)] = &ops(&g)[..] else {
+        panic!("{:?}", ops(&g))
+    };
+    let mut want = vec![0.0; 18];
+    want[4] = small[0];
+    want[9 + 4] = small[1];
+    assert_eq!(c.weight.shape(), [2, 1, 3, 3]);
+    assert_eq!(c.weight.data(), want);
+    // Another pad value fills the border with it.
+    let m = model(
+        input(&[1, 5, 5]),
+        vec![
+            node("Pad", "pad", &["w1", "pads", "v"], "w", vec![]),
+            node("Conv", "conv", &["x", "w"], "y", vec![]),
+        ],
+        vec![
+            f32s("w1", &[2, 1, 1, 1], &small),
+            i64s("pads", &[0, 0, 1, 1, 0, 0, 1, 1]),
+            scalar("v", 0.25),
+        ],
+        "y",
+    );
+    let g = load(&m).unwrap();
+    let [Op::Conv2d(c)] = &ops(&g)[..] else {
+        panic!("{:?}", ops(&g))
+    };
+    assert_eq!(c.weight.data().iter().filter(|&&w| w == 0.25).count(), 16);
+    // A zero accumulator padded with zeros stays a scalar: `zeros(...)` padded, then `+ x`.
+    let m = model(
+        input(&[3]),
+        vec![
+            node("Pad", "pad", &["z", "pads"], "zp", vec![]),
+            node("Add", "acc", &["zp", "x"], "y", vec![]),
+        ],
+        vec![f32s("z", &[1, 1], &[0.0]), i64s("pads", &[0, 1, 0, 1])],
+        "y",
+    );
+    assert!(load(&m).is_ok());
+    // Crops (negative pads) and pads for other ranks are named.
+    let crop = |pads: &[i64]| {
+        model(
+            input(&[1, 5, 5]),
+            vec![
+                node("Pad", "pad", &["w1", "pads"], "w", vec![]),
+                node("Conv", "conv", &["x", "w"], "y", vec![]),
+            ],
+            vec![f32s("w1", &[2, 1, 3, 3], &[0.1; 18]), i64s("pads", pads)],
+            "y",
+        )
+    };
+    fails(
+        &crop(&[0, 0, -1, 0, 0, 0, 0, 0]),
+        &["\"pad\" (Pad)", "negative pads"],
+    );
+    fails(
+        &crop(&[0, 0, 1, 1]),
+        &["\"pad\" (Pad)", "4 pads for 4 axes"],
+    );
+}
