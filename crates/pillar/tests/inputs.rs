@@ -6,11 +6,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
 
-use common::pillar;
+use common::{pillar, start};
 use pillar_infer::FixedConfig;
 use pillar_infer::mirror;
 use pillar_mpc::protocols::activation::ActivationProtocol;
@@ -192,36 +190,6 @@ fn eval_input_prints_the_logits_each_executor_computes_for_a_npy_tensor() {
             .failure()
             .stderr(contains(says));
     }
-}
-
-/// A background `pillar` process, killed when dropped.
-struct Service {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `pillar ARGS` and reads the address it prints when it listens.
-fn start(args: &[&str]) -> Service {
-    let mut child = Process::new(assert_cmd::cargo::cargo_bin!("pillar"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening on"), "{args:?} printed {line:?}");
-    let addr = line.split_whitespace().last().unwrap().to_string();
-    Service { child, addr }
 }
 
 #[test]

@@ -4,14 +4,13 @@
 //! away, and every failure is a clear error.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command as Process, Stdio};
+use std::process::Command as Process;
 
 mod common;
 
 use assert_cmd::Command;
-use common::pillar;
+use common::{Service, pillar, start, start_process};
 use pillar_infer::FixedConfig;
 use pillar_infer::mirror;
 use pillar_mpc::protocols::activation::ActivationProtocol;
@@ -19,24 +18,6 @@ use pillar_nn::Tensor;
 use pillar_train::data::{DataSet, DatasetKind};
 use predicates::prelude::*;
 use predicates::str::contains;
-
-/// A background `pillar` process, killed when dropped.
-struct Service {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `pillar ARGS` and reads the address it prints when it listens.
-fn start(args: &[&str]) -> Service {
-    start_process(Process::new(assert_cmd::cargo::cargo_bin!("pillar")), args)
-}
 
 /// Starts `pillar ARGS` allowed `files` open files at most (`ulimit -n`).
 #[cfg(unix)]
@@ -46,23 +27,6 @@ fn start_with_file_limit(files: u32, args: &[&str]) -> Service {
         .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
         .arg(assert_cmd::cargo::cargo_bin!("pillar"));
     start_process(sh, args)
-}
-
-/// Starts `command ARGS` and reads the address it prints when it listens.
-fn start_process(mut command: Process, args: &[&str]) -> Service {
-    let mut child = command
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening on"), "{args:?} printed {line:?}");
-    let addr = line.split_whitespace().last().unwrap().to_string();
-    Service { child, addr }
 }
 
 /// `pillar serve` for `model` on a free port, with `extra` flags.
