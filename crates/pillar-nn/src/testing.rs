@@ -21,6 +21,17 @@ pub fn max_error(a: &Tensor, b: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The polynomial activations of `g`, in node order.
+pub fn poly_acts(g: &Graph) -> Vec<&PolyAct> {
+    g.nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::PolyAct(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

@@ -4,7 +4,7 @@
 
 use pillar_nn::exec::float;
 use pillar_nn::onnx::{self, SaveOptions};
-use pillar_nn::testing::{every_op, fixtures, max_error, pillar_poly, values};
+use pillar_nn::testing::{every_op, fixtures, max_error, pillar_poly, poly_acts, values};
 use pillar_nn::{Graph, NnError, Op, PolyAct, Tensor, TypedGraph};
 use proptest::prelude::*;
 
@@ -127,14 +127,7 @@ fn minionn_with_clamp_and_zeros_like_accumulator_dynamo_external_data() {
 /// coefficients written in PyTorch (the zeros cost nothing).
 fn minionn_clamp(stem: &str) {
     let g = user_model(stem);
-    let polys: Vec<&PolyAct> = g
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.op {
-            Op::PolyAct(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let polys: Vec<&PolyAct> = poly_acts(&g);
     assert_eq!(polys.len(), 2, "{stem}: {:?}", ops(&g));
     for p in polys {
         assert_eq!(
@@ -260,14 +253,7 @@ fn pytorch_polynomial_fuses_into_one_poly_act() {
         "matmul_op18",
     ] {
         let g = onnx::load(fixtures::dir().join(format!("{stem}.onnx"))).unwrap();
-        let polys: Vec<&PolyAct> = g
-            .nodes
-            .iter()
-            .filter_map(|n| match &n.op {
-                Op::PolyAct(p) => Some(p),
-                _ => None,
-            })
-            .collect();
+        let polys: Vec<&PolyAct> = poly_acts(&g);
         let expected = if stem.starts_with("matmul") { 1 } else { 2 };
         assert_eq!(polys.len(), expected, "{stem}: {:?}", ops(&g));
         for p in polys {

@@ -8,9 +8,9 @@
 mod common;
 
 use common::pillar;
+use pillar_nn::Tensor;
 use pillar_nn::exec::float;
-use pillar_nn::testing::{max_error, onnxruntime, tensor};
-use pillar_nn::{Op, Tensor};
+use pillar_nn::testing::{max_error, onnxruntime, poly_acts, tensor};
 use pillar_train::data::npy;
 
 #[test]
@@ -46,14 +46,7 @@ fn a_trained_poly_model_runs_in_onnxruntime_as_in_pillar() {
         .count();
 
     let g = pillar_nn::onnx::load(&model).unwrap();
-    let polys: Vec<_> = g
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.op {
-            Op::PolyAct(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let polys: Vec<_> = poly_acts(&g);
     // One polynomial layer per activation the exporter recorded, none split into arithmetic.
     assert!(recorded > 0);
     assert_eq!(polys.len(), recorded);
