@@ -108,9 +108,7 @@ pub(crate) fn random_graph(
     seed: u64,
 ) -> Result<(TypedGraph, String)> {
     if model.ends_with(".onnx") || Path::new(model).exists() {
-        let g = pillar_nn::onnx::load(Path::new(model))
-            .with_context(|| format!("cannot load {model}"))?;
-        super::warn_about(Path::new(model), &g);
+        let g = super::load_model(Path::new(model))?;
         return Ok((g, model.to_string()));
     }
     let arch: Architecture = model.parse().map_err(anyhow::Error::msg)?;

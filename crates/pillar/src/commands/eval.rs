@@ -161,9 +161,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     if args.batch == Some(0) {
         bail!("--batch must be at least 1");
     }
-    let graph = pillar_nn::onnx::load(&args.model)
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
-    super::warn_about(&args.model, &graph);
+    let graph = super::load_model(&args.model)?;
     let graph = graph
         .fold_batchnorm()
         .with_context(|| format!("cannot fold the BatchNorms of {}", args.model.display()))?;

@@ -21,3 +21,16 @@ pub(crate) fn warn_about(model: &std::path::Path, graph: &pillar_nn::Graph) {
         eprintln!("warning: {}: {w}", model.display());
     }
 }
+
+/// Loads the ONNX model a command was given, as `onnx::load` reads it, and warns about it
+/// ([`warn_about`]). An error names the file once: `cannot load F: node ...` (the library's
+/// error names the file too, which this context replaces).
+pub(crate) fn load_model(model: &std::path::Path) -> anyhow::Result<pillar_nn::TypedGraph> {
+    let context = || format!("cannot load {}", model.display());
+    let graph = pillar_nn::onnx::load(model).map_err(|e| match e {
+        pillar_nn::NnError::File { source, .. } => anyhow::Error::new(*source).context(context()),
+        e => anyhow::Error::new(e).context(context()),
+    })?;
+    warn_about(model, &graph);
+    Ok(graph)
+}

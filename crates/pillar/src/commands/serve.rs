@@ -69,10 +69,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         bail!("--max-batch and --max-clients must be at least 1");
     }
     let security = args.keys.links(&args.dealer_key, "each client's")?;
-    let graph = pillar_nn::onnx::load(&args.model)
-        .and_then(|g| g.fold_batchnorm())
+    let graph = super::load_model(&args.model)?
+        .fold_batchnorm()
         .with_context(|| format!("cannot load {}", args.model.display()))?;
-    super::warn_about(&args.model, &graph);
     let config = FixedConfig {
         frac_bits: args.frac_bits,
         activation: args.protocol,
