@@ -74,6 +74,7 @@ fn architecture(u: &mut Unstructured) -> Result<UncheckedArchitecture> {
             16
         },
         activation: *u.choose(&ActivationProtocol::ALL)?,
+        linear: *u.choose(&pillar_mpc::protocols::preprocessed::LinearProtocol::ALL)?,
     };
     let mut a = UncheckedArchitecture {
         input_shape: input,

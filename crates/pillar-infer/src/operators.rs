@@ -6,6 +6,7 @@
 
 use pillar_mpc::Party;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_nn::{Clip, Graph, Op, OutputTransform, Pool};
 
 use crate::error::InferError;
@@ -33,8 +34,11 @@ pub const TABLE_END: &str = "<!-- ops-table:end -->";
 /// without the delivery of the logits (the client's count, which has none).
 fn cost(g: &Graph, activation: ActivationProtocol) -> Result<(usize, f64), InferError> {
     let folded = g.clone().typed()?.fold_batchnorm()?;
+    // The Beaver protocol's costs, the same for both parties: under the preprocessed one a
+    // layer's words depend on its neighbours (what is known offline).
     let config = FixedConfig {
         activation,
+        linear: LinearProtocol::Beaver,
         ..FixedConfig::default()
     };
     let arch = Plan::compile(&folded, config)?.architecture;

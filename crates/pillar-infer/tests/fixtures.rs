@@ -12,6 +12,7 @@ use pillar_nn::testing::fixtures;
 const CONFIG: FixedConfig = FixedConfig {
     frac_bits: 16,
     activation: ActivationProtocol::Espn,
+    linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
 };
 
 /// Secure logits of fixture `stem` equal the fixed executor's up to the secure truncation's

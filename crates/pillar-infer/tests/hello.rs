@@ -62,6 +62,7 @@ fn plan() -> Arc<Plan> {
     let config = FixedConfig {
         frac_bits: 16,
         activation: ActivationProtocol::HoneyBadger,
+        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
     };
     Arc::new(Plan::compile(&fold(&distinctive()), config).unwrap())
 }

@@ -17,6 +17,7 @@ fn config() -> FixedConfig {
     FixedConfig {
         frac_bits: 16,
         activation: ActivationProtocol::Espn,
+        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
     }
 }
 
@@ -124,8 +125,9 @@ fn a_clip_costs_one_relus_rounds_whatever_its_bounds() {
         let arch = &plan.architecture;
         // conv, clip, fc, logits.
         assert_eq!(arch.rounds(), 1 + relu::ROUNDS + 1 + 1);
-        // Per party: the conv's and fc's openings, the clip's ReLUs over `relus` copies of
-        // the conv's 3 x 32 outputs, and (the server) the logits.
+        // The clip's ReLUs over `relus` copies of the conv's 3 x 32 outputs, both ways; the
+        // client's masked inputs of the conv and the fc (preprocessed linear layers); the
+        // server's share of the logits.
         let n = 3 * 32;
         let clip = relu::words_sent(relus * n);
         assert_eq!(
@@ -133,10 +135,7 @@ fn a_clip_costs_one_relus_rounds_whatever_its_bounds() {
             3 * 16 + clip + n,
             "{min:?} {max:?}"
         );
-        assert_eq!(
-            arch.online_words(3, Party::Server),
-            3 * 16 + clip + n + 3 * 3
-        );
+        assert_eq!(arch.online_words(3, Party::Server), clip + 3 * 3);
     }
 }
 

@@ -8,6 +8,7 @@ use pillar_infer::InferError;
 use pillar_infer::mirror;
 use pillar_infer::{Layer, Plan, run_local};
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
 use pillar_nn::testing::{every_op, fold, linear, pillar_poly, tensor, with_loose_batchnorm};
 use pillar_nn::{Graph, NnError, Op, Pool};
@@ -19,10 +20,18 @@ const POLYS: [ActivationProtocol; 3] = [
     ActivationProtocol::Crypten,
 ];
 
+/// Both linear-layer protocols: every agreement and cost test runs under each.
+const LINEARS: [LinearProtocol; 2] = LinearProtocol::ALL;
+
 fn options(protocol: ActivationProtocol) -> FixedConfig {
+    with_linear(protocol, LinearProtocol::default())
+}
+
+fn with_linear(protocol: ActivationProtocol, linear: LinearProtocol) -> FixedConfig {
     FixedConfig {
         frac_bits: 16,
         activation: protocol,
+        linear,
     }
 }
 
@@ -33,7 +42,12 @@ fn both(
     x: &RingTensor,
     seed: u64,
 ) -> (Vec<i64>, Vec<i64>) {
-    let plan = Plan::compile(&fold(g), options(protocol)).unwrap();
+    both_with(g, options(protocol), x, seed)
+}
+
+/// [`both`] under `config`.
+fn both_with(g: &Graph, config: FixedConfig, x: &RingTensor, seed: u64) -> (Vec<i64>, Vec<i64>) {
+    let plan = Plan::compile(&fold(g), config).unwrap();
     let (secure, _) = run_local(
         &plan,
         std::slice::from_ref(x),
@@ -41,7 +55,6 @@ fn both(
         &|_| {},
     )
     .unwrap();
-    let config = options(protocol);
     let want = mirror::run_encoded(&fold(g), x, &config).unwrap();
     let signed = |r: &RingTensor| r.data().iter().map(|&v| v as i64).collect::<Vec<_>>();
     (signed(&secure[0]), signed(&want.ring))
@@ -58,19 +71,19 @@ fn secure_logits_are_the_fixed_executors_up_to_rounding() {
         (every_op(), vec![3, 2, 8, 8]),
         (with_loose_batchnorm(), vec![2, 2, 6, 6]),
     ] {
-        for protocol in POLYS {
+        for (protocol, linear) in POLYS.into_iter().flat_map(|p| LINEARS.map(|l| (p, l))) {
             let x = encode(&shape, 5);
-            let (got, want) = both(&g, protocol, &x, 7);
+            let (got, want) = both_with(&g, with_linear(protocol, linear), &x, 7);
             let worst = got
                 .iter()
                 .zip(&want)
                 .map(|(a, b)| (a - b).unsigned_abs())
                 .max()
                 .unwrap();
-            eprintln!("{protocol}: worst {worst} units");
+            eprintln!("{protocol}/{linear}: worst {worst} units");
             // One unit per truncation, grown through the layers and the powers (HoneyBadger's
             // shared pre-scaled input the most): at most a few hundred units at f = 16.
-            assert!(worst < 400, "{protocol}: {worst} units apart");
+            assert!(worst < 400, "{protocol}/{linear}: {worst} units apart");
         }
     }
 }
@@ -78,10 +91,15 @@ fn secure_logits_are_the_fixed_executors_up_to_rounding() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(6))]
     #[test]
-    fn random_inputs_agree_with_the_fixed_executor(seed in 0u64..1000, p in 0usize..3) {
+    fn random_inputs_agree_with_the_fixed_executor(
+        seed in 0u64..1000,
+        p in 0usize..3,
+        l in 0usize..2,
+        batch in 1usize..3,
+    ) {
         let g = with_loose_batchnorm();
-        let x = encode(&[1, 2, 6, 6], seed);
-        let (got, want) = both(&g, POLYS[p], &x, seed);
+        let x = encode(&[batch, 2, 6, 6], seed);
+        let (got, want) = both_with(&g, with_linear(POLYS[p], LINEARS[l]), &x, seed);
         for (a, b) in got.iter().zip(&want) {
             prop_assert!((a - b).unsigned_abs() < 400, "{} vs {}", a, b);
         }
@@ -131,17 +149,22 @@ fn large_average_pools_agree_and_keep_their_precision() {
 #[test]
 fn rounds_and_bytes_are_what_the_architecture_predicts() {
     let g = with_loose_batchnorm();
-    for protocol in [
+    for (protocol, linear) in [
         ActivationProtocol::HoneyBadger,
         ActivationProtocol::Espn,
         ActivationProtocol::Relu,
-    ] {
-        let plan = Plan::compile(&fold(&g), options(protocol)).unwrap();
+    ]
+    .into_iter()
+    .flat_map(|p| LINEARS.map(|l| (p, l)))
+    {
+        let plan = Plan::compile(&fold(&g), with_linear(protocol, linear)).unwrap();
         let arch = &plan.architecture;
         let batches = [encode(&[2, 2, 6, 6], 1), encode(&[1, 2, 6, 6], 2)];
         let (_, report) = run_local(&plan, &batches, &Local::seeded(3), &|_| {}).unwrap();
         // conv1, conv2, bn, fc: one round each; two activations; the max-pool's 2 levels of
-        // ReLU; the logits.
+        // ReLU; the logits. Under the preprocessed protocol as many: the client's masked
+        // inputs of conv1, conv2, bn and fc each go in a message of their own (before act1,
+        // act2, the max pool and the logits), and each activation replies once.
         let act = protocol.rounds(4) as u64;
         let relu = ActivationProtocol::Relu.rounds(1) as u64;
         assert_eq!(
@@ -157,14 +180,39 @@ fn rounds_and_bytes_are_what_the_architecture_predicts() {
                 assert_eq!(
                     r.online.stats.rounds as usize,
                     arch.rounds(),
-                    "{protocol} {party}"
+                    "{protocol}/{linear} {party}"
                 );
                 assert_eq!(
                     r.online.stats.bytes_sent as usize,
                     8 * arch.online_words(batch, party),
-                    "{protocol} {party} batch {batch}"
+                    "{protocol}/{linear} {party} batch {batch}"
                 );
-                assert_eq!(r.offline.stats.rounds, 0);
+                // The client's posts of shares known offline go in one message.
+                let posts = arch.offline_post_words(batch);
+                assert_eq!(r.offline.stats.rounds, u64::from(posts > 0));
+                let sent = if party.is_server() { 0 } else { 8 * posts };
+                assert_eq!(r.offline.stats.bytes_sent as usize, sent);
+            }
+            // The counts by hand: act1 and act2 read 3 x 6 x 6 elements an image.
+            let n = batch * 3 * 6 * 6;
+            let (client, server) = (
+                arch.online_words(batch, Party::Client),
+                arch.online_words(batch, Party::Server),
+            );
+            let logits = batch * 4;
+            let max_pool = pillar_mpc::protocols::maxpool::words_sent(batch * 27, 4);
+            match (linear, protocol) {
+                (LinearProtocol::Beaver, _) => assert_eq!(client + logits, server),
+                // The client sends the inputs of conv1, conv2, bn and fc and its max pool's
+                // words; the server the openings of act1 and act2, its max pool's words and
+                // the logits. HoneyBadger's parts of the openings went offline.
+                (LinearProtocol::Preprocessed, ActivationProtocol::HoneyBadger) => {
+                    let linear_inputs = batch * (2 * 36) + n + n + batch * 27;
+                    assert_eq!(client, linear_inputs + max_pool);
+                    assert_eq!(server, 2 * n + max_pool + logits);
+                    assert_eq!(arch.offline_post_words(batch), 2 * n);
+                }
+                _ => {}
             }
         }
         // The setup opens every weight once, for both batches.
@@ -262,6 +310,7 @@ fn a_plan_runs_at_its_own_fixed_point_whatever_the_local_default() {
         let config = FixedConfig {
             frac_bits,
             activation: ActivationProtocol::HoneyBadger,
+            linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
         };
         let plan = Plan::compile(&fold(&g), config).unwrap();
         let fp = pillar_mpc::FixedPoint::new(frac_bits).unwrap();

@@ -40,7 +40,8 @@ pub enum MpcError {
 }
 
 impl MpcError {
-    pub(crate) fn invalid(op: &'static str, detail: impl Into<String>) -> Self {
+    /// An invalid argument to `op`, with what is wrong.
+    pub fn invalid(op: &'static str, detail: impl Into<String>) -> Self {
         MpcError::Invalid {
             op,
             detail: detail.into(),

@@ -65,6 +65,9 @@ fn is_triple(need: &Need) -> bool {
             | Need::MaskedConv2d { .. }
             | Need::MaskedMatmul { .. }
             | Need::MaskedScale { .. }
+            | Need::PreprocessedConv2d { .. }
+            | Need::PreprocessedMatmul { .. }
+            | Need::PreprocessedScale { .. }
     )
 }
 

@@ -6,8 +6,10 @@ use pillar_mpc::dealer::Need;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::clip::Bounds;
+use pillar_mpc::protocols::preprocessed::{LinearProtocol, LinearShape};
 use pillar_mpc::protocols::{maxpool, weights};
 
+use super::flow::{Flow, Kind, When};
 use super::{Architecture, Layer, Parties};
 use crate::error::{ArchitectureError, InferError, StepProblem};
 
@@ -41,12 +43,52 @@ impl Architecture {
 
     /// The correlations one inference of `batch` images consumes, in the order the run asks
     /// for them: what the offline phase fetches.
+    ///
+    /// Under the preprocessed protocol, the correlations of the linear layers and the split
+    /// polynomials come first, in step order: both parties take them in the offline phase.
+    /// Those of the interactive steps follow, in step order, for the online phase.
     pub fn needs(&self, batch: usize) -> Result<Vec<Need>, InferError> {
         let mut out = Vec::new();
+        if self.options.linear == LinearProtocol::Preprocessed {
+            let flow = Flow::new(self, batch);
+            for pass in [true, false] {
+                for i in 0..self.steps.len() {
+                    let offline = matches!(flow.kinds[i], Kind::Linear | Kind::Split(_));
+                    if offline == pass {
+                        out.extend(self.step_needs(i, batch)?);
+                    }
+                }
+            }
+            return Ok(out);
+        }
         for i in 0..self.steps.len() {
             out.extend(self.step_needs(i, batch)?);
         }
         Ok(out)
+    }
+
+    /// The shape of linear step `i` for a batch of `batch` (`None` for another step).
+    pub(crate) fn linear_shape(&self, i: usize, batch: usize) -> Option<LinearShape> {
+        let step = &self.steps[i];
+        let x = self.batch_shape(step.inputs[0], batch);
+        match &step.layer {
+            Layer::Conv { geometry, .. } => {
+                Some(LinearShape::Conv(ConvGeometry { batch, ..*geometry }))
+            }
+            Layer::Linear {
+                inputs, outputs, ..
+            } => Some(LinearShape::Matmul {
+                m: batch,
+                k: *inputs,
+                n: *outputs,
+            }),
+            Layer::Scale { .. } => Some(LinearShape::Scale {
+                n: x.iter().product(),
+                channels: x.get(1).copied().unwrap_or(0),
+                inner: x.iter().skip(2).product(),
+            }),
+            _ => None,
+        }
     }
 
     /// The correlations step `i` consumes for a batch of `batch`.
@@ -54,6 +96,11 @@ impl Architecture {
         let step = &self.steps[i];
         let x = self.batch_shape(step.inputs[0], batch);
         let n: usize = x.iter().product();
+        if self.options.linear == LinearProtocol::Preprocessed
+            && let (Some(shape), Some(mask)) = (self.linear_shape(i, batch), step.layer.weight())
+        {
+            return Ok(shape.needs(mask));
+        }
         Ok(match &step.layer {
             Layer::Conv {
                 geometry, weight, ..
@@ -217,30 +264,61 @@ impl Architecture {
 
     /// Rounds of the layers alone (the paper's count: linear layers plus activation layers
     /// for the single-round polynomial protocols).
+    ///
+    /// Under the preprocessed protocol: a round for each message of the client's online posts,
+    /// one for each split polynomial's reply, and the interactive steps' own.
     pub fn layer_rounds(&self) -> usize {
-        self.steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| match &s.layer {
-                Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => 1,
-                Layer::MaxPool(w) => maxpool::rounds(w.kernel_h * w.kernel_w),
-                Layer::Relu => ActivationProtocol::Relu.rounds(1),
-                Layer::Clip { .. } => self.bounds(i).rounds(),
-                Layer::Poly { coefficients } => self
-                    .options
-                    .activation
-                    .rounds(coefficients.len().saturating_sub(1)),
-                Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => 0,
-            })
-            .sum()
+        if self.options.linear == LinearProtocol::Preprocessed {
+            let flow = Flow::new(self, 1);
+            let layers: usize = (0..self.steps.len())
+                .map(|i| {
+                    usize::from(flow.flush[i])
+                        + usize::from(flow.replies[i] > 0)
+                        + match flow.kinds[i] {
+                            Kind::Interactive => self.step_rounds(i),
+                            _ => 0,
+                        }
+                })
+                .sum();
+            return layers + usize::from(flow.flush_at_end);
+        }
+        (0..self.steps.len()).map(|i| self.step_rounds(i)).sum()
+    }
+
+    /// Rounds of step `i` under the Beaver protocol.
+    pub(crate) fn step_rounds(&self, i: usize) -> usize {
+        match &self.steps[i].layer {
+            Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => 1,
+            Layer::MaxPool(w) => maxpool::rounds(w.kernel_h * w.kernel_w),
+            Layer::Relu => ActivationProtocol::Relu.rounds(1),
+            Layer::Clip { .. } => self.bounds(i).rounds(),
+            Layer::Poly { coefficients } => self
+                .options
+                .activation
+                .rounds(coefficients.len().saturating_sub(1)),
+            Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => 0,
+        }
     }
 
     /// Ring words `party` sends in the online phase of a batch of `batch`: the openings of
     /// every layer, and the server's share of the logits.
     pub fn online_words(&self, batch: usize, party: pillar_mpc::Party) -> usize {
-        let layers: usize = (0..self.steps.len())
-            .map(|i| self.step_online_words(i, batch))
-            .sum();
+        let layers: usize = if self.options.linear == LinearProtocol::Preprocessed {
+            let flow = Flow::new(self, batch);
+            (0..self.steps.len())
+                .map(|i| match flow.kinds[i] {
+                    Kind::Interactive => self.step_online_words(i, batch),
+                    _ if party.is_server() => flow.replies[i],
+                    _ => flow.posts[i]
+                        .filter(|p| p.when == When::Online)
+                        .map_or(0, |p| p.words),
+                })
+                .sum()
+        } else {
+            (0..self.steps.len())
+                .map(|i| self.step_online_words(i, batch))
+                .sum()
+        };
         let reveal = if party.is_server() {
             batch * self.output_shape().iter().product::<usize>()
         } else {
@@ -249,7 +327,8 @@ impl Architecture {
         layers + reveal
     }
 
-    /// Ring words each party sends in step `i` of a batch of `batch`.
+    /// Ring words each party sends in step `i` of a batch of `batch` under the Beaver
+    /// protocol (under the preprocessed one, at most as many).
     pub(super) fn step_online_words(&self, i: usize, batch: usize) -> usize {
         let step = &self.steps[i];
         let x: usize = self.batch_shape(step.inputs[0], batch).iter().product();
@@ -281,6 +360,15 @@ impl Architecture {
     /// traffic; the server's share comes from a 32-byte seed).
     pub fn offline_words(&self, batch: usize) -> Result<usize, InferError> {
         Ok(self.needs(batch)?.iter().map(Need::correction_words).sum())
+    }
+
+    /// Words the client sends the server in the offline phase of a batch of `batch`: its
+    /// posts of shares known offline under the preprocessed protocol (none under Beaver's).
+    pub fn offline_post_words(&self, batch: usize) -> usize {
+        match self.options.linear {
+            LinearProtocol::Preprocessed => Flow::new(self, batch).offline_words(),
+            LinearProtocol::Beaver => 0,
+        }
     }
 
     /// The bounds of step `i`, a `Clip` (none for another step).

@@ -4,6 +4,7 @@
 
 mod architecture;
 mod cost;
+pub(crate) mod flow;
 mod memory;
 
 use pillar_mpc::FixedPoint;
@@ -12,6 +13,7 @@ use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::clip::Bounds;
 use pillar_mpc::protocols::poly::MAX_DEGREE;
 use pillar_mpc::protocols::pool::Window;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_nn::{FoldedGraph, Node, Op, PolyAct, Tensor, ValueId};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,30 @@ pub struct FixedConfig {
     /// polynomial as an exact ReLU (the benchmarks' baseline).
     #[serde(with = "protocol_name")]
     pub activation: ActivationProtocol,
+    /// The protocol of the linear layers. An older peer's architecture names none: it ran
+    /// Beaver's.
+    #[serde(default = "beaver", with = "linear_name")]
+    pub linear: LinearProtocol,
+}
+
+/// What an architecture without a linear protocol ran.
+fn beaver() -> LinearProtocol {
+    LinearProtocol::Beaver
+}
+
+/// A linear protocol by its command-line name.
+mod linear_name {
+    use pillar_mpc::protocols::preprocessed::LinearProtocol;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(p: &LinearProtocol, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LinearProtocol, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A protocol by its command-line name.
@@ -57,6 +83,7 @@ impl Default for FixedConfig {
         FixedConfig {
             frac_bits: FixedPoint::default().frac_bits(),
             activation: ActivationProtocol::Espn,
+            linear: LinearProtocol::default(),
         }
     }
 }
@@ -150,6 +177,16 @@ impl Layer {
                 lo: min.map(|v| fp.encode(v)),
                 hi: max.map(|v| fp.encode(v)),
             }),
+            _ => None,
+        }
+    }
+
+    /// The weight a linear layer multiplies by (its number), if it is one.
+    pub fn weight(&self) -> Option<usize> {
+        match self {
+            Layer::Conv { weight, .. } | Layer::Linear { weight, .. } | Layer::Scale { weight } => {
+                Some(*weight)
+            }
             _ => None,
         }
     }

@@ -34,6 +34,24 @@ correlations! {
     /// `C[i] = A[i] B_mask[(i / inner) % channels]`.
     MaskedScale((n, channels, inner, mask) => (usize, usize, usize, usize)) =
         Need::MaskedScale { n, channels, inner, mask }, layout vec![n, n], corrected 1, parts [a, c];
+    /// A preprocessed convolution against weight mask `mask`, sized `(geometry, mask)`:
+    /// `mask (input) | c+ (output, corrected)`, `C = conv(M, B_mask)` where `M` is party 1's
+    /// `mask` alone: the client's input mask, which the server never learns. Party 0's `mask`
+    /// part is expanded and unused (every part of a layout is both parties').
+    PreConv((geometry, mask) => (ConvGeometry, usize)) =
+        Need::PreprocessedConv2d { geometry, mask },
+        layout vec![geometry.input_len(), geometry.output_len()], corrected 1, parts [mask, c];
+    /// A preprocessed matrix product against weight mask `mask` (`k x n`), sized
+    /// `(m, k, n, mask)`: `mask (m k) | c+ (m n, corrected)`, `C = M B_mask`, `M` party 1's.
+    PreMatmul((m, k, n, mask) => (usize, usize, usize, usize)) =
+        Need::PreprocessedMatmul { m, k, n, mask },
+        layout vec![m * k, m * n], corrected 1, parts [mask, c];
+    /// A preprocessed per-channel product against weight mask `mask`, sized
+    /// `(n, channels, inner, mask)`: `mask (n) | c+ (n, corrected)`,
+    /// `C[i] = M[i] B_mask[(i / inner) % channels]`, `M` party 1's.
+    PreScale((n, channels, inner, mask) => (usize, usize, usize, usize)) =
+        Need::PreprocessedScale { n, channels, inner, mask },
+        layout vec![n, n], corrected 1, parts [mask, c];
 }
 
 impl Correlation for Matmul {
@@ -84,22 +102,59 @@ impl Correlation for MaskedMatmul {
     }
 }
 
+/// `a[i] b[(i / inner) % channels]`: a per-channel product, the dealer's side of
+/// [`MaskedScale`] and [`PreScale`]. `b` must be non-empty when `a` is.
+fn scale_by_channel(
+    a: &[u64],
+    b: &[u64],
+    channels: usize,
+    inner: usize,
+    need: Need,
+) -> Result<Vec<u64>, DealerError> {
+    if b.is_empty() && !a.is_empty() {
+        return Err(DealerError::Need {
+            need: Box::new(need),
+            problem: NeedProblem::NoChannels { elements: a.len() },
+        });
+    }
+    let channel = |i: usize| b[(i / inner.max(1)) % channels.max(1)];
+    Ok(a.iter()
+        .enumerate()
+        .map(|(i, x)| x.wrapping_mul(channel(i)))
+        .collect())
+}
+
+impl Correlation for PreConv {
+    fn correction(size: &(ConvGeometry, usize), p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+        let (g, id) = size;
+        let b = masks.get(*id, g.weight_len(), &Self::need(size))?;
+        Ok(minus(conv2d(g, p.p1.mask(), b), p.p0.c()))
+    }
+}
+
+impl Correlation for PreMatmul {
+    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+        let &(m, k, n, id) = size;
+        let b = masks.get(id, k * n, &Self::need(size))?;
+        Ok(minus(matmul(m, k, n, p.p1.mask(), b), p.p0.c()))
+    }
+}
+
+impl Correlation for PreScale {
+    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+        let &(_, channels, inner, id) = size;
+        let b = masks.get(id, channels, &Self::need(size))?;
+        let c = scale_by_channel(p.p1.mask(), b, channels, inner, Self::need(size))?;
+        Ok(minus(c, p.p0.c()))
+    }
+}
+
 impl Correlation for MaskedScale {
     fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &mut Masks) -> Words {
         let a = add(p.p0.a(), p.p1.a());
         let &(_, channels, inner, id) = size;
         let b = masks.get(id, channels, &Self::need(size))?;
-        if b.is_empty() && !a.is_empty() {
-            return Err(DealerError::Need {
-                need: Box::new(Self::need(size)),
-                problem: NeedProblem::NoChannels { elements: a.len() },
-            });
-        }
-        let channel = |i: usize| b[(i / inner.max(1)) % channels.max(1)];
-        let c = a
-            .iter()
-            .enumerate()
-            .map(|(i, x)| x.wrapping_mul(channel(i)));
-        Ok(minus(c.collect(), p.p0.c()))
+        let c = scale_by_channel(&a, b, channels, inner, Self::need(size))?;
+        Ok(minus(c, p.p0.c()))
     }
 }

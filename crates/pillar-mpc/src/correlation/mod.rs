@@ -17,7 +17,9 @@ mod linear;
 
 pub(crate) use arith::{Beaver, Cross, FanOut, Powers, Square};
 pub(crate) use binary::{Bit, BitProduct, CrossAnd, PrefixAnd};
-pub(crate) use linear::{Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, WeightMask};
+pub(crate) use linear::{
+    Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, PreConv, PreMatmul, PreScale, WeightMask,
+};
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -215,6 +217,14 @@ impl Need {
                 inner,
                 mask,
             } => MaskedScale::layout(&(n, channels, inner, mask)),
+            Need::PreprocessedConv2d { geometry, mask } => PreConv::layout(&(geometry, mask)),
+            Need::PreprocessedMatmul { m, k, n, mask } => PreMatmul::layout(&(m, k, n, mask)),
+            Need::PreprocessedScale {
+                n,
+                channels,
+                inner,
+                mask,
+            } => PreScale::layout(&(n, channels, inner, mask)),
             Need::BitProduct { n } => BitProduct::layout(&n),
         }
     }
@@ -252,6 +262,18 @@ impl Need {
                 inner,
                 mask,
             } => correct::<MaskedScale>(&(n, channels, inner, mask), p0, p1, masks),
+            Need::PreprocessedConv2d { geometry, mask } => {
+                correct::<PreConv>(&(geometry, mask), p0, p1, masks)
+            }
+            Need::PreprocessedMatmul { m, k, n, mask } => {
+                correct::<PreMatmul>(&(m, k, n, mask), p0, p1, masks)
+            }
+            Need::PreprocessedScale {
+                n,
+                channels,
+                inner,
+                mask,
+            } => correct::<PreScale>(&(n, channels, inner, mask), p0, p1, masks),
             Need::BitProduct { n } => correct::<BitProduct>(&n, p0, p1, masks),
         }
     }

@@ -101,6 +101,36 @@ pub enum Need {
         /// Which weight mask.
         mask: usize,
     },
+    /// A convolution of the client's input mask by a weight mask, for a preprocessed
+    /// convolution: `PreConv`.
+    PreprocessedConv2d {
+        /// The convolution.
+        geometry: ConvGeometry,
+        /// Which weight mask.
+        mask: usize,
+    },
+    /// A matrix product of the client's input mask by a weight mask: `PreMatmul`.
+    PreprocessedMatmul {
+        /// Rows of the input.
+        m: usize,
+        /// Inner dimension.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Which weight mask.
+        mask: usize,
+    },
+    /// A per-channel product of the client's input mask by a weight mask: `PreScale`.
+    PreprocessedScale {
+        /// Elements.
+        n: usize,
+        /// Channels.
+        channels: usize,
+        /// Elements per channel and image.
+        inner: usize,
+        /// Which weight mask.
+        mask: usize,
+    },
     /// Random bits with a masked product: `BitProduct`.
     BitProduct {
         /// Elements.
@@ -137,7 +167,9 @@ impl Need {
             | Need::BitProduct { n }
             | Need::WeightMask { n } => vec![n],
             Need::FanOut { k, n } => vec![k, n],
-            Need::Matmul { m, k, n } | Need::MaskedMatmul { m, k, n, .. } => vec![m, k, n],
+            Need::Matmul { m, k, n }
+            | Need::MaskedMatmul { m, k, n, .. }
+            | Need::PreprocessedMatmul { m, k, n, .. } => vec![m, k, n],
             Need::Powers { n, degree } => {
                 let limit = crate::protocols::poly::MAX_DEGREE;
                 if degree > limit {
@@ -153,16 +185,24 @@ impl Need {
             }
             Need::MaskedScale {
                 n, channels, inner, ..
+            }
+            | Need::PreprocessedScale {
+                n, channels, inner, ..
             } => vec![n, channels, inner],
             // Kernel and stride are the geometry's own to check.
-            Need::Conv2d(g) | Need::MaskedConv2d { geometry: g, .. } => {
+            Need::Conv2d(g)
+            | Need::MaskedConv2d { geometry: g, .. }
+            | Need::PreprocessedConv2d { geometry: g, .. } => {
                 vec![g.batch, g.in_channels, g.height, g.width, g.out_channels]
             }
         };
         if counts.contains(&0) {
             return Err(bad(NeedProblem::Empty { sizes: counts }));
         }
-        if let Need::Conv2d(g) | Need::MaskedConv2d { geometry: g, .. } = self {
+        if let Need::Conv2d(g)
+        | Need::MaskedConv2d { geometry: g, .. }
+        | Need::PreprocessedConv2d { geometry: g, .. } = self
+        {
             g.validate()
                 .map_err(|e| bad(NeedProblem::Geometry(Box::new(e))))?;
         }
@@ -192,7 +232,10 @@ impl Need {
         match *self {
             Need::MaskedConv2d { mask, .. }
             | Need::MaskedMatmul { mask, .. }
-            | Need::MaskedScale { mask, .. } => Some(mask),
+            | Need::MaskedScale { mask, .. }
+            | Need::PreprocessedConv2d { mask, .. }
+            | Need::PreprocessedMatmul { mask, .. }
+            | Need::PreprocessedScale { mask, .. } => Some(mask),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@
 use crate::correlation::{Beaver, Cross, Square};
 use crate::dealer::Need;
 use crate::error::MpcError;
+use crate::party::Party;
 use crate::protocols::truncation::truncate_words;
 use crate::session::Session;
 use crate::tensor::{RingTensor, Share, check_same_shape};
@@ -99,22 +100,32 @@ pub fn cross_needs(n: usize) -> Vec<Need> {
 pub fn cross_raw(s: &mut Session, mine: &[u64]) -> Result<Vec<u64>, MpcError> {
     let n = mine.len();
     let t: Cross = s.correlation(n)?;
-    let (mask, c) = (t.mask(), t.c());
-    let send: Vec<u64> = mine
-        .iter()
-        .zip(mask)
-        .map(|(v, m)| v.wrapping_sub(*m))
-        .collect();
+    let send = cross_open(mine, &t);
     let peer = s.exchange(&send, n)?;
-    Ok(if s.party().is_server() {
+    Ok(cross_shares(s.party(), mine, &t, &peer))
+}
+
+/// What this party opens of its operand `mine` in [`cross_raw`]: `mine` minus its mask.
+pub(crate) fn cross_open(mine: &[u64], t: &Cross) -> Vec<u64> {
+    mine.iter()
+        .zip(t.mask())
+        .map(|(v, m)| v.wrapping_sub(*m))
+        .collect()
+}
+
+/// This party's share of the products in [`cross_raw`], from its operand `mine` and what the
+/// peer opened of its own.
+pub(crate) fn cross_shares(party: Party, mine: &[u64], t: &Cross, peer: &[u64]) -> Vec<u64> {
+    let (mask, c) = (t.mask(), t.c());
+    if party.is_server() {
         // u (v - b) + c_0
-        (0..n)
+        (0..mine.len())
             .map(|i| mine[i].wrapping_mul(peer[i]).wrapping_add(c[i]))
             .collect()
     } else {
         // (u - a) b + c_1
-        (0..n)
+        (0..mine.len())
             .map(|i| peer[i].wrapping_mul(mask[i]).wrapping_add(c[i]))
             .collect()
-    })
+    }
 }

@@ -14,6 +14,7 @@ pub mod maxpool;
 pub mod mirror;
 pub mod poly;
 pub mod pool;
+pub mod preprocessed;
 pub mod relu;
 pub mod truncation;
 pub mod weights;

@@ -50,6 +50,11 @@ impl OpenedWeight {
     pub fn is_empty(&self) -> bool {
         self.f.is_empty()
     }
+
+    /// The opened `W - B`.
+    pub(crate) fn f(&self) -> &[u64] {
+        &self.f
+    }
 }
 
 /// What [`open_weights`] asks the dealer for.

@@ -16,6 +16,7 @@ use pillar_infer::mirror;
 use pillar_infer::{Architecture, Parties, Plan};
 use pillar_mpc::channel::DEFAULT_TIMEOUT;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
@@ -48,6 +49,12 @@ pub(crate) struct LoadBenchArgs {
     /// How polynomial activations run.
     #[arg(long, default_value = "honeybadger")]
     protocol: ActivationProtocol,
+
+    /// How linear layers run: preprocessed (the client's input share of each is a mask fixed
+    /// offline: half the online bytes, elementwise client work) or beaver (the older
+    /// protocol, which opens each masked input both ways online).
+    #[arg(long, default_value = "preprocessed")]
+    linear: LinearProtocol,
 
     /// Encrypted links (fresh keys per process) or plaintext.
     #[arg(long, value_enum, default_value_t = LinksArg::Noise)]
@@ -125,6 +132,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
     let config = FixedConfig {
         frac_bits: 16,
         activation: args.protocol,
+        linear: args.linear,
     };
     let plan = Arc::new(
         Plan::compile(&graph.fold_batchnorm()?, config)

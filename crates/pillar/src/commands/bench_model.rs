@@ -13,13 +13,14 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_infer::FixedConfig;
 use pillar_infer::{Parties, Plan, run_local};
 use pillar_mpc::channel::Link;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
 use pillar_nn::{FoldedGraph, TypedGraph};
 use pillar_train::Architecture;
@@ -57,6 +58,10 @@ pub(crate) struct ModelBenchArgs {
     #[command(flatten)]
     runs: super::bench::ProtocolRuns,
 
+    /// Linear-layer protocols to compare (comma-separated): preprocessed, beaver.
+    #[arg(long, value_delimiter = ',', default_value = "beaver,preprocessed")]
+    linear: Vec<LinearProtocol>,
+
     /// Memory: each protocol's run is estimated before any starts.
     #[command(flatten)]
     memory: MemoryArgs,
@@ -67,6 +72,11 @@ pub(crate) struct ModelBenchArgs {
 pub(crate) struct ModelRow {
     model: String,
     protocol: String,
+    /// The linear layers' protocol.
+    linear: String,
+    /// `protocol/linear`, the series of a plot.
+    #[serde(skip)]
+    series: String,
     /// memory, tcp (plaintext) or noise.
     transport: String,
     rtt_ms: f64,
@@ -75,12 +85,16 @@ pub(crate) struct ModelRow {
     rounds: u64,
     /// The layers' rounds alone.
     layer_rounds: usize,
-    /// Online payload bytes the client sends (per party; the server sends these plus the
-    /// logits: `online_bytes_server`).
+    /// Online payload bytes the client sends (under the Beaver protocol, the server sends
+    /// as many plus the logits; under the preprocessed one, the server sends the opened
+    /// activations and the client the masked linear inputs).
     online_bytes: u64,
     online_bytes_server: u64,
     /// Bytes the dealer sends the client per inference (the server expands a seed).
     offline_bytes: u64,
+    /// Bytes the client sends the server in the offline phase (preprocessed: its posts of
+    /// shares known offline).
+    offline_post_bytes: u64,
     /// Bytes each party sends once per connection to open the weight masks.
     setup_bytes: u64,
     /// Online time of one inference (client side), median over the repeats.
@@ -96,7 +110,7 @@ pub(crate) struct ModelRow {
 
 impl Timed for ModelRow {
     fn point(&self) -> (&str, f64, f64) {
-        (&self.protocol, self.rtt_ms, self.median_s)
+        (&self.series, self.rtt_ms, self.median_s)
     }
 }
 
@@ -155,7 +169,10 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
     let input = RingTensor::encode(fp, shape, &pixels)?;
     let batches = vec![input; args.runs.repeats + 1];
 
-    let points = args.runs.protocols.len() * args.rtt_ms.len();
+    if args.linear.is_empty() {
+        bail!("--linear lists no protocol");
+    }
+    let points = args.linear.len() * args.runs.protocols.len() * args.rtt_ms.len();
     let bar = ProgressBar::new((points * (args.runs.repeats + 1)) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} inferences, {elapsed}")
@@ -163,11 +180,15 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
             .progress_chars("=> "),
     );
     let mut rows = Vec::with_capacity(points);
-    for &protocol in &args.runs.protocols {
-        let plan = compile(&folded, args.runs.frac_bits, protocol, &name)?;
+    for (&linear, &protocol) in args
+        .linear
+        .iter()
+        .flat_map(|l| args.runs.protocols.iter().map(move |p| (l, p)))
+    {
+        let plan = compile(&folded, args.runs.frac_bits, (protocol, linear), &name)?;
         let arch = &plan.architecture;
         for &rtt in &args.rtt_ms {
-            bar.set_message(format!("{protocol} at {rtt} ms"));
+            bar.set_message(format!("{protocol}/{linear} at {rtt} ms"));
             let local = Local {
                 link: Link::new(rtt, args.runs.bandwidth_mbps),
                 seed: Some(args.runs.seed),
@@ -175,7 +196,7 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
                 ..Local::default()
             };
             let (_, report) = run_local(&plan, &batches, &local, &|k| bar.inc(k as u64))
-                .with_context(|| format!("{protocol} at RTT {rtt} ms"))?;
+                .with_context(|| format!("{protocol}/{linear} at RTT {rtt} ms"))?;
             let timed = &report.client[1..];
             let online: Vec<Duration> = timed.iter().map(|b| b.online.time).collect();
             let offline: Vec<Duration> = timed.iter().map(|b| b.offline.time).collect();
@@ -184,6 +205,8 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
             rows.push(ModelRow {
                 model: name.clone(),
                 protocol: protocol.to_string(),
+                linear: linear.to_string(),
+                series: format!("{protocol}/{linear}"),
                 transport: format!("{:?}", args.runs.transport()).to_lowercase(),
                 rtt_ms: rtt,
                 bandwidth_mbps: args.runs.bandwidth_mbps,
@@ -192,6 +215,7 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
                 online_bytes: first.bytes_sent,
                 online_bytes_server: report.server[0].online.stats.bytes_sent,
                 offline_bytes: 8 * arch.offline_words(1)? as u64,
+                offline_post_bytes: 8 * arch.offline_post_words(1) as u64,
                 setup_bytes: report.setup.stats.bytes_sent,
                 median_s: s.median_s,
                 ci95_s: s.ci95_s,
@@ -230,7 +254,12 @@ fn check_memory(args: &ModelBenchArgs, folded: &FoldedGraph, name: &str) -> Resu
     let budget = Budget::new(&args.memory)?;
     let held = resident().unwrap_or(0);
     for &protocol in &args.runs.protocols {
-        let plan = compile(folded, args.runs.frac_bits, protocol, name)?;
+        let plan = compile(
+            folded,
+            args.runs.frac_bits,
+            (protocol, linear_for_memory(args)),
+            name,
+        )?;
         fit_batch(
             &plan.architecture,
             Parties::Local,
@@ -245,11 +274,21 @@ fn check_memory(args: &ModelBenchArgs, folded: &FoldedGraph, name: &str) -> Resu
     Ok(())
 }
 
-/// `folded` compiled for `protocol`.
+/// The linear protocol whose run the memory check sizes: the preprocessed one's client holds
+/// the shares it knows offline besides what the Beaver one holds, so it is the larger.
+fn linear_for_memory(args: &ModelBenchArgs) -> LinearProtocol {
+    if args.linear.contains(&LinearProtocol::Preprocessed) {
+        LinearProtocol::Preprocessed
+    } else {
+        LinearProtocol::Beaver
+    }
+}
+
+/// `folded` compiled for `protocol` and `linear`.
 fn compile(
     folded: &FoldedGraph,
     frac_bits: u32,
-    protocol: ActivationProtocol,
+    (protocol, linear): (ActivationProtocol, LinearProtocol),
     name: &str,
 ) -> Result<Plan> {
     Plan::compile(
@@ -257,9 +296,10 @@ fn compile(
         FixedConfig {
             frac_bits,
             activation: protocol,
+            linear,
         },
     )
-    .with_context(|| format!("cannot compile {name} for {protocol}"))
+    .with_context(|| format!("cannot compile {name} for {protocol}/{linear}"))
 }
 
 fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
@@ -277,11 +317,13 @@ fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>7} {:>7} {:>12} {:>12} {:>12} {:>11} {:>11} {:>12}",
+        "{:<12} {:<12} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>11} {:>12}",
         "protocol",
+        "linear",
         "RTT ms",
         "rounds",
-        "online/party",
+        "client sends",
+        "server sends",
         "offline",
         "median s",
         "95% CI s",
@@ -291,12 +333,14 @@ fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<12} {:>7} {:>7} {:>12} {:>12} {:>12.3} {:>11} {:>11.3} {:>12}",
+            "{:<12} {:<12} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12.3} {:>11} {:>11.3} {:>12}",
             r.protocol,
+            r.linear,
             r.rtt_ms,
             r.rounds,
             super::bench::bytes(r.online_bytes),
-            super::bench::bytes(r.offline_bytes),
+            super::bench::bytes(r.online_bytes_server),
+            super::bench::bytes(r.offline_bytes + r.offline_post_bytes),
             r.median_s,
             format!("+-{:.3}", r.ci95_s),
             r.offline_median_s,

@@ -25,6 +25,7 @@ use pillar_infer::mirror;
 use pillar_infer::{FixedConfig, Plan};
 use pillar_mpc::channel::{DEFAULT_TIMEOUT, Link};
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_nn::Tensor;
 use pillar_train::data::{DataSet, DatasetKind};
 use pillar_train::device::Compute;
@@ -55,6 +56,12 @@ pub(crate) struct DemoArgs {
     /// Polynomial protocol: honeybadger, espn or crypten.
     #[arg(long, default_value = "honeybadger")]
     protocol: ActivationProtocol,
+
+    /// How linear layers run: preprocessed (the client's input share of each is a mask fixed
+    /// offline: half the online bytes, elementwise client work) or beaver (the older
+    /// protocol, which opens each masked input both ways online).
+    #[arg(long, default_value = "preprocessed")]
+    linear: LinearProtocol,
 }
 
 /// One network's results.
@@ -135,7 +142,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<()> {
         networks.push(classify(
             name,
             dir,
-            protocol,
+            (protocol, args.linear),
             (&cluster, link),
             &data,
             &indices,
@@ -230,7 +237,7 @@ struct Trained {
 fn classify(
     name: &str,
     trained: &Trained,
-    protocol: ActivationProtocol,
+    (protocol, linear): (ActivationProtocol, LinearProtocol),
     (cluster, link): (&Cluster, Link),
     data: &DataSet,
     indices: &[usize],
@@ -240,6 +247,7 @@ fn classify(
     let config = FixedConfig {
         frac_bits: 16,
         activation: protocol,
+        linear,
     };
     let plan = Arc::new(Plan::compile(&graph, config)?);
     let server = start_server(
@@ -365,9 +373,9 @@ fn summarise(args: &DemoArgs, r: &Report, seconds: f64) {
     );
     println!(
         "  pillar serve --model {out}/poly/model.onnx --listen 127.0.0.1:7878 \
-         --dealer 127.0.0.1:7879 --protocol {} --rtt-ms {} --key keys/server.key \
+         --dealer 127.0.0.1:7879 --protocol {} --linear {} --rtt-ms {} --key keys/server.key \
          --trust keys/client.pub --dealer-key keys/dealer.pub",
-        args.protocol, r.rtt_ms
+        args.protocol, args.linear, r.rtt_ms
     );
     println!(
         "  pillar infer --connect 127.0.0.1:7878 --dealer 127.0.0.1:7879 --index 0,1,2 \

@@ -19,6 +19,7 @@ use pillar_infer::mirror;
 use pillar_infer::{Parties, Plan, run_local};
 use pillar_mpc::Local;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_nn::{FoldedGraph, Graph, Tensor};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
@@ -92,6 +93,12 @@ pub(crate) struct EvalArgs {
     /// honeybadger, crypten.
     #[arg(long, default_value = "espn")]
     protocol: ActivationProtocol,
+
+    /// How linear layers run (secure mode): preprocessed (the client's input share of each is a mask fixed
+    /// offline: half the online bytes, elementwise client work) or beaver (the older
+    /// protocol, which opens each masked input both ways online).
+    #[arg(long, default_value = "preprocessed")]
+    linear: LinearProtocol,
 
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -184,6 +191,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     let config = FixedConfig {
         frac_bits: args.frac_bits,
         activation: args.protocol,
+        linear: args.linear,
     };
     let pixels: usize = dims.iter().product();
     let (batch, plan, held) = batch_and_plan(args, &graph, &config, n, pixels)?;

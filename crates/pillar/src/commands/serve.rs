@@ -13,6 +13,7 @@ use pillar_infer::remote::{RemoteError, ServeOptions, Served, serve};
 use pillar_infer::{FixedConfig, Plan};
 use pillar_mpc::channel::Admission;
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 
 use super::bench::bytes;
 use super::infer::count;
@@ -37,6 +38,12 @@ pub(crate) struct ServeArgs {
     /// as an exact ReLU (the baseline).
     #[arg(long, default_value = "honeybadger")]
     protocol: ActivationProtocol,
+
+    /// How linear layers run: preprocessed (the client's input share of each is a mask fixed
+    /// offline: half the online bytes, elementwise client work) or beaver (the older
+    /// protocol, which opens each masked input both ways online).
+    #[arg(long, default_value = "preprocessed")]
+    linear: LinearProtocol,
 
     /// Fractional bits of the fixed-point encoding.
     #[arg(long, default_value_t = 16)]
@@ -75,6 +82,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     let config = FixedConfig {
         frac_bits: args.frac_bits,
         activation: args.protocol,
+        linear: args.linear,
     };
     let plan = Plan::compile(&graph, config)
         .and_then(|plan| Ok(plan.architecture.check_secure_input().map(|()| plan)?))

@@ -15,6 +15,7 @@ use pillar_fit::budget::prescale;
 
 use crate::dealer::Need;
 use crate::error::MpcError;
+use crate::party::Party;
 use crate::protocols::beaver::cross_raw;
 use crate::protocols::poly::{PolyProtocol, Prescaled, binomial};
 use crate::protocols::truncation::{rescale_words, truncate_word};
@@ -37,21 +38,33 @@ pub fn needs(n: usize, degree: usize) -> Vec<Need> {
 /// `x^2..x^d` at scale `2^f`.
 pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>, MpcError> {
     let n = x.len();
-    let f = s.fixed().frac_bits();
-    let party = s.party();
-    let server = party.is_server();
-    let terms = cross_terms(degree);
-    if terms == 0 {
+    if cross_terms(degree) == 0 {
         return Ok(Vec::new());
     }
-    // This party's operand of every cross term, term-major, and its local term of each power.
-    let mut mine = Vec::with_capacity(terms * n);
-    let mut local: Vec<Vec<u64>> = Vec::with_capacity(degree - 1);
+    let (party, f) = (s.party(), s.fixed().frac_bits());
+    let (mine, local) = operands(party, x.data(), degree, f);
+    let products = cross_raw(s, &mine)?;
+    Ok(assemble(party, local, &products, n, degree, f))
+}
+
+/// This party's operand of every cross term of `x^2..x^d` (term-major, `n` words a term) from
+/// its share `x` of `n` elements, and its local term of each power: the powers of its share
+/// pre-scaled by each power's shift, party 0's operands times the binomial coefficient.
+pub(crate) fn operands(
+    party: Party,
+    x: &[u64],
+    degree: usize,
+    f: u32,
+) -> (Vec<u64>, Vec<Vec<u64>>) {
+    let n = x.len();
+    let server = party.is_server();
+    let mut mine = Vec::with_capacity(cross_terms(degree) * n);
+    let mut local: Vec<Vec<u64>> = Vec::with_capacity(degree.saturating_sub(1));
     let mut pow = vec![0u64; (degree + 1) * n];
     for k in 2..=degree {
         let shift = prescale(k as u32, f);
         // pow[j * n + e] = Y^j for element e.
-        for (e, &v) in x.data().iter().enumerate() {
+        for (e, &v) in x.iter().enumerate() {
             let y = truncate_word(party, v, shift);
             let mut p = 1u64;
             for j in 0..=k {
@@ -69,7 +82,19 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
         }
         local.push(pow[k * n..(k + 1) * n].to_vec());
     }
-    let products = cross_raw(s, &mine)?;
+    (mine, local)
+}
+
+/// This party's shares of `x^2..x^d` at `2^f`: its local terms plus its shares of the cross
+/// products (as [`operands`] laid them out), rescaled.
+pub(crate) fn assemble(
+    party: Party,
+    mut local: Vec<Vec<u64>>,
+    products: &[u64],
+    n: usize,
+    degree: usize,
+    f: u32,
+) -> Vec<Vec<u64>> {
     let mut offset = 0;
     for (idx, k) in (2..=degree).enumerate() {
         let acc = &mut local[idx];
@@ -82,7 +107,7 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
         let scale = k as u32 * (f - prescale(k as u32, f));
         rescale_words(party, acc, scale, f);
     }
-    Ok(local)
+    local
 }
 
 /// `sum_k c_k x^k` for coefficients `c_0..c_d`.

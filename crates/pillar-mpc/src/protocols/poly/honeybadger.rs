@@ -14,6 +14,7 @@ use pillar_fit::budget::prescale;
 use crate::correlation::Powers;
 use crate::dealer::Need;
 use crate::error::MpcError;
+use crate::party::Party;
 use crate::protocols::poly::{PolyProtocol, Prescaled, binomial};
 use crate::protocols::truncation::{rescale_words, truncate_word};
 use crate::session::Session;
@@ -36,22 +37,42 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
     let n = x.len();
     let f = s.fixed().frac_bits();
     let party = s.party();
-    let shift = prescale(degree as u32, f);
     let r: Powers = s.correlation((n, degree))?;
-    let send: Vec<u64> = x
-        .data()
-        .iter()
+    let mut c = opening_part(party, x.data(), &r, degree, f);
+    let peer = s.exchange(&c, n)?;
+    for (v, p) in c.iter_mut().zip(&peer) {
+        *v = v.wrapping_add(*p);
+    }
+    Ok(powers_from_opening(party, &c, &r, degree, f))
+}
+
+/// This party's part of the opening `c = x / 2^s - r`: its share of `x` pre-scaled by the
+/// shift of degree `degree` at `f` bits, minus its share of `r`.
+pub(crate) fn opening_part(party: Party, x: &[u64], r: &Powers, degree: usize, f: u32) -> Vec<u64> {
+    let shift = prescale(degree as u32, f);
+    x.iter()
         .zip(r.power(1))
         .map(|(&v, r)| truncate_word(party, v, shift).wrapping_sub(*r))
-        .collect();
-    let peer = s.exchange(&send, n)?;
+        .collect()
+}
+
+/// This party's shares of `x^2..x^d` at scale `2^f` from the opened `c` and its shares of the
+/// powers of `r`: `[y^m] = sum_j C(m, j) c^(m-j) [r^j]`, rescaled from `2^(m (f - s))`.
+pub(crate) fn powers_from_opening(
+    party: Party,
+    c: &[u64],
+    r: &Powers,
+    degree: usize,
+    f: u32,
+) -> Vec<Vec<u64>> {
+    let n = c.len();
+    let shift = prescale(degree as u32, f);
     let binomials: Vec<Vec<u64>> = (0..=degree)
         .map(|m| (0..=m).map(|j| binomial(m, j)).collect())
         .collect();
-    let mut out = vec![vec![0u64; n]; degree - 1];
+    let mut out = vec![vec![0u64; n]; degree.saturating_sub(1)];
     let mut cpow = vec![1u64; degree + 1];
-    for e in 0..n {
-        let c = send[e].wrapping_add(peer[e]);
+    for (e, &c) in c.iter().enumerate() {
         for j in 1..=degree {
             cpow[j] = cpow[j - 1].wrapping_mul(c);
         }
@@ -79,7 +100,7 @@ pub fn powers(s: &mut Session, x: &Share, degree: usize) -> Result<Vec<Vec<u64>>
         let m = idx as u32 + 2;
         rescale_words(party, p, m * (f - shift), f);
     }
-    Ok(out)
+    out
 }
 
 /// `sum_k c_k x^k` for coefficients `c_0..c_d`.

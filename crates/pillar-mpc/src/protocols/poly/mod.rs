@@ -54,7 +54,7 @@ pub(crate) fn binomial(m: usize, j: usize) -> u64 {
 
 /// `c_0 + sum_k c_k x^k` from `x` and the powers `x^2..x^d`, all at scale `2^f`: the
 /// coefficient products are summed at scale `2^(2f)` and truncated once.
-pub(crate) fn combine(
+pub fn combine(
     s: &Session,
     x: &Share,
     powers: &[Vec<u64>],

@@ -68,6 +68,7 @@ pub(super) fn run(args: &EvalArgs, graph: &FoldedGraph) -> Result<()> {
     let config = FixedConfig {
         frac_bits: args.frac_bits,
         activation: args.protocol,
+        linear: args.linear,
     };
     let (batch, plan, _) = batch_and_plan(args, graph, &config, n, size)?;
     let batches = loaded
