@@ -143,7 +143,33 @@ fn needs(u: &mut Unstructured) -> Result<Vec<Need>> {
                 }
             }
         };
+        // A product against a weight mask, as often the preprocessed protocol's.
+        let need = if need.mask().is_some() && u.arbitrary()? {
+            preprocessed(need)
+        } else {
+            need
+        };
         out.push(need);
     }
     Ok(out)
+}
+
+/// The preprocessed protocol's correlation of the same layer as the masked triple `need`.
+fn preprocessed(need: Need) -> Need {
+    match need {
+        Need::MaskedConv2d { geometry, mask } => Need::PreprocessedConv2d { geometry, mask },
+        Need::MaskedMatmul { m, k, n, mask } => Need::PreprocessedMatmul { m, k, n, mask },
+        Need::MaskedScale {
+            n,
+            channels,
+            inner,
+            mask,
+        } => Need::PreprocessedScale {
+            n,
+            channels,
+            inner,
+            mask,
+        },
+        other => other,
+    }
 }

@@ -372,6 +372,25 @@ fn degenerate_needs_are_refused_never_panic() {
             },
             mask: 0,
         },
+        Need::PreprocessedConv2d {
+            geometry: ConvGeometry {
+                out_channels: 0,
+                ..small_geometry()
+            },
+            mask: 0,
+        },
+        Need::PreprocessedMatmul {
+            m: 0,
+            k: 2,
+            n: 2,
+            mask: 0,
+        },
+        Need::PreprocessedScale {
+            n: 4,
+            channels: 0,
+            inner: 2,
+            mask: 0,
+        },
     ] {
         assert_refused(&mut d1, need, "empty");
     }
@@ -389,6 +408,10 @@ fn degenerate_needs_are_refused_never_panic() {
     for need in [
         Need::Conv2d(overflowing_geometry()),
         Need::MaskedConv2d {
+            geometry: overflowing_geometry(),
+            mask: 0,
+        },
+        Need::PreprocessedConv2d {
             geometry: overflowing_geometry(),
             mask: 0,
         },
@@ -431,6 +454,40 @@ fn degenerate_needs_are_refused_never_panic() {
                 mask: 7,
             },
             "mask 7",
+        ),
+        (
+            Need::PreprocessedConv2d {
+                geometry: small_geometry(),
+                mask: 0,
+            },
+            "mask 0 has 3",
+        ),
+        (
+            Need::PreprocessedMatmul {
+                m: 2,
+                k: 2,
+                n: 2,
+                mask: 0,
+            },
+            "mask 0 has 3",
+        ),
+        (
+            Need::PreprocessedScale {
+                n: 4,
+                channels: 2,
+                inner: 2,
+                mask: 0,
+            },
+            "a weight mask of 2 elements; mask 0 has 3",
+        ),
+        (
+            Need::PreprocessedScale {
+                n: 4,
+                channels: 3,
+                inner: 2,
+                mask: 1,
+            },
+            "mask 1",
         ),
     ] {
         assert_refused(&mut d1, need, what);

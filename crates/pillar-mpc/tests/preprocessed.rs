@@ -75,7 +75,10 @@ fn assert_post(o: &Outcome, words: u64) {
 fn assert_truncated(got: &[i64], exact: &[u64]) {
     for (i, (&g, &e)) in got.iter().zip(exact).enumerate() {
         let want = (e as i64) >> F;
-        assert!((g - want).abs() <= 1, "element {i}: got {g}, want {want} +- 1");
+        assert!(
+            (g - want).abs() <= 1,
+            "element {i}: got {g}, want {want} +- 1"
+        );
     }
 }
 

@@ -178,6 +178,20 @@ impl Architecture {
             .into());
         }
         let weights = 2 * self.setup_words();
+        // Under the preprocessed protocol the client holds every share it knows offline from
+        // the offline phase until its step runs, and the server the client's offline posts:
+        // counted as held throughout.
+        let known = match self.options.linear {
+            LinearProtocol::Preprocessed => {
+                let flow = Flow::new(self, batch);
+                let shares: usize = (0..flow.known.len())
+                    .filter(|&v| flow.known[v])
+                    .map(|v| batch * per_image(v))
+                    .sum();
+                shares.max(flow.offline_words())
+            }
+            LinearProtocol::Beaver => 0,
+        };
         let mut ahead: Vec<usize> = Vec::with_capacity(self.steps.len() + 1);
         for i in 0..self.steps.len() {
             ahead.push(self.step_needs(i, batch)?.iter().map(Need::words).sum());
@@ -189,7 +203,10 @@ impl Architecture {
         }
         let mut live = batch * per_image(0);
         let mut peak = Peak {
-            words: weights.saturating_add(ahead[0]).saturating_add(live),
+            words: weights
+                .saturating_add(ahead[0])
+                .saturating_add(live)
+                .saturating_add(known),
             step: 0,
             ahead: ahead[0],
             weights,
@@ -207,7 +224,7 @@ impl Architecture {
                 }
                 _ => 0,
             };
-            let words = [weights, ahead[i], live, own, activation]
+            let words = [weights, ahead[i], live, own, activation, known]
                 .into_iter()
                 .fold(0usize, usize::saturating_add);
             if words > peak.words {

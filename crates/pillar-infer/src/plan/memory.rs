@@ -136,6 +136,8 @@ impl Architecture {
             }
             largest_round = largest_round.max(self.step_online_words(i, batch));
         }
+        // The client's offline posts travel in one message.
+        largest_round = largest_round.max(self.offline_post_words(batch));
         let mut estimate = MemoryEstimate {
             batch,
             parties: one.saturating_mul(2),
