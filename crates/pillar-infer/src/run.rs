@@ -113,6 +113,7 @@ impl Role for Server<'_> {
             flow,
             held,
             known: Vec::new(),
+            masks: Vec::new(),
             posts,
         })
     }
@@ -138,6 +139,7 @@ impl Role for Client {
         let f = s.fixed().frac_bits();
         let mut known: Vec<Option<Share>> = vec![None; arch.steps.len() + 1];
         let mut posts = Vec::with_capacity(flow.offline_words());
+        let mut masks = vec![Vec::new(); arch.steps.len()];
         for (i, step) in arch.steps.iter().enumerate() {
             let x = known[step.inputs[0]].as_ref();
             if let (Some(post), Some(x)) = (flow.posts[i], x)
@@ -153,6 +155,14 @@ impl Role for Client {
                 continue;
             }
             let shape = arch.batch_shape(i + 1, batch);
+            if flow.remask[i] > 0 {
+                // The client's mask of this value: its share from here on is minus the mask.
+                let m = s.random_words(flow.remask[i]);
+                let minus = m.iter().map(|v| v.wrapping_neg()).collect();
+                known[i + 1] = Some(Share::new(RingTensor::new(shape, minus)?));
+                masks[i] = m;
+                continue;
+            }
             let y = match (&held[i], &step.layer) {
                 (Held::Linear(m), layer) => {
                     let w = layer
@@ -185,6 +195,7 @@ impl Role for Client {
             flow,
             held,
             known,
+            masks,
             posts: Vec::new(),
         })
     }
@@ -242,8 +253,18 @@ struct Preprocessed {
     held: Vec<Held>,
     /// The client's shares known offline, by value (the server's is empty).
     known: Vec<Option<Share>>,
+    /// The client's masks of the values it re-masks, by step (the server's is empty); wiped
+    /// when dropped.
+    masks: Vec<Vec<u64>>,
     /// The client's offline posts, as the server received them (the client's is empty).
     posts: Vec<u64>,
+}
+
+/// The client's masks are what hide its re-masked values from the server.
+impl Drop for Preprocessed {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.masks);
+    }
 }
 
 /// The client's posts as the server takes them: the offline ones in step order, the online
@@ -562,6 +583,18 @@ impl<'a> Opened<'a> {
                 }
                 _ => common_step(s, arch, i, operands)?,
             };
+            let y = if flow.remask[i] > 0 {
+                // The client's share plus its mask: the server's share becomes the masked
+                // value, the client's minus the mask.
+                let p = inbox.take(s, flow.remask[i], When::Online)?;
+                let mut t = y.into_tensor();
+                for (v, p) in t.data_mut().iter_mut().zip(&p) {
+                    *v = v.wrapping_add(*p);
+                }
+                Share::new(t)
+            } else {
+                y
+            };
             y.reshape(shape)
         })
     }
@@ -597,10 +630,13 @@ impl<'a> Opened<'a> {
                     s.exchange(&outbox, 0)?;
                     outbox.clear();
                 }
-                if flow.known[i + 1] {
-                    return pre.known[i + 1].take().ok_or_else(|| {
+                let cached = |pre: &mut Preprocessed| {
+                    pre.known[i + 1].take().ok_or_else(|| {
                         MpcError::invalid("preprocessed", "a share known offline was not made")
-                    });
+                    })
+                };
+                if flow.known[i + 1] && flow.remask[i] == 0 {
+                    return cached(&mut pre);
                 }
                 let y = match (&pre.held[i], &step.layer) {
                     (Held::Opening(o), Layer::Poly { coefficients }) => {
@@ -610,6 +646,11 @@ impl<'a> Opened<'a> {
                     }
                     _ => common_step(s, arch, i, operands)?,
                 };
+                if flow.remask[i] > 0 {
+                    let m = &pre.masks[i];
+                    outbox.extend(y.data().iter().zip(m).map(|(a, b)| a.wrapping_add(*b)));
+                    return cached(&mut pre);
+                }
                 y.reshape(arch.batch_shape(i + 1, batch))
             })?;
         if flow.flush_at_end {

@@ -10,7 +10,9 @@ use pillar_infer::{Layer, Plan, run_local};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_mpc::{Local, Party, RingTensor};
-use pillar_nn::testing::{every_op, fold, linear, pillar_poly, tensor, with_loose_batchnorm};
+use pillar_nn::testing::{
+    bn, conv, every_op, fold, linear, pillar_poly, tensor, with_loose_batchnorm,
+};
 use pillar_nn::{Graph, NnError, Op, Pool};
 use proptest::prelude::*;
 
@@ -384,6 +386,79 @@ fn a_first_step_that_would_truncate_the_input_is_refused_and_the_others_run() {
                     "{first:?} {protocol}: {a} vs {b}"
                 );
             }
+        }
+    }
+}
+
+/// A residual block with a downsampling shortcut, then one with an identity shortcut: the
+/// values the preprocessed protocol re-masks (each block's input, read by two posts).
+fn residual() -> Graph {
+    let mut g = Graph::new(vec![2, 6, 6]);
+    g.chain("stem", conv(3, 2, 3, 1, 1, 21));
+    let z = g.chain("act0", pillar_poly());
+    // Block 1: 3 -> 4 channels, a 1x1 convolution on the shortcut.
+    g.chain("b1c1", conv(4, 3, 3, 1, 1, 22));
+    let y = g.chain("b1a1", pillar_poly());
+    g.chain("b1c2", conv(4, 4, 3, 1, 1, 23));
+    let main = g.chain("b1bn", bn(4, 24));
+    let short = g.push("b1down", conv(4, 3, 1, 1, 0, 25), vec![z]);
+    g.push("b1add", Op::Add, vec![main, short]);
+    let z = g.chain("b1a2", pillar_poly());
+    // Block 2: identity shortcut.
+    g.chain("b2c1", conv(4, 4, 3, 1, 1, 26));
+    g.chain("b2a1", pillar_poly());
+    let main = g.chain("b2c2", conv(4, 4, 3, 1, 1, 27));
+    g.push("b2add", Op::Add, vec![main, z]);
+    g.chain("b2a2", pillar_poly());
+    let _ = y;
+    g.chain("gap", Op::GlobalAvgPool);
+    g.chain("flatten", Op::Flatten);
+    g.chain("fc", linear(3, 4, 28, true));
+    g
+}
+
+#[test]
+fn residual_blocks_agree_and_each_block_input_is_posted_once() {
+    let g = residual();
+    for (protocol, linear) in POLYS.into_iter().flat_map(|p| LINEARS.map(|l| (p, l))) {
+        let config = with_linear(protocol, linear);
+        for batch in [1usize, 2] {
+            let x = encode(&[batch, 2, 6, 6], 31);
+            let (got, want) = both_with(&g, config, &x, 32);
+            for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).unsigned_abs() < 400,
+                    "{protocol}/{linear}: {a} vs {b}"
+                );
+            }
+        }
+        let plan = Plan::compile(&fold(&g), config).unwrap();
+        let arch = &plan.architecture;
+        let batches = [encode(&[2, 2, 6, 6], 1)];
+        let (_, report) = run_local(&plan, &batches, &Local::seeded(3), &|_| {}).unwrap();
+        for (party, r) in [
+            (Party::Server, &report.server[0]),
+            (Party::Client, &report.client[0]),
+        ] {
+            assert_eq!(r.online.stats.rounds as usize, arch.rounds());
+            assert_eq!(
+                r.online.stats.bytes_sent as usize,
+                8 * arch.online_words(2, party),
+                "{protocol}/{linear} {party}"
+            );
+        }
+        if (protocol, linear)
+            == (
+                ActivationProtocol::HoneyBadger,
+                LinearProtocol::Preprocessed,
+            )
+        {
+            // The client posts the input (for the stem), each block's input once (act0's
+            // output for b1c1 and b1down; b1a2's for b2c1 and the sum before b2a2), and the
+            // inputs of b1c2, b2c2 and fc (4 words after the global pool); everything else
+            // it knows offline. 4 x 6 x 6 = 144 an image; act0's output is 3 x 6 x 6 = 108.
+            let client = arch.online_words(1, Party::Client);
+            assert_eq!(client, 72 + 108 + 144 + 144 + 144 + 4);
         }
     }
 }

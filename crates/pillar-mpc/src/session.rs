@@ -155,8 +155,9 @@ impl Session {
         Ok(channel::recv(&mut self.channel)?)
     }
 
-    /// Uniform ring words from the session's CSPRNG.
-    pub(crate) fn random_words(&mut self, n: usize) -> Vec<u64> {
+    /// Uniform ring words from the session's CSPRNG: this party's own masks (a client's
+    /// re-masking of a value many steps read, say).
+    pub fn random_words(&mut self, n: usize) -> Vec<u64> {
         let mut words = vec![0u64; n];
         self.rng.fill(bytemuck::cast_slice_mut(&mut words));
         words

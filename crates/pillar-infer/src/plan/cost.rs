@@ -9,7 +9,7 @@ use pillar_mpc::protocols::clip::Bounds;
 use pillar_mpc::protocols::preprocessed::{LinearProtocol, LinearShape};
 use pillar_mpc::protocols::{maxpool, weights};
 
-use super::flow::{Flow, Kind, When};
+use super::flow::{Flow, Kind};
 use super::{Architecture, Layer, Parties};
 use crate::error::{ArchitectureError, InferError, StepProblem};
 
@@ -322,15 +322,16 @@ impl Architecture {
     pub fn online_words(&self, batch: usize, party: pillar_mpc::Party) -> usize {
         let layers: usize = if self.options.linear == LinearProtocol::Preprocessed {
             let flow = Flow::new(self, batch);
-            (0..self.steps.len())
-                .map(|i| match flow.kinds[i] {
-                    Kind::Interactive => self.step_online_words(i, batch),
-                    _ if party.is_server() => flow.replies[i],
-                    _ => flow.posts[i]
-                        .filter(|p| p.when == When::Online)
-                        .map_or(0, |p| p.words),
-                })
-                .sum()
+            let interactive: usize = (0..self.steps.len())
+                .filter(|&i| flow.kinds[i] == Kind::Interactive)
+                .map(|i| self.step_online_words(i, batch))
+                .sum();
+            let own = if party.is_server() {
+                flow.replies.iter().sum()
+            } else {
+                flow.online_words()
+            };
+            interactive + own
         } else {
             (0..self.steps.len())
                 .map(|i| self.step_online_words(i, batch))

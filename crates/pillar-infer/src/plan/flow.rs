@@ -15,6 +15,13 @@
 //! next needs to hear from the server, and then go as one message: the *frame* of that
 //! segment. The server takes each post where its step needs it, receiving a segment's frame
 //! when it first needs one of its posts.
+//!
+//! A value known only online that several posts would depend on (a residual block's input,
+//! read by its first convolution, by a downsampling convolution and by the sum before the
+//! block's last activation) is *re-masked*: right after the step that makes it, the client
+//! posts its share plus a mask of its own and takes minus the mask as its share, known
+//! offline. One post of the value then replaces the several that would depend on it; a value
+//! only one post reads (through a pooling, which shrinks it) is left as it is.
 
 use pillar_mpc::protocols::maxpool;
 use pillar_mpc::protocols::preprocessed::OpeningKind;
@@ -67,6 +74,9 @@ pub(crate) struct Flow {
     pub(crate) flush: Vec<bool>,
     /// Words of the server's reply at each step (a split polynomial's opened values).
     pub(crate) replies: Vec<usize>,
+    /// Per step: the words of its output the client re-masks online right after it (0 for
+    /// none).
+    pub(crate) remask: Vec<usize>,
     /// Whether the client sends its outbox before the logits are revealed.
     pub(crate) flush_at_end: bool,
 }
@@ -80,7 +90,14 @@ impl Flow {
         let mut posts = Vec::with_capacity(steps);
         let mut flush = Vec::with_capacity(steps);
         let mut replies = Vec::with_capacity(steps);
+        let mut remask = Vec::with_capacity(steps);
         let mut pending = false;
+        let all_kinds: Vec<Kind> = (0..steps)
+            .map(|i| {
+                let n = arch.batch_shape(arch.steps[i].inputs[0], batch);
+                kind(arch, &arch.steps[i].layer, i, n.iter().product())
+            })
+            .collect();
         for (i, step) in arch.steps.iter().enumerate() {
             let input_known = known[step.inputs[0]];
             let n: usize = arch.batch_shape(step.inputs[0], batch).iter().product();
@@ -89,7 +106,7 @@ impl Flow {
             } else {
                 When::Online
             };
-            let kind = kind(arch, &step.layer, i, n);
+            let kind = all_kinds[i];
             let (post, reply, output_known) = match kind {
                 Kind::Linear => (Some(Post { words: n, when }), 0, true),
                 Kind::Split(k) => {
@@ -113,10 +130,19 @@ impl Flow {
             if hears {
                 pending = false;
             }
-            known[i + 1] = output_known;
+            let out: usize = arch.batch_shape(i + 1, batch).iter().product();
+            let again = hears
+                && !output_known
+                && out > 0
+                && posts_reading(arch, &all_kinds, &known, i + 1, batch) > out;
+            if again {
+                pending = true;
+            }
+            known[i + 1] = output_known || again;
             kinds.push(kind);
             posts.push(post);
             replies.push(reply);
+            remask.push(if again { out } else { 0 });
         }
         Flow {
             known,
@@ -124,6 +150,7 @@ impl Flow {
             posts,
             flush,
             replies,
+            remask,
             flush_at_end: pending,
         }
     }
@@ -143,11 +170,25 @@ impl Flow {
                 frames.push(pending);
                 pending = 0;
             }
+            pending += self.remask[i];
         }
         if self.flush_at_end {
             frames.push(pending);
         }
         frames
+    }
+
+    /// Words the client posts online: its posts of shares known only online, and its
+    /// re-maskings.
+    pub(crate) fn online_words(&self) -> usize {
+        let posts: usize = self
+            .posts
+            .iter()
+            .flatten()
+            .filter(|p| p.when == When::Online)
+            .map(|p| p.words)
+            .sum();
+        posts + self.remask.iter().sum::<usize>()
     }
 
     /// Words of the client's offline posts.
@@ -159,6 +200,69 @@ impl Flow {
             .map(|p| p.words)
             .sum()
     }
+}
+
+/// Words of the posts that would go online because of value `v` alone, if it stayed known
+/// only online: those of the linear steps and split polynomials that read it, or read what
+/// local steps make of it and of shares known offline. (A post that also waits on another
+/// value known only online would stay online whatever becomes of `v`.) `known` holds the
+/// values up to `v`.
+fn posts_reading(
+    arch: &Architecture,
+    kinds: &[Kind],
+    known: &[bool],
+    v: usize,
+    batch: usize,
+) -> usize {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Source {
+        Known,
+        OnlyV,
+        Other,
+    }
+    let mut source: Vec<Source> = (0..=arch.steps.len())
+        .map(|u| match u {
+            u if u == v => Source::OnlyV,
+            u if u < v && known[u] => Source::Known,
+            _ => Source::Other,
+        })
+        .collect();
+    let mut words = 0;
+    for (j, step) in arch.steps.iter().enumerate().skip(v) {
+        let input = source[step.inputs[0]];
+        let n: usize = arch.batch_shape(step.inputs[0], batch).iter().product();
+        let split = match kinds[j] {
+            Kind::Split(k) => k.words(n, degree(&step.layer)),
+            _ => 0,
+        };
+        source[j + 1] = match kinds[j] {
+            Kind::Linear => {
+                if input == Source::OnlyV {
+                    words += n;
+                }
+                Source::Known
+            }
+            Kind::Split(_) if split > 0 => {
+                if input == Source::OnlyV {
+                    words += split;
+                }
+                Source::Other
+            }
+            Kind::Interactive => Source::Other,
+            // Local, and a polynomial of degree below 2.
+            _ => {
+                let inputs: Vec<Source> = step.inputs.iter().map(|&u| source[u]).collect();
+                if inputs.contains(&Source::Other) {
+                    Source::Other
+                } else if inputs.contains(&Source::OnlyV) {
+                    Source::OnlyV
+                } else {
+                    Source::Known
+                }
+            }
+        };
+    }
+    words
 }
 
 /// What step `i`, a `layer` reading `n` elements, does.
