@@ -220,6 +220,19 @@ pub(crate) fn resident() -> Option<usize> {
     meminfo_field(&text, "VmRSS:")
 }
 
+/// Restarts the count of [`peak_resident`] (Linux 4.0 and later: `5` to
+/// `/proc/self/clear_refs`); whether it could.
+pub(crate) fn reset_peak_resident() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The most memory the process has held resident since it started or since
+/// [`reset_peak_resident`] (`VmHWM`), in bytes.
+pub(crate) fn peak_resident() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    meminfo_field(&text, "VmHWM:")
+}
+
 /// A `Name:   1234 kB` line's value, in bytes.
 fn meminfo_field(text: &str, name: &str) -> Option<usize> {
     let line = text.lines().find_map(|l| l.strip_prefix(name))?;

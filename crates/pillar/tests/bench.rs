@@ -100,7 +100,8 @@ fn table_and_plot() {
         .assert()
         .success()
         .stdout(contains("honeybadger"))
-        .stdout(contains("100 Mbit/s"))
+        .stdout(contains("Mbit/s"))
+        .stdout(contains("    100 "))
         .stdout(contains("median ms"));
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
@@ -142,9 +143,10 @@ fn bad_arguments_are_explained() {
     }
 }
 
-/// `pillar bench model`: a row per protocol and link with the documented keys; MiniONN's
-/// rounds are its 8 linear layers, its 7 activation layers (one round each under HoneyBadger,
-/// eight as exact ReLU) and the delivery of the logits.
+/// `pillar bench model`: a row per linear protocol, protocol and link with the documented
+/// keys; MiniONN's rounds are its 8 linear layers, its 7 activation layers (one round each
+/// under HoneyBadger, eight as exact ReLU) and the delivery of the logits, under either linear
+/// protocol (the preprocessed one's client posts take the linear layers' rounds).
 #[test]
 fn model_rows_count_minionns_rounds() {
     let rows = bench_rows(
@@ -162,17 +164,21 @@ fn model_rows_count_minionns_rounds() {
             "1",
         ],
     );
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 8);
     for r in &rows {
         for key in [
             "model",
             "protocol",
+            "linear",
             "rtt_ms",
             "rounds",
             "online_bytes",
+            "online_bytes_server",
             "offline_bytes",
+            "offline_post_bytes",
             "median_s",
             "ci95_s",
+            "first_answer_s",
         ] {
             assert!(!r[key].is_null(), "{key} missing in {r}");
         }
@@ -184,6 +190,20 @@ fn model_rows_count_minionns_rounds() {
         assert_eq!(r["rounds"], rounds, "{r}");
         assert!(r["offline_bytes"].as_u64().unwrap() > 0);
     }
+    // Under the preprocessed protocol the two parties together send about half the bytes.
+    let total = |linear: &str| -> u64 {
+        rows.iter()
+            .filter(|r| r["linear"] == linear && r["protocol"] == "honeybadger")
+            .map(|r| {
+                r["online_bytes"].as_u64().unwrap() + r["online_bytes_server"].as_u64().unwrap()
+            })
+            .sum()
+    };
+    let (beaver, preprocessed) = (total("beaver"), total("preprocessed"));
+    assert!(
+        2 * preprocessed < beaver + beaver / 10,
+        "{preprocessed} vs {beaver}"
+    );
     pillar()
         .args(["bench", "model", "--model", "nosuchnet", "-k", "1"])
         .assert()

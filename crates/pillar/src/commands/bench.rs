@@ -62,9 +62,10 @@ pub(crate) struct ProtocolRuns {
     )]
     pub protocols: Vec<ActivationProtocol>,
 
-    /// Cap the link's bandwidth, in megabits per second [default: unlimited].
-    #[arg(long)]
-    pub bandwidth_mbps: Option<f64>,
+    /// Cap the link's bandwidth, in megabits per second, comma-separated to run each
+    /// [default: unlimited].
+    #[arg(long, value_delimiter = ',')]
+    pub bandwidth_mbps: Vec<f64>,
 
     /// Timed repeats per protocol and link.
     #[arg(short = 'k', long, default_value_t = 20)]
@@ -114,8 +115,19 @@ impl ProtocolRuns {
         for &rtt in rtt_ms {
             super::net::check_rtt_ms(rtt)?;
         }
-        super::net::check_bandwidth_mbps(self.bandwidth_mbps)?;
+        for &b in &self.bandwidth_mbps {
+            super::net::check_bandwidth_mbps(Some(b))?;
+        }
         Ok(FixedPoint::new(self.frac_bits)?)
+    }
+
+    /// The bandwidth caps to run: each given, or none.
+    pub(crate) fn bandwidths(&self) -> Vec<Option<f64>> {
+        if self.bandwidth_mbps.is_empty() {
+            vec![None]
+        } else {
+            self.bandwidth_mbps.iter().map(|&b| Some(b)).collect()
+        }
     }
 }
 
@@ -202,7 +214,7 @@ fn config(args: &ActivationsArgs) -> Result<Config> {
         elements: args.elements,
         rtt_ms: args.rtt_ms.clone(),
         protocols: args.runs.protocols.clone(),
-        bandwidth_mbps: args.runs.bandwidth_mbps,
+        bandwidth_mbps: None,
         repeats: args.runs.repeats,
         fixed,
         coefficients,
@@ -213,8 +225,9 @@ fn config(args: &ActivationsArgs) -> Result<Config> {
 }
 
 fn run_activations(args: &ActivationsArgs) -> Result<()> {
-    let config = config(args)?;
-    let points = config.protocols.len() * config.rtt_ms.len();
+    let mut config = config(args)?;
+    let bandwidths = args.runs.bandwidths();
+    let points = config.protocols.len() * config.rtt_ms.len() * bandwidths.len();
     let bar = ProgressBar::new((points * config.repeats) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} repeats, {elapsed}")
@@ -222,17 +235,20 @@ fn run_activations(args: &ActivationsArgs) -> Result<()> {
             .progress_chars("=> "),
     );
     let mut rows = Vec::with_capacity(points);
-    for &protocol in &config.protocols {
-        for &rtt in &config.rtt_ms {
-            bar.set_message(format!("{protocol} at {rtt} ms"));
-            let tick = || bar.inc(1);
-            let row = activations::measure(&config, protocol, rtt, &tick)
-                .with_context(|| format!("{protocol} at RTT {rtt} ms"))?;
-            tracing::info!(
-                "{protocol} at {rtt} ms: median {:.3} ms",
-                row.median_s * 1e3
-            );
-            rows.push(row);
+    for &bandwidth in &bandwidths {
+        config.bandwidth_mbps = bandwidth;
+        for &protocol in &config.protocols {
+            for &rtt in &config.rtt_ms {
+                bar.set_message(format!("{protocol} at {rtt} ms"));
+                let tick = || bar.inc(1);
+                let row = activations::measure(&config, protocol, rtt, &tick)
+                    .with_context(|| format!("{protocol} at RTT {rtt} ms"))?;
+                tracing::info!(
+                    "{protocol} at {rtt} ms: median {:.3} ms",
+                    row.median_s * 1e3
+                );
+                rows.push(row);
+            }
         }
     }
     bar.finish_and_clear();
@@ -250,29 +266,33 @@ fn run_activations(args: &ActivationsArgs) -> Result<()> {
 
 fn table(config: &Config, rows: &[Row]) -> String {
     let mut out = String::new();
-    let bw = config
-        .bandwidth_mbps
-        .map_or("unlimited bandwidth".to_string(), |b| format!("{b} Mbit/s"));
     let _ = writeln!(
         out,
-        "one activation layer of {} elements, f = {}, degree {}, {}, {} transport, median of {} repeats",
+        "one activation layer of {} elements, f = {}, degree {}, {} transport, median of {} repeats",
         config.elements,
         config.fixed.frac_bits(),
         config.coefficients.len().saturating_sub(1),
-        bw,
         format!("{:?}", config.transport).to_lowercase(),
         config.repeats
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>8} {:>7} {:>14} {:>12} {:>11} {:>10}",
-        "protocol", "RTT ms", "rounds", "sent/party", "median ms", "95% CI ms", "max error"
+        "{:<12} {:>9} {:>8} {:>7} {:>14} {:>12} {:>11} {:>10}",
+        "protocol",
+        "Mbit/s",
+        "RTT ms",
+        "rounds",
+        "sent/party",
+        "median ms",
+        "95% CI ms",
+        "max error"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<12} {:>8} {:>7} {:>14} {:>12.2} {:>11} {:>10.2e}",
+            "{:<12} {:>9} {:>8} {:>7} {:>14} {:>12.2} {:>11} {:>10.2e}",
             r.protocol,
+            bandwidth(r.bandwidth_mbps),
             r.rtt_ms,
             r.rounds,
             bytes(r.bytes_sent),
@@ -282,6 +302,11 @@ fn table(config: &Config, rows: &[Row]) -> String {
         );
     }
     out
+}
+
+/// A bandwidth cap for people: its megabits per second, or "-" for none.
+pub(crate) fn bandwidth(b: Option<f64>) -> String {
+    b.map_or_else(|| "-".to_string(), |b| b.to_string())
 }
 
 /// A byte count for people.

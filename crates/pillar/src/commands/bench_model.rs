@@ -29,7 +29,7 @@ use pillar_train::data::DatasetKind;
 use serde::Serialize;
 
 use crate::bench::stats::Summary;
-use crate::memory::{Budget, MemoryArgs, fit_batch, resident};
+use crate::memory::{Budget, MemoryArgs, fit_batch, peak_resident, reset_peak_resident, resident};
 use crate::plot::{Timed, time_against_rtt};
 
 /// Arguments of `pillar bench model`.
@@ -61,6 +61,10 @@ pub(crate) struct ModelBenchArgs {
     /// Linear-layer protocols to compare (comma-separated): preprocessed, beaver.
     #[arg(long, value_delimiter = ',', default_value = "beaver,preprocessed")]
     linear: Vec<LinearProtocol>,
+
+    /// Print the rows as a Markdown table (what the README shows).
+    #[arg(long, conflicts_with = "json")]
+    markdown: bool,
 
     /// Memory: each protocol's run is estimated before any starts.
     #[command(flatten)]
@@ -105,6 +109,12 @@ pub(crate) struct ModelRow {
     offline_median_s: f64,
     /// The setup, once per connection.
     setup_s: f64,
+    /// A fresh connection's first answer: the setup, then the first inference's offline and
+    /// online phases (client side).
+    first_answer_s: f64,
+    /// The process's peak resident memory during this row's runs (both parties and the
+    /// dealer), if the system can say.
+    peak_bytes: Option<u64>,
     repeats: usize,
 }
 
@@ -172,7 +182,9 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
     if args.linear.is_empty() {
         bail!("--linear lists no protocol");
     }
-    let points = args.linear.len() * args.runs.protocols.len() * args.rtt_ms.len();
+    let bandwidths = args.runs.bandwidths();
+    let points =
+        args.linear.len() * args.runs.protocols.len() * args.rtt_ms.len() * bandwidths.len();
     let bar = ProgressBar::new((points * (args.runs.repeats + 1)) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} inferences, {elapsed}")
@@ -187,10 +199,14 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
     {
         let plan = compile(&folded, args.runs.frac_bits, (protocol, linear), &name)?;
         let arch = &plan.architecture;
-        for &rtt in &args.rtt_ms {
+        for (&bandwidth, &rtt) in bandwidths
+            .iter()
+            .flat_map(|b| args.rtt_ms.iter().map(move |r| (b, r)))
+        {
             bar.set_message(format!("{protocol}/{linear} at {rtt} ms"));
+            let measured_peak = reset_peak_resident();
             let local = Local {
-                link: Link::new(rtt, args.runs.bandwidth_mbps),
+                link: Link::new(rtt, bandwidth),
                 seed: Some(args.runs.seed),
                 transport: args.runs.transport(),
                 ..Local::default()
@@ -202,6 +218,9 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
             let offline: Vec<Duration> = timed.iter().map(|b| b.offline.time).collect();
             let s = Summary::of(&online);
             let first = report.client[0].online.stats;
+            let first_answer =
+                report.setup.time + report.client[0].offline.time + report.client[0].online.time;
+            let peak_bytes = peak_resident().filter(|_| measured_peak).map(|b| b as u64);
             rows.push(ModelRow {
                 model: name.clone(),
                 protocol: protocol.to_string(),
@@ -209,7 +228,7 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
                 series: format!("{protocol}/{linear}"),
                 transport: format!("{:?}", args.runs.transport()).to_lowercase(),
                 rtt_ms: rtt,
-                bandwidth_mbps: args.runs.bandwidth_mbps,
+                bandwidth_mbps: bandwidth,
                 rounds: first.rounds,
                 layer_rounds: arch.layer_rounds(),
                 online_bytes: first.bytes_sent,
@@ -221,6 +240,8 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
                 ci95_s: s.ci95_s,
                 offline_median_s: Summary::of(&offline).median_s,
                 setup_s: report.setup.time.as_secs_f64(),
+                first_answer_s: first_answer.as_secs_f64(),
+                peak_bytes,
                 repeats: args.runs.repeats,
             });
             debug_assert_eq!(
@@ -241,6 +262,8 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
     }
     if args.runs.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if args.markdown {
+        print!("{}", markdown(&rows));
     } else {
         print!("{}", table(args, &name, &rows));
     }
@@ -302,24 +325,49 @@ fn compile(
     .with_context(|| format!("cannot compile {name} for {protocol}/{linear}"))
 }
 
-fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
+/// The rows as the README's Markdown table.
+fn markdown(rows: &[ModelRow]) -> String {
     let mut out = String::new();
-    let bw = args
-        .runs
-        .bandwidth_mbps
-        .map_or("unlimited bandwidth".to_string(), |b| format!("{b} Mbit/s"));
     let _ = writeln!(
         out,
-        "{name}, batch 1, f = {}, {bw}, {} transport, median of {} inferences (online phase)",
+        "| protocol | linear | Mbit/s | RTT ms | rounds | client sends | server sends | offline | online | first answer | peak memory |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3} s | {:.2} s | {} |",
+            r.protocol,
+            r.linear,
+            super::bench::bandwidth(r.bandwidth_mbps),
+            r.rtt_ms,
+            r.rounds,
+            super::bench::bytes(r.online_bytes),
+            super::bench::bytes(r.online_bytes_server),
+            super::bench::bytes(r.offline_bytes + r.offline_post_bytes),
+            r.median_s,
+            r.first_answer_s,
+            r.peak_bytes.map_or("-".to_string(), super::bench::bytes),
+        );
+    }
+    out
+}
+
+fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{name}, batch 1, f = {}, {} transport, median of {} inferences (online phase)",
         args.runs.frac_bits,
         format!("{:?}", args.runs.transport()).to_lowercase(),
         args.runs.repeats
     );
     let _ = writeln!(
         out,
-        "{:<12} {:<12} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>11} {:>12}",
+        "{:<12} {:<12} {:>7} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>11} {:>12}",
         "protocol",
         "linear",
+        "Mbit/s",
         "RTT ms",
         "rounds",
         "client sends",
@@ -333,9 +381,10 @@ fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<12} {:<12} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12.3} {:>11} {:>11.3} {:>12}",
+            "{:<12} {:<12} {:>7} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12.3} {:>11} {:>11.3} {:>12}",
             r.protocol,
             r.linear,
+            super::bench::bandwidth(r.bandwidth_mbps),
             r.rtt_ms,
             r.rounds,
             super::bench::bytes(r.online_bytes),
