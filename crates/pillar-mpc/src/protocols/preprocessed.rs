@@ -23,11 +23,15 @@
 //! activation's output (the input of the linear layer after it, say) travels online, right
 //! after that activation. Online, per activation, the server sends the opened values and the
 //! client sends the next linear layer's masked input: about half the words of the Beaver
-//! protocol, in the same number of rounds, and the client's online work is elementwise.
+//! protocol, in the same number of rounds, and the client's online work is elementwise. A
+//! value several posts would wait on (a residual block's input) the client *re-masks* once
+//! instead: it posts its share plus a fresh mask `R` of its own and takes `-R` as its share,
+//! known offline. (The secure layer's flow decides which; this module has the pieces.)
 //!
 //! **Why every message is uniformly masked.** The server sees the client's posts: `X_1 + M`
 //! with `M` uniform, drawn by the dealer for this layer and this inference from the client's
-//! seed and used for nothing else; HoneyBadger's `x_1 / 2^s - r_1`, whose `r_1` is the
+//! seed and used for nothing else; a re-masking's `Z_1 + R`, with `R` drawn from the client's
+//! CSPRNG for this value and this inference; HoneyBadger's `x_1 / 2^s - r_1`, whose `r_1` is the
 //! client's share of a uniform `r` that the server's own share does not determine; ESPN's
 //! `v - b` with `b` the client's uniform mask of that product. The client sees the server's
 //! replies: HoneyBadger's opened `y - r`, uniform because `r` is; ESPN's `u - a` with `a` the

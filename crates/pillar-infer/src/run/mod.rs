@@ -9,15 +9,19 @@ use std::time::{Duration, Instant};
 
 use pillar_mpc::channel::Stats;
 use pillar_mpc::kernels::ConvGeometry;
-use pillar_mpc::protocols::poly::combine;
-use pillar_mpc::protocols::preprocessed::{LinearMask, LinearProtocol, Opening};
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_mpc::protocols::weights::{self, OpenedWeight};
 use pillar_mpc::protocols::{arith, clip, maxpool, pool, relu};
 use pillar_mpc::{MpcError, Party, RingTensor, Session, Share};
 
 use crate::error::InferError;
-use crate::plan::flow::{Flow, Kind, When, degree};
 use crate::plan::{Architecture, Layer, Plan, Weights};
+
+mod preprocessed;
+#[cfg(test)]
+mod remask_tests;
+
+use preprocessed::Preprocessed;
 
 /// Time and traffic of one phase, as this party saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -94,28 +98,13 @@ impl Role for Server<'_> {
         self.0.biases[i].as_deref()
     }
 
-    /// Takes the correlations and receives the client's offline posts.
     fn preprocess(
         &self,
         state: &Opened<'_>,
         s: &mut Session,
         batch: usize,
     ) -> Result<Preprocessed, MpcError> {
-        let flow = Flow::new(state.architecture, batch);
-        let held = take_held(s, state.architecture, &flow, batch)?;
-        let words = flow.offline_words();
-        let posts = if words > 0 {
-            s.exchange(&[], words)?
-        } else {
-            Vec::new()
-        };
-        Ok(Preprocessed {
-            flow,
-            held,
-            known: Vec::new(),
-            masks: Vec::new(),
-            posts,
-        })
+        preprocessed::server_offline(state, s, batch)
     }
 }
 
@@ -124,181 +113,13 @@ impl Role for Client {
         None
     }
 
-    /// Takes the correlations, computes every share known offline (the linear layers'
-    /// outputs, one matrix product each, and what local steps make of them) and sends the
-    /// posts of those shares to the server.
     fn preprocess(
         &self,
         state: &Opened<'_>,
         s: &mut Session,
         batch: usize,
     ) -> Result<Preprocessed, MpcError> {
-        let arch = state.architecture;
-        let flow = Flow::new(arch, batch);
-        let held = take_held(s, arch, &flow, batch)?;
-        let f = s.fixed().frac_bits();
-        let mut known: Vec<Option<Share>> = vec![None; arch.steps.len() + 1];
-        let mut posts = Vec::with_capacity(flow.offline_words());
-        let mut masks = vec![Vec::new(); arch.steps.len()];
-        for (i, step) in arch.steps.iter().enumerate() {
-            let x = known[step.inputs[0]].as_ref();
-            if let (Some(post), Some(x)) = (flow.posts[i], x)
-                && post.when == When::Offline
-            {
-                match &held[i] {
-                    Held::Linear(m) => posts.extend(m.post(x.data())?),
-                    Held::Opening(o) => posts.extend(o.post(x.data(), f)?),
-                    Held::Nothing => {}
-                }
-            }
-            if !flow.known[i + 1] {
-                continue;
-            }
-            let shape = arch.batch_shape(i + 1, batch);
-            if flow.remask[i] > 0 {
-                // The client's mask of this value: its share from here on is minus the mask.
-                let m = s.random_words(flow.remask[i]);
-                let minus = m.iter().map(|v| v.wrapping_neg()).collect();
-                known[i + 1] = Some(Share::new(RingTensor::new(shape, minus)?));
-                masks[i] = m;
-                continue;
-            }
-            let y = match (&held[i], &step.layer) {
-                (Held::Linear(m), layer) => {
-                    let w = layer
-                        .weight()
-                        .and_then(|w| state.opened.get(w))
-                        .ok_or_else(|| {
-                            MpcError::invalid("preprocessed", "a linear step without its weight")
-                        })?;
-                    Share::new(RingTensor::new(shape.clone(), m.client_output(w, f)?)?)
-                }
-                (_, Layer::Poly { coefficients }) => {
-                    let x = known_operand(x)?;
-                    combine(s, x, &[], coefficients)?
-                }
-                _ => {
-                    let operands: Vec<&Share> = step
-                        .inputs
-                        .iter()
-                        .map(|&v| known_operand(known[v].as_ref()))
-                        .collect::<Result<_, _>>()?;
-                    common_step(s, arch, i, &operands)?
-                }
-            };
-            known[i + 1] = Some(y.reshape(shape)?);
-        }
-        if !posts.is_empty() {
-            s.exchange(&posts, 0)?;
-        }
-        Ok(Preprocessed {
-            flow,
-            held,
-            known,
-            masks,
-            posts: Vec::new(),
-        })
-    }
-}
-
-/// A share the flow says is known offline, which the client's offline pass must have made.
-fn known_operand(x: Option<&Share>) -> Result<&Share, MpcError> {
-    x.ok_or_else(|| MpcError::invalid("preprocessed", "a share known offline was not made"))
-}
-
-/// One step's correlation under the preprocessed protocol, taken in the offline phase.
-#[derive(Debug)]
-enum Held {
-    Nothing,
-    Linear(LinearMask),
-    Opening(Opening),
-}
-
-/// Takes the correlations of the linear steps and split polynomials, in step order (the
-/// order [`Architecture::needs`] puts them first in).
-fn take_held(
-    s: &mut Session,
-    arch: &Architecture,
-    flow: &Flow,
-    batch: usize,
-) -> Result<Vec<Held>, MpcError> {
-    let mut held = Vec::with_capacity(arch.steps.len());
-    for (i, step) in arch.steps.iter().enumerate() {
-        held.push(match flow.kinds[i] {
-            Kind::Linear => {
-                let (Some(shape), Some(mask)) = (arch.linear_shape(i, batch), step.layer.weight())
-                else {
-                    return Err(MpcError::invalid(
-                        "preprocessed",
-                        "a linear step without a shape",
-                    ));
-                };
-                Held::Linear(LinearMask::take(s, shape, mask)?)
-            }
-            Kind::Split(k) => {
-                let n: usize = arch.batch_shape(step.inputs[0], batch).iter().product();
-                Held::Opening(Opening::take(s, k, n, degree(&step.layer))?)
-            }
-            Kind::Interactive | Kind::Local => Held::Nothing,
-        });
-    }
-    Ok(held)
-}
-
-/// What a batch holds between its offline and online phases under the preprocessed protocol.
-#[derive(Debug)]
-struct Preprocessed {
-    flow: Flow,
-    /// Per step, this party's correlation.
-    held: Vec<Held>,
-    /// The client's shares known offline, by value (the server's is empty).
-    known: Vec<Option<Share>>,
-    /// The client's masks of the values it re-masks, by step (the server's is empty); wiped
-    /// when dropped.
-    masks: Vec<Vec<u64>>,
-    /// The client's offline posts, as the server received them (the client's is empty).
-    posts: Vec<u64>,
-}
-
-/// The client's masks are what hide its re-masked values from the server.
-impl Drop for Preprocessed {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.masks);
-    }
-}
-
-/// The client's posts as the server takes them: the offline ones in step order, the online
-/// ones frame by frame, each frame received when the server first needs one of its posts.
-struct Inbox<'p> {
-    offline: &'p [u64],
-    frames: std::vec::IntoIter<usize>,
-    frame: Vec<u64>,
-    read: usize,
-}
-
-impl Inbox<'_> {
-    /// The client's post of `words` words, which travels `when`.
-    fn take(&mut self, s: &mut Session, words: usize, when: When) -> Result<Vec<u64>, MpcError> {
-        let short = || MpcError::invalid("preprocessed", "the client's posts end early");
-        if when == When::Offline {
-            if self.offline.len() < words {
-                return Err(short());
-            }
-            let (post, rest) = self.offline.split_at(words);
-            self.offline = rest;
-            return Ok(post.to_vec());
-        }
-        if self.read == self.frame.len() {
-            let len = self.frames.next().ok_or_else(short)?;
-            self.frame = s.exchange(&[], len)?;
-            self.read = 0;
-        }
-        if self.frame.len() - self.read < words {
-            return Err(short());
-        }
-        let post = self.frame[self.read..self.read + words].to_vec();
-        self.read += words;
-        Ok(post)
+        preprocessed::client_offline(state, s, batch)
     }
 }
 
@@ -528,135 +349,6 @@ impl<'a> Opened<'a> {
             };
             y.reshape(arch.batch_shape(i + 1, batch))
         })
-    }
-
-    /// The server's side of the online phase under the preprocessed protocol, from its share
-    /// `x` of the input (zeros).
-    fn server_layers(
-        &self,
-        s: &mut Session,
-        x: RingTensor,
-        batch: usize,
-        role: Server<'_>,
-        pre: &Preprocessed,
-    ) -> Result<Share, MpcError> {
-        let arch = self.architecture;
-        let f = s.fixed().frac_bits();
-        let flow = &pre.flow;
-        let mut inbox = Inbox {
-            offline: &pre.posts,
-            frames: flow.frames().into_iter(),
-            frame: Vec::new(),
-            read: 0,
-        };
-        arch.schedule().walk(Share::new(x), |i, operands| {
-            let step = &arch.steps[i];
-            let x = operands[0];
-            let shape = arch.batch_shape(i + 1, batch);
-            let mut post = |s: &mut Session| match flow.posts[i] {
-                Some(p) => inbox.take(s, p.words, p.when),
-                None => Ok(Vec::new()),
-            };
-            let y = match (&pre.held[i], &step.layer) {
-                (Held::Linear(m), layer) => {
-                    let p = post(s)?;
-                    let w = layer.weight().map(|w| role.0.weights[w].as_slice());
-                    let w = w.ok_or_else(|| MpcError::invalid("preprocessed", "no weight"))?;
-                    let y = Share::new(RingTensor::new(
-                        shape.clone(),
-                        m.server_output(x.data(), &p, w, f)?,
-                    )?);
-                    match role.bias(i) {
-                        Some(b) => weights::add_bias(s, y, b)?,
-                        None => y,
-                    }
-                }
-                (Held::Opening(o), Layer::Poly { coefficients }) => {
-                    if o.words() == 0 {
-                        combine(s, x, &[], coefficients)?
-                    } else {
-                        let p = post(s)?;
-                        let (reply, powers) = o.serve(x.data(), &p, f)?;
-                        s.exchange(&reply, 0)?;
-                        combine(s, x, &powers, coefficients)?
-                    }
-                }
-                _ => common_step(s, arch, i, operands)?,
-            };
-            let y = if flow.remask[i] > 0 {
-                // The client's share plus its mask: the server's share becomes the masked
-                // value, the client's minus the mask.
-                let p = inbox.take(s, flow.remask[i], When::Online)?;
-                let mut t = y.into_tensor();
-                for (v, p) in t.data_mut().iter_mut().zip(&p) {
-                    *v = v.wrapping_add(*p);
-                }
-                Share::new(t)
-            } else {
-                y
-            };
-            y.reshape(shape)
-        })
-    }
-
-    /// The client's side of the online phase under the preprocessed protocol, on `input`:
-    /// elementwise work only, its posts sent when it next hears from the server.
-    fn client_layers(
-        &self,
-        s: &mut Session,
-        input: &RingTensor,
-        batch: usize,
-        mut pre: Preprocessed,
-    ) -> Result<Share, MpcError> {
-        let arch = self.architecture;
-        let f = s.fixed().frac_bits();
-        let mut outbox: Vec<u64> = Vec::new();
-        let flow = pre.flow.clone();
-        let y = arch
-            .schedule()
-            .walk(Share::new(input.clone()), |i, operands| {
-                let step = &arch.steps[i];
-                let x = operands[0];
-                if let Some(p) = flow.posts[i]
-                    && p.when == When::Online
-                {
-                    match &pre.held[i] {
-                        Held::Linear(m) => outbox.extend(m.post(x.data())?),
-                        Held::Opening(o) => outbox.extend(o.post(x.data(), f)?),
-                        Held::Nothing => {}
-                    }
-                }
-                if flow.flush[i] {
-                    s.exchange(&outbox, 0)?;
-                    outbox.clear();
-                }
-                let cached = |pre: &mut Preprocessed| {
-                    pre.known[i + 1].take().ok_or_else(|| {
-                        MpcError::invalid("preprocessed", "a share known offline was not made")
-                    })
-                };
-                if flow.known[i + 1] && flow.remask[i] == 0 {
-                    return cached(&mut pre);
-                }
-                let y = match (&pre.held[i], &step.layer) {
-                    (Held::Opening(o), Layer::Poly { coefficients }) => {
-                        let reply = s.exchange(&[], o.words())?;
-                        let powers = o.finish(x.data(), &reply, f)?;
-                        combine(s, x, &powers, coefficients)?
-                    }
-                    _ => common_step(s, arch, i, operands)?,
-                };
-                if flow.remask[i] > 0 {
-                    let m = &pre.masks[i];
-                    outbox.extend(y.data().iter().zip(m).map(|(a, b)| a.wrapping_add(*b)));
-                    return cached(&mut pre);
-                }
-                y.reshape(arch.batch_shape(i + 1, batch))
-            })?;
-        if flow.flush_at_end {
-            s.exchange(&outbox, 0)?;
-        }
-        Ok(y)
     }
 }
 
