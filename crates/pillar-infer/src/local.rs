@@ -12,6 +12,8 @@ use crate::run::{BatchReport, ClientConnection, Phase, ServerConnection};
 pub struct LocalReport {
     /// The setup, as the server saw it.
     pub setup: Phase,
+    /// The setup, as the client saw it (under the preprocessed protocol it sends nothing).
+    pub client_setup: Phase,
     /// Per batch, as the server saw it.
     pub server: Vec<BatchReport>,
     /// Per batch, as the client saw it.
@@ -69,6 +71,7 @@ pub fn run_local(
         client.logits,
         LocalReport {
             setup: server.setup,
+            client_setup: client.setup,
             server: server.reports,
             client: client.reports,
         },

@@ -217,11 +217,23 @@ fn rounds_and_bytes_are_what_the_architecture_predicts() {
                 _ => {}
             }
         }
-        // The setup opens every weight once, for both batches.
+        // The setup opens every weight once, for both batches: both ways under the Beaver
+        // protocol, from the server only under the preprocessed one.
         assert_eq!(report.setup.stats.rounds, 1);
+        assert_eq!(report.client_setup.stats.rounds, 1);
         let weights = 3 * 2 * 9 + 3 * 3 * 9 + 3 + 27 * 4;
         assert_eq!(arch.setup_words(), weights);
         assert_eq!(report.setup.stats.bytes_sent as usize, 8 * weights);
+        let client = match linear {
+            LinearProtocol::Beaver => weights,
+            LinearProtocol::Preprocessed => 0,
+        };
+        assert_eq!(arch.setup_words_sent(Party::Client), client);
+        assert_eq!(report.client_setup.stats.bytes_sent as usize, 8 * client);
+        assert_eq!(
+            report.client_setup.stats.bytes_received as usize,
+            8 * weights
+        );
     }
 }
 

@@ -366,12 +366,23 @@ impl Architecture {
         }
     }
 
-    /// Ring words each party sends in the setup: `W - B` for every weight.
+    /// Ring words the server sends in the setup: `W - B` for every weight, or its part
+    /// `W - b0` under the preprocessed protocol.
     pub fn setup_words(&self) -> usize {
         self.weight_shapes
             .iter()
             .map(|s| s.iter().product::<usize>())
             .sum()
+    }
+
+    /// Ring words `party` sends in the setup: the server [`Architecture::setup_words`]; the
+    /// client as many under the Beaver protocol (its part of opening `W - B`) and none under
+    /// the preprocessed one (it alone needs `F`).
+    pub fn setup_words_sent(&self, party: pillar_mpc::Party) -> usize {
+        match (party.is_server(), self.options.linear) {
+            (true, _) | (false, LinearProtocol::Beaver) => self.setup_words(),
+            (false, LinearProtocol::Preprocessed) => 0,
+        }
     }
 
     /// Words the dealer sends the client for one inference of `batch` (the offline phase's

@@ -205,13 +205,15 @@ impl<'a> ServerConnection<'a> {
             return Err(InferError::Weights);
         }
         let refs: Vec<&[u64]> = weights.weights.iter().map(Vec::as_slice).collect();
-        let mut state = Opened::new(s, architecture, |s| {
-            weights::open_weights(s, &architecture.weight_shapes, &refs, 0)
+        let shapes = &architecture.weight_shapes;
+        let state = Opened::new(s, architecture, |s| match architecture.options.linear {
+            // The server computes on its own weights: it sends `W - b0` and keeps nothing.
+            LinearProtocol::Preprocessed => {
+                weights::send_weights(s, shapes, &refs)?;
+                Ok(Vec::new())
+            }
+            LinearProtocol::Beaver => weights::open_weights(s, shapes, &refs, 0),
         })?;
-        if architecture.options.linear == LinearProtocol::Preprocessed {
-            // The server computes on its own weights: it keeps no copy of the opened ones.
-            state.opened = Vec::new();
-        }
         Ok(Connection {
             state,
             role: Server(weights),
@@ -248,7 +250,11 @@ impl<'a> ClientConnection<'a> {
     pub fn open(s: &mut Session, architecture: &'a Architecture) -> Result<Self, InferError> {
         expect_party(s, Party::Client)?;
         let state = Opened::new(s, architecture, |s| {
-            weights::open_peer_weights(s, &architecture.weight_shapes, 0)
+            let shapes = &architecture.weight_shapes;
+            match architecture.options.linear {
+                LinearProtocol::Preprocessed => weights::receive_weights(s, shapes),
+                LinearProtocol::Beaver => weights::open_peer_weights(s, shapes, 0),
+            }
         })?;
         Ok(Connection {
             state,

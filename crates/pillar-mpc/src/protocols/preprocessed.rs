@@ -41,6 +41,11 @@
 //! belongs to one layer of one inference (a dealer that repeats them is caught by the
 //! privacy tests, which show the server learning input differences from a repeated `M`).
 //!
+//! **Setup.** Only the client needs `F = W - B`: the server sends `W - b0` once per
+//! connection and the client subtracts its share `b1`
+//! ([`send_weights`](crate::protocols::weights::send_weights)), half the Beaver protocol's
+//! setup traffic; the server keeps no copy of the weights or their masks per connection.
+//!
 //! **Truncation.** Both shares of `W X` are uniform (`Y_1 = -W M + C_0` with `C_0` uniform),
 //! so local truncation fails only with the usual probability `|W X| / 2^64`; the client
 //! truncates its share offline.

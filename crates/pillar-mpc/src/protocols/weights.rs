@@ -153,6 +153,87 @@ fn open(
     Ok(out)
 }
 
+/// The server's side of the one-way setup of the preprocessed protocol
+/// ([`crate::protocols::preprocessed`]): sends `W - b0` for every weight, in one round, and
+/// keeps nothing. The client, which alone needs `F = W - B`, subtracts its own share `b1`
+/// ([`receive_weights`]); the server computes on `W` itself. Half the setup's traffic of
+/// [`open_weights`], and no per-connection copy of the weights or their masks on the server.
+pub fn send_weights(
+    s: &mut Session,
+    shapes: &[Vec<usize>],
+    weights: &[&[u64]],
+) -> Result<(), MpcError> {
+    if !s.party().is_server() {
+        return Err(MpcError::invalid(
+            "send_weights",
+            "the client holds no weights: it calls receive_weights",
+        ));
+    }
+    if weights.len() != shapes.len() {
+        return Err(MpcError::invalid(
+            "send_weights",
+            format!("{} weights for {} shapes", weights.len(), shapes.len()),
+        ));
+    }
+    let total = shapes.iter().map(|sh| sh.iter().product::<usize>()).sum();
+    let mut send = Vec::with_capacity(total);
+    for (i, (w, shape)) in weights.iter().zip(shapes).enumerate() {
+        let n: usize = shape.iter().product();
+        if w.len() != n {
+            return Err(MpcError::invalid(
+                "send_weights",
+                format!(
+                    "weight {i} has {} elements, its shape {shape:?} says {n}",
+                    w.len()
+                ),
+            ));
+        }
+        let mut b = s.correlation::<WeightMask>(n)?.into_b();
+        send.extend(w.iter().zip(&b).map(|(w, b)| w.wrapping_sub(*b)));
+        zeroize::Zeroize::zeroize(&mut b);
+    }
+    s.exchange(&send, 0)?;
+    Ok(())
+}
+
+/// The client's side of [`send_weights`]: `F = (W - b0) - b1` for every weight of the
+/// server's, whose shapes are public. The client keeps `F` only (its share `b1` serves nothing
+/// else under the preprocessed protocol); one round, nothing sent.
+pub fn receive_weights(
+    s: &mut Session,
+    shapes: &[Vec<usize>],
+) -> Result<Vec<OpenedWeight>, MpcError> {
+    if s.party().is_server() {
+        return Err(MpcError::invalid(
+            "receive_weights",
+            "the server sends its own weights with send_weights",
+        ));
+    }
+    let lens: Vec<usize> = shapes.iter().map(|sh| sh.iter().product()).collect();
+    let mut masks = Vec::with_capacity(lens.len());
+    for &n in &lens {
+        masks.push(s.correlation::<WeightMask>(n)?.into_b());
+    }
+    let mut received = s.exchange(&[], lens.iter().sum())?;
+    // Cut from the end, so that each weight's words are copied once.
+    let mut out = Vec::with_capacity(lens.len());
+    for (i, mut b) in masks.into_iter().enumerate().rev() {
+        let mut f = received.split_off(received.len() - lens[i]);
+        for (f, b) in f.iter_mut().zip(&b) {
+            *f = f.wrapping_sub(*b);
+        }
+        zeroize::Zeroize::zeroize(&mut b);
+        out.push(OpenedWeight {
+            mask: i,
+            shape: shapes[i].clone(),
+            b: Vec::new(),
+            f,
+        });
+    }
+    out.reverse();
+    Ok(out)
+}
+
 /// Opens `x - a` (one round) and returns `E`.
 fn open_masked(s: &mut Session, x: &[u64], a: &[u64]) -> Result<Vec<u64>, MpcError> {
     let mut e: Vec<u64> = x.iter().zip(a).map(|(x, a)| x.wrapping_sub(*a)).collect();

@@ -99,8 +99,10 @@ pub(crate) struct ModelRow {
     /// Bytes the client sends the server in the offline phase (preprocessed: its posts of
     /// shares known offline).
     offline_post_bytes: u64,
-    /// Bytes each party sends once per connection to open the weight masks.
+    /// Bytes the server sends once per connection to open the weight masks.
     setup_bytes: u64,
+    /// Bytes the client sends in the setup (none under the preprocessed protocol).
+    setup_bytes_client: u64,
     /// Online time of one inference (client side), median over the repeats.
     median_s: f64,
     /// Half-width of the median's 95% confidence interval.
@@ -236,6 +238,7 @@ pub(crate) fn run(args: &ModelBenchArgs) -> Result<()> {
                 offline_bytes: 8 * arch.offline_words(1)? as u64,
                 offline_post_bytes: 8 * arch.offline_post_words(1) as u64,
                 setup_bytes: report.setup.stats.bytes_sent,
+                setup_bytes_client: report.client_setup.stats.bytes_sent,
                 median_s: s.median_s,
                 ci95_s: s.ci95_s,
                 offline_median_s: Summary::of(&offline).median_s,
@@ -376,7 +379,7 @@ fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
         "median s",
         "95% CI s",
         "offline s",
-        "setup/party"
+        "setup (srv)"
     );
     for r in rows {
         let _ = writeln!(
