@@ -110,6 +110,7 @@ impl Cluster {
             timeout: DEFAULT_TIMEOUT,
             max_batch,
             max_clients,
+            max_active: 0,
             admission: Admission::default(),
             security: self.keys.server.clone(),
         }

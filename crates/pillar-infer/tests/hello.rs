@@ -50,6 +50,7 @@ fn serve(plan: &Arc<Plan>) -> (String, String) {
         timeout: TIMEOUT,
         max_batch: 4,
         max_clients: 4,
+        max_active: 0,
         admission: Admission::default(),
         security: Links::plaintext(),
     };

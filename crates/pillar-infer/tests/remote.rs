@@ -69,6 +69,7 @@ fn start_server(g: &Graph, dealer: &str, security: Links) -> (String, Outcomes) 
         timeout: TIMEOUT,
         max_batch: 64,
         max_clients: 8,
+        max_active: 0,
         admission: Admission::default(),
         security,
     };
@@ -537,6 +538,7 @@ fn start_limited(max_clients: usize, admission: Admission) -> (Deployment, Strin
         timeout: TIMEOUT,
         max_batch: 4,
         max_clients,
+        max_active: 0,
         admission,
         security: keys.server.clone(),
     };

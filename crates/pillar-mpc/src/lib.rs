@@ -33,6 +33,7 @@ pub mod dealer;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gate;
 pub mod kernels;
 mod local;
 mod party;

@@ -1,6 +1,7 @@
 //! One party's end of a two-party computation: who it is, its link, its dealer.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
@@ -8,6 +9,7 @@ use crate::channel::{self, Channel, Stats};
 use crate::correlation::{self, Correlation};
 use crate::dealer::{Dealer, DealerError, Need};
 use crate::error::MpcError;
+use crate::gate::{Gate, Turn};
 use crate::party::Party;
 use crate::ring::FixedPoint;
 use crate::secret::{WipedRng, derive_seed};
@@ -25,6 +27,8 @@ pub struct Session {
     /// masks.
     prefetched: VecDeque<(Need, Zeroizing<Vec<u64>>)>,
     rng: WipedRng,
+    /// The gate this session computes through, and its turn while it computes.
+    gate: Option<(Arc<Gate>, Option<Turn>)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -59,7 +63,28 @@ impl Session {
             dealer: Box::new(dealer),
             prefetched: VecDeque::new(),
             rng: WipedRng::from_os(),
+            gate: None,
         })
+    }
+
+    /// Computes through `gate`: from now on this session holds one of its turns while it
+    /// computes and gives it back while it waits for its peer (see [`crate::gate`]).
+    pub fn with_gate(mut self, gate: Arc<Gate>) -> Self {
+        let turn = gate.enter();
+        self.gate = Some((gate, Some(turn)));
+        self
+    }
+
+    /// Runs `io`, a wait for the peer, without holding a turn of the gate.
+    fn waiting<R>(&mut self, io: impl FnOnce(&mut Box<dyn Channel>) -> R) -> R {
+        if let Some((_, turn)) = &mut self.gate {
+            drop(turn.take());
+        }
+        let r = io(&mut self.channel);
+        if let Some((gate, turn)) = &mut self.gate {
+            *turn = Some(gate.enter());
+        }
+        r
     }
 
     /// Replaces the input-masking CSPRNG by one from a fixed seed: reproducible runs in tests
@@ -140,19 +165,19 @@ impl Session {
     /// which then count as rounds like any other.
     pub fn exchange(&mut self, send: &[u64], n: usize) -> Result<Vec<u64>, MpcError> {
         let mut recv = vec![0u64; n];
-        self.channel.exchange(send, &mut recv)?;
+        self.waiting(|c| c.exchange(send, &mut recv))?;
         Ok(recv)
     }
 
     /// Sends the control message `m` to the peer (a request between protocol runs, say),
     /// which calls [`Session::recv`]. It counts as a round.
     pub fn send<M: Message>(&mut self, m: &M) -> Result<(), MpcError> {
-        Ok(channel::send(&mut self.channel, m)?)
+        Ok(self.waiting(|c| channel::send(c, m))?)
     }
 
     /// The peer's next control message, which must be an `M`, decoded with its checks.
     pub fn recv<M: Message>(&mut self) -> Result<M, MpcError> {
-        Ok(channel::recv(&mut self.channel)?)
+        Ok(self.waiting(|c| channel::recv(c))?)
     }
 
     /// Uniform ring words from the session's CSPRNG: this party's own masks (a client's

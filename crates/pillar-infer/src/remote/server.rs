@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pillar_mpc::channel::{Admission, Emulated, Link, TcpChannel, Ticket, accept_loop, send};
 use pillar_mpc::dealer::remote::{DealerWatch, OpenedSession, open_session};
+use pillar_mpc::gate::Gate;
 use pillar_mpc::{Party, Session};
 
 use super::{Hello, Links, RemoteError, Request};
@@ -28,6 +29,9 @@ pub struct ServeOptions {
     /// Most clients served at once, counted once they have proved their key; more are told
     /// the server is busy.
     pub max_clients: usize,
+    /// Most connections computing at once (0: one per core); the others wait their turn,
+    /// and a connection waiting for its client holds none ([`pillar_mpc::gate`]).
+    pub max_active: usize,
     /// How connections are let in before the client is known.
     pub admission: Admission,
     /// How links to clients and to the dealer are protected.
@@ -102,6 +106,7 @@ fn serve_one(
     tcp: TcpChannel,
     plan: &Plan,
     options: &ServeOptions,
+    gate: &Arc<Gate>,
     busy: Option<String>,
 ) -> Result<Served, RemoteError> {
     let mut channel = Emulated::new(tcp, options.link);
@@ -138,7 +143,8 @@ fn serve_one(
             max_batch: NonZeroUsize::new(options.max_batch).unwrap_or(NonZeroUsize::MIN),
         },
     )?;
-    let mut s = Session::new(Party::Server, arch.fixed(), channel, dealer)?;
+    let mut s =
+        Session::new(Party::Server, arch.fixed(), channel, dealer)?.with_gate(Arc::clone(gate));
     let outcome = serve_batches(&mut s, plan, options, &mut watch);
     // A client the dealer refused for deviating from the plan fails here or soon after; the
     // dealer's word says why, and it may still be on its way.
@@ -200,6 +206,7 @@ pub fn serve(
     done: Done,
 ) -> std::io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
+    let gate = Gate::new(options.max_active);
     let options = options.clone();
     let admission = options.admission;
     accept_loop(
@@ -208,7 +215,7 @@ pub fn serve(
         "server",
         move |stream, peer, ticket| {
             let outcome = admit(stream, ticket, &options, &active)
-                .and_then(|(tcp, _slot, busy)| serve_one(tcp, &plan, &options, busy));
+                .and_then(|(tcp, _slot, busy)| serve_one(tcp, &plan, &options, &gate, busy));
             done(peer, outcome)
         },
     )

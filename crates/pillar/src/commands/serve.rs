@@ -57,6 +57,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     max_clients: usize,
 
+    /// Most setups and batches computed at once; the other clients wait their turn
+    /// [default: one per core].
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    max_active: usize,
+
     /// The server's key and the clients' public keys (`--trust`, once each).
     #[command(flatten)]
     keys: KeyArgs,
@@ -117,6 +122,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         timeout,
         max_batch: args.max_batch,
         max_clients: args.max_clients,
+        max_active: args.max_active,
         admission: Admission::default(),
         security,
     };
