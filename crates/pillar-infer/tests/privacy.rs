@@ -25,7 +25,7 @@ use pillar_mpc::channel::{Channel, ChannelError, Stats, memory_pair};
 use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::preprocessed::LinearProtocol;
-use pillar_mpc::testing::{Flaw, flawed_pair};
+use pillar_mpc::testing::{Flaw, byte_uniformity, flawed_pair};
 use pillar_mpc::{FixedPoint, Party, RingTensor, Session};
 use pillar_nn::testing::{conv, fold, linear, pillar_poly, tensor};
 use pillar_nn::{Graph, Op, Pool};
@@ -322,22 +322,6 @@ fn assert_right(plan: &Plan, x: &RingTensor, logits: &RingTensor) {
         let diff = (*a as i64).wrapping_sub(*b as i64).unsigned_abs();
         assert!(diff < 400, "{diff} units apart");
     }
-}
-
-/// The largest chi-square statistic of uniformity over the 8 byte positions of `words`, and
-/// the position.
-fn byte_uniformity(words: &[u64]) -> (f64, usize) {
-    let expected = words.len() as f64 / 256.0;
-    (0..8)
-        .map(|byte| {
-            let mut h = [0f64; 256];
-            for w in words {
-                h[((w >> (8 * byte)) & 0xff) as usize] += 1.0;
-            }
-            let stat = h.iter().map(|o| (o - expected).powi(2) / expected).sum();
-            (stat, byte)
-        })
-        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
 }
 
 /// Above this, a chi-square statistic at 255 degrees of freedom is not uniform: its 10^-6

@@ -8,6 +8,7 @@ use pillar_mpc::channel::{DEFAULT_TIMEOUT, memory_pair};
 use pillar_mpc::dealer::TrustedDealer;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::preprocessed::LinearProtocol;
+use pillar_mpc::testing::byte_uniformity;
 use pillar_mpc::{Party, Session};
 use pillar_nn::testing::{conv, fold, linear, pillar_poly, tensor};
 use pillar_nn::{Graph, Op};
@@ -70,20 +71,9 @@ fn seen(batches: usize, broken: bool) -> Vec<Vec<u64>> {
     })
 }
 
-/// The largest chi-square statistic of uniformity over the 8 byte positions of `words`.
+/// The largest chi-square statistic of uniformity over the byte positions of `words`.
 fn chi2(words: &[u64]) -> f64 {
-    let expected = words.len() as f64 / 256.0;
-    (0..8)
-        .map(|byte| {
-            let mut h = [0f64; 256];
-            for w in words {
-                h[((w >> (8 * byte)) & 0xff) as usize] += 1.0;
-            }
-            h.iter()
-                .map(|o| (o - expected).powi(2) / expected)
-                .sum::<f64>()
-        })
-        .fold(0.0, f64::max)
+    byte_uniformity(words).0
 }
 
 /// Above this a statistic at 255 degrees of freedom is not uniform (its 10^-6 critical value

@@ -77,24 +77,7 @@ pub fn open_weights(
             "the client holds no weights: it calls open_peer_weights",
         ));
     }
-    if weights.len() != shapes.len() {
-        return Err(MpcError::invalid(
-            "open_weights",
-            format!("{} weights for {} shapes", weights.len(), shapes.len()),
-        ));
-    }
-    for (i, (w, shape)) in weights.iter().zip(shapes).enumerate() {
-        let n: usize = shape.iter().product();
-        if w.len() != n {
-            return Err(MpcError::invalid(
-                "open_weights",
-                format!(
-                    "weight {i} has {} elements, its shape {shape:?} says {n}",
-                    w.len()
-                ),
-            ));
-        }
-    }
+    check_weights("open_weights", shapes, weights)?;
     open(s, shapes, Some(weights), first_mask)
 }
 
@@ -112,6 +95,33 @@ pub fn open_peer_weights(
         ));
     }
     open(s, shapes, None, first_mask)
+}
+
+/// Errors unless there is a weight per shape, each as long as its shape says.
+fn check_weights(
+    op: &'static str,
+    shapes: &[Vec<usize>],
+    weights: &[&[u64]],
+) -> Result<(), MpcError> {
+    if weights.len() != shapes.len() {
+        return Err(MpcError::invalid(
+            op,
+            format!("{} weights for {} shapes", weights.len(), shapes.len()),
+        ));
+    }
+    for (i, (w, shape)) in weights.iter().zip(shapes).enumerate() {
+        let n: usize = shape.iter().product();
+        if w.len() != n {
+            return Err(MpcError::invalid(
+                op,
+                format!(
+                    "weight {i} has {} elements, its shape {shape:?} says {n}",
+                    w.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Both sides of the opening: the server sends `W - b0`, the client `-b1`.
@@ -169,25 +179,11 @@ pub fn send_weights(
             "the client holds no weights: it calls receive_weights",
         ));
     }
-    if weights.len() != shapes.len() {
-        return Err(MpcError::invalid(
-            "send_weights",
-            format!("{} weights for {} shapes", weights.len(), shapes.len()),
-        ));
-    }
+    check_weights("send_weights", shapes, weights)?;
     let total = shapes.iter().map(|sh| sh.iter().product::<usize>()).sum();
     let mut send = Vec::with_capacity(total);
-    for (i, (w, shape)) in weights.iter().zip(shapes).enumerate() {
+    for (w, shape) in weights.iter().zip(shapes) {
         let n: usize = shape.iter().product();
-        if w.len() != n {
-            return Err(MpcError::invalid(
-                "send_weights",
-                format!(
-                    "weight {i} has {} elements, its shape {shape:?} says {n}",
-                    w.len()
-                ),
-            ));
-        }
         let mut b = s.correlation::<WeightMask>(n)?.into_b();
         send.extend(w.iter().zip(&b).map(|(w, b)| w.wrapping_sub(*b)));
         zeroize::Zeroize::zeroize(&mut b);
