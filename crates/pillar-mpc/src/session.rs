@@ -122,6 +122,13 @@ impl Session {
         Ok(())
     }
 
+    /// Tells the dealer what the protocol will ask for next, in order, without fetching it:
+    /// each is then generated when asked for. What a step that consumes its correlations as
+    /// it draws them uses (the setup's weight masks), so that they are never all held at once.
+    pub fn announce(&mut self, needs: &[Need]) -> Result<(), MpcError> {
+        Ok(self.dealer.announce(needs)?)
+    }
+
     /// Correlations fetched and not yet used.
     pub fn prefetched(&self) -> usize {
         self.prefetched.len()

@@ -308,7 +308,12 @@ impl<'a> Opened<'a> {
     ) -> Result<Self, InferError> {
         architecture.check_secure_input()?;
         let (opened, setup) = Phase::measure(s, |s| {
-            s.prefetch(&architecture.setup_needs())?;
+            let needs = architecture.setup_needs();
+            match architecture.options.linear {
+                // Each weight's mask is drawn as its words are sent or received.
+                LinearProtocol::Preprocessed => s.announce(&needs)?,
+                LinearProtocol::Beaver => s.prefetch(&needs)?,
+            }
             open(s)
         })?;
         Ok(Opened {

@@ -206,18 +206,18 @@ pub fn receive_weights(
         ));
     }
     let lens: Vec<usize> = shapes.iter().map(|sh| sh.iter().product()).collect();
-    let mut masks = Vec::with_capacity(lens.len());
-    for &n in &lens {
-        masks.push(s.correlation::<WeightMask>(n)?.into_b());
-    }
-    let mut received = s.exchange(&[], lens.iter().sum())?;
-    // Cut from the end, so that each weight's words are copied once.
+    let received = s.exchange(&[], lens.iter().sum())?;
+    // Each weight's mask drawn as its words are taken: never all masks at once.
     let mut out = Vec::with_capacity(lens.len());
-    for (i, mut b) in masks.into_iter().enumerate().rev() {
-        let mut f = received.split_off(received.len() - lens[i]);
-        for (f, b) in f.iter_mut().zip(&b) {
-            *f = f.wrapping_sub(*b);
-        }
+    let mut offset = 0;
+    for (i, &n) in lens.iter().enumerate() {
+        let mut b = s.correlation::<WeightMask>(n)?.into_b();
+        let f = received[offset..offset + n]
+            .iter()
+            .zip(&b)
+            .map(|(w, b)| w.wrapping_sub(*b))
+            .collect();
+        offset += n;
         zeroize::Zeroize::zeroize(&mut b);
         out.push(OpenedWeight {
             mask: i,
@@ -226,7 +226,6 @@ pub fn receive_weights(
             f,
         });
     }
-    out.reverse();
     Ok(out)
 }
 
