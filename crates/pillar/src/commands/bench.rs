@@ -62,10 +62,10 @@ pub(crate) struct ProtocolRuns {
     )]
     pub protocols: Vec<ActivationProtocol>,
 
-    /// Cap the link's bandwidth, in megabits per second, comma-separated to run each
-    /// [default: unlimited].
+    /// Cap the link's bandwidth, in megabits per second, comma-separated to run each;
+    /// `unlimited` for none [default: unlimited].
     #[arg(long, value_delimiter = ',')]
-    pub bandwidth_mbps: Vec<f64>,
+    pub bandwidth_mbps: Vec<Bandwidth>,
 
     /// Timed repeats per protocol and link.
     #[arg(short = 'k', long, default_value_t = 20)]
@@ -115,8 +115,8 @@ impl ProtocolRuns {
         for &rtt in rtt_ms {
             super::net::check_rtt_ms(rtt)?;
         }
-        for &b in &self.bandwidth_mbps {
-            super::net::check_bandwidth_mbps(Some(b))?;
+        for b in &self.bandwidth_mbps {
+            super::net::check_bandwidth_mbps(b.0)?;
         }
         Ok(FixedPoint::new(self.frac_bits)?)
     }
@@ -126,8 +126,26 @@ impl ProtocolRuns {
         if self.bandwidth_mbps.is_empty() {
             vec![None]
         } else {
-            self.bandwidth_mbps.iter().map(|&b| Some(b)).collect()
+            self.bandwidth_mbps.iter().map(|b| b.0).collect()
         }
+    }
+}
+
+/// A bandwidth cap in megabits per second, or none (`unlimited`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Bandwidth(pub Option<f64>);
+
+impl std::str::FromStr for Bandwidth {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.eq_ignore_ascii_case("unlimited") {
+            return Ok(Bandwidth(None));
+        }
+        s.trim()
+            .parse()
+            .map(|b| Bandwidth(Some(b)))
+            .map_err(|_| format!("{s:?}: give a number of megabits per second, or unlimited"))
     }
 }
 
