@@ -98,7 +98,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a dealer for `keys`.
     pub fn start(keys: Deployment) -> io::Result<Cluster> {
-        let dealer = start_dealer(keys.dealer.clone(), ServiceConfig::default())?;
+        Cluster::start_with(keys, ServiceConfig::default())
+    }
+
+    /// Starts a dealer for `keys` configured by `config`.
+    pub fn start_with(keys: Deployment, config: ServiceConfig) -> io::Result<Cluster> {
+        let dealer = start_dealer(keys.dealer.clone(), config)?;
         Ok(Cluster { keys, dealer })
     }
 

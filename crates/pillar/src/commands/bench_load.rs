@@ -13,8 +13,10 @@ use clap::{Args, ValueEnum};
 use pillar_infer::FixedConfig;
 use pillar_infer::cluster::{Cluster, Deployment, start_server};
 use pillar_infer::mirror;
+use pillar_infer::remote::ServeOptions;
 use pillar_infer::{Architecture, Parties, Plan};
-use pillar_mpc::channel::DEFAULT_TIMEOUT;
+use pillar_mpc::channel::{Admission, DEFAULT_TIMEOUT};
+use pillar_mpc::dealer::remote::ServiceConfig;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_mpc::{FixedPoint, RingTensor};
@@ -164,10 +166,25 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         .map(|x| Ok(mirror::run_plan(&plan, x)?.ring))
         .collect::<Result<_>>()?;
 
-    let cluster = Cluster::start(match args.links {
-        LinksArg::Noise => Deployment::generate(),
-        LinksArg::Plaintext => Deployment::plaintext(),
-    })
+    // Every client reconnects as soon as its last connection ends, so the dealer and the
+    // server see up to one handshake per client (the dealer two: the server's session and
+    // the client's join) at once: their admission is sized to the load, not to the default
+    // that bounds what strangers may hold on a real deployment.
+    let most = args.clients.iter().copied().max().unwrap_or(1);
+    let admission = Admission {
+        max_handshakes: Admission::default().max_handshakes.max(2 * most),
+        ..Admission::default()
+    };
+    let cluster = Cluster::start_with(
+        match args.links {
+            LinksArg::Noise => Deployment::generate(),
+            LinksArg::Plaintext => Deployment::plaintext(),
+        },
+        ServiceConfig {
+            admission,
+            ..ServiceConfig::default()
+        },
+    )
     .context("cannot start the dealer")?;
 
     eprintln!(
@@ -183,7 +200,10 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         // Headroom in max_clients: a client that reconnects at once may arrive before the
         // server has freed the slot of its last connection (the busy refusal is tested
         // elsewhere).
-        let options = cluster.options(link, 1, 2 * clients);
+        let options = ServeOptions {
+            admission,
+            ..cluster.options(link, 1, 2 * clients)
+        };
         let server = start_server(Arc::clone(&plan), options, Arc::new(|_, _| {}))
             .context("cannot start the server")?;
         let (images, connections, wrong, failed) = (
