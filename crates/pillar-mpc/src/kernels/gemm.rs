@@ -152,15 +152,7 @@ fn axpy_portable(alpha: u64, x: &[u64], y: &mut [u64]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use std::sync::OnceLock;
-
-    pub(super) fn available() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-        })
-    }
+    pub(super) use crate::kernels::avx512 as available;
 
     /// The portable loop compiled for AVX-512DQ, whose `vpmullq` multiplies eight 64-bit
     /// lanes at once (without it the compiler emulates the product with 32-bit multiplies).

@@ -55,10 +55,11 @@ use crate::kernels::{ConvGeometry, conv2d, matmul};
 use crate::party::Party;
 use crate::protocols::activation::ActivationProtocol;
 use crate::protocols::beaver::{cross_open, cross_shares};
-use crate::protocols::poly::{espn, honeybadger};
+use crate::protocols::poly::{combine, espn, honeybadger};
 use crate::protocols::truncation::truncate_words;
 use crate::protocols::weights::OpenedWeight;
 use crate::session::Session;
+use crate::tensor::{RingTensor, Share};
 
 /// How the linear layers run: what a plan names and the command line chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -444,6 +445,107 @@ impl Opening {
                 (reply, powers)
             }
         })
+    }
+
+    /// The server's reply to the client's post, from its share `x0`: what
+    /// [`Opening::serve`] returns first, without forming the powers, so that the server can
+    /// send it before it computes its own output ([`Opening::server_output`]).
+    pub fn reply(&self, x0: &[u64], post: &[u64], f: u32) -> Result<Vec<u64>, MpcError> {
+        self.check("polynomial reply", "input", x0.len(), self.n)?;
+        self.check(
+            "polynomial reply",
+            "the client's post",
+            post.len(),
+            self.words(),
+        )?;
+        Ok(match &self.held {
+            OpeningHeld::Nothing => Vec::new(),
+            OpeningHeld::Powers(r) => {
+                honeybadger::opened(Party::Server, x0, r, post, self.degree, f)
+            }
+            OpeningHeld::Cross(t) => {
+                let (mine, _) = espn::operands(Party::Server, x0, self.degree, f);
+                cross_open(&mine, t)
+            }
+        })
+    }
+
+    /// The server's share of the polynomial with `coefficients` (of this layer's degree),
+    /// from its share `x0`, the client's post and its own [`Opening::reply`]: bit for bit
+    /// [`Opening::serve`]'s powers then [`combine`], HoneyBadger's in one pass.
+    pub fn server_output(
+        &self,
+        s: &Session,
+        x0: &Share,
+        post: &[u64],
+        reply: &[u64],
+        coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        self.output(s, x0, post, reply, coefficients)
+    }
+
+    /// The client's share of the polynomial with `coefficients` (of this layer's degree),
+    /// from its share `x1` and the server's reply: bit for bit [`Opening::finish`]'s powers
+    /// then [`combine`], HoneyBadger's in one pass.
+    pub fn client_output(
+        &self,
+        s: &Session,
+        x1: &Share,
+        reply: &[u64],
+        coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        self.output(s, x1, reply, reply, coefficients)
+    }
+
+    /// Either party's output: `peer` is what the other party sent (the post, or the reply),
+    /// `opened` HoneyBadger's opened `c` (the reply, whoever sent it).
+    fn output(
+        &self,
+        s: &Session,
+        x: &Share,
+        peer: &[u64],
+        opened: &[u64],
+        coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        let (party, fp) = (s.party(), s.fixed());
+        let f = fp.frac_bits();
+        self.check("polynomial output", "input", x.len(), self.n)?;
+        if coefficients.len() != self.degree + 1 {
+            return Err(MpcError::invalid(
+                "polynomial output",
+                format!(
+                    "{} coefficients for a layer of degree {}",
+                    coefficients.len(),
+                    self.degree
+                ),
+            ));
+        }
+        match &self.held {
+            OpeningHeld::Nothing => combine(s, x, &[], coefficients),
+            OpeningHeld::Powers(r) => {
+                self.check(
+                    "polynomial output",
+                    "the opening",
+                    opened.len(),
+                    self.words(),
+                )?;
+                let y =
+                    honeybadger::poly_from_opening(party, x.data(), opened, r, coefficients, fp);
+                RingTensor::new(x.shape().to_vec(), y).map(Share::new)
+            }
+            OpeningHeld::Cross(t) => {
+                self.check(
+                    "polynomial output",
+                    "the peer's words",
+                    peer.len(),
+                    self.words(),
+                )?;
+                let (mine, local) = espn::operands(party, x.data(), self.degree, f);
+                let products = cross_shares(party, &mine, t, peer);
+                let powers = espn::assemble(party, local, &products, self.n, self.degree, f);
+                combine(s, x, &powers, coefficients)
+            }
+        }
     }
 
     /// The client's shares of `x^2..x^d` at `2^f`, from its share `x1` and the server's reply.
