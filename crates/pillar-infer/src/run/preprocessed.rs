@@ -251,13 +251,22 @@ impl Opened<'_> {
                     let p = post(s)?;
                     let w = layer.weight().map(|w| role.0.weights[w].as_slice());
                     let w = w.ok_or_else(|| MpcError::invalid("preprocessed", "no weight"))?;
-                    let y = Share::new(RingTensor::new(
-                        shape.clone(),
-                        m.server_output(x.data(), &p, w, f)?,
-                    )?);
-                    match role.bias(i) {
-                        Some(b) => weights::add_bias(s, y, b)?,
-                        None => y,
+                    match (role.bias(i), layer) {
+                        // A convolution adds its bias as it stores its output.
+                        (bias, Layer::Conv { .. }) => Share::new(RingTensor::new(
+                            shape.clone(),
+                            m.server_output_with_bias(x.data(), &p, w, bias, f)?,
+                        )?),
+                        (bias, _) => {
+                            let y = Share::new(RingTensor::new(
+                                shape.clone(),
+                                m.server_output(x.data(), &p, w, f)?,
+                            )?);
+                            match bias {
+                                Some(b) => weights::add_bias(s, y, b)?,
+                                None => y,
+                            }
+                        }
                     }
                 }
                 (Held::Opening(o), Layer::Poly { coefficients }) => {

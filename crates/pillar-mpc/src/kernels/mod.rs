@@ -19,5 +19,5 @@ pub(crate) fn avx512() -> bool {
     })
 }
 
-pub use conv::{ConvGeometry, conv2d, im2col};
+pub use conv::{ConvGeometry, conv2d, conv2d_with, im2col};
 pub use gemm::matmul;

@@ -51,12 +51,12 @@ use std::str::FromStr;
 use crate::correlation::{Cross, Powers, PreConv, PreMatmul, PreScale};
 use crate::dealer::Need;
 use crate::error::MpcError;
-use crate::kernels::{ConvGeometry, conv2d, matmul};
+use crate::kernels::{ConvGeometry, conv2d, conv2d_with, matmul};
 use crate::party::Party;
 use crate::protocols::activation::ActivationProtocol;
 use crate::protocols::beaver::{cross_open, cross_shares};
 use crate::protocols::poly::{combine, espn, honeybadger};
-use crate::protocols::truncation::truncate_words;
+use crate::protocols::truncation::truncate_word;
 use crate::protocols::weights::OpenedWeight;
 use crate::session::Session;
 use crate::tensor::{RingTensor, Share};
@@ -181,11 +181,15 @@ impl LinearShape {
             LinearShape::Matmul { m, k, n } => matmul(m, k, n, x, w),
             LinearShape::Scale {
                 channels, inner, ..
-            } => x
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v.wrapping_mul(w[(i / inner.max(1)) % channels.max(1)]))
-                .collect(),
+            } => {
+                // A run of `inner` words per channel, channels in turn: no division per word.
+                let mut y = Vec::with_capacity(x.len());
+                for (run, x) in x.chunks(inner.max(1)).enumerate() {
+                    let w = w[run % channels.max(1)];
+                    y.extend(x.iter().map(|v| v.wrapping_mul(w)));
+                }
+                y
+            }
         }
     }
 }
@@ -263,14 +267,29 @@ impl LinearMask {
     }
 
     /// The client's share of the output, truncated by `2^f`: `-F M - C_1`, from the opened
-    /// weight `w` alone (offline).
+    /// weight `w` alone (offline). A convolution forms it as the product is stored.
     pub fn client_output(&self, w: &OpenedWeight, f: u32) -> Result<Vec<u64>, MpcError> {
         self.check_len("preprocessed weight", w.len(), self.shape.weight_len())?;
-        let mut y = self.shape.apply(self.mask(), w.f());
-        for (y, c) in y.iter_mut().zip(self.c()) {
-            *y = y.wrapping_neg().wrapping_sub(*c);
+        let c = self.c();
+        let finish =
+            |y: u64, c: u64| truncate_word(Party::Client, y.wrapping_neg().wrapping_sub(c), f);
+        if let LinearShape::Conv(g) = self.shape {
+            return Ok(conv2d_with(
+                &g,
+                self.mask(),
+                None,
+                w.f(),
+                |_, offset, words| {
+                    for (y, c) in words.iter_mut().zip(&c[offset..]) {
+                        *y = finish(*y, *c);
+                    }
+                },
+            ));
         }
-        truncate_words(Party::Client, &mut y, f);
+        let mut y = self.shape.apply(self.mask(), w.f());
+        for (y, c) in y.iter_mut().zip(c) {
+            *y = finish(*y, *c);
+        }
         Ok(y)
     }
 
@@ -283,15 +302,48 @@ impl LinearMask {
         w: &[u64],
         f: u32,
     ) -> Result<Vec<u64>, MpcError> {
+        self.server_output_with_bias(x0, p, w, None, f)
+    }
+
+    /// [`LinearMask::server_output`] plus the server's `bias` (a word per output channel of a
+    /// convolution; only a convolution takes one here), added as the product is stored: a
+    /// convolution sums `X_0 + P` as it gathers its patches and subtracts, truncates and adds
+    /// the bias as it stores each finished run of words, with no pass of its own for any.
+    pub fn server_output_with_bias(
+        &self,
+        x0: &[u64],
+        p: &[u64],
+        w: &[u64],
+        bias: Option<&[u64]>,
+        f: u32,
+    ) -> Result<Vec<u64>, MpcError> {
         self.check_len("preprocessed input", x0.len(), self.shape.input_len())?;
         self.check_len("preprocessed post", p.len(), self.shape.input_len())?;
         self.check_len("preprocessed weight", w.len(), self.shape.weight_len())?;
+        let c = self.c();
+        let finish = |y: u64, c: u64| truncate_word(Party::Server, y.wrapping_sub(c), f);
+        if let LinearShape::Conv(g) = self.shape {
+            if let Some(b) = bias {
+                self.check_len("preprocessed bias", b.len(), g.out_channels)?;
+            }
+            return Ok(conv2d_with(&g, x0, Some(p), w, |row, offset, words| {
+                let b = bias.map_or(0, |b| b[row]);
+                for (y, c) in words.iter_mut().zip(&c[offset..]) {
+                    *y = finish(*y, *c).wrapping_add(b);
+                }
+            }));
+        }
+        if bias.is_some() {
+            return Err(MpcError::invalid(
+                "preprocessed bias",
+                "only a convolution adds its bias as it stores",
+            ));
+        }
         let v: Vec<u64> = x0.iter().zip(p).map(|(a, b)| a.wrapping_add(*b)).collect();
         let mut y = self.shape.apply(&v, w);
-        for (y, c) in y.iter_mut().zip(self.c()) {
-            *y = y.wrapping_sub(*c);
+        for (y, c) in y.iter_mut().zip(c) {
+            *y = finish(*y, *c);
         }
-        truncate_words(Party::Server, &mut y, f);
         Ok(y)
     }
 }

@@ -308,8 +308,12 @@ pub fn add_bias(s: &Session, y: Share, bias: &[u64]) -> Result<Share, MpcError> 
     }
     let inner: usize = shape[2..].iter().product::<usize>().max(1);
     let mut t = y.into_tensor();
-    for (idx, v) in t.data_mut().iter_mut().enumerate() {
-        *v = v.wrapping_add(bias[(idx / inner) % channels]);
+    // A run of `inner` words per channel, channels in turn: no division per word.
+    for (run, words) in t.data_mut().chunks_mut(inner).enumerate() {
+        let b = bias[run % channels];
+        for v in words {
+            *v = v.wrapping_add(b);
+        }
     }
     Ok(Share::new(t))
 }
