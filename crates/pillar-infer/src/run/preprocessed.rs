@@ -189,6 +189,8 @@ struct Inbox<'p> {
     frames: std::vec::IntoIter<usize>,
     frame: Vec<u64>,
     read: usize,
+    /// Time spent waiting for the client's frames (for the step timings).
+    waited: std::time::Duration,
 }
 
 impl Inbox<'_> {
@@ -205,7 +207,9 @@ impl Inbox<'_> {
         }
         if self.read == self.frame.len() {
             let len = self.frames.next().ok_or_else(short)?;
+            let start = std::time::Instant::now();
             self.frame = s.exchange(&[], len)?;
+            self.waited += start.elapsed();
             self.read = 0;
         }
         if self.frame.len() - self.read < words {
@@ -236,9 +240,11 @@ impl Opened<'_> {
             frames: flow.frames().into_iter(),
             frame: Vec::new(),
             read: 0,
+            waited: std::time::Duration::ZERO,
         };
         arch.schedule().walk(Share::new(x), |i, operands| {
-            let _timer = StepTimer::start("server", i, &arch.steps[i].layer);
+            let mut timer = StepTimer::start("server", i, &arch.steps[i].layer);
+            timer.waited = inbox.waited;
             let step = &arch.steps[i];
             let x = operands[0];
             let shape = arch.batch_shape(i + 1, batch);
@@ -277,7 +283,9 @@ impl Opened<'_> {
                         // The reply goes before the server forms its own output: the client
                         // waits on it, not on that.
                         let reply = o.reply(x.data(), &p, f)?;
+                        let start = std::time::Instant::now();
                         s.exchange(&reply, 0)?;
+                        inbox.waited += start.elapsed();
                         o.server_output(s, x, &p, &reply, coefficients)?
                     }
                 }
@@ -297,6 +305,7 @@ impl Opened<'_> {
             } else {
                 y
             };
+            timer.waited = inbox.waited - timer.waited;
             y.reshape(shape)
         })
     }
@@ -317,7 +326,7 @@ impl Opened<'_> {
         let y = arch
             .schedule()
             .walk(Share::new(input.clone()), |i, operands| {
-                let _timer = StepTimer::start("client", i, &arch.steps[i].layer);
+                let mut timer = StepTimer::start("client", i, &arch.steps[i].layer);
                 let step = &arch.steps[i];
                 let x = operands[0];
                 if let Some(p) = flow.posts[i]
@@ -343,7 +352,9 @@ impl Opened<'_> {
                 }
                 let y = match (&pre.held[i], &step.layer) {
                     (Held::Opening(o), Layer::Poly { coefficients }) => {
+                        let start = std::time::Instant::now();
                         let reply = s.exchange(&[], o.words())?;
+                        timer.waited = start.elapsed();
                         o.client_output(s, x, &reply, coefficients)?
                     }
                     _ => common_step(s, arch, i, operands)?,
@@ -370,6 +381,8 @@ pub(super) struct StepTimer {
     step: usize,
     op: &'static str,
     start: std::time::Instant,
+    /// Of that, waiting for the peer.
+    waited: std::time::Duration,
 }
 
 impl StepTimer {
@@ -379,6 +392,7 @@ impl StepTimer {
             step,
             op: layer.op_name(),
             start: std::time::Instant::now(),
+            waited: std::time::Duration::ZERO,
         }
     }
 }
@@ -390,6 +404,7 @@ impl Drop for StepTimer {
             step = self.step,
             op = self.op,
             us = self.start.elapsed().as_micros() as u64,
+            waited_us = self.waited.as_micros() as u64,
             "online step"
         );
     }
