@@ -97,6 +97,15 @@ impl Session {
         Ok(())
     }
 
+    /// Tells the dealer the correlations `needs` that will be drawn next, in order, without
+    /// drawing them: each is then made when the protocol takes it. What a step that takes
+    /// large correlations one at a time (the setup's weight masks) does instead of
+    /// [`Session::prefetch`], which would hold them all at once.
+    pub fn announce(&mut self, needs: &[Need]) -> Result<(), MpcError> {
+        self.dealer.announce(needs)?;
+        Ok(())
+    }
+
     /// Correlations fetched and not yet used.
     pub fn prefetched(&self) -> usize {
         self.prefetched.len()

@@ -205,13 +205,15 @@ impl<'a> ServerConnection<'a> {
             return Err(InferError::Weights);
         }
         let refs: Vec<&[u64]> = weights.weights.iter().map(Vec::as_slice).collect();
-        let mut state = Opened::new(s, architecture, |s| {
-            weights::open_weights(s, &architecture.weight_shapes, &refs, 0)
+        // Under the preprocessed protocol the server computes on its own weights: it keeps
+        // nothing of the opening.
+        let keep = match architecture.options.linear {
+            LinearProtocol::Preprocessed => weights::Keep::Nothing,
+            LinearProtocol::Beaver => weights::Keep::MaskAndOpened,
+        };
+        let state = Opened::new(s, architecture, |s| {
+            weights::open_weights_keeping(s, &architecture.weight_shapes, &refs, 0, keep)
         })?;
-        if architecture.options.linear == LinearProtocol::Preprocessed {
-            // The server computes on its own weights: it keeps no copy of the opened ones.
-            state.opened = Vec::new();
-        }
         Ok(Connection {
             state,
             role: Server(weights),
@@ -247,8 +249,13 @@ impl<'a> ClientConnection<'a> {
     /// (one round).
     pub fn open(s: &mut Session, architecture: &'a Architecture) -> Result<Self, InferError> {
         expect_party(s, Party::Client)?;
+        // Under the preprocessed protocol the client's products take `F` alone.
+        let keep = match architecture.options.linear {
+            LinearProtocol::Preprocessed => weights::Keep::Opened,
+            LinearProtocol::Beaver => weights::Keep::MaskAndOpened,
+        };
         let state = Opened::new(s, architecture, |s| {
-            weights::open_peer_weights(s, &architecture.weight_shapes, 0)
+            weights::open_peer_weights_keeping(s, &architecture.weight_shapes, 0, keep)
         })?;
         Ok(Connection {
             state,
@@ -302,7 +309,8 @@ impl<'a> Opened<'a> {
     ) -> Result<Self, InferError> {
         architecture.check_secure_input()?;
         let (opened, setup) = Phase::measure(s, |s| {
-            s.prefetch(&architecture.setup_needs())?;
+            // Announced, not prefetched: the opening takes each mask as it goes.
+            s.announce(&architecture.setup_needs())?;
             open(s)
         })?;
         Ok(Opened {
