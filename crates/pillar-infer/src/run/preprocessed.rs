@@ -8,7 +8,7 @@ use pillar_mpc::protocols::weights;
 use pillar_mpc::{MpcError, RingTensor, Session, Share};
 
 use super::{Opened, Role, Server, common_step};
-use crate::plan::flow::{Flow, Kind, When, degree};
+use crate::plan::flow::{Flow, Kind, Post, When, degree};
 use crate::plan::{Architecture, Layer};
 
 /// The server's offline phase: takes the correlations and receives the client's offline
@@ -57,7 +57,7 @@ pub(super) fn client_offline(
             && post.when == When::Offline
         {
             match &held[i] {
-                Held::Linear(m) => posts.extend(m.post(x.data())?),
+                Held::Linear(m) => m.post_into(x.data(), &mut posts)?,
                 Held::Opening(o) => posts.extend(o.post(x.data(), f)?),
                 Held::Nothing => {}
             }
@@ -194,8 +194,17 @@ struct Inbox<'p> {
 }
 
 impl Inbox<'_> {
+    /// The client's post at a step whose flow says `post` (nothing for none), in place in the
+    /// message that brought it: no copy.
+    fn post(&mut self, s: &mut Session, post: Option<Post>) -> Result<&[u64], MpcError> {
+        match post {
+            Some(p) => self.take(s, p.words, p.when),
+            None => Ok(&[]),
+        }
+    }
+
     /// The client's post of `words` words, which travels `when`.
-    fn take(&mut self, s: &mut Session, words: usize, when: When) -> Result<Vec<u64>, MpcError> {
+    fn take(&mut self, s: &mut Session, words: usize, when: When) -> Result<&[u64], MpcError> {
         let short = || MpcError::invalid("preprocessed", "the client's posts end early");
         if when == When::Offline {
             if self.offline.len() < words {
@@ -203,7 +212,7 @@ impl Inbox<'_> {
             }
             let (post, rest) = self.offline.split_at(words);
             self.offline = rest;
-            return Ok(post.to_vec());
+            return Ok(post);
         }
         if self.read == self.frame.len() {
             let len = self.frames.next().ok_or_else(short)?;
@@ -215,7 +224,7 @@ impl Inbox<'_> {
         if self.frame.len() - self.read < words {
             return Err(short());
         }
-        let post = self.frame[self.read..self.read + words].to_vec();
+        let post = &self.frame[self.read..self.read + words];
         self.read += words;
         Ok(post)
     }
@@ -248,25 +257,22 @@ impl Opened<'_> {
             let step = &arch.steps[i];
             let x = operands[0];
             let shape = arch.batch_shape(i + 1, batch);
-            let mut post = |s: &mut Session| match flow.posts[i] {
-                Some(p) => inbox.take(s, p.words, p.when),
-                None => Ok(Vec::new()),
-            };
+            let mut replying = std::time::Duration::ZERO;
             let y = match (&pre.held[i], &step.layer) {
                 (Held::Linear(m), layer) => {
-                    let p = post(s)?;
+                    let p = inbox.post(s, flow.posts[i])?;
                     let w = layer.weight().map(|w| role.0.weights[w].as_slice());
                     let w = w.ok_or_else(|| MpcError::invalid("preprocessed", "no weight"))?;
                     match (role.bias(i), layer) {
                         // A convolution adds its bias as it stores its output.
                         (bias, Layer::Conv { .. }) => Share::new(RingTensor::new(
                             shape.clone(),
-                            m.server_output_with_bias(x.data(), &p, w, bias, f)?,
+                            m.server_output_with_bias(x.data(), p, w, bias, f)?,
                         )?),
                         (bias, _) => {
                             let y = Share::new(RingTensor::new(
                                 shape.clone(),
-                                m.server_output(x.data(), &p, w, f)?,
+                                m.server_output(x.data(), p, w, f)?,
                             )?);
                             match bias {
                                 Some(b) => weights::add_bias(s, y, b)?,
@@ -279,14 +285,14 @@ impl Opened<'_> {
                     if o.words() == 0 {
                         combine(s, x, &[], coefficients)?
                     } else {
-                        let p = post(s)?;
+                        let p = inbox.post(s, flow.posts[i])?;
                         // The reply goes before the server forms its own output: the client
                         // waits on it, not on that.
-                        let reply = o.reply(x.data(), &p, f)?;
+                        let reply = o.reply(x.data(), p, f)?;
                         let start = std::time::Instant::now();
                         s.exchange(&reply, 0)?;
-                        inbox.waited += start.elapsed();
-                        o.server_output(s, x, &p, &reply, coefficients)?
+                        replying = start.elapsed();
+                        o.server_output(s, x, p, &reply, coefficients)?
                     }
                 }
                 _ => common_step(s, arch, i, operands)?,
@@ -296,7 +302,7 @@ impl Opened<'_> {
                 // value, the client's minus the mask.
                 let p = inbox.take(s, flow.remask[i], When::Online)?;
                 let mut t = y.into_tensor();
-                for (v, p) in t.data_mut().iter_mut().zip(&p) {
+                for (v, p) in t.data_mut().iter_mut().zip(p) {
                     *v = v.wrapping_add(*p);
                 }
                 #[cfg(test)]
@@ -305,7 +311,7 @@ impl Opened<'_> {
             } else {
                 y
             };
-            timer.waited = inbox.waited - timer.waited;
+            timer.waited = inbox.waited + replying - timer.waited;
             y.reshape(shape)
         })
     }
@@ -333,7 +339,7 @@ impl Opened<'_> {
                     && p.when == When::Online
                 {
                     match &pre.held[i] {
-                        Held::Linear(m) => outbox.extend(m.post(x.data())?),
+                        Held::Linear(m) => m.post_into(x.data(), &mut outbox)?,
                         Held::Opening(o) => outbox.extend(o.post(x.data(), f)?),
                         Held::Nothing => {}
                     }

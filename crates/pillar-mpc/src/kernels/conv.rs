@@ -298,9 +298,10 @@ fn pack_patches(
 }
 
 /// Panel `jp` (output positions `jp NR ..`, `k` rows of `NR` words, zeros past the last
-/// position) of the patch matrix, `at(i)` the input word at index `i` of the image. Where a
-/// panel's positions lie in one output row, taps inside the image are a contiguous run of
-/// `NR` input words at stride 1 (every tap of a 1x1 convolution, the interior of a 3x3).
+/// position) of the patch matrix, `at(i)` the input word at index `i` of the image. The
+/// panel's positions fall into runs that share an output row; at stride 1 a run's taps are
+/// a contiguous stretch of one input row, copied whole between the zeros of the padding
+/// (every tap of a 1x1 convolution, all but the edges of a 3x3), with no test per word.
 #[inline(always)]
 fn pack_panel(g: &ConvGeometry, jp: usize, panel: &mut [u64], at: impl Fn(usize) -> u64) {
     let (ow, cols) = (g.out_w(), g.out_h() * g.out_w());
@@ -308,15 +309,23 @@ fn pack_panel(g: &ConvGeometry, jp: usize, panel: &mut [u64], at: impl Fn(usize)
     let (stride, pad) = (g.stride as isize, g.padding as isize);
     let j0 = jp * NR;
     let lanes = NR.min(cols - j0);
-    // Top-left input position of each lane's window.
-    let mut iy0 = [0isize; NR];
-    let mut ix0 = [0isize; NR];
-    for lane in 0..lanes {
-        let j = j0 + lane;
-        iy0[lane] = (j / ow) as isize * stride - pad;
-        ix0[lane] = (j % ow) as isize * stride - pad;
+    // (first lane, lanes, top and left input position of the first lane's window).
+    let mut runs = [(0usize, 0usize, 0isize, 0isize); NR];
+    let mut count = 0;
+    let mut lane = 0;
+    while lane < lanes {
+        let (oy, ox) = ((j0 + lane) / ow, (j0 + lane) % ow);
+        let len = (ow - ox).min(lanes - lane);
+        runs[count] = (
+            lane,
+            len,
+            oy as isize * stride - pad,
+            ox as isize * stride - pad,
+        );
+        count += 1;
+        lane += len;
     }
-    let one_row = lanes == NR && g.stride == 1 && (j0 / ow == (j0 + NR - 1) / ow);
+    let runs = &runs[..count];
     let plane = g.height * g.width;
     let mut p = 0;
     for c in 0..g.in_channels {
@@ -324,21 +333,36 @@ fn pack_panel(g: &ConvGeometry, jp: usize, panel: &mut [u64], at: impl Fn(usize)
             for kx in 0..g.kernel_w as isize {
                 let dst = &mut panel[p * NR..(p + 1) * NR];
                 p += 1;
-                let (iy, ix) = (iy0[0] + ky, ix0[0] + kx);
-                if one_row && (0..h).contains(&iy) && ix >= 0 && ix + NR as isize <= w {
-                    let start = c * plane + (iy * w + ix) as usize;
-                    for (lane, d) in dst.iter_mut().enumerate() {
-                        *d = at(start + lane);
+                dst[lanes..].fill(0);
+                for &(lane0, len, iy0, ix0) in runs {
+                    let d = &mut dst[lane0..lane0 + len];
+                    let iy = iy0 + ky;
+                    if !(0..h).contains(&iy) {
+                        d.fill(0);
+                        continue;
                     }
-                    continue;
-                }
-                for (lane, d) in dst.iter_mut().enumerate() {
-                    let (iy, ix) = (iy0[lane] + ky, ix0[lane] + kx);
-                    *d = if lane < lanes && (0..h).contains(&iy) && (0..w).contains(&ix) {
-                        at(c * plane + (iy * w + ix) as usize)
+                    let row = c * plane + (iy * w) as usize;
+                    let ix = ix0 + kx;
+                    if stride == 1 {
+                        // Lanes whose column is inside the image: [lo, hi).
+                        let lo = (-ix).clamp(0, len as isize) as usize;
+                        let hi = (w - ix).clamp(lo as isize, len as isize) as usize;
+                        d[..lo].fill(0);
+                        d[hi..].fill(0);
+                        let start = (row as isize + ix) as usize;
+                        for (t, d) in d[lo..hi].iter_mut().enumerate() {
+                            *d = at(start + lo + t);
+                        }
                     } else {
-                        0
-                    };
+                        for (t, d) in d.iter_mut().enumerate() {
+                            let x = ix + t as isize * stride;
+                            *d = if (0..w).contains(&x) {
+                                at(row + x as usize)
+                            } else {
+                                0
+                            };
+                        }
+                    }
                 }
             }
         }
@@ -421,6 +445,8 @@ mod tests {
             (5, 1, 3, 7, 12),
             // Wide enough for panels within one output row, large enough to run in parallel.
             (10, 1, 1, 3, 33),
+            (8, 2, 3, 7, 40),
+            (12, 1, 0, 1, 5),
         ] {
             let g = ConvGeometry {
                 batch: 2,

@@ -70,13 +70,16 @@ fn tiled(k: usize, n: usize, a: &[u64], b: &[u64], c: &mut [u64], parallel: bool
 const A_BLOCK_WORDS: usize = 1 << 16;
 
 /// Rows of `C` per parallel task of [`gemm_packed`]: a multiple of `MR`, few enough that the
-/// task's rows of `A` stay in L2 while every panel of `B` passes through, and enough tasks
-/// (four per thread) to keep both cores busy when rows are few.
+/// task's rows of `A` stay in L2 while every panel of `B` passes through, else as many as
+/// two tasks per thread allow. Each task streams all of `B` once and uses each panel for
+/// all its rows, so more rows per task means fewer passes over `B` (which, for a
+/// convolution over a large map, does not fit in cache); two per thread leave room to
+/// balance the load when another process takes a core for a while.
 fn rows_per_task(m: usize, k: usize, parallel: bool) -> usize {
     let round_up = |r: usize| r.div_ceil(MR) * MR;
     let cap = (A_BLOCK_WORDS / k.max(1) / MR * MR).max(MR);
     let want = if parallel {
-        round_up(m.div_ceil(4 * rayon::current_num_threads()))
+        round_up(m.div_ceil(2 * rayon::current_num_threads()))
     } else {
         round_up(m)
     };

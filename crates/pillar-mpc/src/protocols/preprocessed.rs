@@ -258,12 +258,16 @@ impl LinearMask {
 
     /// The client's post: its share `x1` of the input plus the mask, `X_1 + M`.
     pub fn post(&self, x1: &[u64]) -> Result<Vec<u64>, MpcError> {
+        let mut out = Vec::with_capacity(x1.len());
+        self.post_into(x1, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`LinearMask::post`] appended to `out` (the client's outbox), with no vector between.
+    pub fn post_into(&self, x1: &[u64], out: &mut Vec<u64>) -> Result<(), MpcError> {
         self.check_len("preprocessed post", x1.len(), self.shape.input_len())?;
-        Ok(x1
-            .iter()
-            .zip(self.mask())
-            .map(|(x, m)| x.wrapping_add(*m))
-            .collect())
+        out.extend(x1.iter().zip(self.mask()).map(|(x, m)| x.wrapping_add(*m)));
+        Ok(())
     }
 
     /// The client's share of the output, truncated by `2^f`: `-F M - C_1`, from the opened
