@@ -121,7 +121,7 @@ pub(crate) fn gemm_packed<E>(
         return;
     }
     // Rows past `m` in the last block multiply zeros.
-    let zeros = vec![0u64; if m % MR == 0 { 0 } else { k }];
+    let zeros = vec![0u64; if m.is_multiple_of(MR) { 0 } else { k }];
     let rows = rows_per_task(m, k, parallel);
     let task = |(t, c_rows): (usize, &mut [u64])| {
         let r0 = t * rows;
