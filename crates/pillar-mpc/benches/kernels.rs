@@ -70,23 +70,36 @@ fn gemm(c: &mut Criterion) {
 fn conv(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv2d");
     group.sample_size(20);
-    let g = ConvGeometry {
-        batch: 1,
-        in_channels: 64,
-        height: 32,
-        width: 32,
-        out_channels: 64,
-        kernel_h: 3,
-        kernel_w: 3,
-        stride: 1,
-        padding: 1,
-    };
-    let macs = g.output_len() * g.in_channels * g.kernel_h * g.kernel_w;
-    group.throughput(Throughput::Elements(macs as u64));
-    let (x, w) = (words(g.input_len(), 3), words(g.weight_len(), 4));
-    group.bench_function("u64 64ch 32x32 3x3", |bench| {
-        bench.iter(|| conv2d(&g, black_box(&x), black_box(&w)))
-    });
+    // (name, in channels, side, out channels, kernel, stride, padding): a ResNet block on
+    // CIFAR maps, and ResNet-50's convolutions on ImageNet (its stem, the 1x1 and 3x3 of its
+    // first and last stages), whose shapes range from long and thin to short and wide.
+    for &(name, ci, hw, co, k, stride, padding) in &[
+        ("64ch 32x32 3x3", 64, 32, 64, 3, 1, 1),
+        ("r50 stem 7x7/2 224", 3, 224, 64, 7, 2, 3),
+        ("r50 1x1 256-64 56", 256, 56, 64, 1, 1, 0),
+        ("r50 3x3 64-64 56", 64, 56, 64, 3, 1, 1),
+        ("r50 1x1 64-256 56", 64, 56, 256, 1, 1, 0),
+        ("r50 3x3 512-512 7", 512, 7, 512, 3, 1, 1),
+        ("r50 1x1 512-2048 7", 512, 7, 2048, 1, 1, 0),
+    ] {
+        let g = ConvGeometry {
+            batch: 1,
+            in_channels: ci,
+            height: hw,
+            width: hw,
+            out_channels: co,
+            kernel_h: k,
+            kernel_w: k,
+            stride,
+            padding,
+        };
+        let macs = g.output_len() * g.in_channels * g.kernel_h * g.kernel_w;
+        group.throughput(Throughput::Elements(macs as u64));
+        let (x, w) = (words(g.input_len(), 3), words(g.weight_len(), 4));
+        group.bench_function(format!("u64 {name}"), |bench| {
+            bench.iter(|| conv2d(&g, black_box(&x), black_box(&w)))
+        });
+    }
     group.finish();
 }
 

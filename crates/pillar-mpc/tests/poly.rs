@@ -83,6 +83,44 @@ proptest! {
     }
 }
 
+/// HoneyBadger's one-pass evaluation (what `evaluate` runs) gives each party exactly the
+/// share that its powers and `combine` give, at every degree and every supported `f`: the
+/// fusion changes the loops, not the arithmetic.
+#[test]
+fn honeybadger_in_one_pass_is_its_powers_then_combine_share_for_share() {
+    let protocol = honeybadger::HONEYBADGER;
+    for f in [8, 12, 16, 20] {
+        let fp = FixedPoint::new(f).unwrap();
+        for d in 0..=8usize {
+            // Beyond one block, with a ragged last one.
+            let n = 64 * 3 + 17;
+            let xs: Vec<f64> = (0..n).map(|i| -5.0 + 10.0 * i as f64 / n as f64).collect();
+            let c: Vec<f64> = (0..=d)
+                .map(|k| 0.5 / (k + 1) as f64 - 0.1 * k as f64)
+                .collect();
+            let x = RingTensor::encode(fp, vec![n], &xs).unwrap();
+            let local = pillar_mpc::Local {
+                fixed: fp,
+                ..pillar_mpc::Local::seeded(7 + d as u64)
+            };
+            let shares = |fused: bool| {
+                local
+                    .run(|s| {
+                        let shared = pillar_mpc::testing::input(s, pillar_mpc::Party::Client, &x)?;
+                        let y = if fused {
+                            protocol.evaluate(s, &shared, &c)?
+                        } else {
+                            protocol.evaluate_unfused(s, &shared, &c)?
+                        };
+                        Ok(y.data().to_vec())
+                    })
+                    .unwrap()
+            };
+            assert_eq!(shares(true), shares(false), "f = {f}, degree {d}");
+        }
+    }
+}
+
 /// The paper's polynomial at f = 16 on [-6, 6]: the error against the real polynomial (on the
 /// encoded input) is about 0.016 or better for every protocol, and the costs per element are
 /// 1 round and 6 words (ESPN), 1 round and 1 word (HoneyBadger), 2 rounds and 4 words (CrypTen).

@@ -308,12 +308,8 @@ impl<'a> Opened<'a> {
     ) -> Result<Self, InferError> {
         architecture.check_secure_input()?;
         let (opened, setup) = Phase::measure(s, |s| {
-            let needs = architecture.setup_needs();
-            match architecture.options.linear {
-                // Each weight's mask is drawn as its words are sent or received.
-                LinearProtocol::Preprocessed => s.announce(&needs)?,
-                LinearProtocol::Beaver => s.prefetch(&needs)?,
-            }
+            // Announced, not prefetched: the opening takes each mask as it goes.
+            s.announce(&architecture.setup_needs())?;
             open(s)
         })?;
         Ok(Opened {

@@ -8,7 +8,7 @@ use pillar_mpc::protocols::weights;
 use pillar_mpc::{MpcError, RingTensor, Session, Share};
 
 use super::{Opened, Role, Server, common_step};
-use crate::plan::flow::{Flow, Kind, When, degree};
+use crate::plan::flow::{Flow, Kind, Post, When, degree};
 use crate::plan::{Architecture, Layer};
 
 /// The server's offline phase: takes the correlations and receives the client's offline
@@ -57,7 +57,7 @@ pub(super) fn client_offline(
             && post.when == When::Offline
         {
             match &held[i] {
-                Held::Linear(m) => posts.extend(m.post(x.data())?),
+                Held::Linear(m) => m.post_into(x.data(), &mut posts)?,
                 Held::Opening(o) => posts.extend(o.post(x.data(), f)?),
                 Held::Nothing => {}
             }
@@ -189,11 +189,22 @@ struct Inbox<'p> {
     frames: std::vec::IntoIter<usize>,
     frame: Vec<u64>,
     read: usize,
+    /// Time spent waiting for the client's frames (for the step timings).
+    waited: std::time::Duration,
 }
 
 impl Inbox<'_> {
+    /// The client's post at a step whose flow says `post` (nothing for none), in place in the
+    /// message that brought it: no copy.
+    fn post(&mut self, s: &mut Session, post: Option<Post>) -> Result<&[u64], MpcError> {
+        match post {
+            Some(p) => self.take(s, p.words, p.when),
+            None => Ok(&[]),
+        }
+    }
+
     /// The client's post of `words` words, which travels `when`.
-    fn take(&mut self, s: &mut Session, words: usize, when: When) -> Result<Vec<u64>, MpcError> {
+    fn take(&mut self, s: &mut Session, words: usize, when: When) -> Result<&[u64], MpcError> {
         let short = || MpcError::invalid("preprocessed", "the client's posts end early");
         if when == When::Offline {
             if self.offline.len() < words {
@@ -201,17 +212,19 @@ impl Inbox<'_> {
             }
             let (post, rest) = self.offline.split_at(words);
             self.offline = rest;
-            return Ok(post.to_vec());
+            return Ok(post);
         }
         if self.read == self.frame.len() {
             let len = self.frames.next().ok_or_else(short)?;
+            let start = std::time::Instant::now();
             self.frame = s.exchange(&[], len)?;
+            self.waited += start.elapsed();
             self.read = 0;
         }
         if self.frame.len() - self.read < words {
             return Err(short());
         }
-        let post = self.frame[self.read..self.read + words].to_vec();
+        let post = &self.frame[self.read..self.read + words];
         self.read += words;
         Ok(post)
     }
@@ -236,37 +249,50 @@ impl Opened<'_> {
             frames: flow.frames().into_iter(),
             frame: Vec::new(),
             read: 0,
+            waited: std::time::Duration::ZERO,
         };
         arch.schedule().walk(Share::new(x), |i, operands| {
+            let mut timer = StepTimer::start("server", i, &arch.steps[i].layer);
+            timer.waited = inbox.waited;
             let step = &arch.steps[i];
             let x = operands[0];
             let shape = arch.batch_shape(i + 1, batch);
-            let mut post = |s: &mut Session| match flow.posts[i] {
-                Some(p) => inbox.take(s, p.words, p.when),
-                None => Ok(Vec::new()),
-            };
+            let mut replying = std::time::Duration::ZERO;
             let y = match (&pre.held[i], &step.layer) {
                 (Held::Linear(m), layer) => {
-                    let p = post(s)?;
+                    let p = inbox.post(s, flow.posts[i])?;
                     let w = layer.weight().map(|w| role.0.weights[w].as_slice());
                     let w = w.ok_or_else(|| MpcError::invalid("preprocessed", "no weight"))?;
-                    let y = Share::new(RingTensor::new(
-                        shape.clone(),
-                        m.server_output(x.data(), &p, w, f)?,
-                    )?);
-                    match role.bias(i) {
-                        Some(b) => weights::add_bias(s, y, b)?,
-                        None => y,
+                    match (role.bias(i), layer) {
+                        // A convolution adds its bias as it stores its output.
+                        (bias, Layer::Conv { .. }) => Share::new(RingTensor::new(
+                            shape.clone(),
+                            m.server_output_with_bias(x.data(), p, w, bias, f)?,
+                        )?),
+                        (bias, _) => {
+                            let y = Share::new(RingTensor::new(
+                                shape.clone(),
+                                m.server_output(x.data(), p, w, f)?,
+                            )?);
+                            match bias {
+                                Some(b) => weights::add_bias(s, y, b)?,
+                                None => y,
+                            }
+                        }
                     }
                 }
                 (Held::Opening(o), Layer::Poly { coefficients }) => {
                     if o.words() == 0 {
                         combine(s, x, &[], coefficients)?
                     } else {
-                        let p = post(s)?;
-                        let (reply, powers) = o.serve(x.data(), &p, f)?;
+                        let p = inbox.post(s, flow.posts[i])?;
+                        // The reply goes before the server forms its own output: the client
+                        // waits on it, not on that.
+                        let reply = o.reply(x.data(), p, f)?;
+                        let start = std::time::Instant::now();
                         s.exchange(&reply, 0)?;
-                        combine(s, x, &powers, coefficients)?
+                        replying = start.elapsed();
+                        o.server_output(s, x, p, &reply, coefficients)?
                     }
                 }
                 _ => common_step(s, arch, i, operands)?,
@@ -276,7 +302,7 @@ impl Opened<'_> {
                 // value, the client's minus the mask.
                 let p = inbox.take(s, flow.remask[i], When::Online)?;
                 let mut t = y.into_tensor();
-                for (v, p) in t.data_mut().iter_mut().zip(&p) {
+                for (v, p) in t.data_mut().iter_mut().zip(p) {
                     *v = v.wrapping_add(*p);
                 }
                 #[cfg(test)]
@@ -285,6 +311,7 @@ impl Opened<'_> {
             } else {
                 y
             };
+            timer.waited = inbox.waited + replying - timer.waited;
             y.reshape(shape)
         })
     }
@@ -305,13 +332,14 @@ impl Opened<'_> {
         let y = arch
             .schedule()
             .walk(Share::new(input.clone()), |i, operands| {
+                let mut timer = StepTimer::start("client", i, &arch.steps[i].layer);
                 let step = &arch.steps[i];
                 let x = operands[0];
                 if let Some(p) = flow.posts[i]
                     && p.when == When::Online
                 {
                     match &pre.held[i] {
-                        Held::Linear(m) => outbox.extend(m.post(x.data())?),
+                        Held::Linear(m) => m.post_into(x.data(), &mut outbox)?,
                         Held::Opening(o) => outbox.extend(o.post(x.data(), f)?),
                         Held::Nothing => {}
                     }
@@ -330,9 +358,10 @@ impl Opened<'_> {
                 }
                 let y = match (&pre.held[i], &step.layer) {
                     (Held::Opening(o), Layer::Poly { coefficients }) => {
+                        let start = std::time::Instant::now();
                         let reply = s.exchange(&[], o.words())?;
-                        let powers = o.finish(x.data(), &reply, f)?;
-                        combine(s, x, &powers, coefficients)?
+                        timer.waited = start.elapsed();
+                        o.client_output(s, x, &reply, coefficients)?
                     }
                     _ => common_step(s, arch, i, operands)?,
                 };
@@ -347,6 +376,43 @@ impl Opened<'_> {
             s.exchange(&outbox, 0)?;
         }
         Ok(y)
+    }
+}
+
+/// Logs how long one step of the online phase took on one side, at `trace` level
+/// (`RUST_LOG=pillar_infer::run=trace`): where the online time goes, layer by layer, without
+/// a profiler. Costs one clock read per step when the level is off.
+pub(super) struct StepTimer {
+    party: &'static str,
+    step: usize,
+    op: &'static str,
+    start: std::time::Instant,
+    /// Of that, waiting for the peer.
+    waited: std::time::Duration,
+}
+
+impl StepTimer {
+    pub(super) fn start(party: &'static str, step: usize, layer: &Layer) -> Self {
+        StepTimer {
+            party,
+            step,
+            op: layer.op_name(),
+            start: std::time::Instant::now(),
+            waited: std::time::Duration::ZERO,
+        }
+    }
+}
+
+impl Drop for StepTimer {
+    fn drop(&mut self) {
+        tracing::trace!(
+            party = self.party,
+            step = self.step,
+            op = self.op,
+            us = self.start.elapsed().as_micros() as u64,
+            waited_us = self.waited.as_micros() as u64,
+            "online step"
+        );
     }
 }
 

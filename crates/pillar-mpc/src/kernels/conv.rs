@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::matmul;
+use super::gemm::{NR, PARALLEL_WORK, gemm_packed};
 
 /// Patch matrices smaller than this are filled on one thread.
 const PARALLEL_COPY: usize = 1 << 15;
@@ -225,15 +225,148 @@ pub fn im2col(g: &ConvGeometry, image: &[u64]) -> Vec<u64> {
 /// The wrapping convolution of `input` (NCHW) with `weight` (OIHW), without bias, NCHW out.
 /// The geometry must be valid and the slices of its sizes (checked by the callers).
 pub fn conv2d(g: &ConvGeometry, input: &[u64], weight: &[u64]) -> Vec<u64> {
+    conv2d_with(g, input, None, weight, |_, _, _| {})
+}
+
+/// [`conv2d`] of `input + plus` (elementwise, when `plus` is given), each run of finished
+/// output words passed through `epilogue(output channel, offset in the output, words)` while
+/// still in cache. The sum is formed as the patches are gathered and the epilogue as the
+/// product is stored, so neither costs a pass over memory of its own: what the preprocessed
+/// protocol's server does with its share and the client's post, and its truncation after.
+///
+/// Per image, the patch matrix is gathered straight into the column panels the product
+/// reads (no im2col matrix copied into panels after), in parallel over panels; then the
+/// product, in parallel over blocks of output channels ([`gemm_packed`]).
+pub fn conv2d_with<E>(
+    g: &ConvGeometry,
+    input: &[u64],
+    plus: Option<&[u64]>,
+    weight: &[u64],
+    epilogue: E,
+) -> Vec<u64>
+where
+    E: Fn(usize, usize, &mut [u64]) + Sync,
+{
     let per_image_in = g.in_channels * g.height * g.width;
     let k = g.in_channels * g.kernel_h * g.kernel_w;
     let cols = g.out_h() * g.out_w();
-    let mut out = Vec::with_capacity(g.output_len());
-    for b in 0..g.batch {
-        let patches = im2col(g, &input[b * per_image_in..(b + 1) * per_image_in]);
-        out.extend(matmul(g.out_channels, k, cols, weight, &patches));
+    let per_image_out = g.out_channels * cols;
+    let mut out = vec![0u64; g.output_len()];
+    if out.is_empty() {
+        return out;
+    }
+    let parallel = g.out_channels * k * cols >= PARALLEL_WORK;
+    let mut packed = vec![0u64; cols.div_ceil(NR) * k * NR];
+    for (b, out) in out.chunks_mut(per_image_out).enumerate() {
+        let image = &input[b * per_image_in..(b + 1) * per_image_in];
+        let plus = plus.map(|p| &p[b * per_image_in..(b + 1) * per_image_in]);
+        pack_patches(g, image, plus, &mut packed, parallel);
+        gemm_packed(
+            g.out_channels,
+            k,
+            cols,
+            weight,
+            &packed,
+            out,
+            b * per_image_out,
+            &epilogue,
+            parallel,
+        );
     }
     out
+}
+
+/// One image's patch matrix (`C kh kw x OH OW`, as [`im2col`] makes it) gathered into the
+/// `NR`-column panels [`gemm_packed`] reads, from `image + plus`.
+fn pack_patches(
+    g: &ConvGeometry,
+    image: &[u64],
+    plus: Option<&[u64]>,
+    packed: &mut [u64],
+    parallel: bool,
+) {
+    let k = g.in_channels * g.kernel_h * g.kernel_w;
+    let fill = |(jp, panel): (usize, &mut [u64])| match plus {
+        Some(plus) => pack_panel(g, jp, panel, |i| image[i].wrapping_add(plus[i])),
+        None => pack_panel(g, jp, panel, |i| image[i]),
+    };
+    if parallel {
+        packed.par_chunks_mut(k * NR).enumerate().for_each(fill);
+    } else {
+        packed.chunks_mut(k * NR).enumerate().for_each(fill);
+    }
+}
+
+/// Panel `jp` (output positions `jp NR ..`, `k` rows of `NR` words, zeros past the last
+/// position) of the patch matrix, `at(i)` the input word at index `i` of the image. The
+/// panel's positions fall into runs that share an output row; at stride 1 a run's taps are
+/// a contiguous stretch of one input row, copied whole between the zeros of the padding
+/// (every tap of a 1x1 convolution, all but the edges of a 3x3), with no test per word.
+#[inline(always)]
+fn pack_panel(g: &ConvGeometry, jp: usize, panel: &mut [u64], at: impl Fn(usize) -> u64) {
+    let (ow, cols) = (g.out_w(), g.out_h() * g.out_w());
+    let (h, w) = (g.height as isize, g.width as isize);
+    let (stride, pad) = (g.stride as isize, g.padding as isize);
+    let j0 = jp * NR;
+    let lanes = NR.min(cols - j0);
+    // (first lane, lanes, top and left input position of the first lane's window).
+    let mut runs = [(0usize, 0usize, 0isize, 0isize); NR];
+    let mut count = 0;
+    let mut lane = 0;
+    while lane < lanes {
+        let (oy, ox) = ((j0 + lane) / ow, (j0 + lane) % ow);
+        let len = (ow - ox).min(lanes - lane);
+        runs[count] = (
+            lane,
+            len,
+            oy as isize * stride - pad,
+            ox as isize * stride - pad,
+        );
+        count += 1;
+        lane += len;
+    }
+    let runs = &runs[..count];
+    let plane = g.height * g.width;
+    let mut p = 0;
+    for c in 0..g.in_channels {
+        for ky in 0..g.kernel_h as isize {
+            for kx in 0..g.kernel_w as isize {
+                let dst = &mut panel[p * NR..(p + 1) * NR];
+                p += 1;
+                dst[lanes..].fill(0);
+                for &(lane0, len, iy0, ix0) in runs {
+                    let d = &mut dst[lane0..lane0 + len];
+                    let iy = iy0 + ky;
+                    if !(0..h).contains(&iy) {
+                        d.fill(0);
+                        continue;
+                    }
+                    let row = c * plane + (iy * w) as usize;
+                    let ix = ix0 + kx;
+                    if stride == 1 {
+                        // Lanes whose column is inside the image: [lo, hi).
+                        let lo = (-ix).clamp(0, len as isize) as usize;
+                        let hi = (w - ix).clamp(lo as isize, len as isize) as usize;
+                        d[..lo].fill(0);
+                        d[hi..].fill(0);
+                        let start = (row as isize + ix) as usize;
+                        for (t, d) in d[lo..hi].iter_mut().enumerate() {
+                            *d = at(start + lo + t);
+                        }
+                    } else {
+                        for (t, d) in d.iter_mut().enumerate() {
+                            let x = ix + t as isize * stride;
+                            *d = if (0..w).contains(&x) {
+                                at(row + x as usize)
+                            } else {
+                                0
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +433,51 @@ mod tests {
                 .map(|i| (i + 3).wrapping_mul(0xbf58_476d_1ce4_e5b9))
                 .collect();
             assert_eq!(conv2d(&g, &x, &w), direct(&g, &x, &w));
+        }
+    }
+
+    #[test]
+    fn the_fused_sum_and_epilogue_are_those_of_separate_passes() {
+        for &(o, stride, padding, k, hw) in &[
+            (4, 1, 1, 3, 9),
+            (6, 2, 1, 3, 11),
+            (9, 1, 0, 1, 20),
+            (5, 1, 3, 7, 12),
+            // Wide enough for panels within one output row, large enough to run in parallel.
+            (10, 1, 1, 3, 33),
+            (8, 2, 3, 7, 40),
+            (12, 1, 0, 1, 5),
+        ] {
+            let g = ConvGeometry {
+                batch: 2,
+                in_channels: 3,
+                height: hw,
+                width: hw + 1,
+                out_channels: o,
+                kernel_h: k,
+                kernel_w: k,
+                stride,
+                padding,
+            };
+            g.validate().unwrap();
+            let word = |i: u64, m: u64| i.wrapping_add(m).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let x: Vec<u64> = (0..g.input_len() as u64).map(|i| word(i, 1)).collect();
+            let y: Vec<u64> = (0..g.input_len() as u64).map(|i| word(i, 5)).collect();
+            let w: Vec<u64> = (0..g.weight_len() as u64).map(|i| word(i, 9)).collect();
+            let sum: Vec<u64> = x.iter().zip(&y).map(|(a, b)| a.wrapping_add(*b)).collect();
+            let plain = direct(&g, &sum, &w);
+            let cols = g.out_h() * g.out_w();
+            let want: Vec<u64> = plain
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v >> 3) ^ ((i / cols) % o) as u64 ^ (i as u64) << 40)
+                .collect();
+            let got = conv2d_with(&g, &x, Some(&y), &w, |row, offset, words| {
+                for (i, v) in words.iter_mut().enumerate() {
+                    *v = (*v >> 3) ^ row as u64 ^ ((offset + i) as u64) << 40;
+                }
+            });
+            assert_eq!(got, want, "{g:?}");
         }
     }
 

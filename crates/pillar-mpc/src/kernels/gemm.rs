@@ -6,20 +6,20 @@ use rayon::prelude::*;
 const NC: usize = 1024;
 /// Rows of `B` per pass: a `KC x NC` panel of `B` (2 MiB) stays in L2.
 const KC: usize = 256;
-/// Rows of `C` per register tile (and per parallel task).
-const MR: usize = 4;
+/// Rows of `C` per register tile.
+pub(crate) const MR: usize = 4;
 /// Columns of `C` per register tile: with `MR` rows, 64 accumulators, eight AVX-512 registers.
-const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 /// Below this many multiply-adds the rayon split costs more than it saves.
-const PARALLEL_WORK: usize = 1 << 16;
+pub(crate) const PARALLEL_WORK: usize = 1 << 16;
 
 /// The wrapping product of the `m x k` matrix `a` and the `k x n` matrix `b`, as an `m x n`
 /// matrix. Panics only if the slice lengths disagree with the dimensions (a caller bug; the
 /// protocols check shapes first).
 ///
 /// With enough rows, `b` is packed into column panels of `NR` and each `MR x NR` tile of `C`
-/// is accumulated in registers over the whole inner dimension, so that every loaded word of
-/// `b` serves `MR` multiply-adds. With few rows (a matrix-vector product, a batch-1 linear
+/// is accumulated in registers over the whole inner dimension ([`gemm_packed`]), so that
+/// every loaded word of `b` serves `MR` multiply-adds. With few rows (a matrix-vector product, a batch-1 linear
 /// layer) packing would cost as much as the product, and rows of `C` are updated in place.
 pub fn matmul(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
     assert_eq!(a.len(), m * k, "matmul: a is not {m} x {k}");
@@ -46,7 +46,7 @@ pub fn matmul(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
     c
 }
 
-/// The register-tiled product: `b` packed into `NR`-column panels, tiles of `MR` rows.
+/// The register-tiled product: `b` packed into `NR`-column panels, then [`gemm_packed`].
 fn tiled(k: usize, n: usize, a: &[u64], b: &[u64], c: &mut [u64], parallel: bool) {
     let panels = n.div_ceil(NR);
     let mut packed = vec![0u64; panels * k * NR];
@@ -62,48 +62,116 @@ fn tiled(k: usize, n: usize, a: &[u64], b: &[u64], c: &mut [u64], parallel: bool
     } else {
         packed.chunks_mut(k * NR).enumerate().for_each(pack);
     }
-    let packed = packed;
-    let rows_block = |(bi, c_rows): (usize, &mut [u64])| {
-        let r0 = bi * MR;
-        let rows = c_rows.len() / n;
-        // This tile's rows of `a`, interleaved: a_pack[p * MR + r] = a[r0 + r][p].
-        let mut a_pack = vec![0u64; k * MR];
-        for r in 0..rows {
-            for p in 0..k {
-                a_pack[p * MR + r] = a[(r0 + r) * k + p];
-            }
-        }
+    let m = c.len() / n;
+    gemm_packed(m, k, n, a, &packed, c, 0, &|_, _, _| {}, parallel);
+}
+
+/// Words of `A` a task keeps hot while the panels of `B` stream by (half of a 1 MiB L2).
+const A_BLOCK_WORDS: usize = 1 << 16;
+
+/// Rows of `C` per parallel task of [`gemm_packed`]: a multiple of `MR`, few enough that the
+/// task's rows of `A` stay in L2 while every panel of `B` passes through, else as many as
+/// two tasks per thread allow. Each task streams all of `B` once and uses each panel for
+/// all its rows, so more rows per task means fewer passes over `B` (which, for a
+/// convolution over a large map, does not fit in cache); two per thread leave room to
+/// balance the load when another process takes a core for a while.
+fn rows_per_task(m: usize, k: usize, parallel: bool) -> usize {
+    let round_up = |r: usize| r.div_ceil(MR) * MR;
+    let cap = (A_BLOCK_WORDS / k.max(1) / MR * MR).max(MR);
+    let want = if parallel {
+        round_up(m.div_ceil(2 * rayon::current_num_threads()))
+    } else {
+        round_up(m)
+    };
+    want.min(cap).max(MR)
+}
+
+/// `C = A B` for a row-major `m x k` matrix `a` and `B` already packed into `NR`-column
+/// panels of `k` rows each (`packed`, zeros past column `n`), into the row-major `m x n`
+/// matrix `c`. Each run of a row's finished words passes through `epilogue(row, base +
+/// offset in c, words)` while still in cache: where the callers fuse what follows the
+/// product (a subtraction, a truncation, a bias) instead of another pass over `C`.
+///
+/// Tasks take blocks of rows; within one, every panel of `B` is multiplied by all the task's
+/// rows before the next panel comes, so a panel is loaded once per task and the rows of `A`
+/// stay in L2. `A` is read in place, four rows at a time, without packing.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_packed<E>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[u64],
+    packed: &[u64],
+    c: &mut [u64],
+    base: usize,
+    epilogue: &E,
+    parallel: bool,
+) where
+    E: Fn(usize, usize, &mut [u64]) + Sync,
+{
+    assert_eq!(a.len(), m * k, "gemm: a is not {m} x {k}");
+    assert_eq!(c.len(), m * n, "gemm: c is not {m} x {n}");
+    let panels = n.div_ceil(NR);
+    assert_eq!(
+        packed.len(),
+        panels * k * NR,
+        "gemm: b is not packed for {k} x {n}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Rows past `m` in the last block multiply zeros.
+    let zeros = vec![0u64; if m.is_multiple_of(MR) { 0 } else { k }];
+    let rows = rows_per_task(m, k, parallel);
+    let task = |(t, c_rows): (usize, &mut [u64])| {
+        let r0 = t * rows;
+        let nrows = c_rows.len() / n;
         for jp in 0..panels {
-            let acc = tile(&a_pack, &packed[jp * k * NR..(jp + 1) * k * NR]);
+            let panel = &packed[jp * k * NR..(jp + 1) * k * NR];
             let j0 = jp * NR;
             let w = NR.min(n - j0);
-            for (r, acc_row) in acc.iter().enumerate().take(rows) {
-                c_rows[r * n + j0..r * n + j0 + w].copy_from_slice(&acc_row[..w]);
+            for rb in (0..nrows).step_by(MR) {
+                let a_rows: [&[u64]; MR] = std::array::from_fn(|r| {
+                    if rb + r < nrows {
+                        &a[(r0 + rb + r) * k..(r0 + rb + r + 1) * k]
+                    } else {
+                        &zeros[..]
+                    }
+                });
+                let acc = tile(a_rows, panel);
+                for (r, acc_row) in acc.iter().enumerate().take(nrows - rb) {
+                    let row = r0 + rb + r;
+                    let dst = &mut c_rows[(rb + r) * n + j0..(rb + r) * n + j0 + w];
+                    dst.copy_from_slice(&acc_row[..w]);
+                    epilogue(row, base + row * n + j0, dst);
+                }
             }
         }
     };
     if parallel {
-        c.par_chunks_mut(MR * n).enumerate().for_each(rows_block);
+        c.par_chunks_mut(rows * n).enumerate().for_each(task);
     } else {
-        c.chunks_mut(MR * n).enumerate().for_each(rows_block);
+        c.chunks_mut(rows * n).enumerate().for_each(task);
     }
 }
 
-/// One `MR x NR` tile of `C` over the whole inner dimension.
+/// One `MR x NR` tile of `C` over the whole inner dimension: rows `a[r]` of `A` (each `k`
+/// words) times the packed panel (`k` rows of `NR`).
 #[inline]
-fn tile(a_pack: &[u64], b_panel: &[u64]) -> [[u64; NR]; MR] {
+fn tile(a: [&[u64]; MR], b_panel: &[u64]) -> [[u64; NR]; MR] {
     #[cfg(target_arch = "x86_64")]
     if avx512::available() {
-        return avx512::tile(a_pack, b_panel);
+        return avx512::tile(a, b_panel);
     }
-    tile_portable(a_pack, b_panel)
+    tile_portable(a, b_panel)
 }
 
 #[inline(always)]
-fn tile_portable(a_pack: &[u64], b_panel: &[u64]) -> [[u64; NR]; MR] {
+fn tile_portable(a: [&[u64]; MR], b_panel: &[u64]) -> [[u64; NR]; MR] {
     let mut acc = [[0u64; NR]; MR];
-    for (ap, bp) in a_pack.chunks_exact(MR).zip(b_panel.chunks_exact(NR)) {
-        for (acc_row, &a) in acc.iter_mut().zip(ap) {
+    for (p, bp) in b_panel.chunks_exact(NR).enumerate() {
+        for (acc_row, a_row) in acc.iter_mut().zip(a) {
+            let a = a_row[p];
             for (c, &b) in acc_row.iter_mut().zip(bp) {
                 *c = c.wrapping_add(a.wrapping_mul(b));
             }
@@ -152,15 +220,7 @@ fn axpy_portable(alpha: u64, x: &[u64], y: &mut [u64]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use std::sync::OnceLock;
-
-    pub(super) fn available() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-        })
-    }
+    pub(super) use crate::kernels::avx512 as available;
 
     /// The portable loop compiled for AVX-512DQ, whose `vpmullq` multiplies eight 64-bit
     /// lanes at once (without it the compiler emulates the product with 32-bit multiplies).
@@ -174,14 +234,17 @@ mod avx512 {
     /// intrinsics because the compiler, left to itself, vectorises the portable loop across
     /// the inner dimension with gathers and spills.
     #[target_feature(enable = "avx512f,avx512dq")]
-    fn tile_avx512(a_pack: &[u64], b_panel: &[u64]) -> [[u64; super::NR]; super::MR] {
+    fn tile_avx512(a: [&[u64]; super::MR], b_panel: &[u64]) -> [[u64; super::NR]; super::MR] {
         use std::arch::x86_64::{
             __m512i, _mm512_add_epi64, _mm512_loadu_si512, _mm512_mullo_epi64, _mm512_set1_epi64,
             _mm512_setzero_si512, _mm512_storeu_si512,
         };
         const _: () = assert!(super::NR == 16 && super::MR == 4);
         let mut acc: [__m512i; 8] = [_mm512_setzero_si512(); 8];
-        for (ap, bp) in a_pack.chunks_exact(4).zip(b_panel.chunks_exact(16)) {
+        let [a0, a1, a2, a3] = a;
+        let k = b_panel.len() / 16;
+        let (a0, a1, a2, a3) = (&a0[..k], &a1[..k], &a2[..k], &a3[..k]);
+        for (p, bp) in b_panel.chunks_exact(16).enumerate() {
             // SAFETY: `bp` has exactly 16 words, so both unaligned 8-word loads are in bounds.
             #[allow(unsafe_code)]
             let (b0, b1) = unsafe {
@@ -190,7 +253,7 @@ mod avx512 {
                     _mm512_loadu_si512(bp.as_ptr().add(8).cast()),
                 )
             };
-            for (r, &a) in ap.iter().enumerate() {
+            for (r, &a) in [a0[p], a1[p], a2[p], a3[p]].iter().enumerate() {
                 let a = _mm512_set1_epi64(a as i64);
                 acc[2 * r] = _mm512_add_epi64(acc[2 * r], _mm512_mullo_epi64(a, b0));
                 acc[2 * r + 1] = _mm512_add_epi64(acc[2 * r + 1], _mm512_mullo_epi64(a, b1));
@@ -208,11 +271,11 @@ mod avx512 {
         out
     }
 
-    pub(super) fn tile(a_pack: &[u64], b_panel: &[u64]) -> [[u64; super::NR]; super::MR] {
+    pub(super) fn tile(a: [&[u64]; super::MR], b_panel: &[u64]) -> [[u64; super::NR]; super::MR] {
         // SAFETY: as for `axpy`: the CPU was checked for the features `tile_avx512` enables.
         #[allow(unsafe_code)]
         unsafe {
-            tile_avx512(a_pack, b_panel)
+            tile_avx512(a, b_panel)
         }
     }
 

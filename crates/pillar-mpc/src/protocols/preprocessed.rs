@@ -56,14 +56,15 @@ use std::str::FromStr;
 use crate::correlation::{Cross, Powers, PreConv, PreMatmul, PreScale};
 use crate::dealer::Need;
 use crate::error::MpcError;
-use crate::kernels::{ConvGeometry, conv2d, matmul};
+use crate::kernels::{ConvGeometry, conv2d, conv2d_with, matmul};
 use crate::party::Party;
 use crate::protocols::activation::ActivationProtocol;
 use crate::protocols::beaver::{cross_open, cross_shares};
-use crate::protocols::poly::{espn, honeybadger};
-use crate::protocols::truncation::truncate_words;
+use crate::protocols::poly::{combine, espn, honeybadger};
+use crate::protocols::truncation::truncate_word;
 use crate::protocols::weights::OpenedWeight;
 use crate::session::Session;
+use crate::tensor::{RingTensor, Share};
 
 /// How the linear layers run: what a plan names and the command line chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -185,11 +186,15 @@ impl LinearShape {
             LinearShape::Matmul { m, k, n } => matmul(m, k, n, x, w),
             LinearShape::Scale {
                 channels, inner, ..
-            } => x
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v.wrapping_mul(w[(i / inner.max(1)) % channels.max(1)]))
-                .collect(),
+            } => {
+                // A run of `inner` words per channel, channels in turn: no division per word.
+                let mut y = Vec::with_capacity(x.len());
+                for (run, x) in x.chunks(inner.max(1)).enumerate() {
+                    let w = w[run % channels.max(1)];
+                    y.extend(x.iter().map(|v| v.wrapping_mul(w)));
+                }
+                y
+            }
         }
     }
 }
@@ -258,23 +263,42 @@ impl LinearMask {
 
     /// The client's post: its share `x1` of the input plus the mask, `X_1 + M`.
     pub fn post(&self, x1: &[u64]) -> Result<Vec<u64>, MpcError> {
+        let mut out = Vec::with_capacity(x1.len());
+        self.post_into(x1, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`LinearMask::post`] appended to `out` (the client's outbox), with no vector between.
+    pub fn post_into(&self, x1: &[u64], out: &mut Vec<u64>) -> Result<(), MpcError> {
         self.check_len("preprocessed post", x1.len(), self.shape.input_len())?;
-        Ok(x1
-            .iter()
-            .zip(self.mask())
-            .map(|(x, m)| x.wrapping_add(*m))
-            .collect())
+        out.extend(x1.iter().zip(self.mask()).map(|(x, m)| x.wrapping_add(*m)));
+        Ok(())
     }
 
     /// The client's share of the output, truncated by `2^f`: `-F M - C_1`, from the opened
-    /// weight `w` alone (offline).
+    /// weight `w` alone (offline). A convolution forms it as the product is stored.
     pub fn client_output(&self, w: &OpenedWeight, f: u32) -> Result<Vec<u64>, MpcError> {
         self.check_len("preprocessed weight", w.len(), self.shape.weight_len())?;
-        let mut y = self.shape.apply(self.mask(), w.f());
-        for (y, c) in y.iter_mut().zip(self.c()) {
-            *y = y.wrapping_neg().wrapping_sub(*c);
+        let c = self.c();
+        let finish =
+            |y: u64, c: u64| truncate_word(Party::Client, y.wrapping_neg().wrapping_sub(c), f);
+        if let LinearShape::Conv(g) = self.shape {
+            return Ok(conv2d_with(
+                &g,
+                self.mask(),
+                None,
+                w.f(),
+                |_, offset, words| {
+                    for (y, c) in words.iter_mut().zip(&c[offset..]) {
+                        *y = finish(*y, *c);
+                    }
+                },
+            ));
         }
-        truncate_words(Party::Client, &mut y, f);
+        let mut y = self.shape.apply(self.mask(), w.f());
+        for (y, c) in y.iter_mut().zip(c) {
+            *y = finish(*y, *c);
+        }
         Ok(y)
     }
 
@@ -287,15 +311,48 @@ impl LinearMask {
         w: &[u64],
         f: u32,
     ) -> Result<Vec<u64>, MpcError> {
+        self.server_output_with_bias(x0, p, w, None, f)
+    }
+
+    /// [`LinearMask::server_output`] plus the server's `bias` (a word per output channel of a
+    /// convolution; only a convolution takes one here), added as the product is stored: a
+    /// convolution sums `X_0 + P` as it gathers its patches and subtracts, truncates and adds
+    /// the bias as it stores each finished run of words, with no pass of its own for any.
+    pub fn server_output_with_bias(
+        &self,
+        x0: &[u64],
+        p: &[u64],
+        w: &[u64],
+        bias: Option<&[u64]>,
+        f: u32,
+    ) -> Result<Vec<u64>, MpcError> {
         self.check_len("preprocessed input", x0.len(), self.shape.input_len())?;
         self.check_len("preprocessed post", p.len(), self.shape.input_len())?;
         self.check_len("preprocessed weight", w.len(), self.shape.weight_len())?;
+        let c = self.c();
+        let finish = |y: u64, c: u64| truncate_word(Party::Server, y.wrapping_sub(c), f);
+        if let LinearShape::Conv(g) = self.shape {
+            if let Some(b) = bias {
+                self.check_len("preprocessed bias", b.len(), g.out_channels)?;
+            }
+            return Ok(conv2d_with(&g, x0, Some(p), w, |row, offset, words| {
+                let b = bias.map_or(0, |b| b[row]);
+                for (y, c) in words.iter_mut().zip(&c[offset..]) {
+                    *y = finish(*y, *c).wrapping_add(b);
+                }
+            }));
+        }
+        if bias.is_some() {
+            return Err(MpcError::invalid(
+                "preprocessed bias",
+                "only a convolution adds its bias as it stores",
+            ));
+        }
         let v: Vec<u64> = x0.iter().zip(p).map(|(a, b)| a.wrapping_add(*b)).collect();
         let mut y = self.shape.apply(&v, w);
-        for (y, c) in y.iter_mut().zip(self.c()) {
-            *y = y.wrapping_sub(*c);
+        for (y, c) in y.iter_mut().zip(c) {
+            *y = finish(*y, *c);
         }
-        truncate_words(Party::Server, &mut y, f);
         Ok(y)
     }
 }
@@ -449,6 +506,107 @@ impl Opening {
                 (reply, powers)
             }
         })
+    }
+
+    /// The server's reply to the client's post, from its share `x0`: what
+    /// [`Opening::serve`] returns first, without forming the powers, so that the server can
+    /// send it before it computes its own output ([`Opening::server_output`]).
+    pub fn reply(&self, x0: &[u64], post: &[u64], f: u32) -> Result<Vec<u64>, MpcError> {
+        self.check("polynomial reply", "input", x0.len(), self.n)?;
+        self.check(
+            "polynomial reply",
+            "the client's post",
+            post.len(),
+            self.words(),
+        )?;
+        Ok(match &self.held {
+            OpeningHeld::Nothing => Vec::new(),
+            OpeningHeld::Powers(r) => {
+                honeybadger::opened(Party::Server, x0, r, post, self.degree, f)
+            }
+            OpeningHeld::Cross(t) => {
+                let (mine, _) = espn::operands(Party::Server, x0, self.degree, f);
+                cross_open(&mine, t)
+            }
+        })
+    }
+
+    /// The server's share of the polynomial with `coefficients` (of this layer's degree),
+    /// from its share `x0`, the client's post and its own [`Opening::reply`]: bit for bit
+    /// [`Opening::serve`]'s powers then [`combine`], HoneyBadger's in one pass.
+    pub fn server_output(
+        &self,
+        s: &Session,
+        x0: &Share,
+        post: &[u64],
+        reply: &[u64],
+        coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        self.output(s, x0, post, reply, coefficients)
+    }
+
+    /// The client's share of the polynomial with `coefficients` (of this layer's degree),
+    /// from its share `x1` and the server's reply: bit for bit [`Opening::finish`]'s powers
+    /// then [`combine`], HoneyBadger's in one pass.
+    pub fn client_output(
+        &self,
+        s: &Session,
+        x1: &Share,
+        reply: &[u64],
+        coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        self.output(s, x1, reply, reply, coefficients)
+    }
+
+    /// Either party's output: `peer` is what the other party sent (the post, or the reply),
+    /// `opened` HoneyBadger's opened `c` (the reply, whoever sent it).
+    fn output(
+        &self,
+        s: &Session,
+        x: &Share,
+        peer: &[u64],
+        opened: &[u64],
+        coefficients: &[f64],
+    ) -> Result<Share, MpcError> {
+        let (party, fp) = (s.party(), s.fixed());
+        let f = fp.frac_bits();
+        self.check("polynomial output", "input", x.len(), self.n)?;
+        if coefficients.len() != self.degree + 1 {
+            return Err(MpcError::invalid(
+                "polynomial output",
+                format!(
+                    "{} coefficients for a layer of degree {}",
+                    coefficients.len(),
+                    self.degree
+                ),
+            ));
+        }
+        match &self.held {
+            OpeningHeld::Nothing => combine(s, x, &[], coefficients),
+            OpeningHeld::Powers(r) => {
+                self.check(
+                    "polynomial output",
+                    "the opening",
+                    opened.len(),
+                    self.words(),
+                )?;
+                let y =
+                    honeybadger::poly_from_opening(party, x.data(), opened, r, coefficients, fp);
+                RingTensor::new(x.shape().to_vec(), y).map(Share::new)
+            }
+            OpeningHeld::Cross(t) => {
+                self.check(
+                    "polynomial output",
+                    "the peer's words",
+                    peer.len(),
+                    self.words(),
+                )?;
+                let (mine, local) = espn::operands(party, x.data(), self.degree, f);
+                let products = cross_shares(party, &mine, t, peer);
+                let powers = espn::assemble(party, local, &products, self.n, self.degree, f);
+                combine(s, x, &powers, coefficients)
+            }
+        }
     }
 
     /// The client's shares of `x^2..x^d` at `2^f`, from its share `x1` and the server's reply.

@@ -121,6 +121,7 @@ pub const CRYPTEN: PolyProtocol = PolyProtocol {
     words_sent,
     needs,
     powers,
+    fused: None,
     plain: |frac_bits, d| {
         Box::new(SquareMultiply {
             schedule: schedule(d),

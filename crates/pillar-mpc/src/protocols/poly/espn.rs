@@ -122,6 +122,7 @@ pub const ESPN: PolyProtocol = PolyProtocol {
     words_sent: |n, d| n * cross_terms(d),
     needs,
     powers,
+    fused: None,
     // Each power from the input pre-scaled by its own shift.
     plain: |f, d| Box::new(Prescaled::new(d, f, |k| prescale(k as u32, f))),
 };

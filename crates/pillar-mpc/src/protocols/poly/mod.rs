@@ -85,6 +85,9 @@ pub fn combine(
 /// How a protocol forms `x^2..x^d` at scale `2^f` in shares.
 pub type PowersFn = fn(&mut Session, &Share, usize) -> Result<Vec<Vec<u64>>, MpcError>;
 
+/// A protocol's whole evaluation in one pass, bit for bit what `powers` then [`combine`] give.
+pub type FusedFn = fn(&mut Session, &Share, &[f64]) -> Result<Share, MpcError>;
+
 /// A polynomial protocol: how it forms the powers `x^2..x^d`, in shares and on plaintext, and
 /// what that costs. Every one then combines the powers the same way (`combine`), so a new
 /// polynomial protocol is a module that defines one of these; its [`Activation`] follows.
@@ -100,6 +103,9 @@ pub struct PolyProtocol {
     pub needs: fn(usize, usize) -> Vec<Need>,
     /// `x^2..x^d` at scale `2^f`, in shares.
     pub powers: PowersFn,
+    /// The evaluation without a vector per power, where the protocol has one: what
+    /// [`PolyProtocol::evaluate`] runs.
+    pub fused: Option<FusedFn>,
     /// The same on plaintext at `f` fractional bits, up to degree `d`.
     pub plain: fn(u32, usize) -> Box<dyn PlainPowers>,
 }
@@ -115,6 +121,19 @@ impl std::fmt::Debug for PolyProtocol {
 impl PolyProtocol {
     /// `sum_k c_k x^k` for coefficients `c_0..c_d`: the powers, then `combine`.
     pub fn evaluate(&self, s: &mut Session, x: &Share, c: &[f64]) -> Result<Share, MpcError> {
+        if let Some(fused) = self.fused {
+            return fused(s, x, c);
+        }
+        self.evaluate_unfused(s, x, c)
+    }
+
+    /// `powers`, then [`combine`]: what `fused` must equal.
+    pub fn evaluate_unfused(
+        &self,
+        s: &mut Session,
+        x: &Share,
+        c: &[f64],
+    ) -> Result<Share, MpcError> {
         let d = degree(c)?;
         let p = (self.powers)(s, x, d)?;
         combine(s, x, &p, c)
