@@ -1,7 +1,7 @@
 //! The image owner's side: connecting to a server and classifying batches.
 
 use std::num::NonZeroUsize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pillar_mpc::channel::{Channel, ChannelError, Emulated, Link, TcpChannel};
 use pillar_mpc::dealer::remote::{SessionId, join_session};
@@ -47,6 +47,23 @@ pub struct RemoteModel {
     max_batch: NonZeroUsize,
     session: Session,
     memory_limit: usize,
+    /// When [`RemoteModel::connect`] began.
+    started: Instant,
+    timeline: Timeline,
+}
+
+/// When each step of a client's run ended, counted from the moment it began to connect: what
+/// a user waits for before the first answer, step by step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    /// The server's hello arrived (TCP, handshake, greeting, the server's dealer session).
+    pub hello: Duration,
+    /// The client joined its dealer session.
+    pub dealer_joined: Duration,
+    /// The per-connection setup ended.
+    pub setup_done: Duration,
+    /// Each request's logits arrived, in order.
+    pub answered: Vec<Duration>,
 }
 
 impl std::fmt::Debug for RemoteModel {
@@ -62,6 +79,8 @@ pub struct RemoteReport {
     pub setup: Phase,
     /// Per batch.
     pub batches: Vec<BatchReport>,
+    /// When each step ended, from the start of [`RemoteModel::connect`].
+    pub timeline: Timeline,
 }
 
 impl RemoteModel {
@@ -74,17 +93,26 @@ impl RemoteModel {
         security: &Links,
         timeout: Duration,
     ) -> Result<Self, RemoteError> {
+        let started = Instant::now();
         let tcp = TcpChannel::connect(server, Party::Client, &security.peer, timeout)?;
         let mut channel = Emulated::new(tcp, link);
         let bytes = channel.recv_message(Hello::WHAT, Hello::MAX_BYTES)?;
+        let hello = started.elapsed();
         let ready = decode_hello(&bytes)?;
         let dealer = join_session(dealer, ready.session, &security.dealer, timeout)?;
+        let dealer_joined = started.elapsed();
         let session = Session::new(Party::Client, ready.architecture.fixed(), channel, dealer)?;
         Ok(RemoteModel {
             architecture: ready.architecture,
             max_batch: ready.max_batch,
             session,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            started,
+            timeline: Timeline {
+                hello,
+                dealer_joined,
+                ..Timeline::default()
+            },
         })
     }
 
@@ -132,16 +160,20 @@ impl RemoteModel {
             self.architecture
                 .check_memory(largest.get(), self.memory_limit)?;
         }
+        let started = self.started;
         let s = &mut self.session;
         let conn = ClientConnection::open(s, &self.architecture)?;
         let mut report = RemoteReport {
             setup: conn.setup(),
             batches: Vec::with_capacity(batches.len()),
+            timeline: self.timeline.clone(),
         };
+        report.timeline.setup_done = started.elapsed();
         let mut outputs = Vec::with_capacity(batches.len());
         for (b, &images) in batches.iter().zip(&sizes) {
             s.send(&Request::Batch { images })?;
             let (logits, batch) = conn.prepare(s, images.get())?.run(s, b)?;
+            report.timeline.answered.push(started.elapsed());
             outputs.push(logits);
             report.batches.push(batch);
             progress(images.get());

@@ -20,7 +20,7 @@ mod messages;
 mod server;
 
 pub(crate) use client::decode_hello;
-pub use client::{RemoteModel, RemoteReport};
+pub use client::{RemoteModel, RemoteReport, Timeline};
 use messages::{Hello, Request};
 pub use server::{Done, ServeOptions, Served, serve};
 
