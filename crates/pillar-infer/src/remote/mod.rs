@@ -15,6 +15,7 @@
 //!    online phase); only the client learns the logits. `Request::Goodbye` ends the
 //!    connection.
 
+mod ahead;
 mod client;
 mod messages;
 mod server;
