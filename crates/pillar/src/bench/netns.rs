@@ -152,13 +152,18 @@ fn remove_stale() {
 }
 
 /// TCP settings of both namespaces, applied when they are made.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct TcpTuning {
     /// `initcwnd` and `initrwnd` of the route to the other namespace (kernel default: 10).
     pub initcwnd: Option<u32>,
     /// `net.ipv4.tcp_slow_start_after_idle=0`: a connection idle for longer than its
     /// retransmission timeout keeps its congestion window.
     pub no_slow_start_after_idle: bool,
+    /// `net.ipv4.tcp_congestion_control` (this kernel's default otherwise).
+    pub congestion_control: Option<String>,
+    /// The largest send and receive buffers TCP's autotuning may reach
+    /// (`net.ipv4.tcp_wmem` and `tcp_rmem`, third value), in bytes.
+    pub buffer_max: Option<usize>,
 }
 
 /// The two namespaces, their TUN devices and the delay line between them.
@@ -174,7 +179,7 @@ pub(crate) struct Path {
 
 impl Path {
     /// Makes the namespaces and starts the delay line with `shape`.
-    pub(crate) fn new(shape: Shape, tuning: TcpTuning) -> Result<Path> {
+    pub(crate) fn new(shape: Shape, tuning: &TcpTuning) -> Result<Path> {
         remove_stale();
         let pid = std::process::id();
         let a = format!("{PREFIX}{pid}a");
@@ -195,7 +200,7 @@ impl Path {
         Ok(path)
     }
 
-    fn configure(&self, tuning: TcpTuning) -> Result<()> {
+    fn configure(&self, tuning: &TcpTuning) -> Result<()> {
         for (ns, here, there) in [(&self.a, ADDR_A, ADDR_B), (&self.b, ADDR_B, ADDR_A)] {
             ip(&["netns", "add", ns])?;
             ip(&["link", "set", ns, "netns", ns])?;
@@ -213,6 +218,13 @@ impl Path {
             sysctl(ns, "net.ipv4.tcp_no_metrics_save", "1")?;
             if tuning.no_slow_start_after_idle {
                 sysctl(ns, "net.ipv4.tcp_slow_start_after_idle", "0")?;
+            }
+            if let Some(cc) = &tuning.congestion_control {
+                sysctl(ns, "net.ipv4.tcp_congestion_control", cc)?;
+            }
+            if let Some(max) = tuning.buffer_max {
+                sysctl(ns, "net.ipv4.tcp_rmem", &format!("4096 131072 {max}"))?;
+                sysctl(ns, "net.ipv4.tcp_wmem", &format!("4096 16384 {max}"))?;
             }
         }
         Ok(())

@@ -88,6 +88,15 @@ pub(crate) struct NetBenchArgs {
     #[arg(long)]
     no_slow_start_after_idle: bool,
 
+    /// TCP congestion control in both namespaces (bbr, cubic, reno) [default: the kernel's].
+    #[arg(long)]
+    congestion_control: Option<String>,
+
+    /// Largest TCP send and receive buffers autotuning may reach in both namespaces, in bytes
+    /// (the third value of net.ipv4.tcp_wmem and tcp_rmem) [default: the kernel's].
+    #[arg(long)]
+    tcp_buffer_max: Option<usize>,
+
     /// Fractional bits of the fixed point.
     #[arg(long, default_value_t = 16)]
     frac_bits: u32,
@@ -127,6 +136,9 @@ pub(crate) struct NetRow {
     rtt_ms: f64,
     bandwidth_mbps: Option<f64>,
     links: String,
+    /// TCP in both namespaces: congestion control, initcwnd, slow start after idle, largest
+    /// send buffer.
+    tcp: String,
     /// Fresh clients measured.
     fresh: usize,
     /// Medians over the fresh clients, from each client's own report (seconds from the start
@@ -210,17 +222,24 @@ pub(crate) fn run(args: &NetBenchArgs) -> Result<()> {
     let tuning = TcpTuning {
         initcwnd: args.initcwnd,
         no_slow_start_after_idle: args.no_slow_start_after_idle,
+        congestion_control: args.congestion_control.clone(),
+        buffer_max: args.tcp_buffer_max,
     };
-    let path = Path::new(Shape::new(0.0, None, args.queue_bytes), tuning)?;
+    let path = Path::new(Shape::new(0.0, None, args.queue_bytes), &tuning)?;
+    let value = |key| Path::sysctl_value(&path.a, key).unwrap_or("?".into());
+    let tcp = format!(
+        "{}, initcwnd {}, slow start after idle {}, wmem max {}",
+        value("net.ipv4.tcp_congestion_control"),
+        args.initcwnd.map_or("10".into(), |w| w.to_string()),
+        value("net.ipv4.tcp_slow_start_after_idle"),
+        value("net.ipv4.tcp_wmem")
+            .split_whitespace()
+            .last()
+            .unwrap_or("?"),
+    );
     eprintln!(
-        "path: namespaces {} ({ADDR_A}: dealer, server) and {} ({ADDR_B}: client) through a delay line; \
-         congestion control {}, initcwnd {}, slow start after idle {}",
-        path.a,
-        path.b,
-        Path::sysctl_value(&path.a, "net.ipv4.tcp_congestion_control").unwrap_or("?".into()),
-        args.initcwnd
-            .map_or("10 (default)".into(), |w| w.to_string()),
-        Path::sysctl_value(&path.a, "net.ipv4.tcp_slow_start_after_idle").unwrap_or("?".into()),
+        "path: namespaces {} ({ADDR_A}: dealer, server) and {} ({ADDR_B}: client) through a delay line; TCP {tcp}",
+        path.a, path.b,
     );
     if args.check {
         let rows = check(args, &path, &caps)?;
@@ -233,7 +252,10 @@ pub(crate) fn run(args: &NetBenchArgs) -> Result<()> {
     }
     let dir = TempDir::new()?;
     let files = prepare(args, &dir.0)?;
-    let rows = measure(args, &path, &files, &caps, timeout)?;
+    let mut rows = measure(args, &path, &files, &caps, timeout)?;
+    for r in &mut rows {
+        r.tcp.clone_from(&tcp);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -688,6 +710,7 @@ fn row(
         rtt_ms: rtt,
         bandwidth_mbps: cap,
         links: format!("{:?}", args.links).to_lowercase(),
+        tcp: String::new(),
         fresh: reports.len(),
         hello_s: med("hello_s"),
         dealer_joined_s: med("dealer_joined_s"),
@@ -720,8 +743,8 @@ fn table(rows: &[NetRow]) -> String {
     };
     let _ = writeln!(
         out,
-        "{}, batch 1, {} links, real TCP path through the delay line; medians over {} fresh clients (seconds)",
-        first.model, first.links, first.fresh
+        "{}, batch 1, {} links, real TCP path through the delay line (TCP {}); medians over {} fresh clients (seconds)",
+        first.model, first.links, first.tcp, first.fresh
     );
     let _ = writeln!(
         out,
