@@ -154,9 +154,11 @@ fn remove_stale() {
 /// TCP settings of both namespaces, applied when they are made.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct TcpTuning {
-    /// `initcwnd` and `initrwnd` of the route to the other namespace (kernel default: 10).
+    /// `initcwnd` and `initrwnd` of namespace A's route to B (kernel default: 10): the
+    /// server side's, which the operator of the server and the dealer controls.
     pub initcwnd: Option<u32>,
-    /// `net.ipv4.tcp_slow_start_after_idle=0`: a connection idle for longer than its
+    /// `net.ipv4.tcp_slow_start_after_idle=0` in namespace A (the server side): a connection
+    /// idle for longer than its
     /// retransmission timeout keeps its congestion window.
     pub no_slow_start_after_idle: bool,
     /// `net.ipv4.tcp_congestion_control` (this kernel's default otherwise).
@@ -207,7 +209,8 @@ impl Path {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "addr", "add", here, "peer", there, "dev", ns])?;
             ip(&["-n", ns, "link", "set", ns, "up"])?;
-            if let Some(w) = tuning.initcwnd {
+            let server_side = *ns == self.a;
+            if let Some(w) = tuning.initcwnd.filter(|_| server_side) {
                 let w = w.to_string();
                 ip(&[
                     "-n", ns, "route", "change", there, "dev", ns, "initcwnd", &w, "initrwnd", &w,
@@ -216,7 +219,7 @@ impl Path {
             // Every fresh connection starts fresh: no ssthresh or RTT remembered from the
             // previous run to the same address.
             sysctl(ns, "net.ipv4.tcp_no_metrics_save", "1")?;
-            if tuning.no_slow_start_after_idle {
+            if tuning.no_slow_start_after_idle && server_side {
                 sysctl(ns, "net.ipv4.tcp_slow_start_after_idle", "0")?;
             }
             if let Some(cc) = &tuning.congestion_control {

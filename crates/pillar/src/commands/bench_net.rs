@@ -80,11 +80,12 @@ pub(crate) struct NetBenchArgs {
     #[arg(long, value_enum, default_value_t = Links::Noise)]
     links: Links,
 
-    /// initcwnd and initrwnd of the routes between the namespaces (kernel default: 10).
+    /// initcwnd and initrwnd of the server side's route to the client (namespace A: dealer
+    /// and server) [default: the kernel's, 10].
     #[arg(long)]
     initcwnd: Option<u32>,
 
-    /// Set net.ipv4.tcp_slow_start_after_idle=0 in both namespaces.
+    /// Set net.ipv4.tcp_slow_start_after_idle=0 on the server side (namespace A).
     #[arg(long)]
     no_slow_start_after_idle: bool,
 
@@ -136,8 +137,8 @@ pub(crate) struct NetRow {
     rtt_ms: f64,
     bandwidth_mbps: Option<f64>,
     links: String,
-    /// TCP in both namespaces: congestion control, initcwnd, slow start after idle, largest
-    /// send buffer.
+    /// TCP: congestion control and largest send buffer (both namespaces), initcwnd and slow
+    /// start after idle (the server side's).
     tcp: String,
     /// Fresh clients measured.
     fresh: usize,
@@ -473,7 +474,7 @@ fn run_to_end(ns: Option<&str>, args: &[String], timeout: Duration) -> Result<(S
         if Instant::now() >= deadline {
             bail!("{} did not finish within {timeout:?}", proc.what);
         }
-        std::thread::sleep(Duration::from_micros(500));
+        std::thread::sleep(Duration::from_millis(1));
     };
     let wall = start.elapsed();
     let [out, err] = readers.map(|r| r.and_then(|h| h.join().ok()).unwrap_or_default());
