@@ -25,6 +25,14 @@ impl<D: Dealer> Ahead<D> {
         }
     }
 
+    /// `inner`, which has told its dealer `needs` already (joining with them, say).
+    pub(crate) fn told(inner: D, needs: &[Need]) -> Self {
+        Ahead {
+            inner,
+            told: needs.iter().cloned().collect(),
+        }
+    }
+
     /// Tells the dealer now that `needs` will be drawn next, in this order.
     pub(crate) fn tell(&mut self, needs: &[Need]) -> Result<(), DealerError> {
         self.inner.announce(needs)?;

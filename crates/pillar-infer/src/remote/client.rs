@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pillar_mpc::channel::{Channel, ChannelError, Emulated, Link, Security, TcpChannel, send};
 use pillar_mpc::dealer::remote::{DealerLink, SessionId, dial, join_session};
-use pillar_mpc::dealer::{DealerError, SeededDealer};
+use pillar_mpc::dealer::{DealerError, Need, SeededDealer};
 use pillar_mpc::wire::{self, Message};
 use pillar_mpc::{Party, RingTensor, Session};
 
@@ -66,14 +66,19 @@ struct DealerJoin {
 }
 
 impl DealerJoin {
-    /// Joins the session over the dialled link; if the dealer dropped that link meanwhile
-    /// (it waits for a request only as long as its handshake deadline), over a new one.
-    fn join(self) -> Result<SeededDealer, DealerError> {
-        match self.link.join(self.session) {
+    /// Joins the session over the dialled link, announcing `needs` in the same flight; if
+    /// the dealer dropped that link meanwhile (it waits for a request only as long as its
+    /// handshake deadline), over a new one.
+    fn join(self, needs: &[Need]) -> Result<Ahead<SeededDealer>, DealerError> {
+        match self.link.join_announcing(self.session, needs) {
+            Ok(dealer) => Ok(Ahead::told(dealer, needs)),
             Err(DealerError::Unavailable { .. }) => {
-                join_session(&self.addr, self.session, &self.security, self.timeout)
+                let dealer = join_session(&self.addr, self.session, &self.security, self.timeout)?;
+                let mut dealer = Ahead::new(dealer);
+                dealer.tell(needs)?;
+                Ok(dealer)
             }
-            joined => joined,
+            Err(e) => Err(e),
         }
     }
 }
@@ -209,15 +214,14 @@ impl RemoteModel {
         };
         // The first request goes before the setup, even before the client joins its dealer
         // session, and both sides tell the dealer the setup's and that request's
-        // correlations at once: the server commits them as soon as the request arrives, and
-        // the dealer streams the client's corrections for both while the setup's round trips
-        // are under way.
+        // correlations at once (the client with its join, in the same flight): the server
+        // commits them as soon as the request arrives, and the dealer streams the client's
+        // corrections for both while the setup's round trips are under way.
         send(&mut self.channel, &Request::Batch { images: first })?;
-        let mut dealer = Ahead::new(self.dealer.join()?);
-        self.timeline.dealer_joined = started.elapsed();
         let mut needs = self.architecture.setup_needs();
         needs.extend(self.architecture.needs(first.get())?);
-        dealer.tell(&needs)?;
+        let dealer = self.dealer.join(&needs)?;
+        self.timeline.dealer_joined = started.elapsed();
         let mut session = Session::new(
             Party::Client,
             self.architecture.fixed(),

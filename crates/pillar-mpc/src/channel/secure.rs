@@ -680,6 +680,14 @@ impl Stream {
     pub(crate) fn writer(&mut self) -> &mut StreamWriter {
         &mut self.writer
     }
+
+    /// Ends a refused connection so that the peer reads why: this side stops writing and
+    /// reads what the peer still sends (for a second at most), since closing with unread
+    /// bytes (a request the peer sent behind the refused one) would reset the connection and
+    /// discard the refusal.
+    pub(crate) fn linger(&self) {
+        linger(&self.reader.tcp.tcp);
+    }
 }
 
 /// Both ends say in the clear that they are pillar and whether they encrypt, so that a

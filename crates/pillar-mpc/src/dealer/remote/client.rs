@@ -208,8 +208,22 @@ pub fn dial(addr: &str, security: &Security, timeout: Duration) -> Result<Dealer
 impl DealerLink {
     /// Joins session `id`; the returned dealer fetches its corrections over this link, read
     /// ahead of their use by a thread of their own (see [`RemoteCorrections`]).
-    pub fn join(mut self, id: SessionId) -> Result<SeededDealer, DealerError> {
+    pub fn join(self, id: SessionId) -> Result<SeededDealer, DealerError> {
+        self.join_announcing(id, &[])
+    }
+
+    /// Joins session `id` and announces `needs` in the same flight, without waiting a round
+    /// trip for the seed: the returned dealer has announced them (its `announce` of them
+    /// would announce them again).
+    pub fn join_announcing(
+        mut self,
+        id: SessionId,
+        needs: &[Need],
+    ) -> Result<SeededDealer, DealerError> {
         send(self.stream.writer(), &DealerRequest::Join { session: id })?;
+        if !needs.is_empty() {
+            tell(self.stream.writer(), needs)?;
+        }
         let (session, seed) = answer(&mut self.stream, &self.addr)?;
         if session != id {
             return Err(DealerError::WrongSession {
@@ -217,10 +231,15 @@ impl DealerLink {
                 answered: session.tag(),
             });
         }
-        Ok(SeededDealer::client(
-            seed,
-            Box::new(RemoteCorrections::new(self.stream, self.timeout)?),
-        ))
+        let mut corrections = RemoteCorrections::new(self.stream, self.timeout)?;
+        let to_read = &corrections.to_read;
+        corrections.announced.announce(needs, |n| {
+            for need in n {
+                let _ = to_read.send(need.clone());
+            }
+            Ok(())
+        })?;
+        Ok(SeededDealer::client(seed, Box::new(corrections)))
     }
 }
 
