@@ -47,10 +47,21 @@ pub(crate) fn unsupported() -> Option<String> {
         .stderr(Stdio::null())
         .status()
     {
-        Ok(s) if s.success() => None,
-        Ok(_) => Some("`ip netns list` failed".into()),
-        Err(_) => Some("no `ip` command (iproute2)".into()),
+        Ok(s) if s.success() => {}
+        Ok(_) => return Some("`ip netns list` failed".into()),
+        Err(_) => return Some("no `ip` command (iproute2)".into()),
     }
+    // Root in a container may still lack the capabilities: try both for real (a TUN device
+    // disappears with its descriptor).
+    let probe = format!("{PREFIX}{}p", std::process::id());
+    if let Err(e) = Tun::create(&probe) {
+        return Some(format!("cannot create a TUN device: {e}"));
+    }
+    if let Err(e) = ip(&["netns", "add", &probe]) {
+        return Some(format!("cannot make a network namespace: {e}"));
+    }
+    let _ = ip(&["netns", "del", &probe]);
+    None
 }
 
 /// Set by SIGINT or SIGTERM.
