@@ -57,6 +57,9 @@ fn attack(cluster: &Cluster, server: &str, weights: usize) -> Result<Recovered, 
     let hello = channel.recv_message("server's hello", 16 << 20)?;
     let hello: serde_json::Value = serde_json::from_slice(&hello).unwrap();
     let session = SessionId::from_str(hello["Ready"]["session"].as_str().unwrap()).unwrap();
+    // The protocol's first request, which makes the server commit its setup's correlations
+    // (without it the dealer serves the client nothing at all).
+    channel.send_message(br#"{"Batch":{"images":1}}"#)?;
     let mut dealer = join_session(&cluster.dealer, session, &links.dealer, TIMEOUT)?;
 
     let bit = Need::Bit { n: 1 };

@@ -317,9 +317,14 @@ fn garbage_and_broken_frames_do_not_stop_the_server() {
         })
         .unwrap(),
     );
-    // A handshake, then a frame of the wrong length where the setup's opening belongs.
+    // A handshake and the first request, then a frame of the wrong length where the setup's
+    // opening belongs.
     let mut raw = connect();
     raw.write_all(&hello).unwrap();
+    let request = br#"{"Batch":{"images":1}}"#;
+    raw.write_all(&wire::header(Kind::Message, request.len() as u32))
+        .unwrap();
+    raw.write_all(request).unwrap();
     raw.write_all(&wire::header(Kind::Words, 1000)).unwrap();
     let _ = raw.read_to_end(&mut sink);
     // A handshake, then a truncated frame header and a hang-up.

@@ -1,14 +1,16 @@
 //! The image owner's side: connecting to a server and classifying batches.
 
 use std::num::NonZeroUsize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pillar_mpc::channel::{Channel, ChannelError, Emulated, Link, TcpChannel};
-use pillar_mpc::dealer::remote::{SessionId, join_session};
+use pillar_mpc::channel::{Channel, ChannelError, Emulated, Link, Security, TcpChannel, send};
+use pillar_mpc::dealer::remote::{DealerLink, SessionId, dial, join_session};
+use pillar_mpc::dealer::{DealerError, Need, SeededDealer};
 use pillar_mpc::wire::{self, Message};
 use pillar_mpc::{Party, RingTensor, Session};
 
 use super::DEFAULT_MEMORY_LIMIT;
+use super::ahead::Ahead;
 use super::{Hello, Links, RemoteError, Request};
 use crate::plan::Architecture;
 use crate::run::{BatchReport, ClientConnection, Phase};
@@ -45,8 +47,54 @@ pub(crate) fn decode_hello(bytes: &[u8]) -> Result<Ready, RemoteError> {
 pub struct RemoteModel {
     architecture: Architecture,
     max_batch: NonZeroUsize,
-    session: Session,
+    channel: Emulated<TcpChannel>,
+    dealer: DealerJoin,
     memory_limit: usize,
+    /// When [`RemoteModel::connect`] began.
+    started: Instant,
+    timeline: Timeline,
+}
+
+/// The client's dealer session, to be joined when the first request is sent.
+struct DealerJoin {
+    /// The link to the dealer, dialled while the server's handshake ran.
+    link: DealerLink,
+    addr: String,
+    security: Security,
+    session: SessionId,
+    timeout: Duration,
+}
+
+impl DealerJoin {
+    /// Joins the session over the dialled link, announcing `needs` in the same flight; if
+    /// the dealer dropped that link meanwhile (it waits for a request only as long as its
+    /// handshake deadline), over a new one.
+    fn join(self, needs: &[Need]) -> Result<Ahead<SeededDealer>, DealerError> {
+        match self.link.join_announcing(self.session, needs) {
+            Ok(dealer) => Ok(Ahead::told(dealer, needs)),
+            Err(DealerError::Unavailable { .. }) => {
+                let dealer = join_session(&self.addr, self.session, &self.security, self.timeout)?;
+                let mut dealer = Ahead::new(dealer);
+                dealer.tell(needs)?;
+                Ok(dealer)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// When each step of a client's run ended, counted from the moment it began to connect: what
+/// a user waits for before the first answer, step by step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    /// The server's hello arrived (TCP, handshake, greeting, the server's dealer session).
+    pub hello: Duration,
+    /// The client joined its dealer session (after sending its first request).
+    pub dealer_joined: Duration,
+    /// The per-connection setup ended.
+    pub setup_done: Duration,
+    /// Each request's logits arrived, in order.
+    pub answered: Vec<Duration>,
 }
 
 impl std::fmt::Debug for RemoteModel {
@@ -62,11 +110,15 @@ pub struct RemoteReport {
     pub setup: Phase,
     /// Per batch.
     pub batches: Vec<BatchReport>,
+    /// When each step ended, from the start of [`RemoteModel::connect`].
+    pub timeline: Timeline,
 }
 
 impl RemoteModel {
-    /// Connects to the server at `server`, reads its hello, checks the architecture and
-    /// joins the dealer session at `dealer`; both links are protected by `security`.
+    /// Connects to the server at `server`, reads its hello and checks the architecture, and
+    /// connects to the dealer at `dealer` meanwhile (the session is joined by
+    /// [`RemoteModel::run`], right after the first request is sent); both links are
+    /// protected by `security`.
     pub fn connect(
         server: &str,
         dealer: &str,
@@ -74,17 +126,40 @@ impl RemoteModel {
         security: &Links,
         timeout: Duration,
     ) -> Result<Self, RemoteError> {
+        let started = Instant::now();
+        // The dealer's TCP and Noise round trips need no session id: they run while the
+        // server's are under way, and only the join waits for the hello.
+        let dialing = {
+            let (addr, security) = (dealer.to_string(), security.dealer.clone());
+            std::thread::spawn(move || dial(&addr, &security, timeout))
+        };
         let tcp = TcpChannel::connect(server, Party::Client, &security.peer, timeout)?;
         let mut channel = Emulated::new(tcp, link);
         let bytes = channel.recv_message(Hello::WHAT, Hello::MAX_BYTES)?;
+        let hello = started.elapsed();
         let ready = decode_hello(&bytes)?;
-        let dealer = join_session(dealer, ready.session, &security.dealer, timeout)?;
-        let session = Session::new(Party::Client, ready.architecture.fixed(), channel, dealer)?;
+        // A dealer that cannot be reached is this call's error, as the server's would be.
+        let link = match dialing.join() {
+            Ok(link) => link?,
+            Err(_) => dial(dealer, &security.dealer, timeout)?,
+        };
         Ok(RemoteModel {
             architecture: ready.architecture,
             max_batch: ready.max_batch,
-            session,
+            channel,
+            dealer: DealerJoin {
+                link,
+                addr: dealer.to_string(),
+                security: security.dealer.clone(),
+                session: ready.session,
+                timeout,
+            },
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            started,
+            timeline: Timeline {
+                hello,
+                ..Timeline::default()
+            },
         })
     }
 
@@ -132,16 +207,42 @@ impl RemoteModel {
             self.architecture
                 .check_memory(largest.get(), self.memory_limit)?;
         }
-        let s = &mut self.session;
+        let started = self.started;
+        let Some(&first) = sizes.first() else {
+            send(&mut self.channel, &Request::Goodbye)?;
+            return Ok((Vec::new(), RemoteReport::default()));
+        };
+        // The first request goes before the setup, even before the client joins its dealer
+        // session, and both sides tell the dealer the setup's and that request's
+        // correlations at once (the client with its join, in the same flight): the server
+        // commits them as soon as the request arrives, and the dealer streams the client's
+        // corrections for both while the setup's round trips are under way.
+        send(&mut self.channel, &Request::Batch { images: first })?;
+        let mut needs = self.architecture.setup_needs();
+        needs.extend(self.architecture.needs(first.get())?);
+        let dealer = self.dealer.join(&needs)?;
+        self.timeline.dealer_joined = started.elapsed();
+        let mut session = Session::new(
+            Party::Client,
+            self.architecture.fixed(),
+            self.channel,
+            dealer,
+        )?;
+        let s = &mut session;
         let conn = ClientConnection::open(s, &self.architecture)?;
         let mut report = RemoteReport {
             setup: conn.setup(),
             batches: Vec::with_capacity(batches.len()),
+            timeline: self.timeline.clone(),
         };
+        report.timeline.setup_done = started.elapsed();
         let mut outputs = Vec::with_capacity(batches.len());
-        for (b, &images) in batches.iter().zip(&sizes) {
-            s.send(&Request::Batch { images })?;
+        for (i, (b, &images)) in batches.iter().zip(&sizes).enumerate() {
+            if i > 0 {
+                s.send(&Request::Batch { images })?;
+            }
             let (logits, batch) = conn.prepare(s, images.get())?.run(s, b)?;
+            report.timeline.answered.push(started.elapsed());
             outputs.push(logits);
             report.batches.push(batch);
             progress(images.get());

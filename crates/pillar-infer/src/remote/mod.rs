@@ -15,12 +15,13 @@
 //!    online phase); only the client learns the logits. `Request::Goodbye` ends the
 //!    connection.
 
+mod ahead;
 mod client;
 mod messages;
 mod server;
 
 pub(crate) use client::decode_hello;
-pub use client::{RemoteModel, RemoteReport};
+pub use client::{RemoteModel, RemoteReport, Timeline};
 use messages::{Hello, Request};
 pub use server::{Done, ServeOptions, Served, serve};
 

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pillar_mpc::channel::{Admission, Emulated, Link, TcpChannel, Ticket, accept_loop, send};
+use pillar_mpc::channel::{Admission, Emulated, Link, TcpChannel, Ticket, accept_loop, recv, send};
 use pillar_mpc::dealer::remote::{DealerWatch, OpenedSession, open_session};
 use pillar_mpc::gate::Gate;
 use pillar_mpc::{Party, Session};
 
+use super::ahead::Ahead;
 use super::{Hello, Links, RemoteError, Request};
 use crate::plan::Plan;
 use crate::run::{BatchReport, Phase, ServerConnection};
@@ -143,9 +144,19 @@ fn serve_one(
             max_batch: NonZeroUsize::new(options.max_batch).unwrap_or(NonZeroUsize::MIN),
         },
     )?;
+    // The client's first request comes before the setup (see the module's protocol), so the
+    // server commits the setup's and that request's correlations to the dealer together.
+    let first = match recv::<Request>(&mut channel)? {
+        Request::Goodbye => return Ok(Served::default()),
+        Request::Batch { images } => checked(images.get(), options)?,
+    };
+    let mut dealer = Ahead::new(dealer);
+    let mut needs = arch.setup_needs();
+    needs.extend(arch.needs(first)?);
+    dealer.tell(&needs)?;
     let mut s =
         Session::new(Party::Server, arch.fixed(), channel, dealer)?.with_gate(Arc::clone(gate));
-    let outcome = serve_batches(&mut s, plan, options, &mut watch);
+    let outcome = serve_batches(&mut s, plan, first, &mut watch, options);
     // A client the dealer refused for deviating from the plan fails here or soon after; the
     // dealer's word says why, and it may still be on its way.
     let wait = if outcome.is_err() {
@@ -162,35 +173,43 @@ fn serve_one(
 /// How long a server whose client failed waits for the dealer to say whether it deviated.
 const DEVIATION_WAIT: Duration = Duration::from_millis(500);
 
-/// The setup, then the client's batches until its goodbye. The dealer's refusal of the
-/// client ends the connection after the batch during which it came.
+/// `images`, if the server takes that many in one request.
+fn checked(images: usize, options: &ServeOptions) -> Result<usize, RemoteError> {
+    if images > options.max_batch {
+        return Err(RemoteError::BatchTooLarge {
+            asked: images,
+            limit: options.max_batch,
+        });
+    }
+    Ok(images)
+}
+
+/// The setup, the client's `first` batch (already requested), then its further batches until
+/// its goodbye. The dealer's refusal of the client ends the connection after the batch during
+/// which it came.
 fn serve_batches(
     s: &mut Session,
     plan: &Plan,
-    options: &ServeOptions,
+    first: usize,
     watch: &mut DealerWatch,
+    options: &ServeOptions,
 ) -> Result<Served, RemoteError> {
     let conn = ServerConnection::open(s, plan)?;
     let mut served = Served {
         setup: conn.setup(),
         batches: Vec::new(),
     };
+    let mut images = first;
     loop {
+        let report = conn.prepare(s, images)?.run(s)?;
+        served.batches.push((images, report));
         if let Some(deviated) = watch.verdict(Duration::ZERO) {
             return Err(deviated.into());
         }
-        let images = match s.recv::<Request>()? {
+        images = match s.recv::<Request>()? {
             Request::Goodbye => return Ok(served),
-            Request::Batch { images } => images.get(),
+            Request::Batch { images } => checked(images.get(), options)?,
         };
-        if images > options.max_batch {
-            return Err(RemoteError::BatchTooLarge {
-                asked: images,
-                limit: options.max_batch,
-            });
-        }
-        let report = conn.prepare(s, images)?.run(s)?;
-        served.batches.push((images, report));
     }
 }
 

@@ -40,7 +40,7 @@ const MAX_PLAINTEXT: usize = MAX_MESSAGE - TAG;
 /// What both ends send first, in the clear, followed by a mode byte (bit 0: Noise rather than
 /// plaintext; bit 1: the dealer's protocol rather than the parties'): `PILLAR` and the wire
 /// version, so a pillar of another version is refused at once.
-pub const PREAMBLE: &[u8; 7] = b"PILLAR4";
+pub const PREAMBLE: &[u8; 7] = b"PILLAR5";
 const _: () = assert!(PREAMBLE[6] == b'0' + crate::wire::VERSION);
 /// How a secret key file starts; the key follows in hex.
 const SECRET_TAG: &str = "pillar-secret-key";
@@ -585,7 +585,19 @@ impl Stream {
             tcp,
             deadline: Some(deadline),
         };
-        preamble(&mut tcp, security, service, initiator)?;
+        // An encrypting initiator sends its first Noise message right behind its preamble
+        // instead of waiting a round trip for the responder's: the responder answers both
+        // at once, and the initiator checks the responder's preamble before it reads on.
+        let pipelined = initiator && security.is_encrypted();
+        if initiator {
+            write_preamble(&mut tcp, security, service)?;
+        }
+        if !pipelined {
+            // A responder that refuses a pillar peer of another mode lingers: that peer may
+            // have sent its first Noise message already, and closing with it unread would
+            // reset the connection and discard the preamble that tells the peer why.
+            read_preamble(&mut tcp, security, service, initiator, |s| linger(&s.tcp))?;
+        }
         let writer_tcp = tcp.tcp.try_clone()?;
         let Security::Noise { identity, trusted } = security else {
             return Ok(Stream {
@@ -597,8 +609,20 @@ impl Stream {
                 peer: None,
             });
         };
-        let (state, peer, verdict) =
-            noise_handshake(&mut tcp, identity, trusted, initiator, service.context())?;
+        let (state, peer, verdict) = noise_handshake_then(
+            &mut tcp,
+            identity,
+            trusted,
+            initiator,
+            service.context(),
+            |io| {
+                if pipelined {
+                    read_preamble(io, security, service, initiator, |_| ())
+                } else {
+                    Ok(())
+                }
+            },
+        )?;
         let state = Arc::new(state);
         let mut stream = Stream {
             reader: StreamReader {
@@ -656,6 +680,14 @@ impl Stream {
     pub(crate) fn writer(&mut self) -> &mut StreamWriter {
         &mut self.writer
     }
+
+    /// Ends a refused connection so that the peer reads why: this side stops writing and
+    /// reads what the peer still sends (for a second at most), since closing with unread
+    /// bytes (a request the peer sent behind the refused one) would reset the connection and
+    /// discard the refusal.
+    pub(crate) fn linger(&self) {
+        linger(&self.reader.tcp.tcp);
+    }
 }
 
 /// Both ends say in the clear that they are pillar and whether they encrypt, so that a
@@ -668,13 +700,35 @@ pub(crate) fn preamble<S: Read + Write>(
     service: Service,
     initiator: bool,
 ) -> io::Result<()> {
-    let mode = u8::from(security.is_encrypted()) | service.bit();
+    if initiator {
+        write_preamble(io, security, service)?;
+    }
+    read_preamble(io, security, service, initiator, |_| ())
+}
+
+/// This side's preamble: the version, whether it encrypts, which service.
+fn our_preamble(security: &Security, service: Service) -> [u8; 8] {
     let mut ours = [0u8; 8];
     ours[..7].copy_from_slice(PREAMBLE);
-    ours[7] = mode;
-    if initiator {
-        io.write_all(&ours)?;
-    }
+    ours[7] = u8::from(security.is_encrypted()) | service.bit();
+    ours
+}
+
+/// Sends this side's preamble.
+fn write_preamble<S: Write>(io: &mut S, security: &Security, service: Service) -> io::Result<()> {
+    io.write_all(&our_preamble(security, service))
+}
+
+/// Reads the peer's preamble and checks it against this side's; a responder answers with
+/// its own before the check, so that a peer of another mode hears which.
+fn read_preamble<S: Read + Write>(
+    io: &mut S,
+    security: &Security,
+    service: Service,
+    initiator: bool,
+    mismatch: impl FnOnce(&mut S),
+) -> io::Result<()> {
+    let ours = our_preamble(security, service);
     let mut theirs = [0u8; 8];
     if io.read(&mut theirs[..1])? == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, Silent));
@@ -688,7 +742,15 @@ pub(crate) fn preamble<S: Read + Write>(
     if !initiator {
         io.write_all(&ours)?;
     }
-    let other = theirs[7];
+    let checked = check_mode(ours[7], theirs[7], service, initiator);
+    if checked.is_err() && !initiator {
+        mismatch(io);
+    }
+    checked
+}
+
+/// Whether the peer's mode byte `other` fits this side's `mode` and `service`.
+fn check_mode(mode: u8, other: u8, service: Service, initiator: bool) -> io::Result<()> {
     if other & !0b11 != 0 {
         return Err(handshake_error(format!(
             "the peer asks for an unknown link mode {other}"
@@ -808,6 +870,21 @@ pub(crate) fn noise_handshake<S: Read + Write>(
     initiator: bool,
     context: &str,
 ) -> io::Result<(StatelessTransportState, PublicKey, Result<(), String>)> {
+    noise_handshake_then(io, identity, trusted, initiator, context, |_| Ok(()))
+}
+
+/// [`noise_handshake`], calling `first` once, after this side's first write if it writes
+/// first (the initiator), else before its first read: where a pipelined initiator reads the
+/// responder's preamble.
+fn noise_handshake_then<S: Read + Write>(
+    io: &mut S,
+    identity: &Identity,
+    trusted: &[PublicKey],
+    initiator: bool,
+    context: &str,
+    first: impl FnOnce(&mut S) -> io::Result<()>,
+) -> io::Result<(StatelessTransportState, PublicKey, Result<(), String>)> {
+    let mut first = Some(first);
     let low_order =
         || handshake_error("the peer sent a key of low order, which anyone can pass for");
     let snow_error = |e: snow::Error| match e {
@@ -835,7 +912,13 @@ pub(crate) fn noise_handshake<S: Read + Write>(
             let len = hs.write_message(&[], &mut message).map_err(snow_error)?;
             io.write_all(&(len as u16).to_be_bytes())?;
             io.write_all(&message[..len])?;
+            if let Some(first) = first.take() {
+                first(io)?;
+            }
         } else {
+            if let Some(first) = first.take() {
+                first(io)?;
+            }
             let mut len = [0u8; 2];
             io.read_exact(&mut len)?;
             let len = usize::from(u16::from_be_bytes(len));
@@ -991,6 +1074,14 @@ impl Read for StreamReader {
         buf[..n].copy_from_slice(&rx.plain[rx.start..rx.start + n]);
         rx.start += n;
         Ok(n)
+    }
+}
+
+impl StreamWriter {
+    /// Shuts the connection down both ways: a thread blocked reading the other half returns
+    /// at once.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
     }
 }
 

@@ -47,6 +47,16 @@ enum BenchCommand {
     /// requests on each; its logits must equal the fixed-point executor's. Random weights and
     /// inputs from a fixed seed (--seed).
     Load(super::bench_load::LoadBenchArgs),
+    /// Dealer, server and client as processes over a real TCP path with a round-trip time
+    /// and an optional bandwidth cap: time to first answer, step by step (root only).
+    ///
+    /// Two network namespaces (dealer and server in one, the client in the other) joined by a
+    /// delay line in this process that holds every packet for half the round-trip time and
+    /// paces it to the cap, with a bounded drop-tail queue. Per point: fresh clients, each its
+    /// own process and connection, as their own reports time them; a warm connection's later
+    /// requests; and `pillar bench model` on the same link for comparison. Needs root,
+    /// /dev/net/tun and `ip netns`; elsewhere it prints "skipped: ..." and exits 0.
+    Net(super::bench_net::NetBenchArgs),
 }
 
 /// What both secure benchmarks vary and repeat (protocols, link bandwidth, repeats, format,
@@ -200,6 +210,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         BenchCommand::Train(a) => super::bench_train::run(a),
         BenchCommand::Model(a) => super::bench_model::run(a),
         BenchCommand::Load(a) => super::bench_load::run(a),
+        BenchCommand::Net(a) => super::bench_net::run(a),
     }
 }
 

@@ -138,6 +138,30 @@ struct Report {
     online_bytes_received: u64,
     setup_bytes_sent: u64,
     offline_bytes: u64,
+    /// Seconds from the start of connecting until the server's hello arrived.
+    hello_s: f64,
+    /// ... until the client had joined its dealer session.
+    dealer_joined_s: f64,
+    /// ... until the per-connection setup ended.
+    setup_done_s: f64,
+    /// ... until the first request's logits arrived: the wait for the first answer.
+    first_answer_s: f64,
+    /// Each request on the connection, in order: a warm connection's later requests pay
+    /// neither the connection nor the setup.
+    per_request: Vec<RequestCost>,
+}
+
+/// What one request cost the client.
+#[derive(Debug, Serialize)]
+struct RequestCost {
+    images: usize,
+    offline_s: f64,
+    online_s: f64,
+    rounds: u64,
+    online_bytes_sent: u64,
+    online_bytes_received: u64,
+    /// Seconds from the start of connecting until its logits arrived.
+    answered_s: f64,
 }
 
 /// Runs `pillar infer`.
@@ -346,6 +370,29 @@ fn summarise(
         online_bytes_received: sum(&|b| b.online.stats.bytes_received as f64) as u64,
         setup_bytes_sent: costs.setup.stats.bytes_sent,
         offline_bytes: 8 * offline_words as u64,
+        hello_s: costs.timeline.hello.as_secs_f64(),
+        dealer_joined_s: costs.timeline.dealer_joined.as_secs_f64(),
+        setup_done_s: costs.timeline.setup_done.as_secs_f64(),
+        first_answer_s: costs
+            .timeline
+            .answered
+            .first()
+            .map_or(0.0, std::time::Duration::as_secs_f64),
+        per_request: costs
+            .batches
+            .iter()
+            .zip(images.chunks(per))
+            .zip(&costs.timeline.answered)
+            .map(|((b, chunk), answered)| RequestCost {
+                images: chunk.len(),
+                offline_s: b.offline.time.as_secs_f64(),
+                online_s: b.online.time.as_secs_f64(),
+                rounds: b.online.stats.rounds,
+                online_bytes_sent: b.online.stats.bytes_sent,
+                online_bytes_received: b.online.stats.bytes_received,
+                answered_s: answered.as_secs_f64(),
+            })
+            .collect(),
         images,
     }
 }
@@ -378,7 +425,7 @@ fn print_text(r: &Report) {
     }
     println!(
         "{} in {}: online {:.3} s, {} sent and {} received; offline {:.3} s \
-         ({} from the dealer); setup {:.3} s",
+         ({} from the dealer); setup {:.3} s; first answer {:.3} s after connecting",
         count(r.images.len(), "image"),
         count(r.requests, "request"),
         r.online_s,
@@ -386,7 +433,8 @@ fn print_text(r: &Report) {
         bytes(r.online_bytes_received),
         r.offline_s,
         bytes(r.offline_bytes),
-        r.setup_s
+        r.setup_s,
+        r.first_answer_s
     );
 }
 

@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod bench_load;
 pub(crate) mod bench_model;
+pub(crate) mod bench_net;
 pub(crate) mod bench_train;
 pub(crate) mod dealer;
 pub(crate) mod demo;

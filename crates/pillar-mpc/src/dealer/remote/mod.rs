@@ -40,7 +40,7 @@
 mod client;
 mod service;
 
-pub use client::{DealerWatch, OpenedSession, join_session, open_session};
+pub use client::{DealerLink, DealerWatch, OpenedSession, dial, join_session, open_session};
 pub use service::{DealerLinks, DealerService, ServiceConfig};
 
 use std::fmt;

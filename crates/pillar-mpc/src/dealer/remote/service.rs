@@ -207,6 +207,7 @@ impl DealerService {
         drop(ticket);
         if let Err(reason) = self.links.allow(stream.peer(), &request) {
             let _ = send(stream.writer(), &DealerReply::refused(&reason));
+            stream.linger();
             return Err(DealerError::Refused(reason));
         }
         match request {
@@ -279,6 +280,8 @@ impl DealerService {
                     id.tag()
                 );
                 let _ = send(stream.writer(), &DealerReply::refused(&detail));
+                // A client may have sent its announcement right behind its request.
+                stream.linger();
                 return Err(DealerError::Refused(detail));
             }
         };
