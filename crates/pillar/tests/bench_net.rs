@@ -120,27 +120,35 @@ fn as_root_a_small_run_reports_each_step_of_the_first_answer() {
         return;
     }
     let rows: Vec<Value> = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(rows.len(), 1);
-    let r = &rows[0];
-    let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {r}"));
-    let rounds = r["rounds"].as_u64().unwrap();
-    assert!(rounds >= 2, "{r}");
-    // Each step ends after the one before, and each takes round trips of the 10 ms path:
-    // the handshake several, every online round half of one.
-    let steps = [
-        f("hello_s"),
-        f("dealer_joined_s"),
-        f("setup_done_s"),
-        f("first_answer_s"),
-    ];
-    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{r}");
-    assert!(steps[0] >= 0.02, "{r}");
-    assert!(f("online_s") >= rounds as f64 * 0.005, "{r}");
-    assert!(f("process_s") >= steps[3], "{r}");
-    assert!(r["online_bytes_sent"].as_u64().unwrap() > 0);
-    assert!(r["offline_bytes"].as_u64().unwrap() > 0);
-    assert!(r["warm_online_s"].as_f64().is_some(), "{r}");
-    assert!(r["emulator_online_s"].as_f64().is_some(), "{r}");
+    // One row per linear protocol, the Beaver one first.
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["linear"], "beaver");
+    assert_eq!(rows[1]["linear"], "preprocessed");
+    for r in &rows {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {r}"));
+        let rounds = r["rounds"].as_u64().unwrap();
+        assert!(rounds >= 2, "{r}");
+        // Each step ends after the one before, and each takes round trips of the 10 ms path:
+        // the handshake several, every online round half of one.
+        let steps = [
+            f("hello_s"),
+            f("dealer_joined_s"),
+            f("setup_done_s"),
+            f("first_answer_s"),
+        ];
+        assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{r}");
+        assert!(steps[0] >= 0.02, "{r}");
+        assert!(f("online_s") >= rounds as f64 * 0.005, "{r}");
+        assert!(f("process_s") >= steps[3], "{r}");
+        assert!(r["online_bytes_sent"].as_u64().unwrap() > 0);
+        assert!(r["offline_bytes"].as_u64().unwrap() > 0);
+        assert!(r["warm_online_s"].as_f64().is_some(), "{r}");
+        assert!(r["emulator_online_s"].as_f64().is_some(), "{r}");
+    }
+    // The preprocessed client sends less online, and nothing in the setup.
+    let sent = |r: &Value, k: &str| r[k].as_u64().unwrap();
+    assert!(sent(&rows[1], "online_bytes_sent") < sent(&rows[0], "online_bytes_sent"));
+    assert_eq!(sent(&rows[1], "setup_bytes"), 0, "{}", rows[1]);
     // No namespace is left behind.
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let left = String::from_utf8_lossy(&netns.stdout).into_owned();

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
 use serde_json::Value;
@@ -44,6 +45,10 @@ pub(crate) struct NetBenchArgs {
     /// Protocols for the activation layers, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "honeybadger")]
     protocols: Vec<ActivationProtocol>,
+
+    /// Linear-layer protocols (comma-separated): preprocessed, beaver.
+    #[arg(long, value_delimiter = ',', default_value = "beaver,preprocessed")]
+    linear: Vec<LinearProtocol>,
 
     /// Round-trip times of the path, in milliseconds (comma-separated).
     #[arg(
@@ -134,6 +139,8 @@ enum Links {
 pub(crate) struct NetRow {
     model: String,
     protocol: String,
+    /// The linear layers' protocol.
+    linear: String,
     rtt_ms: f64,
     bandwidth_mbps: Option<f64>,
     links: String,
@@ -204,8 +211,8 @@ pub(crate) fn run(args: &NetBenchArgs) -> Result<()> {
         super::net::check_rtt_ms(rtt)?;
     }
     let caps = caps(&args.bandwidth_mbps)?;
-    if args.protocols.is_empty() || args.rtt_ms.is_empty() {
-        bail!("--protocols and --rtt-ms must list at least one value");
+    if args.protocols.is_empty() || args.rtt_ms.is_empty() || args.linear.is_empty() {
+        bail!("--protocols, --linear and --rtt-ms must list at least one value");
     }
     if !args.check && args.fresh == 0 {
         bail!("--fresh must be at least 1");
@@ -534,7 +541,11 @@ fn measure(
     let secs = format!("{}", timeout.as_secs_f64());
     let keys = files.keys.as_deref();
     let mut rows = Vec::new();
-    for &protocol in &args.protocols {
+    for (&linear, &protocol) in args
+        .linear
+        .iter()
+        .flat_map(|l| args.protocols.iter().map(move |p| (l, p)))
+    {
         let mut dealer_args = strings(&["dealer", "--listen", &format!("{ADDR_A}:0")]);
         dealer_args.extend(strings(&[
             "--timeout-s",
@@ -552,6 +563,8 @@ fn measure(
             &dealer_addr,
             "--protocol",
             &protocol.to_string(),
+            "--linear",
+            &linear.to_string(),
             "--frac-bits",
             &args.frac_bits.to_string(),
             "--timeout-s",
@@ -574,7 +587,7 @@ fn measure(
             for &cap in caps {
                 interrupted()?;
                 eprintln!(
-                    "{} {protocol}, RTT {rtt} ms, {}",
+                    "{} {protocol}/{linear}, RTT {rtt} ms, {}",
                     files.name,
                     cap.map_or("uncapped".into(), |b| format!("{b} Mbit/s"))
                 );
@@ -604,14 +617,14 @@ fn measure(
                 };
                 let dropped = path.counts().dropped - before.dropped;
                 let emulator = if args.emulator_repeats > 0 {
-                    Some(emulate(args, protocol, rtt, cap, timeout)?)
+                    Some(emulate(args, (protocol, linear), rtt, cap, timeout)?)
                 } else {
                     None
                 };
                 rows.push(row(
                     args,
                     files,
-                    protocol,
+                    (protocol, linear),
                     rtt,
                     cap,
                     &reports,
@@ -629,7 +642,7 @@ fn measure(
 /// `pillar bench model` on the same network and link, in this namespace: its row.
 fn emulate(
     args: &NetBenchArgs,
-    protocol: ActivationProtocol,
+    (protocol, linear): (ActivationProtocol, LinearProtocol),
     rtt: f64,
     cap: Option<f64>,
     timeout: Duration,
@@ -643,6 +656,8 @@ fn emulate(
         &args.dataset_shape.to_string(),
         "--protocols",
         &protocol.to_string(),
+        "--linear",
+        &linear.to_string(),
         "--rtt-ms",
         &rtt.to_string(),
         "-k",
@@ -683,7 +698,7 @@ fn median(values: &[f64]) -> f64 {
 fn row(
     args: &NetBenchArgs,
     files: &Files,
-    protocol: ActivationProtocol,
+    (protocol, linear): (ActivationProtocol, LinearProtocol),
     rtt: f64,
     cap: Option<f64>,
     reports: &[Value],
@@ -708,6 +723,7 @@ fn row(
     NetRow {
         model: files.name.clone(),
         protocol: protocol.to_string(),
+        linear: linear.to_string(),
         rtt_ms: rtt,
         bandwidth_mbps: cap,
         links: format!("{:?}", args.links).to_lowercase(),
@@ -749,8 +765,8 @@ fn table(rows: &[NetRow]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>6} {:>8} | {:>6} {:>6} {:>6} {:>7} | {:>6} {:>7} {:>6} {:>7} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
-        "protocol",
+        "{:<25} {:>6} {:>8} | {:>6} {:>6} {:>6} {:>7} | {:>6} {:>7} {:>6} {:>7} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
+        "protocol/linear",
         "RTT ms",
         "Mbit/s",
         "hello",
@@ -799,8 +815,8 @@ fn table(rows: &[NetRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<12} {:>6} {:>8} | {:>6.3} {:>6.3} {:>6.3} {:>7.3} | {:>6.3} {:>7.3} {:>6.3} {:>7.3} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
-            r.protocol,
+            "{:<25} {:>6} {:>8} | {:>6.3} {:>6.3} {:>6.3} {:>7.3} | {:>6.3} {:>7.3} {:>6.3} {:>7.3} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
+            format!("{}/{}", r.protocol, r.linear),
             r.rtt_ms,
             r.bandwidth_mbps.map_or("-".into(), |b| b.to_string()),
             r.hello_s,
