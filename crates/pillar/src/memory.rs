@@ -222,7 +222,17 @@ pub(crate) fn resident() -> Option<usize> {
 
 /// Restarts the count of [`peak_resident`] (Linux 4.0 and later: `5` to
 /// `/proc/self/clear_refs`); whether it could.
+///
+/// Memory freed before is first given back to the system (glibc keeps freed pages resident
+/// until told), so that the peak starts from what the process holds now.
 pub(crate) fn reset_peak_resident() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only releases free memory of the allocator's
+    // arenas; any thread may call it at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
