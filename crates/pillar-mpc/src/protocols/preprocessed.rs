@@ -457,6 +457,17 @@ impl Opening {
         }
     }
 
+    /// Errors unless the server's share `x0` and the client's `post` have this layer's sizes.
+    fn check_reply(&self, x0: &[u64], post: &[u64]) -> Result<(), MpcError> {
+        self.check("polynomial reply", "input", x0.len(), self.n)?;
+        self.check(
+            "polynomial reply",
+            "the client's post",
+            post.len(),
+            self.words(),
+        )
+    }
+
     /// The client's post from its share `x1` of the input: its part of the opening.
     pub fn post(&self, x1: &[u64], f: u32) -> Result<Vec<u64>, MpcError> {
         self.check("polynomial post", "input", x1.len(), self.n)?;
@@ -480,13 +491,7 @@ impl Opening {
         post: &[u64],
         f: u32,
     ) -> Result<(Vec<u64>, Vec<Vec<u64>>), MpcError> {
-        self.check("polynomial reply", "input", x0.len(), self.n)?;
-        self.check(
-            "polynomial reply",
-            "the client's post",
-            post.len(),
-            self.words(),
-        )?;
+        self.check_reply(x0, post)?;
         let party = Party::Server;
         Ok(match &self.held {
             OpeningHeld::Nothing => (Vec::new(), Vec::new()),
@@ -512,13 +517,7 @@ impl Opening {
     /// [`Opening::serve`] returns first, without forming the powers, so that the server can
     /// send it before it computes its own output ([`Opening::server_output`]).
     pub fn reply(&self, x0: &[u64], post: &[u64], f: u32) -> Result<Vec<u64>, MpcError> {
-        self.check("polynomial reply", "input", x0.len(), self.n)?;
-        self.check(
-            "polynomial reply",
-            "the client's post",
-            post.len(),
-            self.words(),
-        )?;
+        self.check_reply(x0, post)?;
         Ok(match &self.held {
             OpeningHeld::Nothing => Vec::new(),
             OpeningHeld::Powers(r) => {
