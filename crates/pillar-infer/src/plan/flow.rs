@@ -23,7 +23,6 @@
 //! offline. One post of the value then replaces the several that would depend on it; a value
 //! only one post reads (through a pooling, which shrinks it) is left as it is.
 
-use pillar_mpc::protocols::maxpool;
 use pillar_mpc::protocols::preprocessed::OpeningKind;
 
 use super::{Architecture, Layer};
@@ -110,14 +109,8 @@ impl Flow {
             let (post, reply, output_known) = match kind {
                 Kind::Linear => (Some(Post { words: n, when }), 0, true),
                 Kind::Split(k) => {
-                    let degree = degree(&step.layer);
-                    let words = k.words(n, degree);
-                    if words == 0 {
-                        // A polynomial of degree below 2 is local.
-                        (None, 0, input_known)
-                    } else {
-                        (Some(Post { words, when }), words, false)
-                    }
+                    let words = k.words(n, degree(&step.layer));
+                    (Some(Post { words, when }), words, false)
                 }
                 Kind::Interactive => (None, 0, false),
                 Kind::Local => (None, 0, step.inputs.iter().all(|&v| known[v])),
@@ -231,10 +224,6 @@ fn posts_reading(
     for (j, step) in arch.steps.iter().enumerate().skip(v) {
         let input = source[step.inputs[0]];
         let n: usize = arch.batch_shape(step.inputs[0], batch).iter().product();
-        let split = match kinds[j] {
-            Kind::Split(k) => k.words(n, degree(&step.layer)),
-            _ => 0,
-        };
         source[j + 1] = match kinds[j] {
             Kind::Linear => {
                 if input == Source::OnlyV {
@@ -242,15 +231,14 @@ fn posts_reading(
                 }
                 Source::Known
             }
-            Kind::Split(_) if split > 0 => {
+            Kind::Split(k) => {
                 if input == Source::OnlyV {
-                    words += split;
+                    words += k.words(n, degree(&step.layer));
                 }
                 Source::Other
             }
             Kind::Interactive => Source::Other,
-            // Local, and a polynomial of degree below 2.
-            _ => {
+            Kind::Local => {
                 let inputs: Vec<Source> = step.inputs.iter().map(|&u| source[u]).collect();
                 if inputs.contains(&Source::Other) {
                     Source::Other
@@ -269,15 +257,15 @@ fn posts_reading(
 fn kind(arch: &Architecture, layer: &Layer, i: usize, n: usize) -> Kind {
     match layer {
         Layer::Conv { .. } | Layer::Linear { .. } | Layer::Scale { .. } => Kind::Linear,
+        // A polynomial that opens nothing (of degree below 2) is local.
         Layer::Poly { .. } => match OpeningKind::of(arch.options.activation) {
-            Some(k) => Kind::Split(k),
-            None if arch.step_rounds(i) > 0 => Kind::Interactive,
-            None => Kind::Local,
+            Some(k) if k.words(n, degree(layer)) > 0 => Kind::Split(k),
+            _ if arch.step_rounds(i) > 0 => Kind::Interactive,
+            _ => Kind::Local,
         },
         Layer::Relu | Layer::Clip { .. } => Kind::Interactive,
-        Layer::MaxPool(w) if maxpool::rounds(w.kernel_h * w.kernel_w) > 0 || n == 0 => {
-            Kind::Interactive
-        }
+        // A 1x1 max pooling compares nothing.
+        Layer::MaxPool(_) if arch.step_rounds(i) > 0 => Kind::Interactive,
         Layer::MaxPool(_) => Kind::Local,
         Layer::AvgPool(_) | Layer::GlobalAvgPool | Layer::Add | Layer::Flatten => Kind::Local,
     }

@@ -2,7 +2,6 @@
 //! ([`pillar_mpc::protocols::preprocessed`]): each role's offline phase, and its online phase
 //! following the [`Flow`] both roles derive from the architecture.
 
-use pillar_mpc::protocols::poly::combine;
 use pillar_mpc::protocols::preprocessed::{LinearMask, Opening};
 use pillar_mpc::protocols::weights;
 use pillar_mpc::{MpcError, RingTensor, Session, Share};
@@ -88,10 +87,6 @@ pub(super) fn client_offline(
                         MpcError::invalid("preprocessed", "a linear step without its weight")
                     })?;
                 Share::new(RingTensor::new(shape.clone(), m.client_output(w, f)?)?)
-            }
-            (_, Layer::Poly { coefficients }) => {
-                let x = known_operand(x)?;
-                combine(s, x, &[], coefficients)?
             }
             _ => {
                 let operands: Vec<&Share> = step
@@ -282,18 +277,14 @@ impl Opened<'_> {
                     }
                 }
                 (Held::Opening(o), Layer::Poly { coefficients }) => {
-                    if o.words() == 0 {
-                        combine(s, x, &[], coefficients)?
-                    } else {
-                        let p = inbox.post(s, flow.posts[i])?;
-                        // The reply goes before the server forms its own output: the client
-                        // waits on it, not on that.
-                        let reply = o.reply(x.data(), p, f)?;
-                        let start = std::time::Instant::now();
-                        s.exchange(&reply, 0)?;
-                        replying = start.elapsed();
-                        o.server_output(s, x, p, &reply, coefficients)?
-                    }
+                    let p = inbox.post(s, flow.posts[i])?;
+                    // The reply goes before the server forms its own output: the client waits
+                    // on it, not on that.
+                    let reply = o.reply(x.data(), p, f)?;
+                    let start = std::time::Instant::now();
+                    s.exchange(&reply, 0)?;
+                    replying = start.elapsed();
+                    o.server_output(s, x, p, &reply, coefficients)?
                 }
                 _ => common_step(s, arch, i, operands)?,
             };
