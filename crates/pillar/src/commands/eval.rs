@@ -105,6 +105,17 @@ pub(crate) struct EvalArgs {
     json: bool,
 }
 
+impl EvalArgs {
+    /// The arithmetic the flags ask for: the secure run's, or the one the fixed mode mirrors.
+    fn config(&self) -> FixedConfig {
+        FixedConfig {
+            frac_bits: self.frac_bits,
+            activation: self.protocol,
+            linear: self.linear,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     model: String,
@@ -188,11 +199,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
         );
     }
     let n = args.limit.unwrap_or(data.test.len()).min(data.test.len());
-    let config = FixedConfig {
-        frac_bits: args.frac_bits,
-        activation: args.protocol,
-        linear: args.linear,
-    };
+    let config = args.config();
     let pixels: usize = dims.iter().product();
     let (batch, plan, held) = batch_and_plan(args, &graph, &config, n, pixels)?;
     let bar = if args.json {

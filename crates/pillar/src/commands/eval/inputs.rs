@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 use pillar_infer::compare::argmax;
-use pillar_infer::{FixedConfig, mirror, run_local};
+use pillar_infer::{mirror, run_local};
 use pillar_mpc::Local;
 use pillar_nn::{FoldedGraph, Tensor};
 use pillar_train::data::DatasetKind;
@@ -65,11 +65,7 @@ pub(super) fn run(args: &EvalArgs, graph: &FoldedGraph) -> Result<()> {
     let loaded = input::load(&args.input, [c, h, w], kind, args.invert)?;
     let size = c * h * w;
     let n = loaded.values.len() / size.max(1);
-    let config = FixedConfig {
-        frac_bits: args.frac_bits,
-        activation: args.protocol,
-        linear: args.linear,
-    };
+    let config = args.config();
     let (batch, plan, _) = batch_and_plan(args, graph, &config, n, size)?;
     let batches = loaded
         .values
