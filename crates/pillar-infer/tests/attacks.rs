@@ -30,7 +30,7 @@ fn deploy() -> (Cluster, Arc<Plan>, String, Outcomes) {
     let config = FixedConfig {
         frac_bits: 16,
         activation: ActivationProtocol::HoneyBadger,
-        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+        ..FixedConfig::default()
     };
     let plan = Arc::new(Plan::compile(&fold(&every_op()), config).unwrap());
     let outcomes: Outcomes = Arc::default();

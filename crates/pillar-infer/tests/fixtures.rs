@@ -5,6 +5,7 @@
 
 use pillar_infer::{FixedConfig, Plan, mirror, run_local};
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 use pillar_mpc::{FixedPoint, Local};
 use pillar_nn::onnx;
 use pillar_nn::testing::fixtures;
@@ -12,7 +13,7 @@ use pillar_nn::testing::fixtures;
 const CONFIG: FixedConfig = FixedConfig {
     frac_bits: 16,
     activation: ActivationProtocol::Espn,
-    linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+    linear: LinearProtocol::Preprocessed,
 };
 
 /// Secure logits of fixture `stem` equal the fixed executor's up to the secure truncation's

@@ -63,7 +63,7 @@ fn plan() -> Arc<Plan> {
     let config = FixedConfig {
         frac_bits: 16,
         activation: ActivationProtocol::HoneyBadger,
-        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+        ..FixedConfig::default()
     };
     Arc::new(Plan::compile(&fold(&distinctive()), config).unwrap())
 }

@@ -41,7 +41,7 @@ fn config(frac_bits: u32, activation: ActivationProtocol) -> FixedConfig {
     FixedConfig {
         frac_bits,
         activation,
-        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+        ..FixedConfig::default()
     }
 }
 

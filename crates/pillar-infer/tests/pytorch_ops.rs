@@ -17,7 +17,7 @@ fn config() -> FixedConfig {
     FixedConfig {
         frac_bits: 16,
         activation: ActivationProtocol::Espn,
-        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+        ..FixedConfig::default()
     }
 }
 

@@ -324,7 +324,7 @@ fn a_plan_runs_at_its_own_fixed_point_whatever_the_local_default() {
         let config = FixedConfig {
             frac_bits,
             activation: ActivationProtocol::HoneyBadger,
-            linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+            ..FixedConfig::default()
         };
         let plan = Plan::compile(&fold(&g), config).unwrap();
         let fp = pillar_mpc::FixedPoint::new(frac_bits).unwrap();

@@ -99,7 +99,7 @@ fn eval_input_prints_the_logits_each_executor_computes_for_a_npy_tensor() {
     let config = FixedConfig {
         frac_bits: 16,
         activation: ActivationProtocol::Espn,
-        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+        ..FixedConfig::default()
     };
     let fixed = mirror::run(&graph, &all, &config).unwrap().logits;
 
@@ -260,7 +260,7 @@ fn infer_input_classifies_a_npy_batch_as_the_fixed_executor_does() {
     let config = FixedConfig {
         frac_bits: 16,
         activation: ActivationProtocol::Espn,
-        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+        ..FixedConfig::default()
     };
     let want = mirror::run(&graph, &x, &config).unwrap().logits;
     for (i, img) in images.iter().enumerate() {

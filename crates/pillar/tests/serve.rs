@@ -200,7 +200,7 @@ fn three_processes_classify_as_the_fixed_executor_does() {
     let config = FixedConfig {
         frac_bits: 16,
         activation: ActivationProtocol::Espn,
-        linear: pillar_mpc::protocols::preprocessed::LinearProtocol::Preprocessed,
+        ..FixedConfig::default()
     };
     let want = mirror::run(&graph, &input, &config).unwrap().logits;
     for (i, img) in images.iter().enumerate() {
