@@ -332,6 +332,21 @@ fn compile(
     .with_context(|| format!("cannot compile {name} for {protocol}/{linear}"))
 }
 
+/// What both tables show first of a row: the protocols, the link, the rounds and the bytes.
+fn leading_cells(r: &ModelRow) -> [String; 8] {
+    use super::bench::{bandwidth, bytes};
+    [
+        r.protocol.clone(),
+        r.linear.clone(),
+        bandwidth(r.bandwidth_mbps),
+        r.rtt_ms.to_string(),
+        r.rounds.to_string(),
+        bytes(r.online_bytes),
+        bytes(r.online_bytes_server),
+        bytes(r.offline_bytes + r.offline_post_bytes),
+    ]
+}
+
 /// The rows as the README's Markdown table.
 fn markdown(rows: &[ModelRow]) -> String {
     let mut out = String::new();
@@ -343,15 +358,8 @@ fn markdown(rows: &[ModelRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3} s | {:.2} s | {} |",
-            r.protocol,
-            r.linear,
-            super::bench::bandwidth(r.bandwidth_mbps),
-            r.rtt_ms,
-            r.rounds,
-            super::bench::bytes(r.online_bytes),
-            super::bench::bytes(r.online_bytes_server),
-            super::bench::bytes(r.offline_bytes + r.offline_post_bytes),
+            "| {} | {:.3} s | {:.2} s | {} |",
+            leading_cells(r).join(" | "),
             r.median_s,
             r.first_answer_s,
             r.peak_bytes.map_or("-".to_string(), super::bench::bytes),
@@ -386,17 +394,10 @@ fn table(args: &ModelBenchArgs, name: &str, rows: &[ModelRow]) -> String {
         "setup (srv)"
     );
     for r in rows {
+        let [protocol, linear, mbps, rtt, rounds, client, server, offline] = leading_cells(r);
         let _ = writeln!(
             out,
-            "{:<12} {:<12} {:>7} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12.3} {:>11} {:>11.3} {:>12}",
-            r.protocol,
-            r.linear,
-            super::bench::bandwidth(r.bandwidth_mbps),
-            r.rtt_ms,
-            r.rounds,
-            super::bench::bytes(r.online_bytes),
-            super::bench::bytes(r.online_bytes_server),
-            super::bench::bytes(r.offline_bytes + r.offline_post_bytes),
+            "{protocol:<12} {linear:<12} {mbps:>7} {rtt:>7} {rounds:>7} {client:>12} {server:>12} {offline:>12} {:>12.3} {:>11} {:>11.3} {:>12}",
             r.median_s,
             format!("+-{:.3}", r.ci95_s),
             r.offline_median_s,
