@@ -1,15 +1,17 @@
 //! Fuzz target `dealer`: a client's announcement to the dealer, then the corrections for
 //! every need it allows (`pillar_mpc::fuzzing::announcement`).
 //!
-//! Structure-aware: most inputs are read as a list of needs with small sizes, weight masks
-//! drawn before the masked products that use them and sizes that mostly match, so that they
-//! pass the decoder and the size check and reach every correction; one size in a few is
-//! anything at all (zero, huge, mismatched). The rest of the inputs are raw announcement
+//! Structure-aware: most inputs are read as a list of needs with small sizes, products
+//! against the server's weight masks (`pillar_mpc::fuzzing::FUZZ_MASKS` of them, mask `i` of
+//! `i + 1` elements) whose sizes mostly match, so that they pass the decoder and the size
+//! check and reach every correction; one size in a few is anything at all (zero, huge,
+//! mismatched, a mask the server does not have). The rest of the inputs are raw announcement
 //! bytes, as the committed corpus has them.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use pillar_mpc::dealer::Need;
+use pillar_mpc::fuzzing::FUZZ_MASKS;
 use pillar_mpc::kernels::ConvGeometry;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -58,21 +60,25 @@ fn geometry(u: &mut Unstructured) -> Result<ConvGeometry> {
     })
 }
 
-/// A mask to take a product against: mostly one drawn, with its size.
-fn mask(u: &mut Unstructured, drawn: &[usize]) -> Result<(usize, Option<usize>)> {
-    if drawn.is_empty() || u.int_in_range(0u8..=7)? == 0 {
+/// A mask to take a product against: mostly one the server has, with its size.
+fn mask(u: &mut Unstructured) -> Result<(usize, Option<usize>)> {
+    if u.int_in_range(0u8..=7)? == 0 {
         return Ok((size(u)?, None));
     }
-    let id = u.choose_index(drawn.len())?;
-    Ok((id, Some(drawn[id])))
+    let id = u.int_in_range(0..=FUZZ_MASKS - 1)?;
+    Ok((id, Some(id + 1)))
+}
+
+/// The mask of `n` elements, if the server has one: mask `n - 1`.
+fn mask_of(n: usize) -> Option<usize> {
+    (1..=FUZZ_MASKS).contains(&n).then(|| n - 1)
 }
 
 /// Up to 12 needs of every kind.
 fn needs(u: &mut Unstructured) -> Result<Vec<Need>> {
     let mut out = Vec::new();
-    let mut drawn: Vec<usize> = Vec::new();
     for _ in 0..u.int_in_range(1..=12)? {
-        let need = match u.int_in_range(0u8..=14)? {
+        let need = match u.int_in_range(0u8..=13)? {
             0 => Need::Beaver { n: size(u)? },
             1 => Need::Square { n: size(u)? },
             2 => Need::FanOut {
@@ -98,29 +104,21 @@ fn needs(u: &mut Unstructured) -> Result<Vec<Need>> {
             9 => Need::Bit { n: size(u)? },
             10 => Need::BitProduct { n: size(u)? },
             11 => {
-                let n = size(u)?;
-                drawn.push(n);
-                Need::WeightMask { n }
-            }
-            12 => {
                 let geometry = geometry(u)?;
-                // Mostly against a mask drawn for it just before.
-                let mask = if u.arbitrary()? {
-                    // Lengths of a geometry the check refuses may overflow.
-                    let n = match geometry.validate() {
-                        Ok(()) => geometry.weight_len(),
-                        Err(_) => size(u)?,
-                    };
-                    out.push(Need::WeightMask { n });
-                    drawn.push(n);
-                    drawn.len() - 1
-                } else {
-                    mask(u, &drawn)?.0
+                // Mostly against the mask of its weight's size (lengths of a geometry the
+                // check refuses may overflow).
+                let fitting = match geometry.validate() {
+                    Ok(()) => mask_of(geometry.weight_len()),
+                    Err(_) => None,
+                };
+                let mask = match fitting {
+                    Some(id) if u.arbitrary()? => id,
+                    _ => mask(u)?.0,
                 };
                 Need::MaskedConv2d { geometry, mask }
             }
-            13 => {
-                let (mask, len) = mask(u, &drawn)?;
+            12 => {
+                let (mask, len) = mask(u)?;
                 let k = len.unwrap_or(size(u)?);
                 Need::MaskedMatmul {
                     m: size(u)?,
@@ -130,7 +128,7 @@ fn needs(u: &mut Unstructured) -> Result<Vec<Need>> {
                 }
             }
             _ => {
-                let (mask, len) = mask(u, &drawn)?;
+                let (mask, len) = mask(u)?;
                 let channels = len.unwrap_or(size(u)?);
                 let inner = size(u)?;
                 Need::MaskedScale {

@@ -39,9 +39,14 @@ pub fn run_local(
     for b in batches {
         arch.check_input(b)?;
     }
+    // A fixed seed (a test's, a benchmark's) fixes the weight masks too.
+    let masked = match local.seed {
+        Some(seed) => plan.masked_weights_from_seed(seed)?,
+        None => plan.masked_weights()?,
+    };
     let [server, client] = local.run_parties(|s| -> Result<Side, InferError> {
         if s.party().is_server() {
-            let conn = ServerConnection::open(s, plan)?;
+            let conn = ServerConnection::open(s, plan, &masked)?;
             let reports = batches
                 .iter()
                 .map(|b| conn.prepare(s, b.shape()[0])?.run(s))

@@ -9,7 +9,12 @@
 //! differs by a uniform amount. It passes with the real dealer and flags each of the
 //! deliberately flawed ones of `pillar_mpc::testing` (HoneyBadger's `r = 0`, ESPN's client mask
 //! `b = 0`, triples reused across batches, and the same dealer seeds on every connection),
-//! every one of which keeps the results right and passes the older test.
+//! every one of which keeps the results right and passes the older test), and weight masks
+//! that are all zero, which hand the client the weights in the setup.
+//!
+//! The setup sends the same `F = W - B` on every connection to a model, by design (one mask
+//! set per model, [`pillar_mpc::dealer::WeightMasks`] says why that is safe): the detector
+//! counts it once, from the first connection.
 //!
 //! Both run under both linear-layer protocols. Under the preprocessed one most rounds are
 //! one-way (the client's masked inputs and parts of openings, the server's opened values):
@@ -22,9 +27,10 @@ use pillar_infer::FixedConfig;
 use pillar_infer::mirror;
 use pillar_infer::{ClientConnection, Plan, ServerConnection};
 use pillar_mpc::channel::{Channel, ChannelError, Stats, memory_pair};
-use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer};
+use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer, WeightMasks};
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::preprocessed::LinearProtocol;
+use pillar_mpc::protocols::weights::MaskedWeights;
 use pillar_mpc::testing::{Flaw, byte_uniformity, flawed_pair};
 use pillar_mpc::{FixedPoint, Party, RingTensor, Session};
 use pillar_nn::testing::{conv, fold, linear, pillar_poly, tensor};
@@ -41,6 +47,10 @@ impl Dealer for ZeroDealer {
 
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         Ok(vec![0; need.words()])
+    }
+
+    fn weight_masks(&mut self, _: &Arc<WeightMasks>) -> Result<(), DealerError> {
+        Ok(())
     }
 }
 
@@ -61,6 +71,7 @@ fn network() -> Graph {
 fn server_view(plan: &Plan, x: &RingTensor, runs: u64, masked: bool, seed: u64) -> Vec<u64> {
     let rounds = Arc::new(Mutex::new(Vec::new()));
     let fp = FixedPoint::new(16).unwrap();
+    let weights = plan.masked_weights_from_seed(seed).unwrap();
     for run in 0..runs {
         let (c0, c1) = memory_pair(pillar_mpc::channel::DEFAULT_TIMEOUT);
         let recorder = Transcript {
@@ -89,7 +100,7 @@ fn server_view(plan: &Plan, x: &RingTensor, runs: u64, masked: bool, seed: u64) 
                 let batch = conn.prepare(&mut s1, 1).unwrap();
                 batch.run(&mut s1, x).unwrap().0
             });
-            let conn = ServerConnection::open(&mut s0, plan).unwrap();
+            let conn = ServerConnection::open(&mut s0, plan, &weights).unwrap();
             conn.prepare(&mut s0, 1).unwrap().run(&mut s0).unwrap();
             client.join().unwrap();
         });
@@ -256,16 +267,26 @@ fn received(rounds: &[Round]) -> Vec<u64> {
 /// Both parties' dealers for connection `k`.
 type Dealers = dyn Fn(u64) -> (Box<dyn Dealer>, Box<dyn Dealer>);
 
+/// The server's weights under masks, made once per model.
+type Pads = dyn Fn(&Plan) -> MaskedWeights;
+
+/// Real weight masks.
+fn real_pads(plan: &Plan) -> MaskedWeights {
+    plan.masked_weights().unwrap()
+}
+
 /// Runs `connections` connections of `batches` batches each, every batch classifying `x`,
-/// with the dealers `dealers` makes per connection; returns the server's and the client's
-/// views.
+/// with the dealers `dealers` makes per connection and the server's weights under the masks
+/// `pads` makes once; returns the server's and the client's views.
 fn views(
     plan: &Plan,
     x: &RingTensor,
     connections: u64,
     batches: usize,
     dealers: &Dealers,
+    pads: &Pads,
 ) -> [Vec<ConnectionView>; 2] {
+    let weights = pads(plan);
     let fp = plan.architecture.fixed();
     let images = plan.architecture.check_input(x).unwrap();
     let mut out = [Vec::new(), Vec::new()];
@@ -299,7 +320,7 @@ fn views(
                 view
             });
             let mut view = ConnectionView::default();
-            let conn = ServerConnection::open(&mut s0, plan).unwrap();
+            let conn = ServerConnection::open(&mut s0, plan, &weights).unwrap();
             view.setup = drain(&logs[0]);
             for _ in 0..batches {
                 conn.prepare(&mut s0, images).unwrap().run(&mut s0).unwrap();
@@ -332,14 +353,20 @@ const CRITICAL: f64 = 380.0;
 /// What the detector finds wrong with what one party saw, in words; empty if nothing.
 fn findings(party: &str, views: &[ConnectionView]) -> Vec<String> {
     let mut found = Vec::new();
-    let all_rounds = |v: &ConnectionView| {
-        let mut r = v.setup.clone();
+    // The setup of the first connection only: every connection's is the same by design.
+    let all_rounds = |(k, v): (usize, &ConnectionView)| {
+        let mut r = if k == 0 { v.setup.clone() } else { Vec::new() };
         r.extend(v.batches.iter().flatten().cloned());
         r
     };
-    let opened_all: Vec<u64> = views.iter().flat_map(|v| opened(&all_rounds(v))).collect();
+    let opened_all: Vec<u64> = views
+        .iter()
+        .enumerate()
+        .flat_map(|v| opened(&all_rounds(v)))
+        .collect();
     let received_all: Vec<u64> = views
         .iter()
+        .enumerate()
         .flat_map(|v| received(&all_rounds(v)))
         .collect();
     // The same opening in consecutive batches of a connection: with fresh masks the two
@@ -400,11 +427,13 @@ fn findings(party: &str, views: &[ConnectionView]) -> Vec<String> {
     found
 }
 
-/// Both parties' findings for `protocol` under `linear` with the dealers `dealers` makes.
+/// Both parties' findings for `protocol` under `linear` with the dealers `dealers` makes and
+/// the weight masks `pads` makes.
 fn detect_with(
     protocol: ActivationProtocol,
     linear: LinearProtocol,
     dealers: &Dealers,
+    pads: &Pads,
 ) -> Vec<String> {
     let plan = Plan::compile(
         &fold(&network()),
@@ -422,18 +451,23 @@ fn detect_with(
     let mut data = blank.data().to_vec();
     data.extend_from_slice(noisy.data());
     let x = mirror::encode(fp, &pillar_nn::Tensor::new(vec![2, 1, 8, 8], data).unwrap()).unwrap();
-    let [server, client] = views(&plan, &x, 4, 4, dealers);
+    let [server, client] = views(&plan, &x, 4, 4, dealers, pads);
     let mut found = findings("server", &server);
     found.extend(findings("client", &client));
     eprintln!("{}/{linear}: {found:#?}", protocol.name());
     found
 }
 
-/// [`detect_with`] under each linear protocol, each finding prefixed by the protocol's name.
+/// [`detect_with`] under each linear protocol with real weight masks.
 fn detect(protocol: ActivationProtocol, dealers: &Dealers) -> Vec<Vec<String>> {
+    detect_pads(protocol, dealers, &real_pads)
+}
+
+/// [`detect_with`] under each linear protocol.
+fn detect_pads(protocol: ActivationProtocol, dealers: &Dealers, pads: &Pads) -> Vec<Vec<String>> {
     LinearProtocol::ALL
         .into_iter()
-        .map(|linear| detect_with(protocol, linear, dealers))
+        .map(|linear| detect_with(protocol, linear, dealers, pads))
         .collect()
 }
 
@@ -511,6 +545,23 @@ fn the_detector_flags_triples_reused_across_batches() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn the_detector_flags_weight_masks_that_are_zero() {
+    let zero = |plan: &Plan| {
+        let lens = plan.architecture.weight_shapes.iter();
+        let lens = lens.map(|s| s.iter().product()).collect();
+        plan.masked_with(WeightMasks::zero_for_tests(lens)).unwrap()
+    };
+    for found in detect_pads(ActivationProtocol::HoneyBadger, &real, &zero) {
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("client's received words are not uniform")),
+            "{found:#?}"
+        );
     }
 }
 

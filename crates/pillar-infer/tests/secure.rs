@@ -217,19 +217,15 @@ fn rounds_and_bytes_are_what_the_architecture_predicts() {
                 _ => {}
             }
         }
-        // The setup opens every weight once, for both batches: both ways under the Beaver
-        // protocol, from the server only under the preprocessed one.
+        // The setup sends every weight's `F = W - B` once, for both batches, from the server
+        // only under either protocol (the client's share of the mask is zero).
         assert_eq!(report.setup.stats.rounds, 1);
         assert_eq!(report.client_setup.stats.rounds, 1);
         let weights = 3 * 2 * 9 + 3 * 3 * 9 + 3 + 27 * 4;
         assert_eq!(arch.setup_words(), weights);
         assert_eq!(report.setup.stats.bytes_sent as usize, 8 * weights);
-        let client = match linear {
-            LinearProtocol::Beaver => weights,
-            LinearProtocol::Preprocessed => 0,
-        };
-        assert_eq!(arch.setup_words_sent(Party::Client), client);
-        assert_eq!(report.client_setup.stats.bytes_sent as usize, 8 * client);
+        assert_eq!(arch.setup_words_sent(Party::Client), 0);
+        assert_eq!(report.client_setup.stats.bytes_sent, 0);
         assert_eq!(
             report.client_setup.stats.bytes_received as usize,
             8 * weights

@@ -3,12 +3,13 @@
 //! panic, hang or allocate beyond its bounds, whatever the input.
 
 use std::io::{self, Cursor, Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channel::read_words;
 use crate::channel::secure::{self, Identity, PublicKey, Security};
 use crate::dealer::remote::{Announce, DealerRequest};
-use crate::dealer::{CorrectionSource, TrustedDealer};
+use crate::dealer::{CorrectionSource, TrustedDealer, WeightMasks};
 
 /// A peer whose bytes are `input`; what we send is dropped.
 struct Peer<'a>(Cursor<&'a [u8]>);
@@ -76,13 +77,20 @@ pub fn handshake(input: &[u8]) {
     }
 }
 
+/// How many weight masks the fuzzed dealer's server told it: mask `i` has `i + 1` elements,
+/// so a product's mask number says the size it matches.
+pub const FUZZ_MASKS: usize = 512;
+
 /// A client's announcement to the dealer, and the corrections for every need that passes
-/// the size check (at most 4,096 words each, to keep runs fast).
+/// the size check (at most 4,096 words each, to keep runs fast), against a server's
+/// [`FUZZ_MASKS`] weight masks.
 pub fn announcement(input: &[u8]) {
     let Ok(announced) = crate::wire::decode::<Announce>(input) else {
         return;
     };
     let mut dealer = TrustedDealer::from_seeds([1; 32], [2; 32]);
+    let masks = WeightMasks::from_seed(1, (1..=FUZZ_MASKS).collect());
+    *dealer.mask_cell().lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(masks));
     for need in announced.needs() {
         if need.check(4096).is_err() || dealer.correction(need).is_err() {
             return;

@@ -22,6 +22,14 @@ impl WipedRng {
         WipedRng(ChaCha12Rng::from_seed(seed))
     }
 
+    /// A generator from `seed` on its independent stream `stream`: one key, many streams, none
+    /// of which gives another.
+    pub(crate) fn from_seed_stream(seed: [u8; 32], stream: u64) -> Self {
+        let mut rng = ChaCha12Rng::from_seed(seed);
+        rng.set_stream(stream);
+        WipedRng(rng)
+    }
+
     /// Fills `bytes` from the stream.
     pub(crate) fn fill(&mut self, bytes: &mut [u8]) {
         self.0.fill_bytes(bytes);

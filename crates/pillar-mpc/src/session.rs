@@ -122,6 +122,14 @@ impl Session {
         Ok(())
     }
 
+    /// Tells the dealer the server's weight masks ([`Dealer::weight_masks`]).
+    pub fn weight_masks(
+        &mut self,
+        masks: &std::sync::Arc<crate::dealer::WeightMasks>,
+    ) -> Result<(), MpcError> {
+        Ok(self.dealer.weight_masks(masks)?)
+    }
+
     /// Tells the dealer what the protocol will ask for next, in order, without fetching it:
     /// each is then generated when asked for. What a step that consumes its correlations as
     /// it draws them uses (the setup's weight masks), so that they are never all held at once.

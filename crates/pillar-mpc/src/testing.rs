@@ -4,7 +4,9 @@
 //! deliberate flaws ([`FlawedDealer`], [`RestartingDealer`]), which the privacy and freshness
 //! tests must catch.
 
-use crate::dealer::{Dealer, DealerError, Need, SeededDealer, TrustedDealer};
+use std::sync::Arc;
+
+use crate::dealer::{Dealer, DealerError, Need, SeededDealer, TrustedDealer, WeightMasks};
 use crate::error::MpcError;
 use crate::party::Party;
 use crate::protocols::arith::{receive_share, share};
@@ -80,6 +82,10 @@ impl<D: Dealer> Dealer for FlawedDealer<D> {
         self.inner.announce(needs)
     }
 
+    fn weight_masks(&mut self, masks: &Arc<WeightMasks>) -> Result<(), DealerError> {
+        self.inner.weight_masks(masks)
+    }
+
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         match (self.flaw, need) {
             // All of r, r^2, .. r^d zero on both sides: r = 0 and its powers still hold.
@@ -120,7 +126,7 @@ pub fn flawed_pair(
 
 /// One party's dealer whose stream restarts from the same seed at every draw, as a seeded
 /// expansion that forgot to keep its position would: every correlation of one size is then
-/// the same. Unfit for the weight masks (each restart forgets the masks drawn).
+/// the same. Unfit for products against weight masks (each restart forgets the masks told).
 #[derive(Debug)]
 pub struct RestartingDealer {
     seed: u64,
@@ -152,6 +158,12 @@ impl Dealer for RestartingDealer {
         let (d0, d1) = TrustedDealer::pair_from_seed(self.seed);
         let mut dealer = if self.party.is_server() { d0 } else { d1 };
         dealer.generate(need)
+    }
+
+    fn weight_masks(&mut self, _: &Arc<WeightMasks>) -> Result<(), DealerError> {
+        Err(DealerError::OutOfOrder(
+            "a restarting dealer forgets weight masks at every draw",
+        ))
     }
 }
 

@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{add, input, mul};
 use pillar_mpc::channel::memory_pair;
-use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer};
+use pillar_mpc::dealer::{Dealer, DealerError, Need, TrustedDealer, WeightMasks};
 use pillar_mpc::kernels::{ConvGeometry, conv2d, matmul};
 use pillar_mpc::protocols::beaver;
 use pillar_mpc::{FixedPoint, Local, MpcError, Party, RingTensor, Session, Share};
@@ -185,10 +187,11 @@ fn prefetched_correlations_must_match_the_protocol() {
     assert!(err.to_string().contains("prefetched plan"), "{err}");
 }
 
-/// Weight masks are drawn once and every masked triple is taken against the same mask;
-/// a triple naming a mask that was never drawn, or of the wrong size, is refused.
+/// Every masked triple is taken against the mask the server told its dealer; a triple naming
+/// a mask the server does not have, or of the wrong size, is refused, and so is any before the
+/// server told its masks.
 #[test]
-fn masked_triples_reuse_the_connections_weight_masks() {
+fn masked_triples_use_the_servers_weight_masks() {
     let g = ConvGeometry {
         batch: 2,
         in_channels: 2,
@@ -204,9 +207,18 @@ fn masked_triples_reuse_the_connections_weight_masks() {
     let draw = |need: &Need, d0: &mut dyn Dealer, d1: &mut dyn Dealer| {
         (d0.generate(need).unwrap(), d1.generate(need).unwrap())
     };
-    let (b0, b1) = draw(&Need::WeightMask { n: g.weight_len() }, &mut d0, &mut d1);
-    let (s0, s1) = draw(&Need::WeightMask { n: 3 }, &mut d0, &mut d1);
-    let (w, scale) = (add(&b0, &b1), add(&s0, &s1));
+    let told = Need::MaskedMatmul {
+        m: 1,
+        k: 3,
+        n: 1,
+        mask: 1,
+    };
+    d0.generate(&told).unwrap();
+    let e = d1.generate(&told).unwrap_err();
+    assert!(e.to_string().contains("told the dealer 0"), "{e}");
+    let masks = Arc::new(WeightMasks::from_seed(5, vec![g.weight_len(), 3]));
+    d0.weight_masks(&masks).unwrap();
+    let (w, scale) = (masks.words(0).unwrap(), masks.words(1).unwrap());
     for _ in 0..2 {
         let (p, q) = draw(
             &Need::MaskedConv2d {
@@ -265,8 +277,13 @@ fn masked_triples_reuse_the_connections_weight_masks() {
         })
         .is_err()
     );
+    // Telling other masks is refused; the same ones again are not.
+    d0.weight_masks(&masks).unwrap();
+    let other = Arc::new(WeightMasks::from_seed(6, vec![g.weight_len(), 3]));
+    assert!(d0.weight_masks(&other).is_err());
     let (mut d0, mut d1) = TrustedDealer::pair_from_seed(6);
-    draw(&Need::WeightMask { n: 3 }, &mut d0, &mut d1);
+    d0.weight_masks(&Arc::new(WeightMasks::from_seed(6, vec![3])))
+        .unwrap();
     let wrong = Need::MaskedMatmul {
         m: 1,
         k: 3,
@@ -287,6 +304,10 @@ impl Dealer for ShortDealer {
 
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         Ok(vec![0; need.words() - 1])
+    }
+
+    fn weight_masks(&mut self, _: &Arc<WeightMasks>) -> Result<(), DealerError> {
+        Ok(())
     }
 }
 
@@ -342,7 +363,6 @@ fn degenerate_needs_are_refused_never_panic() {
         Need::Beaver { n: 0 },
         Need::Powers { n: 3, degree: 0 },
         Need::Powers { n: 0, degree: 4 },
-        Need::WeightMask { n: 0 },
         Need::FanOut { k: 0, n: 3 },
         Need::Matmul { m: 2, k: 0, n: 2 },
         Need::MaskedScale {
@@ -419,9 +439,8 @@ fn degenerate_needs_are_refused_never_panic() {
         assert_refused(&mut d1, need, "overflow");
     }
     // Masked products against a mask that does not exist, or of another size.
-    let mask = Need::WeightMask { n: 3 };
-    d0.generate(&mask).unwrap();
-    d1.generate(&mask).unwrap();
+    d0.weight_masks(&Arc::new(WeightMasks::from_seed(8, vec![3])))
+        .unwrap();
     for (need, what) in [
         (
             Need::MaskedScale {

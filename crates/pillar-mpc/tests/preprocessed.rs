@@ -8,12 +8,13 @@ mod common;
 use common::{Outcome, input, signed, tensor};
 use pillar_fit::PAPER_RELU as PAPER;
 use pillar_mpc::channel::Stats;
+use pillar_mpc::dealer::WeightMasks;
 use pillar_mpc::kernels::{ConvGeometry, conv2d as conv_kernel, matmul as matmul_kernel};
 use pillar_mpc::protocols::arith::reveal;
 use pillar_mpc::protocols::poly::combine;
 use pillar_mpc::protocols::poly::reference::{self, Approx};
 use pillar_mpc::protocols::preprocessed::{LinearMask, LinearShape, Opening, OpeningKind};
-use pillar_mpc::protocols::weights::{open_peer_weights, open_weights};
+use pillar_mpc::protocols::weights::{MaskedWeights, receive_weights, send_weights};
 use pillar_mpc::{FixedPoint, Local, MpcError, Party, RingTensor, Session, Share};
 use proptest::prelude::*;
 
@@ -32,9 +33,12 @@ fn linear(seed: u64, x: &RingTensor, w: &RingTensor, shape: LinearShape) -> Outc
             let x = input(s, Party::Client, x)?;
             let shapes = [w.shape().to_vec()];
             let opened = if s.party().is_server() {
-                open_weights(s, &shapes, &[w.data()], 0)?
+                let masks = WeightMasks::from_seed(seed, vec![w.len()]);
+                let masked = MaskedWeights::new(&shapes, &[w.data()], masks)?;
+                send_weights(s, &masked)?;
+                masked.opened()
             } else {
-                open_peer_weights(s, &shapes, 0)?
+                receive_weights(s, &shapes)?
             };
             let mask = LinearMask::take(s, shape, 0)?;
             let before = s.stats();

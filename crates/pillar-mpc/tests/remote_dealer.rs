@@ -15,7 +15,7 @@ use pillar_mpc::channel::{Admission, Identity, Security, memory_pair};
 use pillar_mpc::dealer::remote::{
     DealerLinks, DealerService, OpenedSession, ServiceConfig, SessionId, join_session, open_session,
 };
-use pillar_mpc::dealer::{Dealer, DealerError, Need, SeededDealer};
+use pillar_mpc::dealer::{Dealer, DealerError, Need, SeededDealer, WeightMasks};
 use pillar_mpc::protocols::{arith, beaver};
 use pillar_mpc::{FixedPoint, Party, RingTensor, Session, Share};
 
@@ -46,6 +46,11 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| {
     }
 });
 
+/// The weight masks of the tests' server: one of 6 elements (a 3 x 2 matrix), one of 60 x 60
+/// and one of 64 x 64.
+static MASKS: LazyLock<Arc<WeightMasks>> =
+    LazyLock::new(|| Arc::new(WeightMasks::from_seed(1, vec![6, 60 * 60, 64 * 64])));
+
 /// A dealer on a free loopback port, serving in the background; returns its address.
 fn start(config: ServiceConfig) -> (String, Arc<DealerService>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -58,7 +63,8 @@ fn start(config: ServiceConfig) -> (String, Arc<DealerService>) {
 
 /// A session opened by the trusted server: its id and the server's dealer.
 fn session(addr: &str) -> (SessionId, SeededDealer) {
-    let OpenedSession { id, dealer, .. } = open_session(addr, &KEYS.server, TIMEOUT).unwrap();
+    let OpenedSession { id, dealer, .. } =
+        open_session(addr, &KEYS.server, TIMEOUT, &MASKS).unwrap();
     (id, dealer)
 }
 
@@ -86,7 +92,6 @@ fn correlations_hold_across_the_wire() {
     assert_eq!((d0.party(), d1.party()), (Party::Server, Party::Client));
 
     let announced = [
-        Need::WeightMask { n: 6 },
         Need::Beaver { n: 5 },
         Need::Matmul { m: 2, k: 3, n: 2 },
         Need::MaskedMatmul {
@@ -107,14 +112,14 @@ fn correlations_hold_across_the_wire() {
     let a = add(&p[..7], &q[..7]);
     assert_eq!(add(&p[7..], &q[7..]), mul(&a, &a));
 
-    let mask = add(&shares[0].0, &shares[0].1);
-    let (p, q) = &shares[1];
+    let mask = MASKS.words(0).unwrap();
+    let (p, q) = &shares[0];
     let (a, b) = (add(&p[..5], &q[..5]), add(&p[5..10], &q[5..10]));
     assert_eq!(add(&p[10..], &q[10..]), mul(&a, &b));
-    let (p, q) = &shares[2];
+    let (p, q) = &shares[1];
     let (a, b) = (add(&p[..6], &q[..6]), add(&p[6..12], &q[6..12]));
     assert_eq!(add(&p[12..], &q[12..]), matmul(2, 3, 2, &a, &b));
-    let (p, q) = &shares[3];
+    let (p, q) = &shares[2];
     let a = add(&p[..12], &q[..12]);
     assert_eq!(add(&p[12..], &q[12..]), matmul(4, 3, 2, &a, &mask));
 }
@@ -198,13 +203,13 @@ fn a_dealer_that_is_down_is_a_clear_error_at_once() {
     };
     let addr = format!("127.0.0.1:{port}");
     let start = Instant::now();
-    let err = open_session(&addr, &KEYS.server, TIMEOUT).unwrap_err();
+    let err = open_session(&addr, &KEYS.server, TIMEOUT, &MASKS).unwrap_err();
     assert!(start.elapsed() < TIMEOUT);
     assert!(
         matches!(&err, DealerError::Unavailable { what, .. } if what.contains("cannot reach the dealer at 127.0.0.1")),
         "{err}"
     );
-    assert!(open_session("no-such-host.invalid:1", &KEYS.server, TIMEOUT).is_err());
+    assert!(open_session("no-such-host.invalid:1", &KEYS.server, TIMEOUT, &MASKS).is_err());
 }
 
 #[test]
@@ -278,7 +283,7 @@ fn the_dealer_serves_only_the_parties_it_trusts() {
         DealerLinks::Plaintext => unreachable!(),
     };
     let security = Security::noise(stranger, vec![dealer_key]);
-    let err = open_session(&addr, &security, TIMEOUT).unwrap_err();
+    let err = open_session(&addr, &security, TIMEOUT, &MASKS).unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains("refused") && message.contains(&stranger_key),
@@ -288,13 +293,13 @@ fn the_dealer_serves_only_the_parties_it_trusts() {
     // A party that pins another key for the dealer stops before sending anything.
     let impostor = Identity::generate().public();
     let security = Security::noise(Identity::generate(), vec![impostor]);
-    let err = open_session(&addr, &security, TIMEOUT).unwrap_err();
+    let err = open_session(&addr, &security, TIMEOUT, &MASKS).unwrap_err();
     assert!(
         err.to_string().contains("not among the keys trusted"),
         "{err}"
     );
     // Plaintext is refused with the reason.
-    let err = open_session(&addr, &Security::Plaintext, TIMEOUT).unwrap_err();
+    let err = open_session(&addr, &Security::Plaintext, TIMEOUT, &MASKS).unwrap_err();
     assert!(err.to_string().contains("requires Noise"), "{err}");
     assert_eq!(service.pending(), 0);
     // The trusted parties are served.
@@ -316,10 +321,10 @@ fn a_client_gets_only_what_its_server_committed_to_and_the_server_hears_of_a_dev
         id,
         dealer: mut d0,
         mut watch,
-    } = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    } = open_session(&addr, &KEYS.server, TIMEOUT, &MASKS).unwrap();
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     // In step: served, whichever side asks first.
-    let mask = Need::WeightMask { n: 8 };
+    let mask = Need::Square { n: 8 };
     d0.announce(std::slice::from_ref(&mask)).unwrap();
     d1.generate(&mask).unwrap();
     d0.generate(&mask).unwrap();
@@ -330,14 +335,14 @@ fn a_client_gets_only_what_its_server_committed_to_and_the_server_hears_of_a_dev
         matches!(&err, DealerError::Refused(m) if m.contains("committed to no correlation 1")),
         "{err}"
     );
-    // Another session: the server draws a weight mask, the client asks for bits in its place.
+    // Another session: the server draws a triple, the client asks for bits in its place.
     let OpenedSession {
         id,
         dealer: mut d0,
         mut watch,
-    } = open_session(&addr, &KEYS.server, TIMEOUT).unwrap();
+    } = open_session(&addr, &KEYS.server, TIMEOUT, &MASKS).unwrap();
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
-    d0.generate(&Need::WeightMask { n: 8 }).unwrap();
+    d0.generate(&Need::Beaver { n: 8 }).unwrap();
     let err = d1.generate(&Need::Bit { n: 4 }).unwrap_err();
     assert!(
         matches!(&err, DealerError::Refused(m) if m.contains("not what the server committed to")),
@@ -345,7 +350,7 @@ fn a_client_gets_only_what_its_server_committed_to_and_the_server_hears_of_a_dev
     );
     let told = watch.verdict(TIMEOUT).expect("the dealer told the server");
     assert!(
-        matches!(&told, DealerError::ClientDeviated(m) if m.contains("Bit { n: 4 }") && m.contains("WeightMask { n: 8 }")),
+        matches!(&told, DealerError::ClientDeviated(m) if m.contains("Bit { n: 4 }") && m.contains("Beaver { n: 8 }")),
         "{told}"
     );
 }
@@ -354,7 +359,7 @@ fn a_client_gets_only_what_its_server_committed_to_and_the_server_hears_of_a_dev
 fn roles_are_bound_to_keys() {
     let (addr, service) = start(ServiceConfig::default());
     // The client's key cannot open a session (it would get a server's seed) ...
-    let err = open_session(&addr, &KEYS.client, TIMEOUT).unwrap_err();
+    let err = open_session(&addr, &KEYS.client, TIMEOUT, &MASKS).unwrap_err();
     assert!(
         matches!(&err, DealerError::Refused(m) if m.contains("not trusted as a server's")),
         "{err}"
@@ -382,21 +387,32 @@ fn a_session_holds_at_most_its_memory_budget() {
         timeout: Duration::from_millis(300),
         ..ServiceConfig::default()
     });
-    // Weight masks are kept for the connection, and one of 1000 words takes 3000 while it is
-    // made (both expansions and their sum): the third goes beyond 4096.
+    // A product against a weight mask holds the mask it regenerates while it is computed:
+    // against the 60 x 60 mask, 3600 words and 240 of the triple (120 of party 0's, 60 of
+    // party 1's, a correction of 60) fit in 4096; against the 64 x 64 one, 4352 do not.
     let (id, mut d0) = session(&addr);
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
-    let mask = Need::WeightMask { n: 1000 };
-    let needs = vec![mask.clone(); 3];
+    let fits = Need::MaskedMatmul {
+        m: 1,
+        k: 60,
+        n: 60,
+        mask: 1,
+    };
+    let beyond = Need::MaskedMatmul {
+        m: 1,
+        k: 64,
+        n: 64,
+        mask: 2,
+    };
+    let needs = [fits.clone(), beyond.clone()];
     d0.announce(&needs).unwrap();
     d1.announce(&needs).unwrap();
-    for _ in 0..2 {
-        d0.generate(&mask).unwrap();
-        d1.generate(&mask).unwrap();
-    }
-    let err = d1.generate(&mask).unwrap_err();
+    d0.generate(&fits).unwrap();
+    d1.generate(&fits).unwrap();
+    d0.generate(&beyond).unwrap();
+    let err = d1.generate(&beyond).unwrap_err();
     assert!(
-        matches!(&err, DealerError::Refused(m) if m.contains("with 2000 held already; a session may hold 4096")),
+        matches!(&err, DealerError::Refused(m) if m.contains("would hold 4352 words") && m.contains("a session may hold 4096")),
         "{err}"
     );
     // The dealer goes on serving other sessions.

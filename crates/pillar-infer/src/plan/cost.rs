@@ -26,21 +26,11 @@ pub(super) struct Peak {
     step: usize,
     /// Correlations fetched and not yet consumed.
     ahead: usize,
-    /// The setup's weight masks and opened weights.
+    /// The opened weights `F` (the client's, per connection).
     weights: usize,
 }
 
 impl Architecture {
-    /// The correlations of the per-connection setup: one weight mask per weight.
-    pub(crate) fn setup_needs(&self) -> Vec<Need> {
-        let lens: Vec<usize> = self
-            .weight_shapes
-            .iter()
-            .map(|s| s.iter().product())
-            .collect();
-        weights::open_weights_needs(&lens)
-    }
-
     /// The correlations one inference of `batch` images consumes, in the order the run asks
     /// for them: what the offline phase fetches.
     ///
@@ -142,7 +132,7 @@ impl Architecture {
     }
 
     /// The most ring words one party holds at once while it runs a batch of `batch`,
-    /// estimated from the schedule: the weight masks and opened weights of the setup, the
+    /// estimated from the schedule: the opened weights `F` of the setup, the
     /// correlations fetched ahead and not yet consumed, the values alive at each step, and
     /// the step's own output and gathered buffers (a convolution's patch matrix, a pooling's
     /// windows, counted for the whole batch) with as much again for a protocol's
@@ -177,7 +167,7 @@ impl Architecture {
             }
             .into());
         }
-        let weights = 2 * self.setup_words();
+        let weights = self.setup_words();
         // Under the preprocessed protocol the client holds every share it knows offline from
         // the offline phase until its step runs, and the server the client's offline posts:
         // counted as held throughout.
@@ -366,8 +356,7 @@ impl Architecture {
         }
     }
 
-    /// Ring words the server sends in the setup: `W - B` for every weight, or its part
-    /// `W - b0` under the preprocessed protocol.
+    /// Ring words the server sends in the setup: `F = W - B` for every weight.
     pub fn setup_words(&self) -> usize {
         self.weight_shapes
             .iter()
@@ -375,13 +364,13 @@ impl Architecture {
             .sum()
     }
 
-    /// Ring words `party` sends in the setup: the server [`Architecture::setup_words`]; the
-    /// client as many under the Beaver protocol (its part of opening `W - B`) and none under
-    /// the preprocessed one (it alone needs `F`).
+    /// Ring words `party` sends in the setup: the server [`Architecture::setup_words`], the
+    /// client none (under either protocol: the server knows `B`, the client's share is zero).
     pub fn setup_words_sent(&self, party: pillar_mpc::Party) -> usize {
-        match (party.is_server(), self.options.linear) {
-            (true, _) | (false, LinearProtocol::Beaver) => self.setup_words(),
-            (false, LinearProtocol::Preprocessed) => 0,
+        if party.is_server() {
+            self.setup_words()
+        } else {
+            0
         }
     }
 

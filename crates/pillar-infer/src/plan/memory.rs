@@ -45,6 +45,7 @@
 //! bounds the request, not the process (about 45 MiB of program and data set besides).
 
 use pillar_mpc::dealer::Need;
+use pillar_mpc::protocols::preprocessed::LinearProtocol;
 
 use super::Architecture;
 use crate::error::InferError;
@@ -67,13 +68,14 @@ pub struct MemoryEstimate {
     pub batch: usize,
     /// The parties' own peaks (one for the client alone, the sum of both in a local run).
     pub parties: usize,
-    /// The in-process dealer: the weight masks it keeps and its largest correction's
-    /// working buffers.
+    /// The in-process dealer: its largest correction's working buffers (with the weight mask
+    /// it regenerates).
     pub dealer: usize,
     /// The largest round's messages in flight, both ways, as sent and as received (the
     /// setup's opening of every weight counts as a round).
     pub channel: usize,
-    /// The server's encoded weights.
+    /// The server's encoded weights, and their masked copy `F` (with the masks under the
+    /// Beaver protocol).
     pub plan: usize,
     /// What the measurements show beyond the counted buffers: a quarter of them (the
     /// allocator's slack, a correlation's parts split off its buffer, the protocols' smaller
@@ -123,12 +125,10 @@ impl Architecture {
             });
         }
         let weights = self.setup_words();
-        // The trusted dealer expands party 0's whole share and party 1's seeded part, then
-        // computes the correction: all three at once for the largest correlation.
+        // The trusted dealer expands party 0's whole share and party 1's seeded part,
+        // regenerates the weight mask a product needs, then computes the correction: all at
+        // once for the largest correlation.
         let mut largest_need = 0usize;
-        for need in self.setup_needs() {
-            largest_need = largest_need.max(need_bytes(&need));
-        }
         let mut largest_round = 0usize;
         for i in 0..self.steps.len() {
             for need in self.step_needs(i, batch)? {
@@ -141,9 +141,13 @@ impl Architecture {
         let mut estimate = MemoryEstimate {
             batch,
             parties: one.saturating_mul(2),
-            dealer: bytes(weights).saturating_add(largest_need),
+            dealer: largest_need,
             channel: bytes(largest_round.max(weights)).saturating_mul(4),
-            plan: bytes(weights),
+            // `W`, the masked `F` sent to every client, and under Beaver the masks `B`.
+            plan: bytes(weights).saturating_mul(match self.options.linear {
+                LinearProtocol::Preprocessed => 2,
+                LinearProtocol::Beaver => 3,
+            }),
             margin: 0,
         };
         estimate.margin = (estimate.total() / 4).saturating_add(LOCAL_BASE);
@@ -195,6 +199,7 @@ fn need_bytes(need: &Need) -> usize {
     bytes(
         need.words()
             .saturating_add(need.seeded_words())
+            .saturating_add(need.weight_mask_words())
             .saturating_add(need.correction_words()),
     )
 }

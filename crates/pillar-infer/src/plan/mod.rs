@@ -8,12 +8,14 @@ pub(crate) mod flow;
 mod memory;
 
 use pillar_mpc::FixedPoint;
+use pillar_mpc::dealer::WeightMasks;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::clip::Bounds;
 use pillar_mpc::protocols::poly::MAX_DEGREE;
 use pillar_mpc::protocols::pool::Window;
 use pillar_mpc::protocols::preprocessed::LinearProtocol;
+use pillar_mpc::protocols::weights::MaskedWeights;
 use pillar_nn::{FoldedGraph, Node, Op, PolyAct, Tensor, ValueId};
 use serde::{Deserialize, Serialize};
 
@@ -299,6 +301,36 @@ fn encode_tensor(
 }
 
 impl Plan {
+    /// The weights under masks drawn from the operating system's CSPRNG: what a server makes
+    /// once per model and hands every connection ([`crate::ServerConnection::open`]). Make
+    /// new ones whenever the weights change: one mask must never cover two different weights
+    /// ([`WeightMasks`] says why).
+    pub fn masked_weights(&self) -> Result<MaskedWeights, InferError> {
+        self.masked_with(WeightMasks::generate(self.weight_lens()))
+    }
+
+    /// [`Plan::masked_weights`] from a fixed seed: reproducible, so for tests and benchmarks
+    /// only.
+    pub fn masked_weights_from_seed(&self, seed: u64) -> Result<MaskedWeights, InferError> {
+        self.masked_with(WeightMasks::from_seed(seed, self.weight_lens()))
+    }
+
+    /// The weights under `masks`, one per weight and as long (deliberately broken ones in the
+    /// privacy tests).
+    pub fn masked_with(&self, masks: WeightMasks) -> Result<MaskedWeights, InferError> {
+        let refs: Vec<&[u64]> = self.weights.weights.iter().map(Vec::as_slice).collect();
+        MaskedWeights::new(&self.architecture.weight_shapes, &refs, masks)
+            .map_err(|_| InferError::Weights)
+    }
+
+    fn weight_lens(&self) -> Vec<usize> {
+        self.architecture
+            .weight_shapes
+            .iter()
+            .map(|s| s.iter().product())
+            .collect()
+    }
+
     /// [`Plan::compile`] for a run that must compute what the graph does: a polynomial
     /// activation under the relu protocol is an error naming its node, not an exact ReLU. What
     /// the mirror and `pillar eval` compile; the benchmarks' ReLU baseline uses `compile`.

@@ -4,7 +4,9 @@
 use std::collections::VecDeque;
 
 use pillar_mpc::Party;
-use pillar_mpc::dealer::{Dealer, DealerError, Need};
+use std::sync::Arc;
+
+use pillar_mpc::dealer::{Dealer, DealerError, Need, WeightMasks};
 
 /// A dealer to which this party told some needs ahead ([`Ahead::tell`]): the server commits
 /// them to the dealer process at once, the client announces them, so the dealer streams the
@@ -66,6 +68,10 @@ impl<D: Dealer> Dealer for Ahead<D> {
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         self.inner.generate(need)
     }
+
+    fn weight_masks(&mut self, masks: &Arc<WeightMasks>) -> Result<(), DealerError> {
+        self.inner.weight_masks(masks)
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +93,9 @@ mod tests {
         }
         fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
             Ok(vec![0; need.words()])
+        }
+        fn weight_masks(&mut self, _: &Arc<WeightMasks>) -> Result<(), DealerError> {
+            Ok(())
         }
     }
 

@@ -213,14 +213,12 @@ impl RemoteModel {
             return Ok((Vec::new(), RemoteReport::default()));
         };
         // The first request goes before the setup, even before the client joins its dealer
-        // session, and both sides tell the dealer the setup's and that request's
-        // correlations at once (the client with its join, in the same flight): the server
-        // commits them as soon as the request arrives, and the dealer streams the client's
-        // corrections for both while the setup's round trips are under way.
+        // session, and both sides tell the dealer that request's correlations at once (the
+        // client with its join, in the same flight): the server commits them as soon as the
+        // request arrives, and the dealer streams the client's corrections while the setup
+        // is under way.
         send(&mut self.channel, &Request::Batch { images: first })?;
-        let mut needs = self.architecture.setup_needs();
-        needs.extend(self.architecture.needs(first.get())?);
-        let dealer = self.dealer.join(&needs)?;
+        let dealer = self.dealer.join(&self.architecture.needs(first.get())?)?;
         self.timeline.dealer_joined = started.elapsed();
         let mut session = Session::new(
             Party::Client,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use pillar_mpc::channel::{Admission, Emulated, Link, TcpChannel, Ticket, accept_loop, recv, send};
 use pillar_mpc::dealer::remote::{DealerWatch, OpenedSession, open_session};
 use pillar_mpc::gate::Gate;
+use pillar_mpc::protocols::weights::MaskedWeights;
 use pillar_mpc::{Party, Session};
 
 use super::ahead::Ahead;
@@ -106,6 +107,7 @@ fn admit(
 fn serve_one(
     tcp: TcpChannel,
     plan: &Plan,
+    masked: &MaskedWeights,
     options: &ServeOptions,
     gate: &Arc<Gate>,
     busy: Option<String>,
@@ -120,7 +122,12 @@ fn serve_one(
         )?;
         return Err(RemoteError::Refused(reason));
     }
-    let opened = match open_session(&options.dealer, &options.security.dealer, options.timeout) {
+    let opened = match open_session(
+        &options.dealer,
+        &options.security.dealer,
+        options.timeout,
+        masked.masks(),
+    ) {
         Ok(opened) => opened,
         Err(e) => {
             let hello = Hello::Refused {
@@ -151,12 +158,10 @@ fn serve_one(
         Request::Batch { images } => checked(images.get(), options)?,
     };
     let mut dealer = Ahead::new(dealer);
-    let mut needs = arch.setup_needs();
-    needs.extend(arch.needs(first)?);
-    dealer.tell(&needs)?;
+    dealer.tell(&arch.needs(first)?)?;
     let mut s =
         Session::new(Party::Server, arch.fixed(), channel, dealer)?.with_gate(Arc::clone(gate));
-    let outcome = serve_batches(&mut s, plan, first, &mut watch, options);
+    let outcome = serve_batches(&mut s, plan, masked, first, &mut watch, options);
     // A client the dealer refused for deviating from the plan fails here or soon after; the
     // dealer's word says why, and it may still be on its way.
     let wait = if outcome.is_err() {
@@ -190,11 +195,12 @@ fn checked(images: usize, options: &ServeOptions) -> Result<usize, RemoteError> 
 fn serve_batches(
     s: &mut Session,
     plan: &Plan,
+    masked: &MaskedWeights,
     first: usize,
     watch: &mut DealerWatch,
     options: &ServeOptions,
 ) -> Result<Served, RemoteError> {
-    let conn = ServerConnection::open(s, plan)?;
+    let conn = ServerConnection::open(s, plan, masked)?;
     let mut served = Served {
         setup: conn.setup(),
         batches: Vec::new(),
@@ -224,6 +230,8 @@ pub fn serve(
     options: &ServeOptions,
     done: Done,
 ) -> std::io::Result<()> {
+    // One set of weight masks for this model, drawn now and shared by every connection.
+    let masked = Arc::new(plan.masked_weights().map_err(std::io::Error::other)?);
     let active = Arc::new(AtomicUsize::new(0));
     let gate = Gate::new(options.max_active);
     let options = options.clone();
@@ -233,8 +241,10 @@ pub fn serve(
         admission,
         "server",
         move |stream, peer, ticket| {
-            let outcome = admit(stream, ticket, &options, &active)
-                .and_then(|(tcp, _slot, busy)| serve_one(tcp, &plan, &options, &gate, busy));
+            let outcome =
+                admit(stream, ticket, &options, &active).and_then(|(tcp, _slot, busy)| {
+                    serve_one(tcp, &plan, &masked, &options, &gate, busy)
+                });
             done(peer, outcome)
         },
     )

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pillar_mpc::channel::Stats;
 use pillar_mpc::kernels::ConvGeometry;
 use pillar_mpc::protocols::preprocessed::LinearProtocol;
-use pillar_mpc::protocols::weights::{self, OpenedWeight};
+use pillar_mpc::protocols::weights::{self, MaskedWeights, OpenedWeight};
 use pillar_mpc::protocols::{arith, clip, maxpool, pool, relu};
 use pillar_mpc::{MpcError, Party, RingTensor, Session, Share};
 
@@ -195,24 +195,29 @@ impl<R: Role> Connection<'_, R> {
 }
 
 impl<'a> ServerConnection<'a> {
-    /// The setup, once per connection: opens `W - B` for every weight of `plan` (one round).
-    pub fn open(s: &mut Session, plan: &'a Plan) -> Result<Self, InferError> {
+    /// The setup, once per connection: sends `F = W - B` for every weight of `plan` (one
+    /// round, one way), from `masked`, the plan's weights under their masks
+    /// ([`Plan::masked_weights`], made once per model and shared by its connections).
+    pub fn open(
+        s: &mut Session,
+        plan: &'a Plan,
+        masked: &MaskedWeights,
+    ) -> Result<Self, InferError> {
         expect_party(s, Party::Server)?;
         let (architecture, weights) = (&plan.architecture, &plan.weights);
         if weights.weights.len() != architecture.weight_shapes.len()
             || weights.biases.len() != architecture.steps.len()
+            || masked.shapes() != architecture.weight_shapes.as_slice()
         {
             return Err(InferError::Weights);
         }
-        let refs: Vec<&[u64]> = weights.weights.iter().map(Vec::as_slice).collect();
-        let shapes = &architecture.weight_shapes;
-        let state = Opened::new(s, architecture, |s| match architecture.options.linear {
-            // The server computes on its own weights: it sends `W - b0` and keeps nothing.
-            LinearProtocol::Preprocessed => {
-                weights::send_weights(s, shapes, &refs)?;
-                Ok(Vec::new())
-            }
-            LinearProtocol::Beaver => weights::open_weights(s, shapes, &refs, 0),
+        let state = Opened::new(s, architecture, |s| {
+            weights::send_weights(s, masked)?;
+            Ok(match architecture.options.linear {
+                // The server computes on its own weights: it keeps nothing per connection.
+                LinearProtocol::Preprocessed => Vec::new(),
+                LinearProtocol::Beaver => masked.opened(),
+            })
         })?;
         Ok(Connection {
             state,
@@ -245,16 +250,11 @@ impl Prepared<'_, ServerConnection<'_>> {
 }
 
 impl<'a> ClientConnection<'a> {
-    /// The setup, once per connection: the client's side of opening the server's weight masks
-    /// (one round).
+    /// The setup, once per connection: receives the server's `F = W - B` (one round).
     pub fn open(s: &mut Session, architecture: &'a Architecture) -> Result<Self, InferError> {
         expect_party(s, Party::Client)?;
         let state = Opened::new(s, architecture, |s| {
-            let shapes = &architecture.weight_shapes;
-            match architecture.options.linear {
-                LinearProtocol::Preprocessed => weights::receive_weights(s, shapes),
-                LinearProtocol::Beaver => weights::open_peer_weights(s, shapes, 0),
-            }
+            weights::receive_weights(s, &architecture.weight_shapes)
         })?;
         Ok(Connection {
             state,
@@ -299,19 +299,14 @@ impl Prepared<'_, ClientConnection<'_>> {
 }
 
 impl<'a> Opened<'a> {
-    /// The setup: fetches the weight masks of `architecture` and opens them with `open` (the
-    /// server's side or the client's), measured.
+    /// The setup: `open` (the server's side or the client's), measured.
     fn new(
         s: &mut Session,
         architecture: &'a Architecture,
         open: impl FnOnce(&mut Session) -> Result<Vec<OpenedWeight>, MpcError>,
     ) -> Result<Self, InferError> {
         architecture.check_secure_input()?;
-        let (opened, setup) = Phase::measure(s, |s| {
-            // Announced, not prefetched: the opening takes each mask as it goes.
-            s.announce(&architecture.setup_needs())?;
-            open(s)
-        })?;
+        let (opened, setup) = Phase::measure(s, open)?;
         Ok(Opened {
             architecture,
             opened,

@@ -61,7 +61,8 @@ fn seen(batches: usize, broken: bool) -> Vec<Vec<u64>> {
             }
         });
         SEEN.take();
-        let conn = ServerConnection::open(&mut s0, &plan).unwrap();
+        let masked = plan.masked_weights().unwrap();
+        let conn = ServerConnection::open(&mut s0, &plan, &masked).unwrap();
         (0..batches)
             .map(|_| {
                 conn.prepare(&mut s0, 4).unwrap().run(&mut s0).unwrap();

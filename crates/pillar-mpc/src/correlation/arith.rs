@@ -24,7 +24,7 @@ correlations! {
 }
 
 impl Correlation for Beaver {
-    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &Masks) -> Words {
         let (a, b) = (add(p0.a(), p1.a()), add(p0.b(), p1.b()));
         let c = a
             .iter()
@@ -36,7 +36,7 @@ impl Correlation for Beaver {
 }
 
 impl Correlation for Square {
-    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &Masks) -> Words {
         let a = add(p0.a(), p1.a());
         Ok(minus(
             a.iter().map(|x| x.wrapping_mul(*x)).collect(),
@@ -46,7 +46,7 @@ impl Correlation for Square {
 }
 
 impl Correlation for FanOut {
-    fn correction(&(_, n): &(usize, usize), p: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(&(_, n): &(usize, usize), p: Pair<'_, Self>, _: &Masks) -> Words {
         let (a, b) = (add(p.p0.a(), p.p1.a()), add(p.p0.b(), p.p1.b()));
         let row = |idx: usize| b[idx % n.max(1)];
         let c = a.iter().enumerate().map(|(i, x)| x.wrapping_mul(row(i)));
@@ -55,7 +55,7 @@ impl Correlation for FanOut {
 }
 
 impl Correlation for Cross {
-    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &Masks) -> Words {
         let products = p0.mask().iter().zip(p1.mask());
         Ok(minus(
             products.map(|(a, b)| a.wrapping_mul(*b)).collect(),
@@ -72,11 +72,7 @@ impl Powers {
 }
 
 impl Correlation for Powers {
-    fn correction(
-        &(_, d): &(usize, usize),
-        Pair { p0, p1 }: Pair<'_, Self>,
-        _: &mut Masks,
-    ) -> Words {
+    fn correction(&(_, d): &(usize, usize), Pair { p0, p1 }: Pair<'_, Self>, _: &Masks) -> Words {
         if d == 0 {
             return Ok(Vec::new());
         }

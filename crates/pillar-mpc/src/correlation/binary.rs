@@ -30,7 +30,7 @@ fn bits(rb0: &[u64], rb1: &[u64]) -> Vec<u64> {
 }
 
 impl Correlation for CrossAnd {
-    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &Masks) -> Words {
         // `a & b` of the parties' whole masks: wiped like every whole mask here.
         let ands: Zeroizing<Vec<u64>> = Zeroizing::new(
             p0.mask()
@@ -45,7 +45,7 @@ impl Correlation for CrossAnd {
 }
 
 impl Correlation for PrefixAnd {
-    fn correction(&(_, shift): &(usize, u32), p: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(&(_, shift): &(usize, u32), p: Pair<'_, Self>, _: &Masks) -> Words {
         // `Need::check` keeps a shift from outside below 64.
         let shl = |v: u64| v.checked_shl(shift).unwrap_or(0);
         let (a, b) = (xor(p.p0.a(), p.p1.a()), xor(p.p0.b(), p.p1.b()));
@@ -58,13 +58,13 @@ impl Correlation for PrefixAnd {
 }
 
 impl Correlation for Bit {
-    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &Masks) -> Words {
         Ok(minus(bits(p0.rb(), p1.rb()), p0.r()))
     }
 }
 
 impl Correlation for BitProduct {
-    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, _: &Masks) -> Words {
         let r = bits(p0.rb(), p1.rb());
         let a = add(p0.a(), p1.a());
         let ar: Vec<u64> = a.iter().zip(&r).map(|(a, r)| a.wrapping_mul(*r)).collect();

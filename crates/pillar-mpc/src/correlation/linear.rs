@@ -1,5 +1,5 @@
 //! Correlations of the linear layers: matrix and convolution triples of two shared operands,
-//! and those taken against a weight mask drawn once per connection.
+//! and those taken against one of the server's weight masks ([`crate::dealer::WeightMasks`]).
 
 use super::{Correlation, Kind, Layout, Masks, Pair, Parts, Words, add, correlations, minus};
 use crate::dealer::{DealerError, Need, NeedProblem};
@@ -14,12 +14,6 @@ correlations! {
     /// `Y = conv(X, W)`.
     Conv(g => ConvGeometry) = Need::Conv2d(g),
         layout vec![g.input_len(), g.weight_len(), g.output_len()], corrected 1, parts [x, w, y];
-    /// A weight mask of `n` elements, drawn once per connection: `b+` (no correction). Both
-    /// parties' shares come from their seeds; the dealer keeps `B = b0 + b1` as the
-    /// connection's next mask (numbered from 0 in the order drawn), for the `Masked*` triples.
-    /// The opened `W - B` is reused by every inference, which is safe because `W` never
-    /// changes.
-    WeightMask(n => usize) = Need::WeightMask { n }, layout vec![n], corrected 0, parts [b];
     /// Convolution triple against weight mask `mask` (an OIHW weight), sized
     /// `(geometry, mask)`: `x+ (input) | y+ (output, corrected)`, `Y = conv(X, B_mask)`.
     MaskedConv((geometry, mask) => (ConvGeometry, usize)) = Need::MaskedConv2d { geometry, mask },
@@ -55,7 +49,7 @@ correlations! {
 }
 
 impl Correlation for Matmul {
-    fn correction(size: &(usize, usize, usize), p: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(size: &(usize, usize, usize), p: Pair<'_, Self>, _: &Masks) -> Words {
         let &(m, k, n) = size;
         let product = matmul(m, k, n, &add(p.p0.a(), p.p1.a()), &add(p.p0.b(), p.p1.b()));
         Ok(minus(product, p.p0.c()))
@@ -63,40 +57,26 @@ impl Correlation for Matmul {
 }
 
 impl Correlation for Conv {
-    fn correction(g: &ConvGeometry, Pair { p0, p1 }: Pair<'_, Self>, _: &mut Masks) -> Words {
+    fn correction(g: &ConvGeometry, Pair { p0, p1 }: Pair<'_, Self>, _: &Masks) -> Words {
         let (x, w) = (add(p0.x(), p1.x()), add(p0.w(), p1.w()));
         Ok(minus(conv2d(g, &x, &w), p0.y()))
     }
 }
 
-impl WeightMask {
-    /// This party's share of `B`, by value.
-    pub(crate) fn into_b(mut self) -> Vec<u64> {
-        std::mem::take(&mut self.0.words)
-    }
-}
-
-impl Correlation for WeightMask {
-    fn correction(_: &usize, Pair { p0, p1 }: Pair<'_, Self>, masks: &mut Masks) -> Words {
-        masks.0.push(add(p0.b(), p1.b()));
-        Ok(Vec::new())
-    }
-}
-
 impl Correlation for MaskedConv {
-    fn correction(size: &(ConvGeometry, usize), p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+    fn correction(size: &(ConvGeometry, usize), p: Pair<'_, Self>, masks: &Masks) -> Words {
         let (g, id) = size;
         let b = masks.get(*id, g.weight_len(), &Self::need(size))?;
-        Ok(minus(conv2d(g, &add(p.p0.x(), p.p1.x()), b), p.p0.y()))
+        Ok(minus(conv2d(g, &add(p.p0.x(), p.p1.x()), &b), p.p0.y()))
     }
 }
 
 impl Correlation for MaskedMatmul {
-    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &Masks) -> Words {
         let &(m, k, n, id) = size;
         let b = masks.get(id, k * n, &Self::need(size))?;
         Ok(minus(
-            matmul(m, k, n, &add(p.p0.a(), p.p1.a()), b),
+            matmul(m, k, n, &add(p.p0.a(), p.p1.a()), &b),
             p.p0.c(),
         ))
     }
@@ -125,36 +105,36 @@ fn scale_by_channel(
 }
 
 impl Correlation for PreConv {
-    fn correction(size: &(ConvGeometry, usize), p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+    fn correction(size: &(ConvGeometry, usize), p: Pair<'_, Self>, masks: &Masks) -> Words {
         let (g, id) = size;
         let b = masks.get(*id, g.weight_len(), &Self::need(size))?;
-        Ok(minus(conv2d(g, p.p1.mask(), b), p.p0.c()))
+        Ok(minus(conv2d(g, p.p1.mask(), &b), p.p0.c()))
     }
 }
 
 impl Correlation for PreMatmul {
-    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &Masks) -> Words {
         let &(m, k, n, id) = size;
         let b = masks.get(id, k * n, &Self::need(size))?;
-        Ok(minus(matmul(m, k, n, p.p1.mask(), b), p.p0.c()))
+        Ok(minus(matmul(m, k, n, p.p1.mask(), &b), p.p0.c()))
     }
 }
 
 impl Correlation for PreScale {
-    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &Masks) -> Words {
         let &(_, channels, inner, id) = size;
         let b = masks.get(id, channels, &Self::need(size))?;
-        let c = scale_by_channel(p.p1.mask(), b, channels, inner, Self::need(size))?;
+        let c = scale_by_channel(p.p1.mask(), &b, channels, inner, Self::need(size))?;
         Ok(minus(c, p.p0.c()))
     }
 }
 
 impl Correlation for MaskedScale {
-    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &mut Masks) -> Words {
+    fn correction(size: &Self::Size, p: Pair<'_, Self>, masks: &Masks) -> Words {
         let a = add(p.p0.a(), p.p1.a());
         let &(_, channels, inner, id) = size;
         let b = masks.get(id, channels, &Self::need(size))?;
-        let c = scale_by_channel(&a, b, channels, inner, Self::need(size))?;
+        let c = scale_by_channel(&a, &b, channels, inner, Self::need(size))?;
         Ok(minus(c, p.p0.c()))
     }
 }

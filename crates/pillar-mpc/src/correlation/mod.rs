@@ -18,12 +18,12 @@ mod linear;
 pub(crate) use arith::{Beaver, Cross, FanOut, Powers, Square};
 pub(crate) use binary::{Bit, BitProduct, CrossAnd, PrefixAnd};
 pub(crate) use linear::{
-    Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, PreConv, PreMatmul, PreScale, WeightMask,
+    Conv, MaskedConv, MaskedMatmul, MaskedScale, Matmul, PreConv, PreMatmul, PreScale,
 };
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::dealer::{DealerError, Need, NeedProblem};
+use crate::dealer::{DealerError, Need, NeedProblem, WeightMasks};
 
 /// The lengths of a correlation's parts in buffer order, and how many of the last ones party
 /// 1 gets from the dealer.
@@ -123,7 +123,7 @@ pub(crate) type Words = Result<Vec<u64>, DealerError>;
 pub(crate) trait Correlation: Kind {
     /// The dealer's side: party 1's corrected parts, in order and concatenated. `masks` holds
     /// the connection's weight masks.
-    fn correction(size: &Self::Size, shares: Pair<'_, Self>, masks: &mut Masks) -> Words;
+    fn correction(size: &Self::Size, shares: Pair<'_, Self>, masks: &Masks) -> Words;
 }
 
 /// Declares correlation types, one a line: its name and size (a pattern and its type), the
@@ -179,12 +179,7 @@ pub(crate) fn share<C: Correlation>(words: Vec<u64>, layout: &Layout) -> C {
 }
 
 /// The dealer's correction of `C` from party 0's whole buffer and party 1's seeded words.
-fn correct<C: Correlation>(
-    size: &C::Size,
-    p0: Vec<u64>,
-    mut p1: Vec<u64>,
-    masks: &mut Masks,
-) -> Words {
+fn correct<C: Correlation>(size: &C::Size, p0: Vec<u64>, mut p1: Vec<u64>, masks: &Masks) -> Words {
     let layout = C::layout(size);
     p1.resize(layout.words(), 0);
     let (p0, p1) = (
@@ -208,7 +203,6 @@ impl Need {
             Need::CrossAnd { n } => CrossAnd::layout(&n),
             Need::PrefixAnd { n, shift } => PrefixAnd::layout(&(n, shift)),
             Need::Bit { n } => Bit::layout(&n),
-            Need::WeightMask { n } => WeightMask::layout(&n),
             Need::MaskedConv2d { geometry, mask } => MaskedConv::layout(&(geometry, mask)),
             Need::MaskedMatmul { m, k, n, mask } => MaskedMatmul::layout(&(m, k, n, mask)),
             Need::MaskedScale {
@@ -230,13 +224,13 @@ impl Need {
     }
 
     /// The dealer's side: party 1's corrected words, from party 0's whole share `p0` and
-    /// party 1's seeded words `p1`. `masks` holds the connection's weight masks: a
-    /// [`Need::WeightMask`] adds one, a `Masked*` triple reads one.
+    /// party 1's seeded words `p1`. `masks` are the server's weight masks, which the
+    /// `Masked*` and `Preprocessed*` products read.
     pub(crate) fn correction(
         &self,
         p0: Vec<u64>,
         p1: Vec<u64>,
-        masks: &mut Masks,
+        masks: &Masks,
     ) -> Result<Vec<u64>, DealerError> {
         match *self {
             Need::Beaver { n } => correct::<Beaver>(&n, p0, p1, masks),
@@ -249,7 +243,6 @@ impl Need {
             Need::CrossAnd { n } => correct::<CrossAnd>(&n, p0, p1, masks),
             Need::PrefixAnd { n, shift } => correct::<PrefixAnd>(&(n, shift), p0, p1, masks),
             Need::Bit { n } => correct::<Bit>(&n, p0, p1, masks),
-            Need::WeightMask { n } => correct::<WeightMask>(&n, p0, p1, masks),
             Need::MaskedConv2d { geometry, mask } => {
                 correct::<MaskedConv>(&(geometry, mask), p0, p1, masks)
             }
@@ -279,32 +272,21 @@ impl Need {
     }
 }
 
-/// The weight masks of one connection, as the dealer knows them (`B = b0 + b1`), in the order
-/// drawn.
+/// The server's weight masks as the dealer knows them, if it was told them: products against
+/// a mask regenerate it ([`WeightMasks`]), so nothing is kept per connection.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Masks(Vec<Zeroizing<Vec<u64>>>);
+pub(crate) struct Masks(pub(crate) Option<std::sync::Arc<WeightMasks>>);
 
 impl Masks {
     /// Mask `id`, which the correlation `need` expects to hold `len` elements.
-    fn get(&self, id: usize, len: usize, need: &Need) -> Result<&[u64], DealerError> {
-        let refuse = |problem| DealerError::Need {
-            need: Box::new(need.clone()),
-            problem,
-        };
-        let b = self.0.get(id).ok_or_else(|| {
-            refuse(NeedProblem::NoMask {
-                mask: id,
-                drawn: self.0.len(),
-            })
-        })?;
-        if b.len() != len {
-            return Err(refuse(NeedProblem::MaskSize {
-                mask: id,
-                needs: len,
-                has: b.len(),
-            }));
+    fn get(&self, id: usize, len: usize, need: &Need) -> Result<Zeroizing<Vec<u64>>, DealerError> {
+        match &self.0 {
+            Some(masks) => masks.mask(id, len, need),
+            None => Err(DealerError::Need {
+                need: Box::new(need.clone()),
+                problem: NeedProblem::NoMask { mask: id, drawn: 0 },
+            }),
         }
-        Ok(b.as_slice())
     }
 }
 

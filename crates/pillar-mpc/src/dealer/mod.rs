@@ -6,13 +6,18 @@
 //! lets a dealer ship two seeds plus one correction per correlation instead of whole triples,
 //! in process ([`TrustedDealer`]) or, later, from a dealer process.
 
+mod masks;
 mod need;
 pub mod remote;
 mod seeded;
 
 pub(crate) use crate::correlation::Masks;
+pub(crate) use masks::MaskCell;
+pub use masks::{MAX_WEIGHTS, WeightMasks};
 pub use need::Need;
 pub use seeded::{Commitment, CorrectionSource, SeededDealer, TrustedDealer};
+
+use std::sync::Arc;
 
 use crate::party::Party;
 
@@ -73,7 +78,7 @@ pub enum DealerError {
         need: Box<Need>,
         /// Words it needs while computed, sent or kept.
         words: usize,
-        /// Words the session holds already (its weight masks).
+        /// Words the session holds already (corrections under way).
         held: usize,
         /// The session's budget.
         limit: usize,
@@ -177,12 +182,13 @@ pub enum NeedProblem {
     /// A convolution geometry the kernels refuse.
     #[error(transparent)]
     Geometry(Box<crate::MpcError>),
-    /// A weight mask that was never drawn.
-    #[error("it uses weight mask {mask}, but only {drawn} were drawn")]
+    /// A weight mask the server's model does not have (or, with `drawn` 0, no server told
+    /// the dealer its masks).
+    #[error("it uses weight mask {mask}, but the server told the dealer {drawn}")]
     NoMask {
         /// The mask asked for.
         mask: usize,
-        /// Masks drawn so far.
+        /// Masks the server told.
         drawn: usize,
     },
     /// A weight mask of another size than the product needs.
@@ -217,6 +223,12 @@ pub trait Dealer: Send {
 
     /// This party's share of a fresh instance of `need`, [`Need::words`] long.
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError>;
+
+    /// The server tells its dealer the weight masks of its model, before any product against
+    /// them is drawn: the dealer computes the client's corrections of those products from
+    /// them. Telling the same masks again does nothing; other masks are refused. No default:
+    /// a dealer that wraps another must pass them on, or its client's corrections fail.
+    fn weight_masks(&mut self, masks: &Arc<WeightMasks>) -> Result<(), DealerError>;
 }
 
 impl<D: Dealer + ?Sized> Dealer for Box<D> {
@@ -230,5 +242,9 @@ impl<D: Dealer + ?Sized> Dealer for Box<D> {
 
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
         (**self).generate(need)
+    }
+
+    fn weight_masks(&mut self, masks: &Arc<WeightMasks>) -> Result<(), DealerError> {
+        (**self).weight_masks(masks)
     }
 }

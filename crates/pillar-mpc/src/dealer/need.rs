@@ -67,11 +67,6 @@ pub enum Need {
         /// Elements.
         n: usize,
     },
-    /// A weight mask, drawn once per connection: `WeightMask`.
-    WeightMask {
-        /// Elements.
-        n: usize,
-    },
     /// A convolution triple against a weight mask: `MaskedConv`.
     MaskedConv2d {
         /// The convolution.
@@ -164,8 +159,7 @@ impl Need {
             | Need::Cross { n }
             | Need::CrossAnd { n }
             | Need::Bit { n }
-            | Need::BitProduct { n }
-            | Need::WeightMask { n } => vec![n],
+            | Need::BitProduct { n } => vec![n],
             Need::FanOut { k, n } => vec![k, n],
             Need::Matmul { m, k, n }
             | Need::MaskedMatmul { m, k, n, .. }
@@ -243,5 +237,20 @@ impl Need {
     /// Words both parties expand from their own seeds.
     pub fn seeded_words(&self) -> usize {
         self.layout().seeded_words()
+    }
+
+    /// Elements of the weight mask a product against one regenerates at the dealer (0 for
+    /// any other need). Sizes must be checked.
+    pub fn weight_mask_words(&self) -> usize {
+        match *self {
+            Need::MaskedConv2d { geometry, .. } | Need::PreprocessedConv2d { geometry, .. } => {
+                geometry.weight_len()
+            }
+            Need::MaskedMatmul { k, n, .. } | Need::PreprocessedMatmul { k, n, .. } => k * n,
+            Need::MaskedScale { channels, .. } | Need::PreprocessedScale { channels, .. } => {
+                channels
+            }
+            _ => 0,
+        }
     }
 }

@@ -2,10 +2,11 @@
 //! and party 0 may commit what it draws to a dealer process that serves party 1 nothing else.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::{Dealer, DealerError, MAX_NEED_WORDS, Masks, Need};
+use super::{Dealer, DealerError, MAX_NEED_WORDS, MaskCell, Masks, Need, WeightMasks};
 use crate::party::Party;
 use crate::secret::{WipedRng, derive_seed};
 
@@ -34,14 +35,14 @@ pub trait Commitment: Send {
 
 /// Fills `n` words from `rng`, little-endian so that both parties' expansions agree on any
 /// platform.
-pub(crate) fn expand(rng: &mut WipedRng, n: usize) -> Vec<u64> {
+fn expand(rng: &mut WipedRng, n: usize) -> Vec<u64> {
     let mut words = vec![0u64; n];
     fill(rng, &mut words);
     words
 }
 
 /// Fills `words` as [`expand`] does.
-fn fill(rng: &mut WipedRng, words: &mut [u64]) {
+pub(crate) fn fill(rng: &mut WipedRng, words: &mut [u64]) {
     rng.fill(bytemuck::cast_slice_mut(words));
     for w in words {
         *w = u64::from_le(*w);
@@ -55,6 +56,10 @@ pub struct SeededDealer {
     rng: WipedRng,
     corrections: Option<Box<dyn CorrectionSource>>,
     commitment: Option<Committer>,
+    /// The weight masks the server told ([`Dealer::weight_masks`]).
+    masks: Option<Arc<WeightMasks>>,
+    /// Where an in-process dealer reads them.
+    mask_cell: Option<MaskCell>,
 }
 
 /// Party 0's commitments, and those announced but not drawn yet.
@@ -117,17 +122,24 @@ impl SeededDealer {
             rng: WipedRng::from_seed(seed),
             corrections: None,
             commitment: None,
+            masks: None,
+            mask_cell: None,
         }
     }
 
     /// Party 0's dealer from its seed, committing every correlation it draws to `sink` (the
-    /// dealer process that serves its client).
-    pub fn committed_server(seed: [u8; 32], sink: Box<dyn Commitment>) -> Self {
+    /// dealer process that serves its client, which was told `masks` when the session opened).
+    pub fn committed_server(
+        seed: [u8; 32],
+        sink: Box<dyn Commitment>,
+        masks: Arc<WeightMasks>,
+    ) -> Self {
         let mut dealer = SeededDealer::server(seed);
         dealer.commitment = Some(Committer {
             sink,
             announced: Announced::default(),
         });
+        dealer.masks = Some(masks);
         dealer
     }
 
@@ -138,6 +150,8 @@ impl SeededDealer {
             rng: WipedRng::from_seed(seed),
             corrections: Some(corrections),
             commitment: None,
+            masks: None,
+            mask_cell: None,
         }
     }
 }
@@ -155,6 +169,23 @@ impl Dealer for SeededDealer {
             None => Ok(()),
             Some(source) => source.announce(needs),
         }
+    }
+
+    fn weight_masks(&mut self, masks: &Arc<WeightMasks>) -> Result<(), DealerError> {
+        match &self.masks {
+            Some(told) if Arc::ptr_eq(told, masks) || **told == **masks => return Ok(()),
+            Some(_) => {
+                return Err(DealerError::OutOfOrder(
+                    "the server told its dealer two different sets of weight masks",
+                ));
+            }
+            None => {}
+        }
+        if let Some(cell) = &self.mask_cell {
+            *cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(masks));
+        }
+        self.masks = Some(Arc::clone(masks));
+        Ok(())
     }
 
     fn generate(&mut self, need: &Need) -> Result<Vec<u64>, DealerError> {
@@ -190,7 +221,8 @@ impl Dealer for SeededDealer {
 pub struct TrustedDealer {
     p0: WipedRng,
     p1: WipedRng,
-    masks: Masks,
+    /// The server's weight masks, once its dealer told them.
+    masks: MaskCell,
 }
 
 impl TrustedDealer {
@@ -212,19 +244,25 @@ impl TrustedDealer {
         let mut s1 = Zeroizing::new([0u8; 32]);
         master.fill(s0.as_mut_slice());
         master.fill(s1.as_mut_slice());
-        (
-            SeededDealer::server(*s0),
-            SeededDealer::client(*s1, Box::new(TrustedDealer::from_seeds(*s0, *s1))),
-        )
+        let dealer = TrustedDealer::from_seeds(*s0, *s1);
+        let mut server = SeededDealer::server(*s0);
+        server.mask_cell = Some(Arc::clone(&dealer.masks));
+        (server, SeededDealer::client(*s1, Box::new(dealer)))
     }
 
-    /// The dealer's side of a pair of parties seeded with `s0` and `s1`.
+    /// The dealer's side of a pair of parties seeded with `s0` and `s1`, before the server
+    /// told its weight masks.
     pub(crate) fn from_seeds(s0: [u8; 32], s1: [u8; 32]) -> Self {
         TrustedDealer {
             p0: WipedRng::from_seed(s0),
             p1: WipedRng::from_seed(s1),
-            masks: Masks::default(),
+            masks: MaskCell::default(),
         }
+    }
+
+    /// Where the server's weight masks are to be found, once told.
+    pub(crate) fn mask_cell(&self) -> MaskCell {
+        Arc::clone(&self.masks)
     }
 }
 
@@ -235,6 +273,7 @@ impl CorrectionSource for TrustedDealer {
         need.check(usize::MAX)?;
         let p0 = expand(&mut self.p0, need.words());
         let p1 = expand(&mut self.p1, need.seeded_words());
-        need.correction(p0, p1, &mut self.masks)
+        let masks = Masks(self.masks.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        need.correction(p0, p1, &masks)
     }
 }

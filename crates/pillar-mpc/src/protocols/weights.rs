@@ -1,61 +1,55 @@
-//! Products with the server's weights, whose Beaver masks are opened once per connection.
+//! Products with the server's weights, against one weight mask per model.
 //!
 //! A Beaver product `X W` opens `E = X - A` and `F = W - B`. The weights do not change between
-//! inferences, so `F` need not either: per connection the dealer draws a weight mask `B`
-//! ([`Need::WeightMask`]) and the parties open `F = W - B` once ([`open_weights`]); every
-//! inference then takes a fresh triple `(A, C = A B)` against that same `B` and opens only
-//! `E`. `F` reveals nothing: `B` is uniform and known to neither party. Per inference this
-//! saves `|W|` words each way on every linear layer.
+//! inferences, so `F` need not either: the server's model has one mask `B` per weight
+//! ([`WeightMasks`], which says why one set per model, shared by every connection, is safe),
+//! and the server sends `F = W - B` once per connection ([`send_weights`]); the client keeps
+//! it ([`receive_weights`]), and may keep it across connections. Every inference then takes a
+//! fresh triple `(A, C = A B)` against that same `B` and opens only `E`. The server's share of
+//! `B` is `B` itself, the client's zero: the server knows `W` already, so `B` tells it nothing.
 //!
 //! The weights enter as the sharing `(W, 0)`: the server's share is `W`, the client's zero.
-//! Nothing else reads those shares, and `F` is masked by `B` either way, so a random
-//! resharing would only cost another message.
 //!
-//! Online, party `i` sets `Z_i = C_i + E B_i + X_i F`, which sums to `A B + (X - A) B + X (W -
-//! B) = X W`, then truncates by `2^f`. One round, `|X|` words each way.
+//! Online, the server sets `Z_0 = C_0 + E B + X_0 F` and the client `Z_1 = C_1 + X_1 F`, which
+//! sum to `A B + (X - A) B + X (W - B) = X W`, then each truncates by `2^f`. One round, `|X|`
+//! words each way.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use zeroize::Zeroizing;
 
-use crate::correlation::{MaskedConv, MaskedMatmul, MaskedScale, WeightMask};
-use crate::dealer::Need;
+use crate::correlation::{MaskedConv, MaskedMatmul, MaskedScale};
+use crate::dealer::{Need, WeightMasks};
 use crate::error::MpcError;
 use crate::kernels::{ConvGeometry, conv2d as conv_kernel, matmul as matmul_kernel};
 use crate::protocols::truncation::truncate_words;
 use crate::session::Session;
 use crate::tensor::{RingTensor, Share};
 
-/// A weight with its mask opened: this party's share of `B`, and the public `F = W - B`.
+/// A weight with its mask opened: the public `F = W - B` and, on the server, `B`.
 #[derive(Debug, Clone)]
 pub struct OpenedWeight {
-    /// Which of the connection's weight masks (the order [`open_weights`] drew them in).
+    /// Which of the model's weight masks (the order of its weights).
     pub mask: usize,
     /// The weight's shape.
     pub shape: Vec<usize>,
-    b: Vec<u64>,
-    /// Every weight's `F` in one buffer, as the opening made it (no copy per weight), and
-    /// where this one's starts.
+    /// Every weight's `F` in one buffer, as it arrived or was formed (no copy per weight),
+    /// and where this one's starts.
     all_f: Arc<Vec<u64>>,
+    /// Every weight's `B`, likewise: the server's alone.
+    all_b: Option<Arc<Zeroizing<Vec<u64>>>>,
     start: usize,
     len: usize,
 }
 
 impl PartialEq for OpenedWeight {
     fn eq(&self, other: &Self) -> bool {
-        (self.mask, &self.shape, &self.b, self.f())
-            == (other.mask, &other.shape, &other.b, other.f())
+        (self.mask, &self.shape, self.b(), self.f())
+            == (other.mask, &other.shape, other.b(), other.f())
     }
 }
 
 impl Eq for OpenedWeight {}
-
-/// This party's share of `B` is a share of the mask that hides the weights: wiped when dropped.
-impl Drop for OpenedWeight {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.b);
-    }
-}
 
 impl OpenedWeight {
     /// Elements.
@@ -72,46 +66,118 @@ impl OpenedWeight {
     pub(crate) fn f(&self) -> &[u64] {
         &self.all_f[self.start..self.start + self.len]
     }
-}
 
-/// What [`open_weights`] asks the dealer for.
-pub fn open_weights_needs(lens: &[usize]) -> Vec<Need> {
-    lens.iter().map(|&n| Need::WeightMask { n }).collect()
-}
-
-/// The server's side of the setup: opens `W - B` for every weight (ring words at `f` bits,
-/// each as long as its shape says), in one round. Mask numbers continue from `first_mask` (0 on
-/// a fresh connection). Each party sends the total weight count in words.
-pub fn open_weights(
-    s: &mut Session,
-    shapes: &[Vec<usize>],
-    weights: &[&[u64]],
-    first_mask: usize,
-) -> Result<Vec<OpenedWeight>, MpcError> {
-    if !s.party().is_server() {
-        return Err(MpcError::invalid(
-            "open_weights",
-            "the client holds no weights: it calls open_peer_weights",
-        ));
+    /// This party's share of `B`: the server's is `B`, the client's zero (`None`).
+    fn b(&self) -> Option<&[u64]> {
+        self.all_b
+            .as_ref()
+            .map(|b| &b[self.start..self.start + self.len])
     }
-    check_weights("open_weights", shapes, weights)?;
-    open(s, shapes, Some(weights), first_mask)
 }
 
-/// The client's side of the setup: its share of the opened `W - B` for every weight of the
-/// server's, whose shapes are public.
-pub fn open_peer_weights(
-    s: &mut Session,
+/// The per-connection opened weights of the words in `all_f` (and `all_b`), cut by `shapes`.
+fn cut(
     shapes: &[Vec<usize>],
-    first_mask: usize,
-) -> Result<Vec<OpenedWeight>, MpcError> {
-    if s.party().is_server() {
-        return Err(MpcError::invalid(
-            "open_peer_weights",
-            "the server opens its own weights with open_weights",
-        ));
+    all_f: &Arc<Vec<u64>>,
+    all_b: Option<&Arc<Zeroizing<Vec<u64>>>>,
+) -> Vec<OpenedWeight> {
+    let mut start = 0;
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, shape)| {
+            let len = shape.iter().product();
+            let w = OpenedWeight {
+                mask: i,
+                shape: shape.clone(),
+                all_f: Arc::clone(all_f),
+                all_b: all_b.cloned(),
+                start,
+                len,
+            };
+            start += len;
+            w
+        })
+        .collect()
+}
+
+/// A server's model's weights under their masks: `F = W - B`, formed once and sent to every
+/// client, and the masks, which the server tells each session's dealer.
+pub struct MaskedWeights {
+    masks: Arc<WeightMasks>,
+    shapes: Vec<Vec<usize>>,
+    f: Arc<Vec<u64>>,
+    /// `B`, formed the first time a Beaver product needs it (the preprocessed protocol never
+    /// does: the server computes on `W` itself).
+    b: OnceLock<Arc<Zeroizing<Vec<u64>>>>,
+}
+
+impl std::fmt::Debug for MaskedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskedWeights")
+            .field("shapes", &self.shapes)
+            .finish_non_exhaustive()
     }
-    open(s, shapes, None, first_mask)
+}
+
+impl MaskedWeights {
+    /// `weights` (ring words at `f` bits, each as long as its shape says) under `masks`,
+    /// which must have one mask per weight, as long.
+    pub fn new(
+        shapes: &[Vec<usize>],
+        weights: &[&[u64]],
+        masks: WeightMasks,
+    ) -> Result<Self, MpcError> {
+        check_weights("MaskedWeights::new", shapes, weights)?;
+        let lens: Vec<usize> = shapes.iter().map(|sh| sh.iter().product()).collect();
+        if masks.lens() != lens.as_slice() {
+            return Err(MpcError::invalid(
+                "MaskedWeights::new",
+                format!(
+                    "masks of lengths {:?} for weights of {lens:?}",
+                    masks.lens()
+                ),
+            ));
+        }
+        let mut f = Vec::with_capacity(lens.iter().sum());
+        for (i, w) in weights.iter().enumerate() {
+            let b = masks.expand(i);
+            f.extend(w.iter().zip(b.iter()).map(|(w, b)| w.wrapping_sub(*b)));
+        }
+        Ok(MaskedWeights {
+            masks: Arc::new(masks),
+            shapes: shapes.to_vec(),
+            f: Arc::new(f),
+            b: OnceLock::new(),
+        })
+    }
+
+    /// The weights' shapes.
+    pub fn shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
+    }
+
+    /// The masks, which the server tells every session's dealer.
+    pub fn masks(&self) -> &Arc<WeightMasks> {
+        &self.masks
+    }
+
+    /// Every weight's `F = W - B`, in order.
+    pub fn f(&self) -> &[u64] {
+        &self.f
+    }
+
+    /// The server's opened weights for the Beaver protocol: `F` and its share `B` of each.
+    pub fn opened(&self) -> Vec<OpenedWeight> {
+        let b = self.b.get_or_init(|| {
+            let mut all = Zeroizing::new(Vec::with_capacity(self.f.len()));
+            for i in 0..self.masks.count() {
+                all.extend_from_slice(&self.masks.expand(i));
+            }
+            Arc::new(all)
+        });
+        cut(&self.shapes, &self.f, Some(b))
+    }
 }
 
 /// Errors unless there is a weight per shape, each as long as its shape says.
@@ -141,83 +207,23 @@ fn check_weights(
     Ok(())
 }
 
-/// Both sides of the opening: the server sends `W - b0`, the client `-b1`.
-///
-/// Each mask is taken from the dealer as its part of the message is made (not all drawn
-/// first), and `F` is formed in place in the
-/// message this party sent: for a large network (ResNet-50's 25.6 M weights, 204 MB a copy)
-/// the setup would otherwise hold each party's masks, message, the peer's message and `F`
-/// at once.
-fn open(
-    s: &mut Session,
-    shapes: &[Vec<usize>],
-    weights: Option<&[&[u64]]>,
-    first_mask: usize,
-) -> Result<Vec<OpenedWeight>, MpcError> {
-    let lens: Vec<usize> = shapes.iter().map(|sh| sh.iter().product()).collect();
-    let mut masks = Vec::with_capacity(lens.len());
-    let mut send = Vec::with_capacity(lens.iter().sum());
-    for (i, &n) in lens.iter().enumerate() {
-        let b = Zeroizing::new(s.correlation::<WeightMask>(n)?.into_b());
-        match weights {
-            Some(w) => send.extend(w[i].iter().zip(b.iter()).map(|(w, b)| w.wrapping_sub(*b))),
-            None => send.extend(b.iter().map(|b| b.wrapping_neg())),
-        }
-        masks.push(b);
-    }
-    let peer = s.exchange(&send, send.len())?;
-    for (f, p) in send.iter_mut().zip(&peer) {
-        *f = f.wrapping_add(*p);
-    }
-    drop(peer);
-    let all_f = Arc::new(send);
-    let mut start = 0;
-    let mut out = Vec::with_capacity(lens.len());
-    for (i, mut b) in masks.into_iter().enumerate() {
-        out.push(OpenedWeight {
-            mask: first_mask + i,
-            shape: shapes[i].clone(),
-            b: std::mem::take(&mut *b),
-            all_f: Arc::clone(&all_f),
-            start,
-            len: lens[i],
-        });
-        start += lens[i];
-    }
-    Ok(out)
-}
-
-/// The server's side of the one-way setup of the preprocessed protocol
-/// ([`crate::protocols::preprocessed`]): sends `W - b0` for every weight, in one round, and
-/// keeps nothing. The client, which alone needs `F = W - B`, subtracts its own share `b1`
-/// ([`receive_weights`]); the server computes on `W` itself. Half the setup's traffic of
-/// [`open_weights`], and no per-connection copy of the weights or their masks on the server.
-pub fn send_weights(
-    s: &mut Session,
-    shapes: &[Vec<usize>],
-    weights: &[&[u64]],
-) -> Result<(), MpcError> {
+/// The server's side of the setup, under either linear-layer protocol: tells its dealer the
+/// model's weight masks and sends `F = W - B` for every weight, in one round, one way. It
+/// keeps nothing per connection.
+pub fn send_weights(s: &mut Session, weights: &MaskedWeights) -> Result<(), MpcError> {
     if !s.party().is_server() {
         return Err(MpcError::invalid(
             "send_weights",
             "the client holds no weights: it calls receive_weights",
         ));
     }
-    check_weights("send_weights", shapes, weights)?;
-    let total = shapes.iter().map(|sh| sh.iter().product::<usize>()).sum();
-    let mut send = Vec::with_capacity(total);
-    for (w, shape) in weights.iter().zip(shapes) {
-        let n: usize = shape.iter().product();
-        let b = Zeroizing::new(s.correlation::<WeightMask>(n)?.into_b());
-        send.extend(w.iter().zip(b.iter()).map(|(w, b)| w.wrapping_sub(*b)));
-    }
-    s.exchange(&send, 0)?;
+    s.weight_masks(weights.masks())?;
+    s.exchange(weights.f(), 0)?;
     Ok(())
 }
 
-/// The client's side of [`send_weights`]: `F = (W - b0) - b1` for every weight of the
-/// server's, whose shapes are public. The client keeps `F` only (its share `b1` serves nothing
-/// else under the preprocessed protocol); one round, nothing sent.
+/// The client's side of [`send_weights`]: `F` for every weight of the server's, whose shapes
+/// are public. One round, nothing sent.
 pub fn receive_weights(
     s: &mut Session,
     shapes: &[Vec<usize>],
@@ -228,33 +234,16 @@ pub fn receive_weights(
             "the server sends its own weights with send_weights",
         ));
     }
-    let lens: Vec<usize> = shapes.iter().map(|sh| sh.iter().product()).collect();
-    let mut received = s.exchange(&[], lens.iter().sum())?;
-    // Each weight's mask drawn as its words are taken, and `F` formed in place in the
-    // message: never all masks, nor a second copy of the weights, at once.
-    let mut start = 0;
-    for &n in &lens {
-        let b = Zeroizing::new(s.correlation::<WeightMask>(n)?.into_b());
-        for (f, b) in received[start..start + n].iter_mut().zip(b.iter()) {
-            *f = f.wrapping_sub(*b);
-        }
-        start += n;
-    }
-    let all_f = Arc::new(received);
-    let mut start = 0;
-    let mut out = Vec::with_capacity(lens.len());
-    for (i, &n) in lens.iter().enumerate() {
-        out.push(OpenedWeight {
-            mask: i,
-            shape: shapes[i].clone(),
-            b: Vec::new(),
-            all_f: Arc::clone(&all_f),
-            start,
-            len: n,
-        });
-        start += n;
-    }
-    Ok(out)
+    let total = shapes.iter().map(|sh| sh.iter().product::<usize>()).sum();
+    let f = Arc::new(s.exchange(&[], total)?);
+    Ok(cut(shapes, &f, None))
+}
+
+/// A client's opened weights from an `F` it kept (from an earlier connection to the same
+/// model), cut by the server's weight shapes; `None` unless `F` has their total length.
+pub fn opened_from(shapes: &[Vec<usize>], f: Arc<Vec<u64>>) -> Option<Vec<OpenedWeight>> {
+    let total: usize = shapes.iter().map(|sh| sh.iter().product::<usize>()).sum();
+    (f.len() == total).then(|| cut(shapes, &f, None))
 }
 
 /// Opens `x - a` (one round) and returns `E`.
@@ -267,11 +256,16 @@ fn open_masked(s: &mut Session, x: &[u64], a: &[u64]) -> Result<Vec<u64>, MpcErr
     Ok(e)
 }
 
-/// `c + p + q`, truncated by `2^f`.
-fn finish(s: &Session, mut c: Vec<u64>, p: &[u64], q: &[u64]) -> Vec<u64> {
-    for ((c, p), q) in c.iter_mut().zip(p).zip(q) {
-        *c = c.wrapping_add(*p).wrapping_add(*q);
+/// `z += p` elementwise.
+fn add_into(z: &mut [u64], p: &[u64]) {
+    for (z, p) in z.iter_mut().zip(p) {
+        *z = z.wrapping_add(*p);
     }
+}
+
+/// `c + p`, truncated by `2^f`.
+fn finish(s: &Session, mut c: Vec<u64>, p: &[u64]) -> Vec<u64> {
+    add_into(&mut c, p);
     truncate_words(s.party(), &mut c, s.fixed().frac_bits());
     c
 }
@@ -311,9 +305,11 @@ pub fn conv2d(
     let t: MaskedConv = s.correlation((g, w.mask))?;
     let (a, c) = (t.x(), t.y());
     let e = open_masked(s, x.data(), a)?;
-    let eb = conv_kernel(&g, &e, &w.b);
-    let xf = conv_kernel(&g, x.data(), w.f());
-    let z = finish(s, c.to_vec(), &eb, &xf);
+    let mut z = conv_kernel(&g, x.data(), w.f());
+    if let Some(b) = w.b() {
+        add_into(&mut z, &conv_kernel(&g, &e, b));
+    }
+    let z = finish(s, c.to_vec(), &z);
     Ok(Share::new(RingTensor::new(g.output_shape(), z)?))
 }
 
@@ -345,9 +341,11 @@ pub fn matmul(s: &mut Session, x: &Share, w: &OpenedWeight) -> Result<Share, Mpc
     let t: MaskedMatmul = s.correlation((m, k, n, w.mask))?;
     let (a, c) = (t.a(), t.c());
     let e = open_masked(s, x.data(), a)?;
-    let eb = matmul_kernel(m, k, n, &e, &w.b);
-    let xf = matmul_kernel(m, k, n, x.data(), w.f());
-    let z = finish(s, c.to_vec(), &eb, &xf);
+    let mut z = matmul_kernel(m, k, n, x.data(), w.f());
+    if let Some(b) = w.b() {
+        add_into(&mut z, &matmul_kernel(m, k, n, &e, b));
+    }
+    let z = finish(s, c.to_vec(), &z);
     Ok(Share::new(RingTensor::new(vec![m, n], z)?))
 }
 
@@ -379,18 +377,18 @@ pub fn scale(s: &mut Session, x: &Share, w: &OpenedWeight) -> Result<Share, MpcE
     let (a, c) = (t.a(), t.c());
     let e = open_masked(s, x.data(), a)?;
     let channel = |i: usize| (i / inner.max(1)) % channels.max(1);
-    let eb: Vec<u64> = e
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v.wrapping_mul(w.b[channel(i)]))
-        .collect();
-    let xf: Vec<u64> = x
+    let mut z: Vec<u64> = x
         .data()
         .iter()
         .enumerate()
         .map(|(i, v)| v.wrapping_mul(w.f()[channel(i)]))
         .collect();
-    let z = finish(s, c.to_vec(), &eb, &xf);
+    if let Some(b) = w.b() {
+        for (i, (z, e)) in z.iter_mut().zip(&e).enumerate() {
+            *z = z.wrapping_add(e.wrapping_mul(b[channel(i)]));
+        }
+    }
+    let z = finish(s, c.to_vec(), &z);
     Ok(Share::new(RingTensor::new(x.shape().to_vec(), z)?))
 }
 

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -13,7 +13,7 @@ use super::{
 };
 use crate::channel::secure::{Security, Service, Stream, StreamReader, StreamWriter, configure};
 use crate::dealer::seeded::Announced;
-use crate::dealer::{Commitment, CorrectionSource, DealerError, Need, SeededDealer};
+use crate::dealer::{Commitment, CorrectionSource, DealerError, Need, SeededDealer, WeightMasks};
 use crate::wire::{self, Kind};
 
 /// Connects to the dealer at `addr` and sends `request`.
@@ -72,7 +72,8 @@ pub struct OpenedSession {
     pub watch: DealerWatch,
 }
 
-/// The server's side: asks the dealer at `addr` for a new session, and returns its id (to
+/// The server's side: asks the dealer at `addr` for a new session for a model with
+/// `weight_masks` (the dealer regenerates them for the client's corrections), and returns its id (to
 /// hand to the client), the server's dealer and the watch on what the dealer says of the
 /// client. The connection stays open for the session: the dealer serves the client only what
 /// the server's dealer commits to on it.
@@ -80,13 +81,21 @@ pub fn open_session(
     addr: &str,
     security: &Security,
     timeout: Duration,
+    weight_masks: &Arc<WeightMasks>,
 ) -> Result<OpenedSession, DealerError> {
-    let mut stream = connect(addr, &DealerRequest::Open, security, timeout)?;
+    let request = DealerRequest::Open {
+        weight_masks: WeightMasks::clone(weight_masks),
+    };
+    let mut stream = connect(addr, &request, security, timeout)?;
     let (id, seed) = answer(&mut stream, addr)?;
     let (reader, writer) = stream.split();
     Ok(OpenedSession {
         id,
-        dealer: SeededDealer::committed_server(seed, Box::new(Committing { writer })),
+        dealer: SeededDealer::committed_server(
+            seed,
+            Box::new(Committing { writer }),
+            Arc::clone(weight_masks),
+        ),
         watch: DealerWatch {
             reader,
             timeout,

@@ -5,9 +5,10 @@
 //! pinned keys unless plaintext was asked for, so nobody on the path learns a seed or a
 //! correction, and only the parties whose keys the dealer trusts get any) and speaks the
 //! frames of [`crate::wire`]. A party's first message is a `DealerRequest`:
-//! - the server's (party 0) is `DealerRequest::Open`: the dealer draws two seeds from the
-//!   operating system's CSPRNG, keeps them under a fresh random 128-bit [`SessionId`], and
-//!   answers `DealerReply::Seed` with the id and seed 0. The server expands everything from its
+//! - the server's (party 0) is `DealerRequest::Open`, with its model's weight masks
+//!   ([`WeightMasks`](super::WeightMasks): a seed and the masks' lengths): the dealer draws two
+//!   seeds from the operating system's CSPRNG, keeps them and the masks under a fresh random
+//!   128-bit [`SessionId`], and answers `DealerReply::Seed` with the id and seed 0. The server expands everything from its
 //!   seed and hands the id to its client. It keeps the connection open and commits, in order,
 //!   every correlation it draws (`Announce` messages: its needs, as it announces or draws them);
 //! - the client's (party 1) is `DealerRequest::Join` with that id: the dealer answers with
@@ -51,7 +52,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use zeroize::Zeroizing;
 
-use super::{DealerError, LinkFailure, MAX_NEED_WORDS, Need};
+use super::{DealerError, LinkFailure, MAX_NEED_WORDS, MAX_WEIGHTS, Need, WeightMasks};
 use crate::channel::secure::is_integrity;
 use crate::wire::{self, Header, Message, ReadError};
 
@@ -141,6 +142,11 @@ impl<const N: usize> Visitor<'_> for HexOf<N> {
 pub(crate) struct Seed(Zeroizing<[u8; 32]>);
 
 impl Seed {
+    /// A seed of these bytes.
+    pub(crate) fn new(bytes: [u8; 32]) -> Self {
+        Seed(Zeroizing::new(bytes))
+    }
+
     /// The seed's bytes.
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.0
@@ -169,8 +175,11 @@ impl<'de> Deserialize<'de> for Seed {
 /// What a party asks the dealer first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum DealerRequest {
-    /// The server asks for a new session.
-    Open,
+    /// The server asks for a new session, for a model with these weight masks.
+    Open {
+        /// Its model's weight masks.
+        weight_masks: WeightMasks,
+    },
     /// The client joins its server's session.
     Join {
         /// The session its server opened.
@@ -180,7 +189,8 @@ pub(crate) enum DealerRequest {
 
 impl Message for DealerRequest {
     const WHAT: &'static str = "request to the dealer";
-    const MAX_BYTES: usize = 256;
+    /// A join, or an open with the most weight masks (a length's digits and a comma each).
+    const MAX_BYTES: usize = 256 + 12 * MAX_WEIGHTS;
 }
 
 /// The dealer's answer to a request, or its refusal of a request or an announcement.

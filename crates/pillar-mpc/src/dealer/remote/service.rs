@@ -19,7 +19,9 @@ use crate::channel::secure::{
     is_silent,
 };
 use crate::channel::{Admission, Ticket, accept_loop};
-use crate::dealer::{CorrectionSource, DealerError, MAX_NEED_WORDS, Need, TrustedDealer};
+use crate::dealer::{
+    CorrectionSource, DealerError, MAX_NEED_WORDS, Need, TrustedDealer, WeightMasks,
+};
 use crate::secret::WipedRng;
 use crate::wire::{self, ReadError};
 
@@ -41,8 +43,8 @@ pub struct ServiceConfig {
     pub idle: Duration,
     /// The largest correlation served, in words per party.
     pub max_need_words: usize,
-    /// The most words one session may hold at once at the dealer: its weight masks, kept for
-    /// the connection, and the correlations being computed or sent. A need that would go
+    /// The most words one session may hold at once at the dealer: the correlations being
+    /// computed (with the weight mask a product regenerates) or sent. A need that would go
     /// beyond is refused before anything is allocated.
     pub max_session_words: usize,
     /// How connections are let in before the peer is known.
@@ -66,6 +68,8 @@ struct Pending {
     created: Instant,
     /// Both parties' seeds: wiped when the session is joined, expires or the dealer stops.
     seeds: Zeroizing<[[u8; 32]; 2]>,
+    /// The server's weight masks (their seed is wiped likewise).
+    masks: Arc<WeightMasks>,
     /// What the server committed to.
     plan: Arc<Committed>,
 }
@@ -114,7 +118,7 @@ impl DealerLinks {
             return Ok(());
         };
         let (keys, role, verb) = match request {
-            DealerRequest::Open => (servers, "server", "open a session"),
+            DealerRequest::Open { .. } => (servers, "server", "open a session"),
             DealerRequest::Join { .. } => (clients, "client", "join a session"),
         };
         match peer {
@@ -211,13 +215,13 @@ impl DealerService {
             return Err(DealerError::Refused(reason));
         }
         match request {
-            DealerRequest::Open => self.open(stream),
+            DealerRequest::Open { weight_masks } => self.open(stream, weight_masks),
             DealerRequest::Join { session } => self.join(stream, session),
         }
     }
 
     /// A server's session: its seed, then the correlations it commits to, until it hangs up.
-    fn open(&self, mut stream: Stream) -> Result<(), DealerError> {
+    fn open(&self, mut stream: Stream, weight_masks: WeightMasks) -> Result<(), DealerError> {
         // A generator wiped when dropped: its state would give the session's seeds.
         let mut rng = WipedRng::from_os();
         let mut id = [0u8; 16];
@@ -239,6 +243,7 @@ impl DealerService {
                 Pending {
                     created: Instant::now(),
                     seeds,
+                    masks: Arc::new(weight_masks),
                     plan: Arc::clone(&plan),
                 },
             );
@@ -272,8 +277,8 @@ impl DealerService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
-        let (seeds, plan) = match found {
-            Some(p) if p.created.elapsed() < self.config.expiry => (p.seeds, p.plan),
+        let (seeds, masks, plan) = match found {
+            Some(p) if p.created.elapsed() < self.config.expiry => (p.seeds, p.masks, p.plan),
             _ => {
                 let detail = format!(
                     "no session {}: it was never opened, has expired or was joined already",
@@ -292,6 +297,7 @@ impl DealerService {
         send(stream.writer(), &reply)?;
         tracing::info!("dealer: session {} joined", id.tag());
         let dealer = TrustedDealer::from_seeds(seeds[0], seeds[1]);
+        *dealer.mask_cell().lock().unwrap_or_else(|p| p.into_inner()) = Some(masks);
         let served = self.serve_corrections(stream, dealer, &plan);
         if let Err(e @ DealerError::Diverged { .. }) = &served {
             tracing::warn!("dealer: session {}: {e}", id.tag());
@@ -476,86 +482,73 @@ impl Committed {
     }
 }
 
-/// Words one session holds at the dealer: its weight masks for the whole connection, plus the
-/// correlations being computed or waiting to be sent. Counted before anything is allocated.
+/// Words one session holds at the dealer: the correlations being computed or waiting to be
+/// sent. Counted before anything is allocated.
 struct Budget {
     limit: usize,
-    held: Mutex<Held>,
-    released: Condvar,
-}
-
-#[derive(Default)]
-struct Held {
-    /// Weight masks, kept until the client leaves.
-    kept: usize,
     /// Corrections computed and not yet sent, and the one being computed.
-    passing: usize,
+    held: Mutex<usize>,
+    released: Condvar,
 }
 
 impl Budget {
     fn new(limit: usize) -> Budget {
         Budget {
             limit,
-            held: Mutex::new(Held::default()),
+            held: Mutex::new(0),
             released: Condvar::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Held> {
+    fn lock(&self) -> MutexGuard<'_, usize> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Room for computing `need`: both parties' expansions and the correction while it is
-    /// computed, and what it keeps. Waits up to `timeout` for corrections on their way out to
-    /// leave; a need that cannot fit even then is refused.
+    /// Room for computing `need`: both parties' expansions, the weight mask it regenerates
+    /// and the correction, while it is computed. Waits up to `timeout` for corrections on
+    /// their way out to leave; a need that cannot fit even then is refused.
     fn reserve(&self, need: &Need, timeout: Duration) -> Result<(), DealerError> {
-        let (passing, kept) = Self::words(need);
+        let words = Self::words(need);
         let held = self.lock();
-        let total = passing.saturating_add(kept);
-        let refuse = |held: &Held| DealerError::Budget {
+        let refuse = |held: usize| DealerError::Budget {
             need: Box::new(need.clone()),
-            words: total,
-            held: held.kept,
+            words,
+            held,
             limit: self.limit,
         };
-        if total > self.limit.saturating_sub(held.kept) {
-            return Err(refuse(&held));
+        if words > self.limit {
+            return Err(refuse(*held));
         }
-        let full = |h: &mut Held| h.kept + h.passing + total > self.limit;
+        let full = |h: &mut usize| *h + words > self.limit;
         let (mut held, _) = self
             .released
             .wait_timeout_while(held, timeout, full)
             .unwrap_or_else(|p| p.into_inner());
-        if held.kept + held.passing + total > self.limit {
-            return Err(refuse(&held));
+        if *held + words > self.limit {
+            return Err(refuse(*held));
         }
-        held.kept += kept;
-        held.passing += passing;
+        *held += words;
         Ok(())
     }
 
     /// `need` is computed: its expansions are freed, its correction waits to be sent.
     fn computed(&self, need: &Need) {
-        let (passing, _) = Self::words(need);
-        self.lock().passing -= passing - need.correction_words();
+        let words = Self::words(need);
+        let mut held = self.lock();
+        *held = held.saturating_sub(words - need.correction_words());
         self.released.notify_all();
     }
 
     /// `words` of correction were sent.
     fn release(&self, words: usize) {
         let mut held = self.lock();
-        held.passing = held.passing.saturating_sub(words);
+        *held = held.saturating_sub(words);
         self.released.notify_all();
     }
 
-    /// Words `need` holds while computed (party 0's expansion, party 1's seeded words and the
-    /// correction), and words it keeps for the session (a weight mask). Sizes are checked.
-    fn words(need: &Need) -> (usize, usize) {
-        let passing = need.words() + need.seeded_words() + need.correction_words();
-        let kept = match need {
-            Need::WeightMask { n } => *n,
-            _ => 0,
-        };
-        (passing, kept)
+    /// Words `need` holds while computed: party 0's expansion, party 1's seeded words, the
+    /// weight mask it regenerates and the correction. Sizes are checked.
+    fn words(need: &Need) -> usize {
+        need.words() + need.seeded_words() + need.weight_mask_words() + need.correction_words()
     }
 }
