@@ -1,8 +1,11 @@
 //! A client that runs its own code against a real dealer and server over TCP: it asks the
 //! dealer for correlations other than the ones the protocol consumes, so that the dealer's
-//! corrections give away the server's weight-mask stream, and with the server's opened
-//! `W - B` the weights. The dealer must serve only what the server committed to: the attacker
-//! is refused before it gets a word, and the server hears of it.
+//! corrections give away the server's seed stream. When the weight masks were drawn from that
+//! stream, this attack recovered half the weights (238 of 477 words) before the dealer checked
+//! commitments; they now come from a seed of their own, but the stream still holds the
+//! server's shares of every other correlation (HoneyBadger's `r_0`, with which the opened
+//! `y - r` gives each activation's input). The dealer must serve only what the server
+//! committed to: the attacker is refused before it gets a word, and the server hears of it.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -45,12 +48,13 @@ fn deploy() -> (Cluster, Arc<Plan>, String, Outcomes) {
 /// them concatenated), the weight's ring word up to one unit, where its mask was revealed.
 type Recovered = Vec<Option<u64>>;
 
-/// The attack. Honestly the server's first dealer needs are `WeightMask { n }` per weight:
-/// party 0 expands its masks `b0` from the start of its stream, and sends `W - b0` in the
-/// setup. The attacker instead announces `Bit { n: 1 }` again and again: for each, the dealer
-/// expands two words of party 0's stream (`rb0`, `r0`) and sends `bit - r0`, with `bit` one
-/// bit. So every second word of the server's stream, which is a word of `b0`, comes out up to
-/// one unit, and `W = (W - b0) + b0`.
+/// The attack as it was written against per-connection weight masks, whose shares `b0` were
+/// the first words of the server's stream: the attacker announces `Bit { n: 1 }` again and
+/// again; for each, the dealer expands two words of party 0's stream (`rb0`, `r0`) and sends
+/// `bit - r0`, with `bit` one bit, so every second word of the stream comes out up to one
+/// unit. It reads the setup's `F` as `W - b0`. A dealer that served it would now give words of
+/// the server's other shares instead (and the count of weights it recovers would be about 0);
+/// the test asserts that the dealer serves it nothing.
 fn attack(cluster: &Cluster, server: &str, weights: usize) -> Result<Recovered, MpcError> {
     let links = &cluster.keys.client;
     let mut channel = TcpChannel::connect(server, Party::Client, &links.peer, TIMEOUT)?;

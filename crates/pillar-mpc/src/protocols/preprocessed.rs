@@ -9,7 +9,7 @@
 //!   client posts `P = X_1 + M` (its share of the input plus the mask); the server forms
 //!   `V = X_0 + P = X + M`, a masked plaintext, and computes `W V` with one wrapping product
 //!   of its own weights. The dealer gives the shares `C_0 + C_1 = B M` of the mask's product
-//!   with the connection's weight mask `B` (the client holds the opened `F = W - B`). Then
+//!   with the model's weight mask `B` (the client holds the opened `F = W - B`). Then
 //!   `Y_0 = W V - C_0` and `Y_1 = -F M - C_1` sum to `W V - (F + B) M = W X`, and each party
 //!   truncates its share by `2^f` locally. `Y_1` needs no input: the client computes it, its
 //!   one matrix product, offline.
@@ -41,10 +41,10 @@
 //! belongs to one layer of one inference (a dealer that repeats them is caught by the
 //! privacy tests, which show the server learning input differences from a repeated `M`).
 //!
-//! **Setup.** Only the client needs `F = W - B`: the server sends `W - b0` once per
-//! connection and the client subtracts its share `b1`
-//! ([`send_weights`](crate::protocols::weights::send_weights)), half the Beaver protocol's
-//! setup traffic; the server keeps no copy of the weights or their masks per connection.
+//! **Setup.** Only the client needs `F = W - B`: the server sends it once per connection
+//! ([`send_weights`](crate::protocols::weights::send_weights)), made once per model with the
+//! model's weight masks ([`WeightMasks`](crate::dealer::WeightMasks)); the server computes on
+//! `W` itself and keeps nothing per connection.
 //!
 //! **Truncation.** Both shares of `W X` are uniform (`Y_1 = -W M + C_0` with `C_0` uniform),
 //! so local truncation fails only with the usual probability `|W X| / 2^64`; the client
@@ -217,7 +217,7 @@ pub struct LinearMask {
 
 impl LinearMask {
     /// Takes the layer's correlation from the session (the next one prefetched), against the
-    /// connection's weight mask `mask`.
+    /// model's weight mask `mask`.
     pub fn take(s: &mut Session, shape: LinearShape, mask: usize) -> Result<Self, MpcError> {
         let held = match shape {
             LinearShape::Conv(g) => LinearHeld::Conv(s.correlation((g, mask))?),

@@ -21,8 +21,10 @@
 //! A correction is computed from both parties' streams: `c - p0[..]` for party 0's words at
 //! the position the need takes in its stream. A client that asked for other needs than the
 //! server draws would place the corrections over the server's words of another kind: a `Bit`
-//! need where the server's weight mask `b0` lies returns `bit - b0` (one unknown bit), and the
-//! server's opened `W - b0` then gives the weights. So the dealer serves the client's `i`-th
+//! need where the server's share `r_0` of a HoneyBadger mask lies returns `bit - r_0` (one
+//! unknown bit), and the opened `y - r` then gives the client that activation's input. (When
+//! the weight masks still lay in the server's stream, the same attack gave the weights.) So
+//! the dealer serves the client's `i`-th
 //! need only if it is the server's `i`-th commitment (waiting for it if the client is ahead);
 //! a client that deviates is refused before it gets a word of that correction, and the dealer
 //! tells the server (`DealerReply::Refused` on the server's connection), which ends the
