@@ -31,6 +31,7 @@ pub fn hello_with(architecture: &UncheckedArchitecture) {
             "architecture": architecture,
             "session": "0123456789abcdef0123456789abcdef",
             "max_batch": 4,
+            "weights": "00".repeat(32),
         }
     });
     let Ok(bytes) = serde_json::to_vec(&hello) else {

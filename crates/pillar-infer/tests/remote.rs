@@ -18,6 +18,7 @@ use pillar_mpc::channel::secure::PREAMBLE;
 use pillar_mpc::channel::{Admission, Identity, Link, Security};
 use pillar_mpc::dealer::remote::{DealerLinks, ServiceConfig};
 use pillar_mpc::protocols::activation::ActivationProtocol;
+use pillar_mpc::protocols::weights::KeptWeights;
 use pillar_mpc::wire::{self, Greeting, Kind};
 use pillar_mpc::{FixedPoint, Party, RingTensor};
 use pillar_nn::Graph;
@@ -143,6 +144,50 @@ fn a_client_gets_the_fixed_executors_logits_over_tcp() {
     let served = served[0].as_ref().unwrap();
     assert_eq!(served.images(), 4);
     assert_eq!(served.batches.len(), 2);
+}
+
+#[test]
+fn a_client_that_kept_the_weights_skips_the_setup_and_gets_the_same_logits() {
+    let g = every_op();
+    let (keys, dealer, server, served) = start(&g);
+    let x = encode(&[2, 2, 8, 8], 3);
+    // First connection: the setup sends every weight's `F`.
+    let model = connect(&server, &dealer, &keys).unwrap();
+    let digest = model.weights_digest();
+    let words = model.architecture().setup_words();
+    let (first, report) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
+    assert_eq!(report.setup.stats.bytes_received as usize, 8 * words);
+    let kept = report.weights.expect("the connection's F");
+    assert_eq!(kept.digest(), digest);
+    assert_eq!(kept.words().len(), words);
+    // One set of masks per model: the next connection announces the same `F`, and one that
+    // kept it skips the setup.
+    let mut model = connect(&server, &dealer, &keys).unwrap();
+    assert_eq!(model.weights_digest(), digest);
+    assert!(model.with_kept_weights(kept.clone()));
+    let (again, report) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
+    assert_eq!(report.setup.stats.rounds, 0);
+    assert_eq!(report.setup.stats.bytes_received, 0);
+    assert_fixed_logits(&g, &x, &first[0]);
+    assert_fixed_logits(&g, &x, &again[0]);
+    // An `F` of another model, or not of this one's length, is not used.
+    let mut model = connect(&server, &dealer, &keys).unwrap();
+    let mut other = kept.words().to_vec();
+    other[0] ^= 1;
+    assert!(!model.with_kept_weights(KeptWeights::verified(other)));
+    let short = kept.words()[1..].to_vec();
+    assert!(!model.with_kept_weights(KeptWeights::announced(digest, Arc::new(short))));
+    let (logits, report) = model.run(std::slice::from_ref(&x), &|_| {}).unwrap();
+    assert_eq!(report.setup.stats.bytes_received as usize, 8 * words);
+    assert_fixed_logits(&g, &x, &logits[0]);
+    let served = outcomes(&served, 3);
+    assert!(served.iter().all(Result::is_ok), "{served:?}");
+    // The server sent the setup twice, and skipped it once.
+    let setups: Vec<u64> = served
+        .iter()
+        .map(|s| s.as_ref().unwrap().setup.stats.bytes_sent)
+        .collect();
+    assert_eq!(setups.iter().filter(|&&b| b == 0).count(), 1, "{setups:?}");
 }
 
 #[test]

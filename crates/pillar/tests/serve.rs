@@ -234,6 +234,50 @@ fn three_processes_classify_as_the_fixed_executor_does() {
     let b = images[0]["top"][0]["logit"].as_f64().unwrap();
     assert!((a - b).abs() < 0.01, "{a} vs {b}");
 
+    // --keep-weights: the first connection keeps the server's `F` in a file named by its
+    // digest, the next skips the setup with it and classifies alike; a file that is not what
+    // its name says is warned about and replaced.
+    let kept = dir.path().join("kept");
+    let keep = ["--index", "3", "--keep-weights", kept.to_str().unwrap()];
+    let first = infer_json(&server.addr, &dealer.addr, &keys.client, &keep);
+    assert_eq!(first["weights_kept"], false);
+    let files: Vec<_> = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let second = infer_json(&server.addr, &dealer.addr, &keys.client, &keep);
+    assert_eq!(second["weights_kept"], true);
+    // The same up to the secure rounding, which differs per run.
+    let logits = |r: &serde_json::Value| -> Vec<f64> {
+        let l = r["images"][0]["logits"].as_array().unwrap();
+        l.iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    for (a, b) in logits(&second).iter().zip(logits(&first)) {
+        assert!((a - b).abs() < 0.01, "{a} vs {b}");
+    }
+    assert_eq!(first["images"][0]["predicted"], images[3]["predicted"]);
+    let mut words = std::fs::read(&files[0]).unwrap();
+    words[0] ^= 1;
+    std::fs::write(&files[0], &words).unwrap();
+    let out = pillar()
+        .args(["infer", "--connect", &server.addr, "--dealer", &dealer.addr])
+        .args(&keys.client)
+        .args(keep)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not hold the weights its name says"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let third: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(third["weights_kept"], false);
+    let fourth = infer_json(&server.addr, &dealer.addr, &keys.client, &keep);
+    assert_eq!(fourth["weights_kept"], true);
+
     // Text output for people.
     infer(&server.addr, &dealer.addr, &keys.client)
         .args(["--index", "7"])

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use pillar_mpc::channel::{Channel, ChannelError, Emulated, Link, Security, TcpChannel, send};
 use pillar_mpc::dealer::remote::{DealerLink, SessionId, dial, join_session};
 use pillar_mpc::dealer::{DealerError, Need, SeededDealer};
+use pillar_mpc::protocols::weights::{KeptWeights, WeightsDigest};
 use pillar_mpc::wire::{self, Message};
 use pillar_mpc::{Party, RingTensor, Session};
 
@@ -18,11 +19,13 @@ use crate::run::{BatchReport, ClientConnection, Phase};
 /// What a client learns from the server's hello.
 pub(crate) struct Ready {
     /// Its architecture, checked.
-    pub(crate) architecture: Architecture,
+    pub(crate) architecture: Box<Architecture>,
     /// The dealer session to join.
     pub(crate) session: SessionId,
     /// Most images per request.
     pub(crate) max_batch: NonZeroUsize,
+    /// The digest of the model's `F`.
+    pub(crate) weights: WeightsDigest,
 }
 
 /// What a client makes of the server's hello: what it needs to go on, or the server's
@@ -34,10 +37,12 @@ pub(crate) fn decode_hello(bytes: &[u8]) -> Result<Ready, RemoteError> {
             architecture,
             session,
             max_batch,
+            weights,
         } => Ok(Ready {
             architecture,
             session,
             max_batch,
+            weights,
         }),
         Hello::Refused { reason } => Err(RemoteError::Refused(reason)),
     }
@@ -47,6 +52,9 @@ pub(crate) fn decode_hello(bytes: &[u8]) -> Result<Ready, RemoteError> {
 pub struct RemoteModel {
     architecture: Architecture,
     max_batch: NonZeroUsize,
+    /// The digest of the server's `F`, and that `F` if the caller kept it.
+    weights: WeightsDigest,
+    kept: Option<KeptWeights>,
     channel: Emulated<TcpChannel>,
     dealer: DealerJoin,
     memory_limit: usize,
@@ -112,6 +120,9 @@ pub struct RemoteReport {
     pub batches: Vec<BatchReport>,
     /// When each step ended, from the start of [`RemoteModel::connect`].
     pub timeline: Timeline,
+    /// The server's `F` this connection used, to keep for a later connection to the same
+    /// model ([`RemoteModel::with_kept_weights`]).
+    pub weights: Option<KeptWeights>,
 }
 
 impl RemoteModel {
@@ -144,8 +155,10 @@ impl RemoteModel {
             Err(_) => dial(dealer, &security.dealer, timeout)?,
         };
         Ok(RemoteModel {
-            architecture: ready.architecture,
+            architecture: *ready.architecture,
             max_batch: ready.max_batch,
+            weights: ready.weights,
+            kept: None,
             channel,
             dealer: DealerJoin {
                 link,
@@ -179,6 +192,23 @@ impl RemoteModel {
     /// The network the server runs.
     pub fn architecture(&self) -> &Architecture {
         &self.architecture
+    }
+
+    /// The digest of the server's `F = W - B`, which names it for keeping.
+    pub fn weights_digest(&self) -> WeightsDigest {
+        self.weights
+    }
+
+    /// Skips the setup with `F` kept from an earlier connection, if it is this server's (its
+    /// digest is the one the server announced, and it is as long as the weights); returns
+    /// whether it will.
+    pub fn with_kept_weights(&mut self, kept: KeptWeights) -> bool {
+        let fits =
+            kept.digest() == self.weights && kept.words().len() == self.architecture.setup_words();
+        if fits {
+            self.kept = Some(kept);
+        }
+        fits
     }
 
     /// Runs the setup, then every batch (ring words at the architecture's `f`, `[n, ...]`),
@@ -217,7 +247,14 @@ impl RemoteModel {
         // client with its join, in the same flight): the server commits them as soon as the
         // request arrives, and the dealer streams the client's corrections while the setup
         // is under way.
-        send(&mut self.channel, &Request::Batch { images: first })?;
+        let kept = self.kept.take();
+        send(
+            &mut self.channel,
+            &Request::Batch {
+                images: first,
+                weights_kept: kept.is_some(),
+            },
+        )?;
         let dealer = self.dealer.join(&self.architecture.needs(first.get())?)?;
         self.timeline.dealer_joined = started.elapsed();
         let mut session = Session::new(
@@ -227,17 +264,26 @@ impl RemoteModel {
             dealer,
         )?;
         let s = &mut session;
-        let conn = ClientConnection::open(s, &self.architecture)?;
+        let conn = match &kept {
+            Some(kept) => ClientConnection::resume(s, &self.architecture, kept.words())?,
+            None => ClientConnection::open(s, &self.architecture)?,
+        };
         let mut report = RemoteReport {
             setup: conn.setup(),
             batches: Vec::with_capacity(batches.len()),
             timeline: self.timeline.clone(),
+            weights: Some(
+                kept.unwrap_or_else(|| KeptWeights::announced(self.weights, conn.weights())),
+            ),
         };
         report.timeline.setup_done = started.elapsed();
         let mut outputs = Vec::with_capacity(batches.len());
         for (i, (b, &images)) in batches.iter().zip(&sizes).enumerate() {
             if i > 0 {
-                s.send(&Request::Batch { images })?;
+                s.send(&Request::Batch {
+                    images,
+                    weights_kept: false,
+                })?;
             }
             let (logits, batch) = conn.prepare(s, images.get())?.run(s, b)?;
             report.timeline.answered.push(started.elapsed());

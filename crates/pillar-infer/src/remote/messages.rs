@@ -3,6 +3,7 @@
 use std::num::NonZeroUsize;
 
 use pillar_mpc::dealer::remote::SessionId;
+use pillar_mpc::protocols::weights::WeightsDigest;
 use pillar_mpc::wire::Message;
 use serde::{Deserialize, Serialize};
 
@@ -16,12 +17,15 @@ pub(crate) enum Hello {
         /// The public network, checked as it is decoded. Its steps carry no node names, and
         /// the model's file name is not sent: the client needs neither, and they can say what
         /// the model is or who made it.
-        architecture: Architecture,
+        architecture: Box<Architecture>,
         /// The dealer session to join.
         session: SessionId,
         /// Most images in one request, so that the client splits its images or refuses up
         /// front instead of having the connection cut under it.
         max_batch: NonZeroUsize,
+        /// The digest of the model's `F = W - B`: a client that kept that `F` from an
+        /// earlier connection says so in its first request, and the setup sends nothing.
+        weights: WeightsDigest,
     },
     /// Cannot serve.
     Refused {
@@ -44,6 +48,10 @@ pub(crate) enum Request {
     Batch {
         /// Images in the batch.
         images: NonZeroUsize,
+        /// In the first request only: the client kept the `F` the hello named, so the
+        /// server skips the setup.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        weights_kept: bool,
     },
     /// The client is done.
     Goodbye,

@@ -146,22 +146,26 @@ fn serve_one(
     send(
         &mut channel,
         &Hello::Ready {
-            architecture: arch.clone(),
+            architecture: Box::new(arch.clone()),
             session: id,
             max_batch: NonZeroUsize::new(options.max_batch).unwrap_or(NonZeroUsize::MIN),
+            weights: masked.digest(),
         },
     )?;
     // The client's first request comes before the setup (see the module's protocol), so the
     // server commits the setup's and that request's correlations to the dealer together.
-    let first = match recv::<Request>(&mut channel)? {
+    let (first, kept) = match recv::<Request>(&mut channel)? {
         Request::Goodbye => return Ok(Served::default()),
-        Request::Batch { images } => checked(images.get(), options)?,
+        Request::Batch {
+            images,
+            weights_kept,
+        } => (checked(images.get(), options)?, weights_kept),
     };
     let mut dealer = Ahead::new(dealer);
     dealer.tell(&arch.needs(first)?)?;
     let mut s =
         Session::new(Party::Server, arch.fixed(), channel, dealer)?.with_gate(Arc::clone(gate));
-    let outcome = serve_batches(&mut s, plan, masked, first, &mut watch, options);
+    let outcome = serve_batches(&mut s, plan, masked, (first, kept), &mut watch, options);
     // A client the dealer refused for deviating from the plan fails here or soon after; the
     // dealer's word says why, and it may still be on its way.
     let wait = if outcome.is_err() {
@@ -189,18 +193,22 @@ fn checked(images: usize, options: &ServeOptions) -> Result<usize, RemoteError> 
     Ok(images)
 }
 
-/// The setup, the client's `first` batch (already requested), then its further batches until
-/// its goodbye. The dealer's refusal of the client ends the connection after the batch during
-/// which it came.
+/// The setup (none if the client kept `F`), the client's `first` batch (already requested),
+/// then its further batches until its goodbye. The dealer's refusal of the client ends the
+/// connection after the batch during which it came.
 fn serve_batches(
     s: &mut Session,
     plan: &Plan,
     masked: &MaskedWeights,
-    first: usize,
+    (first, kept): (usize, bool),
     watch: &mut DealerWatch,
     options: &ServeOptions,
 ) -> Result<Served, RemoteError> {
-    let conn = ServerConnection::open(s, plan, masked)?;
+    let conn = if kept {
+        ServerConnection::resume(s, plan, masked)?
+    } else {
+        ServerConnection::open(s, plan, masked)?
+    };
     let mut served = Served {
         setup: conn.setup(),
         batches: Vec::new(),
@@ -214,7 +222,8 @@ fn serve_batches(
         }
         images = match s.recv::<Request>()? {
             Request::Goodbye => return Ok(served),
-            Request::Batch { images } => checked(images.get(), options)?,
+            // Only the first request may skip the setup; later ones say nothing of it.
+            Request::Batch { images, .. } => checked(images.get(), options)?,
         };
     }
 }

@@ -203,6 +203,25 @@ impl<'a> ServerConnection<'a> {
         plan: &'a Plan,
         masked: &MaskedWeights,
     ) -> Result<Self, InferError> {
+        Self::start(s, plan, masked, true)
+    }
+
+    /// The setup of a connection whose client kept `F` from an earlier one (it named the
+    /// digest the server announced): nothing is sent.
+    pub fn resume(
+        s: &mut Session,
+        plan: &'a Plan,
+        masked: &MaskedWeights,
+    ) -> Result<Self, InferError> {
+        Self::start(s, plan, masked, false)
+    }
+
+    fn start(
+        s: &mut Session,
+        plan: &'a Plan,
+        masked: &MaskedWeights,
+        send: bool,
+    ) -> Result<Self, InferError> {
         expect_party(s, Party::Server)?;
         let (architecture, weights) = (&plan.architecture, &plan.weights);
         if weights.weights.len() != architecture.weight_shapes.len()
@@ -212,7 +231,11 @@ impl<'a> ServerConnection<'a> {
             return Err(InferError::Weights);
         }
         let state = Opened::new(s, architecture, |s| {
-            weights::send_weights(s, masked)?;
+            if send {
+                weights::send_weights(s, masked)?;
+            } else {
+                s.weight_masks(masked.masks())?;
+            }
             Ok(match architecture.options.linear {
                 // The server computes on its own weights: it keeps nothing per connection.
                 LinearProtocol::Preprocessed => Vec::new(),
@@ -260,6 +283,29 @@ impl<'a> ClientConnection<'a> {
             state,
             role: Client,
         })
+    }
+
+    /// The setup from `F` kept from an earlier connection to the same model (the server
+    /// resumes, [`ServerConnection::resume`]): nothing is received. Errors unless `f` has as
+    /// many words as the architecture's weights.
+    pub fn resume(
+        s: &mut Session,
+        architecture: &'a Architecture,
+        f: &std::sync::Arc<Vec<u64>>,
+    ) -> Result<Self, InferError> {
+        expect_party(s, Party::Client)?;
+        let opened =
+            weights::opened_from(&architecture.weight_shapes, f).ok_or(InferError::Weights)?;
+        let state = Opened::new(s, architecture, |_| Ok(opened))?;
+        Ok(Connection {
+            state,
+            role: Client,
+        })
+    }
+
+    /// The server's `F = W - B` this connection holds, to keep for a later one.
+    pub fn weights(&self) -> std::sync::Arc<Vec<u64>> {
+        weights::all_f(&self.state.opened)
     }
 }
 

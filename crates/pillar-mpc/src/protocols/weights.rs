@@ -101,12 +101,117 @@ fn cut(
         .collect()
 }
 
+/// The SHA-256 of a model's `F = W - B` (its words little-endian): the name under which the
+/// server announces `F` and a client keeps it across connections. 64 hex digits as text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WeightsDigest([u8; 32]);
+
+impl WeightsDigest {
+    /// The digest of `f`.
+    pub fn of(f: &[u64]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for chunk in f.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|w| w.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
+        WeightsDigest(h.finalize().into())
+    }
+}
+
+impl std::fmt::Display for WeightsDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for WeightsDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WeightsDigest({self})")
+    }
+}
+
+impl std::str::FromStr for WeightsDigest {
+    type Err = MpcError;
+
+    fn from_str(s: &str) -> Result<Self, MpcError> {
+        let bad = || MpcError::invalid("WeightsDigest", format!("{s:?} is not 64 hex digits"));
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(WeightsDigest(out))
+    }
+}
+
+impl serde::Serialize for WeightsDigest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WeightsDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A model's `F = W - B` as a client keeps it across connections, under the digest the server
+/// announced it by: a later connection to the same model skips the setup
+/// ([`opened_from`]). `F` tells the client nothing about `W`, so keeping it (on disk, say)
+/// gives nobody more than the setup gave the client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeptWeights {
+    digest: WeightsDigest,
+    f: Arc<Vec<u64>>,
+}
+
+impl std::fmt::Debug for KeptWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptWeights")
+            .field("digest", &self.digest)
+            .field("words", &self.f.len())
+            .finish()
+    }
+}
+
+impl KeptWeights {
+    /// `f` under the digest `digest` the server announced it by (not checked: a server that
+    /// lies about it only garbles its client's later results).
+    pub fn announced(digest: WeightsDigest, f: Arc<Vec<u64>>) -> Self {
+        KeptWeights { digest, f }
+    }
+
+    /// `f` under its own digest: what a client reads back from storage.
+    pub fn verified(f: Vec<u64>) -> Self {
+        KeptWeights {
+            digest: WeightsDigest::of(&f),
+            f: Arc::new(f),
+        }
+    }
+
+    /// The digest.
+    pub fn digest(&self) -> WeightsDigest {
+        self.digest
+    }
+
+    /// The words of `F`, in the order of the weights.
+    pub fn words(&self) -> &Arc<Vec<u64>> {
+        &self.f
+    }
+}
+
 /// A server's model's weights under their masks: `F = W - B`, formed once and sent to every
 /// client, and the masks, which the server tells each session's dealer.
 pub struct MaskedWeights {
     masks: Arc<WeightMasks>,
     shapes: Vec<Vec<usize>>,
     f: Arc<Vec<u64>>,
+    digest: WeightsDigest,
     /// `B`, formed the first time a Beaver product needs it (the preprocessed protocol never
     /// does: the server computes on `W` itself).
     b: OnceLock<Arc<Zeroizing<Vec<u64>>>>,
@@ -147,6 +252,7 @@ impl MaskedWeights {
         Ok(MaskedWeights {
             masks: Arc::new(masks),
             shapes: shapes.to_vec(),
+            digest: WeightsDigest::of(&f),
             f: Arc::new(f),
             b: OnceLock::new(),
         })
@@ -165,6 +271,11 @@ impl MaskedWeights {
     /// Every weight's `F = W - B`, in order.
     pub fn f(&self) -> &[u64] {
         &self.f
+    }
+
+    /// The digest of `F`, which the server announces to its clients.
+    pub fn digest(&self) -> WeightsDigest {
+        self.digest
     }
 
     /// The server's opened weights for the Beaver protocol: `F` and its share `B` of each.
@@ -241,9 +352,16 @@ pub fn receive_weights(
 
 /// A client's opened weights from an `F` it kept (from an earlier connection to the same
 /// model), cut by the server's weight shapes; `None` unless `F` has their total length.
-pub fn opened_from(shapes: &[Vec<usize>], f: Arc<Vec<u64>>) -> Option<Vec<OpenedWeight>> {
+pub fn opened_from(shapes: &[Vec<usize>], f: &Arc<Vec<u64>>) -> Option<Vec<OpenedWeight>> {
     let total: usize = shapes.iter().map(|sh| sh.iter().product::<usize>()).sum();
-    (f.len() == total).then(|| cut(shapes, &f, None))
+    (f.len() == total).then(|| cut(shapes, f, None))
+}
+
+/// The `F` a client's opened weights were cut from (empty for a model without weights).
+pub fn all_f(opened: &[OpenedWeight]) -> Arc<Vec<u64>> {
+    opened
+        .first()
+        .map_or_else(|| Arc::new(Vec::new()), |w| Arc::clone(&w.all_f))
 }
 
 /// Opens `x - a` (one round) and returns `E`.

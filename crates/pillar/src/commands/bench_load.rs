@@ -19,6 +19,7 @@ use pillar_mpc::channel::{Admission, DEFAULT_TIMEOUT};
 use pillar_mpc::dealer::remote::ServiceConfig;
 use pillar_mpc::protocols::activation::ActivationProtocol;
 use pillar_mpc::protocols::preprocessed::LinearProtocol;
+use pillar_mpc::protocols::weights::KeptWeights;
 use pillar_mpc::{FixedPoint, RingTensor};
 use pillar_train::data::DatasetKind;
 use serde::Serialize;
@@ -58,6 +59,13 @@ pub(crate) struct LoadBenchArgs {
     #[arg(long, default_value = "preprocessed")]
     linear: LinearProtocol,
 
+    /// Whether a client that reconnects receives the model's `F = W - B` again (`fresh`) or
+    /// uses the one it kept (`kept`, as `pillar infer --keep-weights` does: the setup is
+    /// skipped). The clients of this process keep one copy between them, as a process that
+    /// holds many clients would.
+    #[arg(long, value_enum, default_value_t = WeightsArg::Kept)]
+    weights: WeightsArg,
+
     /// Encrypted links (fresh keys per process) or plaintext.
     #[arg(long, value_enum, default_value_t = LinksArg::Noise)]
     links: LinksArg,
@@ -77,6 +85,15 @@ pub(crate) struct LoadBenchArgs {
     /// Memory: the most clients asked for are estimated before any starts.
     #[command(flatten)]
     memory: MemoryArgs,
+}
+
+/// `--weights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WeightsArg {
+    /// Every connection receives `F`.
+    Fresh,
+    /// A connection after the first uses the `F` kept from it.
+    Kept,
 }
 
 /// `--links`.
@@ -188,11 +205,13 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
     .context("cannot start the dealer")?;
 
     eprintln!(
-        "{name}: {} under {}, {} links, {} single-image requests per connection, {} s per row",
+        "{name}: {} under {}, {} links, {} single-image requests per connection, weights {} on \
+         reconnecting, {} s per row",
         plan.architecture.rounds(),
         args.protocol,
         format!("{:?}", args.links).to_lowercase(),
         args.requests,
+        format!("{:?}", args.weights).to_lowercase(),
         args.seconds
     );
     let mut rows = Vec::new();
@@ -214,6 +233,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         );
         let done = AtomicBool::new(false);
         let peak = std::sync::Mutex::new(rss_mib().unwrap_or(0.0));
+        let kept: std::sync::Mutex<Option<KeptWeights>> = std::sync::Mutex::new(None);
         let deadline = Instant::now() + seconds;
         let start = Instant::now();
         std::thread::scope(|scope| {
@@ -231,6 +251,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
                     let (inputs, expected) = (&inputs, &expected);
                     let (images, connections, wrong, failed) =
                         (&images, &connections, &wrong, &failed);
+                    let kept = &kept;
                     scope.spawn(move || {
                         let mut k = c;
                         while Instant::now() < deadline {
@@ -239,11 +260,24 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
                             k += args.requests;
                             let xs: Vec<RingTensor> =
                                 batch.iter().map(|&i| inputs[i].clone()).collect();
-                            let outcome = cluster
-                                .connect(server, link, DEFAULT_TIMEOUT)
-                                .and_then(|m| m.run(&xs, &|_| {}));
+                            let outcome =
+                                cluster
+                                    .connect(server, link, DEFAULT_TIMEOUT)
+                                    .and_then(|mut m| {
+                                        let held = kept.lock().ok().and_then(|k| k.clone());
+                                        if let Some(k) = held {
+                                            m.with_kept_weights(k);
+                                        }
+                                        m.run(&xs, &|_| {})
+                                    });
                             match outcome {
-                                Ok((logits, _)) => {
+                                Ok((logits, report)) => {
+                                    if args.weights == WeightsArg::Kept
+                                        && let Ok(mut k) = kept.lock()
+                                        && k.is_none()
+                                    {
+                                        *k = report.weights;
+                                    }
                                     connections.fetch_add(1, Ordering::Relaxed);
                                     for (got, &i) in logits.iter().zip(&batch) {
                                         images.fetch_add(1, Ordering::Relaxed);

@@ -6,13 +6,14 @@
 //! (log-probabilities for a log-softmax), which this side applies to the logits it alone
 //! learns, else with the logits. Only this process ever sees the inputs and the logits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_infer::remote::{RemoteModel, RemoteReport};
 use pillar_infer::{Parties, mirror};
+use pillar_mpc::protocols::weights::KeptWeights;
 use pillar_nn::{OutputTransform, Tensor};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
@@ -92,6 +93,12 @@ pub(crate) struct InferArgs {
     /// The dealer's public key (its .pub file or the 64 hex digits).
     #[arg(long, value_name = "KEY")]
     dealer_key: Vec<String>,
+
+    /// Keep the server's masked weights `F = W - B` in DIR (one file per model, named by the
+    /// digest the server announces; `F` tells nothing about the weights) and, on a later
+    /// connection to the same model, use them instead of receiving them: the setup is skipped.
+    #[arg(long, value_name = "DIR")]
+    keep_weights: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,6 +144,8 @@ struct Report {
     online_bytes_sent: u64,
     online_bytes_received: u64,
     setup_bytes_sent: u64,
+    /// The setup was skipped: the weights' `F` kept from an earlier connection was used.
+    weights_kept: bool,
     offline_bytes: u64,
     /// Seconds from the start of connecting until the server's hello arrived.
     hello_s: f64,
@@ -184,8 +193,18 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
         (Some(bytes), None) => Budget::flag(bytes),
         (None, None) => Budget::client_default(pillar_infer::remote::DEFAULT_MEMORY_LIMIT),
     };
-    let model = model.with_memory_limit(budget.bytes);
+    let mut model = model.with_memory_limit(budget.bytes);
     let arch = model.architecture().clone();
+    let kept_path = args
+        .keep_weights
+        .as_ref()
+        .map(|dir| dir.join(format!("{}.f", model.weights_digest())));
+    let weights_kept = match &kept_path {
+        Some(path) => {
+            load_kept(path, arch.setup_words())?.is_some_and(|k| model.with_kept_weights(k))
+        }
+        None => false,
+    };
     let &[c, h, w] = arch.input_shape.as_slice() else {
         bail!(
             "the server's model takes inputs of shape {:?}; pillar infer sends images, [C, H, W]",
@@ -235,6 +254,9 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
         .run(&batches, &|k| bar.inc(k as u64))
         .with_context(|| format!("the secure inference with {} failed", args.connect))?;
     bar.finish_and_clear();
+    if let (Some(path), false, Some(kept)) = (&kept_path, weights_kept, &costs.weights) {
+        store_kept(path, kept)?;
+    }
 
     let classes = kind.and_then(DatasetKind::class_names);
     let mut out = Vec::with_capacity(n);
@@ -260,7 +282,8 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
             logits: image_logits,
         });
     }
-    let report = summarise(args, &arch, out, &costs, per);
+    let mut report = summarise(args, &arch, out, &costs, per);
+    report.weights_kept = weights_kept;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -369,6 +392,7 @@ fn summarise(
         online_bytes_sent: sum(&|b| b.online.stats.bytes_sent as f64) as u64,
         online_bytes_received: sum(&|b| b.online.stats.bytes_received as f64) as u64,
         setup_bytes_sent: costs.setup.stats.bytes_sent,
+        weights_kept: false,
         offline_bytes: 8 * offline_words as u64,
         hello_s: costs.timeline.hello.as_secs_f64(),
         dealer_joined_s: costs.timeline.dealer_joined.as_secs_f64(),
@@ -425,7 +449,7 @@ fn print_text(r: &Report) {
     }
     println!(
         "{} in {}: online {:.3} s, {} sent and {} received; offline {:.3} s \
-         ({} from the dealer); setup {:.3} s; first answer {:.3} s after connecting",
+         ({} from the dealer); setup {:.3} s{}; first answer {:.3} s after connecting",
         count(r.images.len(), "image"),
         count(r.requests, "request"),
         r.online_s,
@@ -434,8 +458,56 @@ fn print_text(r: &Report) {
         r.offline_s,
         bytes(r.offline_bytes),
         r.setup_s,
+        if r.weights_kept {
+            " (skipped: weights kept)"
+        } else {
+            ""
+        },
         r.first_answer_s
     );
+}
+
+/// The `F` kept at `path` for a model of `words` weight words: `None` if there is none, or
+/// (with a warning) if the file is not one (its size or digest is wrong): the setup then
+/// receives it again, and the file is replaced.
+fn load_kept(path: &Path, words: usize) -> Result<Option<KeptWeights>> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(None);
+    };
+    let expected = words as u64 * 8;
+    if meta.len() != expected {
+        eprintln!(
+            "warning: {} holds {} bytes, not the model's {expected}: receiving the weights again",
+            path.display(),
+            meta.len()
+        );
+        return Ok(None);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let f: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    let kept = KeptWeights::verified(f);
+    let named = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if kept.digest().to_string() != named {
+        eprintln!(
+            "warning: {} does not hold the weights its name says: receiving them again",
+            path.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(kept))
+}
+
+/// Writes `kept` to `path` atomically, making its directory if need be.
+fn store_kept(path: &Path, kept: &KeptWeights) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
+    }
+    let bytes: Vec<u8> = kept.words().iter().flat_map(|w| w.to_le_bytes()).collect();
+    pillar_nn::write_atomic(path, &bytes)
+        .with_context(|| format!("cannot keep the weights in {}", path.display()))
 }
 
 /// `1 image`, `3 images`.
