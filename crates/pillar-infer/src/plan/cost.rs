@@ -27,7 +27,7 @@ pub(super) struct Peak {
     /// Correlations fetched and not yet consumed.
     ahead: usize,
     /// The opened weights `F` (the client's, per connection).
-    weights: usize,
+    pub(super) weights: usize,
 }
 
 impl Architecture {

@@ -125,19 +125,7 @@ impl Architecture {
             });
         }
         let weights = self.setup_words();
-        // The trusted dealer expands party 0's whole share and party 1's seeded part,
-        // regenerates the weight mask a product needs, then computes the correction: all at
-        // once for the largest correlation.
-        let mut largest_need = 0usize;
-        let mut largest_round = 0usize;
-        for i in 0..self.steps.len() {
-            for need in self.step_needs(i, batch)? {
-                largest_need = largest_need.max(need_bytes(&need));
-            }
-            largest_round = largest_round.max(self.step_online_words(i, batch));
-        }
-        // The client's offline posts travel in one message.
-        largest_round = largest_round.max(self.offline_post_words(batch));
+        let (largest_need, largest_round) = self.largest(batch)?;
         let mut estimate = MemoryEstimate {
             batch,
             parties: one.saturating_mul(2),
@@ -152,6 +140,45 @@ impl Architecture {
         };
         estimate.margin = (estimate.total() / 4).saturating_add(LOCAL_BASE);
         Ok(estimate)
+    }
+
+    /// The bytes of the largest correlation at the trusted dealer, and the words of the
+    /// largest round (online, or the client's offline posts) of a batch of `batch`.
+    fn largest(&self, batch: usize) -> Result<(usize, usize), InferError> {
+        // The trusted dealer expands party 0's whole share and party 1's seeded part,
+        // regenerates the weight mask a product needs, then computes the correction: all at
+        // once for the largest correlation.
+        let mut largest_need = 0usize;
+        let mut largest_round = 0usize;
+        for i in 0..self.steps.len() {
+            for need in self.step_needs(i, batch)? {
+                largest_need = largest_need.max(need_bytes(&need));
+            }
+            largest_round = largest_round.max(self.step_online_words(i, batch));
+        }
+        // The client's offline posts travel in one message.
+        largest_round = largest_round.max(self.offline_post_words(batch));
+        Ok((largest_need, largest_round))
+    }
+
+    /// What one more connection running batches of `batch` adds to a process that holds
+    /// others to the same model, its clients, server and dealer together (`pillar bench
+    /// load`), when its client kept the weights' `F` from an earlier connection: both
+    /// parties' peaks without `F` (the server holds it once per model, and the clients of
+    /// one process share the copy they kept), the dealer's largest correction and the
+    /// largest round, with the same margin. There is no setup, and the model is counted by
+    /// the first connection's [`Architecture::memory`].
+    pub fn resumed_connection_bytes(&self, batch: usize) -> Result<usize, InferError> {
+        let peak = self.peak(batch)?;
+        let own = bytes(peak.words.saturating_sub(peak.weights));
+        let (largest_need, largest_round) = self.largest(batch)?;
+        let counted = own
+            .saturating_mul(2)
+            .saturating_add(largest_need)
+            .saturating_add(bytes(largest_round).saturating_mul(4));
+        Ok(counted
+            .saturating_add(counted / 4)
+            .saturating_add(LOCAL_BASE))
     }
 
     /// [`Architecture::memory`]'s total, in bytes.

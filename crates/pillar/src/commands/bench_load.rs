@@ -137,6 +137,7 @@ const MAX_CLIENTS: usize = 256;
 
 /// Runs `pillar bench load`.
 pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
+    crate::memory::no_huge_pages();
     if args.clients.is_empty() || args.clients.contains(&0) || args.requests == 0 {
         bail!("--clients and --requests must be at least 1");
     }
@@ -233,7 +234,16 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
         );
         let done = AtomicBool::new(false);
         let peak = std::sync::Mutex::new(rss_mib().unwrap_or(0.0));
+        // Clients that kept `F` from an earlier visit: one connection, before the clock
+        // starts, fetches it from this server (its masks are its own).
         let kept: std::sync::Mutex<Option<KeptWeights>> = std::sync::Mutex::new(None);
+        if args.weights == WeightsArg::Kept {
+            let (_, report) = cluster
+                .connect(&server, link, DEFAULT_TIMEOUT)
+                .and_then(|m| m.run(&inputs[..1], &|_| {}))
+                .context("the connection that fetches the weights failed")?;
+            *kept.lock().unwrap_or_else(|p| p.into_inner()) = report.weights;
+        }
         let deadline = Instant::now() + seconds;
         let start = Instant::now();
         std::thread::scope(|scope| {
@@ -271,13 +281,7 @@ pub(crate) fn run(args: &LoadBenchArgs) -> Result<()> {
                                         m.run(&xs, &|_| {})
                                     });
                             match outcome {
-                                Ok((logits, report)) => {
-                                    if args.weights == WeightsArg::Kept
-                                        && let Ok(mut k) = kept.lock()
-                                        && k.is_none()
-                                    {
-                                        *k = report.weights;
-                                    }
+                                Ok((logits, _)) => {
                                     connections.fetch_add(1, Ordering::Relaxed);
                                     for (got, &i) in logits.iter().zip(&batch) {
                                         images.fetch_add(1, Ordering::Relaxed);
@@ -369,26 +373,35 @@ fn table(name: &str, rows: &[LoadRow]) -> String {
 
 /// Refuses, before any client starts, more concurrent clients than fit `--max-memory` (or the
 /// memory available): each holds a connection's client and server sides and its
-/// correlations, a local run of one image by [`Architecture::memory`]'s estimate (which counts
-/// the shared weights once per connection, an upper bound). `held` is what the process held
-/// before it built the network.
+/// correlations. With `--weights fresh`, a local run of one image by
+/// [`Architecture::memory`]'s estimate each (which counts the shared weights once per
+/// connection, an upper bound); with `--weights kept`, one such run and then
+/// [`Architecture::resumed_connection_bytes`] per further client. `held` is what the process
+/// held before it built the network.
 fn check_memory(args: &LoadBenchArgs, arch: &Architecture, held: usize) -> Result<()> {
     let budget = Budget::new(&args.memory)?;
-    let one = arch.memory_bytes(1, Parties::Local)?;
+    let first = arch.memory_bytes(1, Parties::Local)?;
+    let one = match args.weights {
+        WeightsArg::Fresh => first,
+        WeightsArg::Kept => arch.resumed_connection_bytes(1)?,
+    };
     let most = args.clients.iter().copied().max().unwrap_or(1);
-    let needs = one.saturating_mul(most).saturating_add(held);
+    let needs = one
+        .saturating_mul(most - 1)
+        .saturating_add(first)
+        .saturating_add(held);
     if needs <= budget.bytes {
         return Ok(());
     }
-    let fit = budget.bytes.saturating_sub(held) / one.max(1);
-    if fit == 0 {
+    let Some(room) = budget.bytes.checked_sub(held.saturating_add(first)) else {
         bail!(
             "one client needs about {} ({} with what this process holds), {}",
-            Size(one),
-            Size(one.saturating_add(held)),
+            Size(first),
+            Size(first.saturating_add(held)),
             budget.describe()
         );
-    }
+    };
+    let fit = 1 + room / one.max(1);
     bail!(
         "{most} clients need about {}, {}; --clients {fit} fits",
         Size(needs),

@@ -79,6 +79,7 @@ impl DealerArgs {
 
 /// Runs `pillar dealer` until it is killed.
 pub(crate) fn run(args: &DealerArgs) -> Result<()> {
+    crate::memory::no_huge_pages();
     let max = super::net::MAX_SECONDS as u64;
     for (flag, value) in [
         ("--expiry-s", args.expiry_s),

@@ -175,6 +175,7 @@ struct RequestCost {
 
 /// Runs `pillar infer`.
 pub(crate) fn run(args: &InferArgs) -> Result<()> {
+    crate::memory::no_huge_pages();
     let (link, timeout) = args.link.link()?;
     if args.top_k == 0 || args.batch == Some(0) {
         bail!("--top-k and --batch must be at least 1");

@@ -76,6 +76,7 @@ pub(crate) struct ServeArgs {
 
 /// Runs `pillar serve` until it is killed.
 pub(crate) fn run(args: &ServeArgs) -> Result<()> {
+    crate::memory::no_huge_pages();
     let (link, timeout) = args.link.link()?;
     if args.max_batch == 0 || args.max_clients == 0 {
         bail!("--max-batch and --max-clients must be at least 1");
