@@ -55,6 +55,15 @@ fn the_estimate_grows_with_the_batch_and_a_local_run_holds_more_than_its_client(
         }
         // A batch too large to count is an error, not a wrapped number.
         assert!(arch.memory_bytes(usize::MAX / 2, Parties::Local).is_err());
+        // A further connection whose client kept `F` holds neither the model nor any copy
+        // of `F` (the parties' two, the setup's messages): at least three copies less.
+        for batch in [1, 4] {
+            let first = arch.memory_bytes(batch, Parties::Local).unwrap();
+            let resumed = arch.resumed_connection_bytes(batch).unwrap();
+            let f = 8 * arch.setup_words();
+            assert!(resumed > 0);
+            assert!(resumed + 3 * f <= first, "{resumed} + 3 x {f} vs {first}");
+        }
     }
 }
 
