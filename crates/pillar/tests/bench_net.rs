@@ -77,7 +77,8 @@ fn without_root_it_says_it_skipped_and_succeeds() {
 }
 
 /// A few seconds as root: the small convnet on MNIST shapes, a 10 ms path, one fresh client,
-/// two requests on a warm connection, one emulator repeat.
+/// one returning client (which kept the weights), two requests on a warm connection, one
+/// emulator repeat.
 #[test]
 fn as_root_a_small_run_reports_each_step_of_the_first_answer() {
     if !is_root() {
@@ -95,6 +96,8 @@ fn as_root_a_small_run_reports_each_step_of_the_first_answer() {
             "--rtt-ms",
             "10",
             "--fresh",
+            "1",
+            "--returning",
             "1",
             "--warm",
             "2",
@@ -143,12 +146,17 @@ fn as_root_a_small_run_reports_each_step_of_the_first_answer() {
         assert!(r["online_bytes_sent"].as_u64().unwrap() > 0);
         assert!(r["offline_bytes"].as_u64().unwrap() > 0);
         assert!(r["warm_online_s"].as_f64().is_some(), "{r}");
+        // The returning client used the weights it kept (the run fails otherwise).
+        assert_eq!(r["returning"], 1, "{r}");
+        assert!(f("returning_first_answer_s") > 0.0, "{r}");
         assert!(r["emulator_online_s"].as_f64().is_some(), "{r}");
     }
-    // The preprocessed client sends less online, and nothing in the setup.
+    // The preprocessed client sends less online; neither sends anything in the setup.
     let sent = |r: &Value, k: &str| r[k].as_u64().unwrap();
     assert!(sent(&rows[1], "online_bytes_sent") < sent(&rows[0], "online_bytes_sent"));
-    assert_eq!(sent(&rows[1], "setup_bytes"), 0, "{}", rows[1]);
+    for r in &rows {
+        assert_eq!(sent(r, "setup_bytes"), 0, "{r}");
+    }
     // No namespace is left behind.
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let left = String::from_utf8_lossy(&netns.stdout).into_owned();

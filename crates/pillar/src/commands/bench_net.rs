@@ -72,6 +72,12 @@ pub(crate) struct NetBenchArgs {
     #[arg(long, default_value_t = 3)]
     fresh: usize,
 
+    /// Returning clients per point: each its own process and connection, with the weights'
+    /// `F` kept from an earlier connection to the same server (`pillar infer
+    /// --keep-weights`), so that the setup is skipped (0: none).
+    #[arg(long, default_value_t = 3)]
+    returning: usize,
+
     /// Single-image requests on one warm connection per point (0: none).
     #[arg(long, default_value_t = 4)]
     warm: usize,
@@ -170,6 +176,11 @@ pub(crate) struct NetRow {
     online_bytes_received: u64,
     offline_bytes: u64,
     setup_bytes: u64,
+    /// Returning clients measured (they kept `F`: no setup), and their medians.
+    returning: usize,
+    returning_first_answer_s: Option<f64>,
+    returning_offline_s: Option<f64>,
+    returning_online_s: Option<f64>,
     /// Medians over the warm connection's requests after its first.
     warm_online_s: Option<f64>,
     warm_offline_s: Option<f64>,
@@ -307,6 +318,8 @@ impl Drop for TempDir {
 
 /// What the processes read: the model, an input, keys.
 struct Files {
+    /// The run's temporary directory.
+    dir: PathBuf,
     model: PathBuf,
     name: String,
     input: PathBuf,
@@ -355,6 +368,7 @@ fn prepare(args: &NetBenchArgs, dir: &FsPath) -> Result<Files> {
         }
     };
     Ok(Files {
+        dir: dir.to_path_buf(),
         model,
         name,
         input,
@@ -583,6 +597,19 @@ fn measure(
             &secs,
         ]);
         infer_args.extend(key_flags(keys, "client"));
+        // The returning clients' `F`, fetched once from this server (whose masks are its
+        // own) on an unshaped path.
+        let kept_dir = files.dir.join(format!("kept-{protocol}-{linear}"));
+        let mut returning_args = infer_args.clone();
+        returning_args.push("--keep-weights".into());
+        returning_args.push(kept_dir.display().to_string());
+        if args.returning > 0 {
+            path.set(Shape::new(0.0, None, args.queue_bytes));
+            let mut a = returning_args.clone();
+            a.push("--input".into());
+            a.push(files.input.display().to_string());
+            run_to_end(Some(&path.b), &a, timeout)?;
+        }
         for &rtt in &args.rtt_ms {
             for &cap in caps {
                 interrupted()?;
@@ -605,6 +632,19 @@ fn measure(
                             .context("pillar infer printed no JSON report")?,
                     );
                     walls.push(wall);
+                }
+                let mut returning = Vec::with_capacity(args.returning);
+                for _ in 0..args.returning {
+                    let mut a = returning_args.clone();
+                    a.push("--input".into());
+                    a.push(files.input.display().to_string());
+                    let (out, _) = run_to_end(Some(&path.b), &a, timeout)?;
+                    let report = serde_json::from_str::<Value>(&out)
+                        .context("pillar infer printed no JSON report")?;
+                    if report["weights_kept"] != Value::Bool(true) {
+                        bail!("a returning client did not use the weights it kept");
+                    }
+                    returning.push(report);
                 }
                 let warm = if args.warm > 0 {
                     let mut a = infer_args.clone();
@@ -629,6 +669,7 @@ fn measure(
                     cap,
                     &reports,
                     &walls,
+                    &returning,
                     warm.as_ref(),
                     emulator,
                     dropped,
@@ -703,6 +744,7 @@ fn row(
     cap: Option<f64>,
     reports: &[Value],
     walls: &[Duration],
+    returning: &[Value],
     warm: Option<&Value>,
     emulator: Option<Value>,
     dropped: u64,
@@ -714,6 +756,10 @@ fn row(
             .as_array()
             .map(|reqs| reqs.iter().skip(1).collect())
     });
+    let returning_med = |key: &str| {
+        (!returning.is_empty())
+            .then(|| median(&returning.iter().map(|r| f(r, key)).collect::<Vec<_>>()))
+    };
     let warm_med = |key: &str| {
         later
             .as_ref()
@@ -744,6 +790,10 @@ fn row(
         online_bytes_received: u(first, "online_bytes_received"),
         offline_bytes: u(first, "offline_bytes"),
         setup_bytes: u(first, "setup_bytes_sent"),
+        returning: returning.len(),
+        returning_first_answer_s: returning_med("first_answer_s"),
+        returning_offline_s: returning_med("offline_s"),
+        returning_online_s: returning_med("online_s"),
         warm_online_s: warm_med("online_s"),
         warm_offline_s: warm_med("offline_s"),
         emulator_online_s: emulator.as_ref().map(|e| f(e, "median_s")),
@@ -760,12 +810,12 @@ fn table(rows: &[NetRow]) -> String {
     };
     let _ = writeln!(
         out,
-        "{}, batch 1, {} links, real TCP path through the delay line (TCP {}); medians over {} fresh clients (seconds)",
-        first.model, first.links, first.tcp, first.fresh
+        "{}, batch 1, {} links, real TCP path through the delay line (TCP {}); medians over {} fresh clients and {} returning ones, which kept the weights' F (seconds)",
+        first.model, first.links, first.tcp, first.fresh, first.returning
     );
     let _ = writeln!(
         out,
-        "{:<25} {:>6} {:>8} | {:>6} {:>6} {:>6} {:>7} | {:>6} {:>7} {:>6} {:>7} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
+        "{:<25} {:>6} {:>8} | {:>6} {:>6} {:>6} {:>7} {:>7} | {:>6} {:>7} {:>6} {:>7} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
         "protocol/linear",
         "RTT ms",
         "Mbit/s",
@@ -773,6 +823,7 @@ fn table(rows: &[NetRow]) -> String {
         "dealer",
         "setup",
         "answer",
+        "kept F",
         "setup",
         "offline",
         "online",
@@ -789,7 +840,7 @@ fn table(rows: &[NetRow]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>6} {:>8} | {:>6} {:>6} {:>6} {:>7} | {:>6} {:>7} {:>6} {:>7} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
+        "{:<25} {:>6} {:>8} | {:>6} {:>6} {:>6} {:>7} {:>7} | {:>6} {:>7} {:>6} {:>7} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
         "",
         "",
         "",
@@ -797,6 +848,7 @@ fn table(rows: &[NetRow]) -> String {
         "at",
         "at",
         "at",
+        "answer",
         "",
         "",
         "",
@@ -815,7 +867,7 @@ fn table(rows: &[NetRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<25} {:>6} {:>8} | {:>6.3} {:>6.3} {:>6.3} {:>7.3} | {:>6.3} {:>7.3} {:>6.3} {:>7.3} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
+            "{:<25} {:>6} {:>8} | {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>7} | {:>6.3} {:>7.3} {:>6.3} {:>7.3} | {:>6} {:>6} {:>5} {:>10} {:>10} | {:>6} {:>7} {:>6} | {:>5}",
             format!("{}/{}", r.protocol, r.linear),
             r.rtt_ms,
             r.bandwidth_mbps.map_or("-".into(), |b| b.to_string()),
@@ -823,6 +875,7 @@ fn table(rows: &[NetRow]) -> String {
             r.dealer_joined_s,
             r.setup_done_s,
             r.first_answer_s,
+            opt(r.returning_first_answer_s),
             r.setup_s,
             r.offline_s,
             r.online_s,
