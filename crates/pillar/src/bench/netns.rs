@@ -168,6 +168,9 @@ pub(crate) struct TcpTuning {
     /// `initcwnd` and `initrwnd` of namespace A's route to B (kernel default: 10): the
     /// server side's, which the operator of the server and the dealer controls.
     pub initcwnd: Option<u32>,
+    /// The same of namespace B's route to A: the client host's, which its own operator
+    /// controls.
+    pub client_initcwnd: Option<u32>,
     /// `net.ipv4.tcp_slow_start_after_idle=0` in namespace A (the server side): a connection
     /// idle for longer than its
     /// retransmission timeout keeps its congestion window.
@@ -221,7 +224,12 @@ impl Path {
             ip(&["-n", ns, "addr", "add", here, "peer", there, "dev", ns])?;
             ip(&["-n", ns, "link", "set", ns, "up"])?;
             let server_side = *ns == self.a;
-            if let Some(w) = tuning.initcwnd.filter(|_| server_side) {
+            let window = if server_side {
+                tuning.initcwnd
+            } else {
+                tuning.client_initcwnd
+            };
+            if let Some(w) = window {
                 let w = w.to_string();
                 ip(&[
                     "-n", ns, "route", "change", there, "dev", ns, "initcwnd", &w, "initrwnd", &w,

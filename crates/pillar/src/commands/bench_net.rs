@@ -96,6 +96,11 @@ pub(crate) struct NetBenchArgs {
     #[arg(long)]
     initcwnd: Option<u32>,
 
+    /// initcwnd and initrwnd of the client side's route to the server and the dealer
+    /// (namespace B): what the client's host can set [default: the kernel's, 10].
+    #[arg(long)]
+    client_initcwnd: Option<u32>,
+
     /// Set net.ipv4.tcp_slow_start_after_idle=0 on the server side (namespace A).
     #[arg(long)]
     no_slow_start_after_idle: bool,
@@ -240,6 +245,7 @@ pub(crate) fn run(args: &NetBenchArgs) -> Result<()> {
     netns::catch_signals();
     let tuning = TcpTuning {
         initcwnd: args.initcwnd,
+        client_initcwnd: args.client_initcwnd,
         no_slow_start_after_idle: args.no_slow_start_after_idle,
         congestion_control: args.congestion_control.clone(),
         buffer_max: args.tcp_buffer_max,
@@ -247,9 +253,10 @@ pub(crate) fn run(args: &NetBenchArgs) -> Result<()> {
     let path = Path::new(Shape::new(0.0, None, args.queue_bytes), &tuning)?;
     let value = |key| Path::sysctl_value(&path.a, key).unwrap_or("?".into());
     let tcp = format!(
-        "{}, initcwnd {}, slow start after idle {}, wmem max {}",
+        "{}, initcwnd {} (client {}), slow start after idle {}, wmem max {}",
         value("net.ipv4.tcp_congestion_control"),
         args.initcwnd.map_or("10".into(), |w| w.to_string()),
+        args.client_initcwnd.map_or("10".into(), |w| w.to_string()),
         value("net.ipv4.tcp_slow_start_after_idle"),
         value("net.ipv4.tcp_wmem")
             .split_whitespace()
