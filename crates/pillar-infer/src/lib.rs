@@ -11,8 +11,8 @@
 //! value at fault.
 //!
 //! # Phases
-//! - **Setup**, once per connection: the server's weights enter as the sharing `(W, 0)` and
-//!   their Beaver masks are opened (`W - B`, one round); see
+//! - **Setup**, once per connection: the server sends its weights under the model's masks,
+//!   `F = W - B` (one round, one way; skipped for a client that kept `F`); see
 //!   [`pillar_mpc::protocols::weights`].
 //! - **Offline**, per batch: every correlation the batch will consume is fetched from the
 //!   dealer before the input is used ([`Architecture::needs`]).

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use crate::party::Party;
 
 /// The version of the frames and messages; a peer of another version is refused.
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 
 /// Bytes in a frame header.
 pub const HEADER: usize = 8;

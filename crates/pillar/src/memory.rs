@@ -258,8 +258,9 @@ fn meminfo_field(text: &str, name: &str) -> Option<usize> {
 /// connections at once (`serve`, `dealer`, `infer`, `bench load`). mimalloc asks for huge
 /// pages, and every thread's heap then takes whole 2 MiB pages that the kernel must zero:
 /// `bench load` on the MNIST convnet spent 70% of its CPU time in the kernel zeroing them at
-/// 128 clients. Without them (measured 2026-11-30, `pillar bench load --clients 8,128`): 684
-/// and 576 images/s instead of 632 and 307, and 1.3 GiB instead of 4.6 GiB at 128 clients;
+/// 128 clients. Without them (measured 2026-11-30, `pillar bench load --clients 1,8,32,128`):
+/// 672 and 546 images/s at 8 and 128 clients instead of 632 and 307, and 1.5 GiB instead of
+/// 4.6 GiB at 128;
 /// ResNet-18 and ResNet-50 inferences are as fast either way. Training keeps them: a MiniONN
 /// step is 3% faster with them.
 pub(crate) fn no_huge_pages() {

@@ -40,7 +40,7 @@ const MAX_PLAINTEXT: usize = MAX_MESSAGE - TAG;
 /// What both ends send first, in the clear, followed by a mode byte (bit 0: Noise rather than
 /// plaintext; bit 1: the dealer's protocol rather than the parties'): `PILLAR` and the wire
 /// version, so a pillar of another version is refused at once.
-pub const PREAMBLE: &[u8; 7] = b"PILLAR5";
+pub const PREAMBLE: &[u8; 7] = b"PILLAR6";
 const _: () = assert!(PREAMBLE[6] == b'0' + crate::wire::VERSION);
 /// How a secret key file starts; the key follows in hex.
 const SECRET_TAG: &str = "pillar-secret-key";

@@ -99,9 +99,9 @@ pub(crate) struct ModelRow {
     /// Bytes the client sends the server in the offline phase (preprocessed: its posts of
     /// shares known offline).
     offline_post_bytes: u64,
-    /// Bytes the server sends once per connection to open the weight masks.
+    /// Bytes the server sends once per connection: the weights' `F = W - B`.
     setup_bytes: u64,
-    /// Bytes the client sends in the setup (none under the preprocessed protocol).
+    /// Bytes the client sends in the setup (none).
     setup_bytes_client: u64,
     /// Online time of one inference (client side), median over the repeats.
     median_s: f64,
