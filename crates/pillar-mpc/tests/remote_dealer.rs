@@ -243,7 +243,7 @@ fn bad_requests_are_refused_and_the_dealer_keeps_serving() {
         })
         .unwrap_err();
     assert!(matches!(err, DealerError::Need { .. }), "{err}");
-    // A mask never drawn (even though the server committed to it).
+    // A mask the server does not have (even though it committed to the product).
     let (id, mut d0) = session(&addr);
     let mut d1 = join_session(&addr, id, &KEYS.client, TIMEOUT).unwrap();
     let need = Need::MaskedScale {

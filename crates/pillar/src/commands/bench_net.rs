@@ -612,10 +612,7 @@ fn measure(
         returning_args.push(kept_dir.display().to_string());
         if args.returning > 0 {
             path.set(Shape::new(0.0, None, args.queue_bytes));
-            let mut a = returning_args.clone();
-            a.push("--input".into());
-            a.push(files.input.display().to_string());
-            run_to_end(Some(&path.b), &a, timeout)?;
+            classify(path, files, &returning_args, timeout)?;
         }
         for &rtt in &args.rtt_ms {
             for &cap in caps {
@@ -630,24 +627,13 @@ fn measure(
                 let mut reports = Vec::with_capacity(args.fresh);
                 let mut walls = Vec::with_capacity(args.fresh);
                 for _ in 0..args.fresh {
-                    let mut a = infer_args.clone();
-                    a.push("--input".into());
-                    a.push(files.input.display().to_string());
-                    let (out, wall) = run_to_end(Some(&path.b), &a, timeout)?;
-                    reports.push(
-                        serde_json::from_str::<Value>(&out)
-                            .context("pillar infer printed no JSON report")?,
-                    );
+                    let (report, wall) = classify(path, files, &infer_args, timeout)?;
+                    reports.push(report);
                     walls.push(wall);
                 }
                 let mut returning = Vec::with_capacity(args.returning);
                 for _ in 0..args.returning {
-                    let mut a = returning_args.clone();
-                    a.push("--input".into());
-                    a.push(files.input.display().to_string());
-                    let (out, _) = run_to_end(Some(&path.b), &a, timeout)?;
-                    let report = serde_json::from_str::<Value>(&out)
-                        .context("pillar infer printed no JSON report")?;
+                    let (report, _) = classify(path, files, &returning_args, timeout)?;
                     if report["weights_kept"] != Value::Bool(true) {
                         bail!("a returning client did not use the weights it kept");
                     }
@@ -685,6 +671,22 @@ fn measure(
         }
     }
     Ok(rows)
+}
+
+/// One client process (`pillar infer` with `infer_args`) classifying the input across the
+/// path: its JSON report and its wall time.
+fn classify(
+    path: &Path,
+    files: &Files,
+    infer_args: &[String],
+    timeout: Duration,
+) -> Result<(Value, Duration)> {
+    let mut a = infer_args.to_vec();
+    a.push("--input".into());
+    a.push(files.input.display().to_string());
+    let (out, wall) = run_to_end(Some(&path.b), &a, timeout)?;
+    let report = serde_json::from_str(&out).context("pillar infer printed no JSON report")?;
+    Ok((report, wall))
 }
 
 /// `pillar bench model` on the same network and link, in this namespace: its row.
