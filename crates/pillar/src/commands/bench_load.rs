@@ -59,10 +59,10 @@ pub(crate) struct LoadBenchArgs {
     #[arg(long, default_value = "preprocessed")]
     linear: LinearProtocol,
 
-    /// Whether a client that reconnects receives the model's `F = W - B` again (`fresh`) or
-    /// uses the one it kept (`kept`, as `pillar infer --keep-weights` does: the setup is
-    /// skipped). The clients of this process keep one copy between them, as a process that
-    /// holds many clients would.
+    /// Whether every connection receives the model's `F = W - B` (`fresh`) or uses one kept
+    /// from an earlier visit (`kept`, as `pillar infer --keep-weights` does: the setup is
+    /// skipped; one connection fetches `F` before the clock starts, and the clients of this
+    /// process share that copy, as a process that holds many clients would).
     #[arg(long, value_enum, default_value_t = WeightsArg::Kept)]
     weights: WeightsArg,
 
