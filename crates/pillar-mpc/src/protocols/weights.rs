@@ -19,6 +19,7 @@ use std::sync::{Arc, OnceLock};
 use zeroize::Zeroizing;
 
 use crate::correlation::{MaskedConv, MaskedMatmul, MaskedScale};
+use crate::dealer::remote::{hex, unhex};
 use crate::dealer::{Need, WeightMasks};
 use crate::error::MpcError;
 use crate::kernels::{ConvGeometry, conv2d as conv_kernel, matmul as matmul_kernel};
@@ -111,17 +112,27 @@ impl WeightsDigest {
     pub fn of(f: &[u64]) -> Self {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        for chunk in f.chunks(1 << 16) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|w| w.to_le_bytes()).collect();
-            h.update(&bytes);
-        }
+        le_bytes(f, |bytes| h.update(bytes));
         WeightsDigest(h.finalize().into())
+    }
+}
+
+/// Hands `words`' little-endian bytes to `each`, in order: the words' own memory on a
+/// little-endian machine, chunks converted one at a time elsewhere.
+fn le_bytes(words: &[u64], mut each: impl FnMut(&[u8])) {
+    if cfg!(target_endian = "little") {
+        each(bytemuck::cast_slice(words));
+        return;
+    }
+    for chunk in words.chunks(1 << 13) {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|w| w.to_le_bytes()).collect();
+        each(&bytes);
     }
 }
 
 impl std::fmt::Display for WeightsDigest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(&hex(&self.0))
     }
 }
 
@@ -135,15 +146,9 @@ impl std::str::FromStr for WeightsDigest {
     type Err = MpcError;
 
     fn from_str(s: &str) -> Result<Self, MpcError> {
-        let bad = || MpcError::invalid("WeightsDigest", format!("{s:?} is not 64 hex digits"));
-        if s.len() != 64 || !s.is_ascii() {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(WeightsDigest(out))
+        unhex(s).map(WeightsDigest).ok_or_else(|| {
+            MpcError::invalid("WeightsDigest", format!("{s:?} is not 64 hex digits"))
+        })
     }
 }
 
@@ -202,6 +207,28 @@ impl KeptWeights {
     /// The words of `F`, in the order of the weights.
     pub fn words(&self) -> &Arc<Vec<u64>> {
         &self.f
+    }
+
+    /// Writes the words of `F`, little-endian: what [`KeptWeights::read`] reads back.
+    pub fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut written = Ok(());
+        le_bytes(&self.f, |bytes| {
+            if written.is_ok() {
+                written = w.write_all(bytes);
+            }
+        });
+        written
+    }
+
+    /// `words` words of `F` written by [`KeptWeights::write`], under their own digest (the
+    /// caller compares it with the one it expects).
+    pub fn read(r: &mut impl std::io::Read, words: usize) -> std::io::Result<Self> {
+        let mut f = vec![0u64; words];
+        r.read_exact(bytemuck::cast_slice_mut(&mut f))?;
+        for w in &mut f {
+            *w = u64::from_le(*w);
+        }
+        Ok(KeptWeights::verified(f))
     }
 }
 
@@ -536,4 +563,30 @@ pub fn add_bias(s: &Session, y: Share, bias: &[u64]) -> Result<Share, MpcError> 
         }
     }
     Ok(Share::new(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_weights_round_trip_little_endian_under_their_digest() {
+        let f: Vec<u64> = (0..1000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let kept = KeptWeights::verified(f.clone());
+        let mut bytes = Vec::new();
+        kept.write(&mut bytes).unwrap();
+        assert_eq!(&bytes[..8], &f[0].to_le_bytes());
+        assert_eq!(bytes.len(), 8 * f.len());
+        let back = KeptWeights::read(&mut bytes.as_slice(), f.len()).unwrap();
+        assert_eq!(back, kept);
+        assert!(KeptWeights::read(&mut &bytes[1..], f.len()).is_err());
+        let digest = kept.digest();
+        assert_eq!(digest.to_string().parse::<WeightsDigest>().unwrap(), digest);
+        assert!("00".parse::<WeightsDigest>().is_err());
+        let mut other = f;
+        other[999] ^= 1;
+        assert_ne!(WeightsDigest::of(&other), digest);
+    }
 }

@@ -13,7 +13,7 @@ use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 use pillar_infer::remote::{RemoteModel, RemoteReport};
 use pillar_infer::{Parties, mirror};
-use pillar_mpc::protocols::weights::KeptWeights;
+use pillar_mpc::protocols::weights::{KeptWeights, WeightsDigest};
 use pillar_nn::{OutputTransform, Tensor};
 use pillar_train::data::{DataSet, DatasetKind};
 use serde::Serialize;
@@ -196,13 +196,14 @@ pub(crate) fn run(args: &InferArgs) -> Result<()> {
     };
     let mut model = model.with_memory_limit(budget.bytes);
     let arch = model.architecture().clone();
+    let digest = model.weights_digest();
     let kept_path = args
         .keep_weights
         .as_ref()
-        .map(|dir| dir.join(format!("{}.f", model.weights_digest())));
+        .map(|dir| dir.join(format!("{digest}.f")));
     let weights_kept = match &kept_path {
         Some(path) => {
-            load_kept(path, arch.setup_words())?.is_some_and(|k| model.with_kept_weights(k))
+            load_kept(path, digest, arch.setup_words())?.is_some_and(|k| model.with_kept_weights(k))
         }
         None => false,
     };
@@ -468,10 +469,10 @@ fn print_text(r: &Report) {
     );
 }
 
-/// The `F` kept at `path` for a model of `words` weight words: `None` if there is none, or
-/// (with a warning) if the file is not one (its size or digest is wrong): the setup then
-/// receives it again, and the file is replaced.
-fn load_kept(path: &Path, words: usize) -> Result<Option<KeptWeights>> {
+/// The `F` of digest `digest` and `words` weight words kept at `path`: `None` if there is
+/// none, or (with a warning) if the file is not one (its size or digest is wrong): the setup
+/// then receives it again, and the file is replaced.
+fn load_kept(path: &Path, digest: WeightsDigest, words: usize) -> Result<Option<KeptWeights>> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(None);
     };
@@ -484,14 +485,10 @@ fn load_kept(path: &Path, words: usize) -> Result<Option<KeptWeights>> {
         );
         return Ok(None);
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let f: Vec<u64> = bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-        .collect();
-    let kept = KeptWeights::verified(f);
-    let named = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    if kept.digest().to_string() != named {
+    let kept = std::fs::File::open(path)
+        .and_then(|mut file| KeptWeights::read(&mut file, words))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if kept.digest() != digest {
         eprintln!(
             "warning: {} does not hold the weights its name says: receiving them again",
             path.display()
@@ -506,8 +503,7 @@ fn store_kept(path: &Path, kept: &KeptWeights) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
     }
-    let bytes: Vec<u8> = kept.words().iter().flat_map(|w| w.to_le_bytes()).collect();
-    pillar_nn::write_atomic(path, &bytes)
+    pillar_nn::write_atomic_with(path, |tmp| kept.write(&mut std::fs::File::create_new(tmp)?))
         .with_context(|| format!("cannot keep the weights in {}", path.display()))
 }
 
