@@ -88,9 +88,8 @@ pub fn announcement(input: &[u8]) {
     let Ok(announced) = crate::wire::decode::<Announce>(input) else {
         return;
     };
-    let mut dealer = TrustedDealer::from_seeds([1; 32], [2; 32]);
     let masks = WeightMasks::from_seed(1, (1..=FUZZ_MASKS).collect());
-    *dealer.mask_cell().lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(masks));
+    let mut dealer = TrustedDealer::from_seeds([1; 32], [2; 32]).with_weight_masks(Arc::new(masks));
     for need in announced.needs() {
         if need.check(4096).is_err() || dealer.correction(need).is_err() {
             return;

@@ -260,9 +260,11 @@ impl TrustedDealer {
         }
     }
 
-    /// Where the server's weight masks are to be found, once told.
-    pub(crate) fn mask_cell(&self) -> MaskCell {
-        Arc::clone(&self.masks)
+    /// The dealer's side of a pair whose server told `masks` already (a dealer process
+    /// learns them when the server opens the session).
+    pub(crate) fn with_weight_masks(self, masks: Arc<WeightMasks>) -> Self {
+        *self.masks.lock().unwrap_or_else(|p| p.into_inner()) = Some(masks);
+        self
     }
 }
 

@@ -296,8 +296,7 @@ impl DealerService {
         };
         send(stream.writer(), &reply)?;
         tracing::info!("dealer: session {} joined", id.tag());
-        let dealer = TrustedDealer::from_seeds(seeds[0], seeds[1]);
-        *dealer.mask_cell().lock().unwrap_or_else(|p| p.into_inner()) = Some(masks);
+        let dealer = TrustedDealer::from_seeds(seeds[0], seeds[1]).with_weight_masks(masks);
         let served = self.serve_corrections(stream, dealer, &plan);
         if let Err(e @ DealerError::Diverged { .. }) = &served {
             tracing::warn!("dealer: session {}: {e}", id.tag());
