@@ -89,6 +89,20 @@ pub struct MemoryEstimate {
 const LOCAL_BASE: usize = 32 << 20;
 
 impl MemoryEstimate {
+    /// A local run's estimate from what it counts, with the margin the measurements show.
+    fn local(batch: usize, parties: usize, dealer: usize, channel: usize, plan: usize) -> Self {
+        let mut estimate = MemoryEstimate {
+            batch,
+            parties,
+            dealer,
+            channel,
+            plan,
+            margin: 0,
+        };
+        estimate.margin = (estimate.total() / 4).saturating_add(LOCAL_BASE);
+        estimate
+    }
+
     /// All of it, in bytes.
     pub fn total(&self) -> usize {
         [
@@ -126,20 +140,17 @@ impl Architecture {
         }
         let weights = self.setup_words();
         let (largest_need, largest_round) = self.largest(batch)?;
-        let mut estimate = MemoryEstimate {
+        Ok(MemoryEstimate::local(
             batch,
-            parties: one.saturating_mul(2),
-            dealer: largest_need,
-            channel: bytes(largest_round.max(weights)).saturating_mul(4),
+            one.saturating_mul(2),
+            largest_need,
+            bytes(largest_round.max(weights)).saturating_mul(4),
             // `W`, the masked `F` sent to every client, and under Beaver the masks `B`.
-            plan: bytes(weights).saturating_mul(match self.options.linear {
+            bytes(weights).saturating_mul(match self.options.linear {
                 LinearProtocol::Preprocessed => 2,
                 LinearProtocol::Beaver => 3,
             }),
-            margin: 0,
-        };
-        estimate.margin = (estimate.total() / 4).saturating_add(LOCAL_BASE);
-        Ok(estimate)
+        ))
     }
 
     /// The bytes of the largest correlation at the trusted dealer, and the words of the
@@ -172,13 +183,14 @@ impl Architecture {
         let peak = self.peak(batch)?;
         let own = bytes(peak.words.saturating_sub(peak.weights));
         let (largest_need, largest_round) = self.largest(batch)?;
-        let counted = own
-            .saturating_mul(2)
-            .saturating_add(largest_need)
-            .saturating_add(bytes(largest_round).saturating_mul(4));
-        Ok(counted
-            .saturating_add(counted / 4)
-            .saturating_add(LOCAL_BASE))
+        let estimate = MemoryEstimate::local(
+            batch,
+            own.saturating_mul(2),
+            largest_need,
+            bytes(largest_round).saturating_mul(4),
+            0,
+        );
+        Ok(estimate.total())
     }
 
     /// [`Architecture::memory`]'s total, in bytes.
