@@ -117,6 +117,16 @@ struct Link {
 }
 
 impl Link {
+    /// An idle bottleneck of `shape`, free from `now`.
+    fn new(shape: Shape, now: Instant) -> Link {
+        Link {
+            shape,
+            free_at: now,
+            dropped: 0,
+            forwarded: 0,
+        }
+    }
+
     /// When a packet of `len` bytes arriving `now` is delivered, or `None` if the queue is
     /// full (drop tail).
     fn admit(&mut self, now: Instant, len: usize) -> Option<Instant> {
@@ -154,14 +164,7 @@ pub(crate) struct DelayLine {
 impl DelayLine {
     /// Forwards between `a` and `b` as `shape` says, each way.
     pub(crate) fn start(a: &Tun, b: &Tun, shape: Shape) -> io::Result<DelayLine> {
-        let link = || {
-            Arc::new(Mutex::new(Link {
-                shape,
-                free_at: Instant::now(),
-                dropped: 0,
-                forwarded: 0,
-            }))
-        };
+        let link = || Arc::new(Mutex::new(Link::new(shape, Instant::now())));
         let links = [link(), link()];
         direction(
             "a->b",
@@ -247,12 +250,7 @@ mod tests {
         let shape = Shape::new(100.0, None, None);
         assert_eq!(shape.one_way, Duration::from_millis(50));
         let now = Instant::now();
-        let mut link = Link {
-            shape,
-            free_at: now,
-            dropped: 0,
-            forwarded: 0,
-        };
+        let mut link = Link::new(shape, now);
         assert_eq!(link.admit(now, 1500), Some(now + Duration::from_millis(50)));
     }
 
@@ -261,12 +259,7 @@ mod tests {
         // 8 Mbit/s = 1 MB/s: a 1000-byte packet takes 1 ms on the wire.
         let shape = Shape::new(10.0, Some(8.0), Some(2500));
         let now = Instant::now();
-        let mut link = Link {
-            shape,
-            free_at: now,
-            dropped: 0,
-            forwarded: 0,
-        };
+        let mut link = Link::new(shape, now);
         let ms = Duration::from_millis;
         assert_eq!(link.admit(now, 1000), Some(now + ms(1) + ms(5)));
         assert_eq!(link.admit(now, 1000), Some(now + ms(2) + ms(5)));
