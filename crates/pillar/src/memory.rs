@@ -260,9 +260,9 @@ fn meminfo_field(text: &str, name: &str) -> Option<usize> {
 /// `bench load` on the MNIST convnet spent 70% of its CPU time in the kernel zeroing them at
 /// 128 clients. Without them (measured 2026-11-30, `pillar bench load --clients 1,8,32,128`):
 /// 672 and 546 images/s at 8 and 128 clients instead of 632 and 307, and 1.5 GiB instead of
-/// 4.6 GiB at 128;
-/// ResNet-18 and ResNet-50 inferences are as fast either way. Training keeps them: a MiniONN
-/// step is 3% faster with them.
+/// 4.6 GiB at 128. mimalloc's own switch, `MIMALLOC_ALLOW_THP=0`, gave 684 and 576 images/s and
+/// 1.3 GiB, and with it ResNet-18 and ResNet-50 inferences were as fast either way, while a
+/// MiniONN training step was 3% faster with huge pages: training keeps them.
 pub(crate) fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and only sets a flag of
